@@ -1,0 +1,283 @@
+"""Typed pipeline configuration, loaded from YAML under ``pipelines/``.
+
+Every model forbids unknown keys, so a typo in a nightly config fails before any
+compute is spent, with the file, line and field named.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rlaif.errors import ConfigError
+from rlaif.hashing import stable_hash
+from rlaif.models import DEFAULT_MODEL
+
+STAGES = ("sample", "pair", "judge", "aggregate", "train", "evaluate")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PromptsConfig(_Strict):
+    """Where prompts come from and how they split into training and held-out evaluation."""
+
+    source: str = "builtin"
+    """``builtin``, a .jsonl/.json/.csv/.parquet file, a ``save_to_disk`` directory or a hub name."""
+    prompt_column: str = "prompt"
+    id_column: str | None = "id"
+    split: str = "train"
+    limit: int | None = Field(default=None, ge=1)
+    eval_size: int = Field(default=16, ge=0)
+    shuffle_seed: int = 0
+
+
+class SampleConfig(_Strict):
+    backend: Literal["auto", "transformers", "vllm"] = "auto"
+    """``auto`` uses vLLM when it is importable and a GPU is present, transformers otherwise."""
+    n: int = Field(default=4, ge=1)
+    max_new_tokens: int = Field(default=64, ge=1)
+    temperature: float = Field(default=0.8, ge=0.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    batch_size: int = Field(default=16, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+    system_prompt: str | None = None
+    seed: int = 0
+
+
+class PairConfig(_Strict):
+    strategy: Literal["all_pairs", "random_pairs"] = "all_pairs"
+    k: int = Field(default=2, ge=1)
+    """Pairs per prompt for ``random_pairs``."""
+    skip_identical: bool = True
+    seed: int = 0
+
+
+class TransformersJudgeConfig(_Strict):
+    """A local causal LM read through the next-token probabilities of the rubric's labels."""
+
+    backend: Literal["transformers"] = "transformers"
+    name: str = "local"
+    model: str = DEFAULT_MODEL
+    rubric: str = "helpful_harmless"
+    batch_size: int = Field(default=8, ge=1)
+    max_length: int = Field(default=2048, ge=16)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+
+
+class PythonJudgeConfig(_Strict):
+    """A plain Python callable ``f(prompt, first, second) -> P(first wins) | 'A' | 'B'``."""
+
+    backend: Literal["python"] = "python"
+    name: str = "python"
+    callable: str
+    """``module:function``, importable from the working directory."""
+
+
+JudgeBackendConfig = Annotated[
+    TransformersJudgeConfig | PythonJudgeConfig, Field(discriminator="backend")
+]
+
+
+class JudgeConfig(_Strict):
+    judges: list[JudgeBackendConfig] = Field(
+        default_factory=lambda: [TransformersJudgeConfig()], min_length=1
+    )
+    orders: Literal["both", "original"] = "both"
+    """``both`` judges every pair as (a, b) and (b, a) to cancel position bias."""
+    flush_every: int = Field(default=32, ge=1)
+    """Judgments per durable write; a crash loses at most this many."""
+    cache: str | None = None
+    """SQLite judgment store; defaults to ``<output_dir>/judgments.sqlite``, shared by all runs
+    there, so changing a downstream setting never pays for the same judgment again."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> JudgeConfig:
+        names = [j.name for j in self.judges]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"judge names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class AggregateConfig(_Strict):
+    min_margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Drop pairs whose |2 * p_chosen - 1| is below this."""
+    ties: Literal["drop", "keep"] = "drop"
+    """What to do with pairs whose hard verdicts disagree across orders."""
+
+
+class TrainConfig(_Strict):
+    """DPO through ``trl.DPOTrainer``; the reward-model + PPO route plugs in as another method."""
+
+    method: Literal["dpo"] = "dpo"
+    beta: float = Field(default=0.1, gt=0.0)
+    loss_type: str = "sigmoid"
+    learning_rate: float = Field(default=5e-6, gt=0.0)
+    max_steps: int = Field(default=20, ge=1)
+    per_device_train_batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_length: int = Field(default=512, ge=16)
+    warmup_steps: int = Field(default=0, ge=0)
+    logging_steps: int = Field(default=1, ge=1)
+    seed: int = 0
+
+
+class EvaluateConfig(_Strict):
+    """Policy vs SFT on the held-out prompts, judged by the judge stage's judges."""
+
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    """Defaults to ``sample.max_new_tokens``."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    bootstrap: int = Field(default=2000, ge=100)
+    seed: int = 0
+
+
+class PipelineConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    model: str = DEFAULT_MODEL
+    """The SFT policy: a built-in name, a local HF directory or a cached hub id."""
+    output_dir: str = "outputs"
+    prompts: PromptsConfig = PromptsConfig()
+    sample: SampleConfig = SampleConfig()
+    pair: PairConfig = PairConfig()
+    judge: JudgeConfig = JudgeConfig()
+    aggregate: AggregateConfig = AggregateConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    def hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json"))
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read a pipeline YAML, apply ``key=value`` overrides and validate it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read pipeline file ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    for item in overrides or []:
+        apply_override(data, item)
+    return validate_pipeline(data, source=str(path), lines=_key_lines(text))
+
+
+def validate_pipeline(
+    data: dict[str, Any], *, source: str = "<config>", lines: dict[tuple, int] | None = None
+) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, lines or {})) from None
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (``3``, ``true``, ``[1]``)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. sample.n=8")
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: '{part}' is not a mapping")
+        node = node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = yaml.safe_load(raw)
+    elif isinstance(node, dict):
+        node[last] = yaml.safe_load(raw)
+    else:
+        raise ConfigError(f"--set {item!r}: cannot set '{last}' here")
+
+
+def _format_errors(exc: ValidationError, source: str, lines: dict[tuple, int]) -> str:
+    messages = []
+    for err in exc.errors():
+        loc = _drop_union_tags(tuple(err["loc"]))
+        suggestion = _suggestion(tuple(err["loc"])) if err["type"] == "extra_forbidden" else ""
+        dotted = ".".join(str(p) for p in loc) or "<top level>"
+        where = source
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in lines:
+                where = f"{source}:{lines[loc[:n]]}"
+                break
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key" + suggestion
+        messages.append(f"{where}: {dotted}: {msg}")
+    return "invalid pipeline config\n  " + "\n  ".join(messages)
+
+
+_JUDGE_BACKENDS: dict[str, type[BaseModel]] = {
+    "transformers": TransformersJudgeConfig,
+    "python": PythonJudgeConfig,
+}
+
+
+def _drop_union_tags(loc: tuple) -> tuple:
+    """Pydantic puts the discriminator value in the error path (``judges.0.python.x``); users
+    never wrote it, so drop it."""
+    return tuple(
+        p for i, p in enumerate(loc)
+        if not (p in _JUDGE_BACKENDS and i > 0 and isinstance(loc[i - 1], int))
+    )
+
+
+def _suggestion(loc: tuple) -> str:
+    model: type[BaseModel] | None = PipelineConfig
+    for i, part in enumerate(loc[:-1]):
+        if isinstance(part, int):
+            continue
+        if part in _JUDGE_BACKENDS and i > 0 and isinstance(loc[i - 1], int):
+            model = _JUDGE_BACKENDS[part]
+            continue
+        if model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _key_lines(text: str) -> dict[tuple, int]:
+    """Map each key path in a YAML document to its 1-based line, for error messages."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    out: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, prefix: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                path = (*prefix, key.value)
+                out[path] = key.start_mark.line + 1
+                walk(value, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                out[(*prefix, i)] = item.start_mark.line + 1
+                walk(item, (*prefix, i))
+
+    if root is not None:
+        walk(root, ())
+    return out

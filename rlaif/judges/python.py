@@ -1,0 +1,71 @@
+"""A plain Python callable as a judge: rule-based rubrics, tests, deterministic demos.
+
+The callable takes ``(prompt, first, second)`` and returns P(first wins) as a float
+in [0, 1], or the label ``"A"`` (first) or ``"B"`` (second).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+from rlaif.config import PythonJudgeConfig
+from rlaif.errors import ConfigError
+from rlaif.judges.base import JudgeRequest, Verdict
+
+
+def import_callable(spec: str, *, field: str) -> Callable[..., Any]:
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        raise ConfigError(f"{field}: '{spec}' must look like 'module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{field}: cannot import module '{module_name}': {exc}") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"{field}: module '{module_name}' has no callable '{attr}'")
+    return fn
+
+
+class PythonJudge:
+    def __init__(self, cfg: PythonJudgeConfig):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.fn = import_callable(cfg.callable, field=f"judge '{cfg.name}'.callable")
+        try:
+            source = inspect.getsource(self.fn)
+        except (OSError, TypeError):
+            source = cfg.callable
+        self._hash = hashlib.sha256(source.encode()).hexdigest()
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "python", "callable": self.cfg.callable, "source_hash": self._hash}
+
+    def provenance(self) -> dict[str, str]:
+        return {"rubric_id": self.cfg.callable, "rubric_hash": self._hash}
+
+    def render(self, request: JudgeRequest) -> list[str]:
+        return [request.prompt, request.first, request.second]
+
+    def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
+        return [self._one(r) for r in requests]
+
+    def _one(self, request: JudgeRequest) -> Verdict:
+        try:
+            out = self.fn(request.prompt, request.first, request.second)
+        except Exception as exc:
+            return Verdict(status="error", raw_output="", error=f"{type(exc).__name__}: {exc}")
+        if out in ("A", "B"):
+            return Verdict(status="ok", raw_output=out, verdict=out,
+                           p_first=1.0 if out == "A" else 0.0)
+        if isinstance(out, (int, float)) and not isinstance(out, bool) and math.isfinite(out) \
+                and 0.0 <= out <= 1.0:
+            return Verdict(status="ok", raw_output=repr(out), verdict="A" if out >= 0.5 else "B",
+                           p_first=float(out))
+        return Verdict(status="invalid", raw_output=repr(out),
+                       error="expected a probability in [0, 1] or 'A'/'B'")

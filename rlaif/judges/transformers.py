@@ -1,0 +1,100 @@
+"""A local causal LM as a pairwise judge, read from next-token label probabilities.
+
+Following the RLAIF paper, the preference is the softmax over the logits of the two
+label tokens right after the judge prompt, so no text needs to be parsed and every
+judgment is a soft label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rlaif.config import TransformersJudgeConfig
+from rlaif.errors import ConfigError
+from rlaif.judges.base import JudgeRequest, Verdict
+from rlaif.models import resolve_model
+from rlaif.rubrics import load_rubric
+
+
+class TransformersJudge:
+    def __init__(self, cfg: TransformersJudgeConfig):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.rubric = load_rubric(cfg.rubric)
+        self.model_path = resolve_model(cfg.model, field=f"judge '{cfg.name}'.model")
+        self._tokenizer = None
+        self._model = None
+        self._label_ids: list[int] = []
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "backend": "transformers",
+            "model": self.cfg.model,
+            "dtype": self.cfg.dtype,
+            "read": "label_probs",
+            "rubric": self.rubric.id,
+            "rubric_hash": self.rubric.sha256,
+        }
+
+    def provenance(self) -> dict[str, str]:
+        return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
+
+    def render(self, request: JudgeRequest) -> list[dict[str, str]]:
+        return self.rubric.render(
+            prompt=request.prompt, response_a=request.first, response_b=request.second
+        )
+
+    def _load(self) -> None:
+        from rlaif.sampling.transformers import load_causal_lm
+
+        self._tokenizer, self._model = load_causal_lm(self.model_path, self.cfg.dtype)
+        for label in self.rubric.labels:
+            ids = self._tokenizer.encode(label, add_special_tokens=False)
+            if len(ids) != 1:
+                raise ConfigError(
+                    f"{self.rubric.path}: label '{label}' is {len(ids)} tokens for model "
+                    f"'{self.cfg.model}'; label-probability judging needs single-token labels"
+                )
+            self._label_ids.append(ids[0])
+
+    @torch.inference_mode()
+    def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
+        if self._model is None:
+            self._load()
+        tok = self._tokenizer
+        texts = [
+            tok.apply_chat_template(self.render(r), tokenize=False, add_generation_prompt=True)
+            for r in requests
+        ]
+        lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+        verdicts: list[Verdict | None] = [None] * len(requests)
+        fits = []
+        for i, n in enumerate(lengths):
+            if n > self.cfg.max_length:
+                verdicts[i] = Verdict(
+                    status="error", raw_output="",
+                    error=f"judge prompt is {n} tokens, over max_length={self.cfg.max_length}",
+                )
+            else:
+                fits.append(i)
+        for start in range(0, len(fits), self.cfg.batch_size):
+            idx = fits[start : start + self.cfg.batch_size]
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+            logits = self._model(**enc).logits[:, -1, :].float()
+            probs = logits.softmax(-1)
+            pair = probs[:, self._label_ids]
+            mass = pair.sum(-1)
+            p_first = (pair[:, 0] / mass.clamp_min(1e-30)).tolist()
+            top = logits.argmax(-1).tolist()
+            for row, i in enumerate(idx):
+                verdicts[i] = Verdict(
+                    status="ok",
+                    raw_output=tok.decode([top[row]]),
+                    verdict=self.rubric.labels[0] if p_first[row] >= 0.5 else self.rubric.labels[1],
+                    p_first=p_first[row],
+                    label_mass=float(mass[row]),
+                )
+        return verdicts  # type: ignore[return-value]

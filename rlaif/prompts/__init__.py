@@ -1,0 +1,105 @@
+"""Load prompt sets from the built-in set, local files, ``save_to_disk`` folders or the hub.
+
+Every loader ends in the same validated shape (``prompt_id``, ``prompt``, ``category``)
+so the stages never see a user's column names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+from rlaif.config import PromptsConfig
+from rlaif.errors import ConfigError
+
+BUILTIN_PATH = Path(__file__).with_name("default_prompts.jsonl")
+_FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def load_prompts(cfg: PromptsConfig) -> Dataset:
+    """Return the prompt set as ``prompt_id``, ``prompt``, ``category`` columns."""
+    source = str(BUILTIN_PATH) if cfg.source == "builtin" else cfg.source
+    raw = _read(source, cfg.split)
+    return normalize_prompts(raw, cfg, source=source)
+
+
+def split_prompts(prompts: Dataset, cfg: PromptsConfig) -> tuple[Dataset, Dataset]:
+    """Shuffle deterministically, apply ``limit``, and hold out ``eval_size`` prompts."""
+    shuffled = prompts.shuffle(seed=cfg.shuffle_seed)
+    if cfg.limit is not None:
+        shuffled = shuffled.select(range(min(cfg.limit, len(shuffled))))
+    if cfg.eval_size >= len(shuffled):
+        raise ConfigError(
+            f"prompts.eval_size={cfg.eval_size} leaves no training prompts "
+            f"out of {len(shuffled)}"
+        )
+    held_out = shuffled.select(range(cfg.eval_size))
+    train = shuffled.select(range(cfg.eval_size, len(shuffled)))
+    return train, held_out
+
+
+def normalize_prompts(raw: Dataset, cfg: PromptsConfig, *, source: str) -> Dataset:
+    columns = raw.column_names
+    if cfg.prompt_column not in columns:
+        raise ConfigError(
+            f"{source}: no prompt column '{cfg.prompt_column}' (prompts.prompt_column); "
+            f"columns are: {', '.join(columns) or 'none'}"
+        )
+    if cfg.id_column is not None and cfg.id_column not in columns:
+        raise ConfigError(
+            f"{source}: no id column '{cfg.id_column}' (prompts.id_column; set it to null to "
+            f"derive ids from the prompt text); columns are: {', '.join(columns)}"
+        )
+    texts = raw[cfg.prompt_column]
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()), None)
+    if bad is not None:
+        raise ConfigError(
+            f"{source}: row {bad + 1}: '{cfg.prompt_column}' must be a non-empty string, "
+            f"got {texts[bad]!r}"
+        )
+    if cfg.id_column is None:
+        ids = [hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts]
+    else:
+        ids = [str(i) for i in raw[cfg.id_column]]
+    seen: dict[str, int] = {}
+    for row, pid in enumerate(ids):
+        if pid in seen:
+            raise ConfigError(
+                f"{source}: row {row + 1}: duplicate id '{pid}' in column '{cfg.id_column}' "
+                f"(first at row {seen[pid] + 1})"
+            )
+        seen[pid] = row
+    categories = raw["category"] if "category" in columns else [""] * len(texts)
+    return Dataset.from_dict(
+        {"prompt_id": ids, "prompt": texts, "category": [str(c or "") for c in categories]}
+    )
+
+
+def _read(source: str, split: str) -> Dataset:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        loaded = load_from_disk(str(path))
+        if isinstance(loaded, DatasetDict):
+            if split not in loaded:
+                raise ConfigError(
+                    f"{source}: no split '{split}' (prompts.split); splits are: "
+                    f"{', '.join(loaded)}"
+                )
+            loaded = loaded[split]
+        return loaded
+    if path.suffix in _FILE_FORMATS:
+        if not path.is_file():
+            raise ConfigError(f"prompts.source: file not found: {source}")
+        try:
+            return load_dataset(_FILE_FORMATS[path.suffix], data_files=str(path), split="train")
+        except Exception as exc:
+            raise ConfigError(f"{source}: cannot read as {path.suffix[1:]}: {exc}") from exc
+    try:
+        return load_dataset(source, split=split)
+    except Exception as exc:
+        raise ConfigError(
+            f"prompts.source: '{source}' is not builtin, a file (.jsonl, .json, .csv, .parquet), "
+            f"a save_to_disk folder, or a loadable hub dataset: {exc}"
+        ) from exc

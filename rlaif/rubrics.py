@@ -1,0 +1,148 @@
+"""Jinja rubric templates with a YAML front matter, rendered in a sandbox.
+
+Prompts and responses are passed as variables, never spliced into template
+source, so a response containing ``{{ 7*7 }}`` reaches the judge literally.
+``StrictUndefined`` plus a parse-time check turns a misspelt variable into an
+error naming the file and line before any judge is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from rlaif.errors import ConfigError
+
+PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
+
+
+@dataclass(frozen=True)
+class Rubric:
+    name: str
+    version: str
+    mode: str
+    labels: tuple[str, str]
+    system: str | None
+    variables: tuple[str, ...]
+    body: str
+    path: Path
+    sha256: str
+    description: str = ""
+    _template: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def render(self, **values: str) -> list[dict[str, str]]:
+        """Chat messages for one comparison."""
+        missing = [v for v in self.variables if v not in values]
+        if missing:
+            raise ConfigError(f"{self.path}: rendering needs {', '.join(missing)}")
+        user = self._template.render(**values).strip()
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": user})
+        return messages
+
+
+def rubric_dirs() -> list[Path]:
+    """Search path for rubric names: ``$RLAIF_RUBRICS``, ``./rubrics``, the project's ``rubrics/``."""
+    dirs = [Path(p) for p in os.environ.get("RLAIF_RUBRICS", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "rubrics", Path(__file__).resolve().parent.parent / "rubrics"]
+    return dirs
+
+
+def find_rubric(ref: str) -> Path:
+    path = Path(ref).expanduser()
+    if path.suffix and path.is_file():
+        return path
+    for folder in rubric_dirs():
+        for candidate in (folder / ref, folder / f"{ref}.jinja"):
+            if candidate.is_file():
+                return candidate
+    known = sorted({p.stem for d in rubric_dirs() if d.is_dir() for p in d.glob("*.jinja")})
+    raise ConfigError(
+        f"unknown rubric '{ref}': not a file and not a name in "
+        f"{', '.join(str(d) for d in rubric_dirs())}; known: {', '.join(known) or 'none'}"
+    )
+
+
+def load_rubric(ref: str) -> Rubric:
+    path = find_rubric(ref)
+    text = path.read_text()
+    header, body, body_line = _split_front_matter(text, path)
+    name = str(header.get("name") or path.stem)
+    mode = header.get("mode", "pairwise")
+    if mode != "pairwise":
+        raise ConfigError(f"{path}: mode '{mode}' is not supported (supported: pairwise)")
+    labels = header.get("labels", ["A", "B"])
+    if not (isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) for x in labels)
+            and labels[0] != labels[1]):
+        raise ConfigError(f"{path}: labels must be two different strings, got {labels!r}")
+    variables = tuple(header.get("variables", PAIRWISE_VARIABLES))
+    unknown = [v for v in variables if v not in PAIRWISE_VARIABLES]
+    if unknown:
+        raise ConfigError(
+            f"{path}: variables {unknown} are not provided in pairwise mode "
+            f"(available: {', '.join(PAIRWISE_VARIABLES)})"
+        )
+    try:
+        ast = _ENV.parse(body)
+    except TemplateSyntaxError as exc:
+        raise ConfigError(f"{path}:{exc.lineno + body_line - 1}: {exc.message}") from None
+    undeclared = meta.find_undeclared_variables(ast) - set(variables)
+    if undeclared:
+        var = sorted(undeclared)[0]
+        line = next(
+            n.lineno for n in ast.find_all(nodes.Name) if n.name == var and n.ctx == "load"
+        )
+        raise ConfigError(
+            f"{path}:{line + body_line - 1}: undefined variable '{var}' "
+            f"(this rubric declares: {', '.join(variables)})"
+        )
+    return Rubric(
+        name=name,
+        version=str(header.get("version", "1")),
+        mode=mode,
+        labels=(labels[0], labels[1]),
+        system=header.get("system"),
+        variables=variables,
+        body=body,
+        path=path,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        description=str(header.get("description", "")),
+        _template=_ENV.from_string(body),
+    )
+
+
+def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
+    """Return (header, body, line number where the body starts)."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise ConfigError(f"{path}:1: a rubric starts with a '---' front-matter block")
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
+    if end is None:
+        raise ConfigError(f"{path}: the front matter opened on line 1 is never closed with '---'")
+    try:
+        header = yaml.safe_load("".join(lines[1:end])) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark else 1
+        raise ConfigError(f"{path}:{line}: invalid front matter: {exc}") from None
+    if not isinstance(header, dict):
+        raise ConfigError(f"{path}:2: the front matter must be a mapping")
+    allowed = {"name", "version", "mode", "labels", "system", "variables", "description"}
+    extra = sorted(set(header) - allowed)
+    if extra:
+        raise ConfigError(
+            f"{path}: unknown front-matter key(s) {', '.join(extra)} "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
+    return header, "".join(lines[end + 1 :]), end + 2

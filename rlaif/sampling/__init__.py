@@ -1,0 +1,58 @@
+"""Generate N responses per conversation with the best engine available.
+
+vLLM is used when asked for, or (``auto``) when it is importable and a GPU is
+present; transformers' batched ``generate`` is the fallback that runs anywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    n_tokens: int
+    finished: bool
+    """False when generation stopped at ``max_new_tokens`` instead of an end-of-turn token."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    n: int = 1
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    batch_size: int = 16
+    dtype: str = "bfloat16"
+    seed: int = 0
+
+
+def pick_backend(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if importlib.util.find_spec("vllm") is None:
+        return "transformers"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
+def generate(
+    model: Path | str,
+    conversations: list[list[dict[str, str]]],
+    params: GenerationParams,
+    *,
+    backend: str = "auto",
+    desc: str = "sampling",
+) -> list[list[Completion]]:
+    """Return ``params.n`` completions for each conversation, in input order."""
+    if pick_backend(backend) == "vllm":
+        from rlaif.sampling.vllm import generate_vllm
+
+        return generate_vllm(model, conversations, params)
+    from rlaif.sampling.transformers import generate_transformers
+
+    return generate_transformers(model, conversations, params, desc=desc)

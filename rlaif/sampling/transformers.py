@@ -1,0 +1,78 @@
+"""Batched sampling with ``transformers.generate``: the fallback that runs on any CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rlaif.sampling import Completion, GenerationParams
+
+
+def torch_dtype(name: str) -> torch.dtype | str:
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def load_causal_lm(model: Path | str, dtype: str):
+    tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(dtype))
+    lm.eval()
+    return tokenizer, lm
+
+
+@torch.inference_mode()
+def generate_transformers(
+    model: Path | str,
+    conversations: list[list[dict[str, str]]],
+    params: GenerationParams,
+    *,
+    desc: str = "sampling",
+) -> list[list[Completion]]:
+    tokenizer, lm = load_causal_lm(model, params.dtype)
+    texts = [
+        tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+        for c in conversations
+    ]
+    # Longest first: similar lengths share a batch, and an out-of-memory shows up at once.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    per_batch = max(1, params.batch_size // params.n)
+    stop_ids = {i for i in (tokenizer.eos_token_id, lm.generation_config.eos_token_id) if i is not None}
+    greedy = params.temperature == 0.0
+    torch.manual_seed(params.seed)
+    results: list[list[Completion] | None] = [None] * len(texts)
+    with tqdm(total=len(texts), desc=desc, unit="prompt") as bar:
+        for start in range(0, len(order), per_batch):
+            idx = order[start : start + per_batch]
+            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
+                            add_special_tokens=False)
+            out = lm.generate(
+                **enc,
+                do_sample=not greedy,
+                temperature=None if greedy else params.temperature,
+                top_p=None if greedy else params.top_p,
+                top_k=None,
+                max_new_tokens=params.max_new_tokens,
+                num_return_sequences=params.n,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
+            for row, i in enumerate(idx):
+                seqs = new[row * params.n : (row + 1) * params.n]
+                results[i] = [_completion(tokenizer, seq, stop_ids) for seq in seqs]
+            bar.update(len(idx))
+    return results  # type: ignore[return-value]
+
+
+def _completion(tokenizer, seq: torch.Tensor, stop_ids: set[int]) -> Completion:
+    ids = seq.tolist()
+    stop = next((k for k, t in enumerate(ids) if t in stop_ids), None)
+    kept = ids if stop is None else ids[:stop]
+    return Completion(
+        text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
+        n_tokens=len(kept),
+        finished=stop is not None,
+    )

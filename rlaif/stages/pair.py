@@ -1,0 +1,35 @@
+"""Stage 2: pairs of responses to the same prompt, to be compared by the judges."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from datasets import Dataset
+
+from rlaif.config import PairConfig
+
+PAIR_COLUMNS = ("pair_id", "prompt_id", "prompt", "index_a", "index_b", "response_a", "response_b")
+
+
+def pair(samples: Dataset, cfg: PairConfig) -> Dataset:
+    """``all_pairs`` takes every unordered pair; ``random_pairs`` takes ``k`` of them per prompt."""
+    rng = random.Random(cfg.seed)
+    rows: dict[str, list] = {c: [] for c in PAIR_COLUMNS}
+    for record in samples:
+        responses = record["responses"]
+        candidates = [
+            (i, j) for i, j in itertools.combinations(range(len(responses)), 2)
+            if not (cfg.skip_identical and responses[i].strip() == responses[j].strip())
+        ]
+        if cfg.strategy == "random_pairs" and len(candidates) > cfg.k:
+            candidates = sorted(rng.sample(candidates, cfg.k))
+        for i, j in candidates:
+            rows["pair_id"].append(f"{record['prompt_id']}:{i}-{j}")
+            rows["prompt_id"].append(record["prompt_id"])
+            rows["prompt"].append(record["prompt"])
+            rows["index_a"].append(i)
+            rows["index_b"].append(j)
+            rows["response_a"].append(responses[i])
+            rows["response_b"].append(responses[j])
+    return Dataset.from_dict(rows)

@@ -1,0 +1,81 @@
+"""Durable judgment records in SQLite (WAL), keyed by what was asked.
+
+A judgment is written within one flush of being made, so a crash loses at most
+the batch in flight, and the key (backend, model, rendered messages, decoding
+parameters, rubric id and hash) means the same question is never paid for twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+_COLUMNS = (
+    "key", "judge", "backend", "model", "rubric_id", "rubric_hash", "prompt_hash",
+    "status", "verdict", "p_first", "label_mass", "raw_output", "error", "created_at",
+)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS judgments (
+    key TEXT PRIMARY KEY,
+    {", ".join(f"{c} {'REAL' if c in ('p_first', 'label_mass', 'created_at') else 'TEXT'}"
+               for c in _COLUMNS[1:])}
+)
+"""
+
+
+class JudgmentStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> JudgmentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM judgments WHERE key IN "
+                f"({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update({row[0]: dict(zip(_COLUMNS, row, strict=True)) for row in rows})
+        return found
+
+    def put_many(self, records: Iterable[dict[str, Any]]) -> None:
+        """Insert finished judgments. A key keeps its first real answer; only a stored
+        ``error`` (nothing was learned, maybe nothing paid) is replaced by a later try."""
+        now = time.time()
+        rows = [tuple(r.get(c) if c != "created_at" else now for c in _COLUMNS) for r in records]
+        with self._db:
+            self._db.executemany(
+                f"INSERT INTO judgments ({', '.join(_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
+                f"{', '.join(f'{c}=excluded.{c}' for c in _COLUMNS[1:])} "
+                "WHERE judgments.status = 'error'",
+                rows,
+            )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM judgments"):
+            yield dict(zip(_COLUMNS, row, strict=True))
+
