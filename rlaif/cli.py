@@ -12,8 +12,11 @@ import typer
 
 from rlaif.errors import RlaifError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Turn an SFT model into an aligned one with AI feedback.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Turn an SFT model into an aligned one with AI feedback.",
+)
 
 
 def _fail(exc: RlaifError) -> None:
@@ -24,18 +27,30 @@ def _fail(exc: RlaifError) -> None:
 @app.command()
 def run(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, e.g. pipelines/quickstart.yaml")],
-    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default: "
-                       "<output_dir>/<name>/<config-hash>, so a re-run resumes)")] = None,
-    stages: Annotated[str | None, typer.Option(help="Comma-separated stages to run, "
-                      "e.g. sample,judge; missing upstream outputs are computed too")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key, "
-                    "e.g. --set sample.n=8 (repeatable)")] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory (default: <output_dir>/<name>/<config-hash>, so a re-run resumes)"
+        ),
+    ] = None,
+    stages: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated stages to run, "
+            "e.g. sample,judge; missing upstream outputs are computed too"
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key, e.g. --set sample.n=8 (repeatable)"),
+    ] = None,
 ) -> None:
     """Run a pipeline (all stages, or --stages), resuming whatever is already complete."""
     from rlaif.pipeline import Pipeline
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         pipe = Pipeline.from_yaml(pipeline, overrides=set_ or [])
         result = pipe.run(stages=stages.split(",") if stages else None, run_dir=run_dir)
@@ -43,8 +58,10 @@ def run(
         _fail(exc)
     typer.echo(f"run directory: {result.run_dir}")
     if result.preferences_dir.exists():
-        typer.echo(f"preference dataset: {result.preferences_dir} "
-                   "(datasets.load_from_disk; TRL-ready prompt/chosen/rejected)")
+        typer.echo(
+            f"preference dataset: {result.preferences_dir} "
+            "(datasets.load_from_disk; TRL-ready prompt/chosen/rejected)"
+        )
     model_dir = result.run_dir / "train" / "model"
     if model_dir.exists():
         typer.echo(f"trained policy: {model_dir}")
@@ -58,9 +75,10 @@ def run(
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")],
-           as_json: Annotated[bool, typer.Option("--json", help="Print the manifest")] = False,
-           ) -> None:
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest")] = False,
+) -> None:
     """Show each stage's status, counts and timing for a run."""
     from rlaif.pipeline import read_manifest
 

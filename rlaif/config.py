@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
@@ -28,7 +36,7 @@ class PromptsConfig(_Strict):
     """Where prompts come from and how they split into training and held-out evaluation."""
 
     source: str = "builtin"
-    """``builtin``, a .jsonl/.json/.csv/.parquet file, a ``save_to_disk`` directory or a hub name."""
+    """``builtin``, a .jsonl/.json/.csv/.parquet file, a ``save_to_disk`` folder or a hub name."""
     prompt_column: str = "prompt"
     id_column: str | None = "id"
     split: str = "train"
@@ -79,8 +87,17 @@ class PythonJudgeConfig(_Strict):
     """``module:function``, importable from the working directory."""
 
 
+def _judge_backend(value: Any) -> str:
+    """The ``backend`` key picks the config class; it defaults to ``transformers``."""
+    if isinstance(value, dict):
+        return value.get("backend", "transformers")
+    return getattr(value, "backend", "transformers")
+
+
 JudgeBackendConfig = Annotated[
-    TransformersJudgeConfig | PythonJudgeConfig, Field(discriminator="backend")
+    Annotated[TransformersJudgeConfig, Tag("transformers")]
+    | Annotated[PythonJudgeConfig, Tag("python")],
+    Discriminator(_judge_backend),
 ]
 
 
@@ -185,7 +202,7 @@ def validate_pipeline(
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (``3``, ``true``, ``[1]``)."""
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (``3``, ``[1]``)."""
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. sample.n=8")
@@ -235,7 +252,8 @@ def _drop_union_tags(loc: tuple) -> tuple:
     """Pydantic puts the discriminator value in the error path (``judges.0.python.x``); users
     never wrote it, so drop it."""
     return tuple(
-        p for i, p in enumerate(loc)
+        p
+        for i, p in enumerate(loc)
         if not (p in _JUDGE_BACKENDS and i > 0 and isinstance(loc[i - 1], int))
     )
 

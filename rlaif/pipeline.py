@@ -41,8 +41,13 @@ OUTPUT_DIRS = {
     "train": "train",
     "evaluate": "evaluation",
 }
-UPSTREAM = {"pair": "sample", "judge": "pair", "aggregate": "judge", "train": "aggregate",
-            "evaluate": "train"}
+UPSTREAM = {
+    "pair": "sample",
+    "judge": "pair",
+    "aggregate": "judge",
+    "train": "aggregate",
+    "evaluate": "train",
+}
 _PACKAGES = ("rlaif", "torch", "transformers", "trl", "datasets", "accelerate", "vllm", "jinja2")
 
 
@@ -168,8 +173,7 @@ class _Run:
         if self._complete(name):
             log.info("stage %s: complete, skipped", name)
             return
-        entry = {"status": "running", "fingerprint": self.fingerprints[name],
-                 "started_at": _now()}
+        entry = {"status": "running", "fingerprint": self.fingerprints[name], "started_at": _now()}
         self.manifest["stages"][name] = entry
         self._write_manifest()
         log.info("stage %s: started", name)
@@ -177,12 +181,15 @@ class _Run:
         try:
             counts = getattr(self, f"_run_{name}")()
         except BaseException as exc:
-            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                         finished_at=_now())
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now())
             self._write_manifest()
             raise
-        entry.update(status="completed", finished_at=_now(),
-                     seconds=round(time.monotonic() - start, 2), counts=counts)
+        entry.update(
+            status="completed",
+            finished_at=_now(),
+            seconds=round(time.monotonic() - start, 2),
+            counts=counts,
+        )
         entry.pop("error", None)
         self._write_manifest()
         log.info("stage %s: completed in %.1fs %s", name, entry["seconds"], counts)
@@ -197,8 +204,7 @@ class _Run:
         out = sample(self.train_prompts, self.cfg.sample, model=self.cfg.model)
         _save(out, self.dir / OUTPUT_DIRS["sample"])
         finished = [f for fs in out["finished"] for f in fs]
-        return {"prompts": len(out), "responses": len(finished),
-                "truncated": finished.count(False)}
+        return {"prompts": len(out), "responses": len(finished), "truncated": finished.count(False)}
 
     def _run_pair(self) -> dict:
         out = pair(self._input("sample"), self.cfg.pair)
@@ -210,8 +216,11 @@ class _Run:
             out = judge(self._input("pair"), self.cfg.judge, store=store)
         _save(out, self.dir / OUTPUT_DIRS["judge"])
         statuses = out["status"]
-        return {"judgments": len(out), "cached": sum(out["cached"]),
-                **{s: statuses.count(s) for s in sorted(set(statuses))}}
+        return {
+            "judgments": len(out),
+            "cached": sum(out["cached"]),
+            **{s: statuses.count(s) for s in sorted(set(statuses))},
+        }
 
     def _run_aggregate(self) -> dict:
         judgments = self._input("judge")
@@ -223,33 +232,45 @@ class _Run:
                 "pairs are ties: try aggregate.ties=keep or a lower aggregate.min_margin"
             )
         _save(out, self.dir / OUTPUT_DIRS["aggregate"])
-        return {"pairs": len(set(judgments["pair_id"])), "preferences": len(out),
-                "ties_kept": sum(out["tie"]) if len(out) else 0}
+        return {
+            "pairs": len(set(judgments["pair_id"])),
+            "preferences": len(out),
+            "ties_kept": sum(out["tie"]) if len(out) else 0,
+        }
 
     def _run_train(self) -> dict:
         target = self.dir / OUTPUT_DIRS["train"]
         tmp = _fresh(target.with_name(target.name + ".tmp"))
-        history = train(self._input("aggregate"), self.cfg.train, model=self.cfg.model,
-                        output_dir=tmp)
+        history = train(
+            self._input("aggregate"), self.cfg.train, model=self.cfg.model, output_dir=tmp
+        )
         _save(history, tmp / "log")
         _replace(tmp, target)
-        losses = [x for x in history["loss"] if x is not None] if "loss" in history.column_names \
-            else []
-        return {"steps": self.cfg.train.max_steps,
-                "first_loss": losses[0] if losses else None,
-                "last_loss": losses[-1] if losses else None}
+        losses = (
+            [x for x in history["loss"] if x is not None] if "loss" in history.column_names else []
+        )
+        return {
+            "steps": self.cfg.train.max_steps,
+            "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None,
+        }
 
     def _run_evaluate(self) -> dict:
         with self._store() as store:
             out = evaluate(
-                self.heldout, self.cfg.evaluate,
-                policy=self.dir / OUTPUT_DIRS["train"] / "model", reference=self.cfg.model,
-                sample_cfg=self.cfg.sample, judge_cfg=self.cfg.judge, store=store,
+                self.heldout,
+                self.cfg.evaluate,
+                policy=self.dir / OUTPUT_DIRS["train"] / "model",
+                reference=self.cfg.model,
+                sample_cfg=self.cfg.sample,
+                judge_cfg=self.cfg.judge,
+                store=store,
             )
         target = self.dir / OUTPUT_DIRS["evaluate"]
         _save(out, target)
-        summary = win_rate(out["p_policy"], bootstrap=self.cfg.evaluate.bootstrap,
-                           seed=self.cfg.evaluate.seed).as_dict()
+        summary = win_rate(
+            out["p_policy"], bootstrap=self.cfg.evaluate.bootstrap, seed=self.cfg.evaluate.seed
+        ).as_dict()
         summary["mean_chars_policy"] = _mean_len(out["policy_response"])
         summary["mean_chars_reference"] = _mean_len(out["reference_response"])
         (target / "summary.json").write_text(json.dumps(summary, indent=2))

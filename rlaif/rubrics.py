@@ -53,7 +53,7 @@ class Rubric:
 
 
 def rubric_dirs() -> list[Path]:
-    """Search path for rubric names: ``$RLAIF_RUBRICS``, ``./rubrics``, the project's ``rubrics/``."""
+    """Where rubric names are looked up: ``$RLAIF_RUBRICS``, ``./rubrics``, the project's own."""
     dirs = [Path(p) for p in os.environ.get("RLAIF_RUBRICS", "").split(os.pathsep) if p]
     dirs += [Path.cwd() / "rubrics", Path(__file__).resolve().parent.parent / "rubrics"]
     return dirs
@@ -83,8 +83,12 @@ def load_rubric(ref: str) -> Rubric:
     if mode != "pairwise":
         raise ConfigError(f"{path}: mode '{mode}' is not supported (supported: pairwise)")
     labels = header.get("labels", ["A", "B"])
-    if not (isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) for x in labels)
-            and labels[0] != labels[1]):
+    if not (
+        isinstance(labels, list)
+        and len(labels) == 2
+        and all(isinstance(x, str) for x in labels)
+        and labels[0] != labels[1]
+    ):
         raise ConfigError(f"{path}: labels must be two different strings, got {labels!r}")
     variables = tuple(header.get("variables", PAIRWISE_VARIABLES))
     unknown = [v for v in variables if v not in PAIRWISE_VARIABLES]
@@ -100,9 +104,7 @@ def load_rubric(ref: str) -> Rubric:
     undeclared = meta.find_undeclared_variables(ast) - set(variables)
     if undeclared:
         var = sorted(undeclared)[0]
-        line = next(
-            n.lineno for n in ast.find_all(nodes.Name) if n.name == var and n.ctx == "load"
-        )
+        line = next(n.lineno for n in ast.find_all(nodes.Name) if n.name == var and n.ctx == "load")
         raise ConfigError(
             f"{path}:{line + body_line - 1}: undefined variable '{var}' "
             f"(this rubric declares: {', '.join(variables)})"
@@ -133,9 +135,10 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
     try:
         header = yaml.safe_load("".join(lines[1:end])) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark else 1
-        raise ConfigError(f"{path}:{line}: invalid front matter: {exc}") from None
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"{path}:{line}: invalid front matter: {problem}") from None
     if not isinstance(header, dict):
         raise ConfigError(f"{path}:2: the front matter must be a mapping")
     allowed = {"name", "version", "mode", "labels", "system", "variables", "description"}

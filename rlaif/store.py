@@ -14,14 +14,30 @@ from pathlib import Path
 from typing import Any
 
 _COLUMNS = (
-    "key", "judge", "backend", "model", "rubric_id", "rubric_hash", "prompt_hash",
-    "status", "verdict", "p_first", "label_mass", "raw_output", "error", "created_at",
+    "key",
+    "judge",
+    "backend",
+    "model",
+    "rubric_id",
+    "rubric_hash",
+    "prompt_hash",
+    "status",
+    "verdict",
+    "p_first",
+    "label_mass",
+    "raw_output",
+    "error",
+    "created_at",
 )
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS judgments (
     key TEXT PRIMARY KEY,
-    {", ".join(f"{c} {'REAL' if c in ('p_first', 'label_mass', 'created_at') else 'TEXT'}"
-               for c in _COLUMNS[1:])}
+    {
+    ", ".join(
+        f"{c} {'REAL' if c in ('p_first', 'label_mass', 'created_at') else 'TEXT'}"
+        for c in _COLUMNS[1:]
+    )
+}
 )
 """
 
@@ -78,4 +94,3 @@ class JudgmentStore:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for row in self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM judgments"):
             yield dict(zip(_COLUMNS, row, strict=True))
-

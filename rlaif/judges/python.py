@@ -61,11 +61,23 @@ class PythonJudge:
         except Exception as exc:
             return Verdict(status="error", raw_output="", error=f"{type(exc).__name__}: {exc}")
         if out in ("A", "B"):
-            return Verdict(status="ok", raw_output=out, verdict=out,
-                           p_first=1.0 if out == "A" else 0.0)
-        if isinstance(out, (int, float)) and not isinstance(out, bool) and math.isfinite(out) \
-                and 0.0 <= out <= 1.0:
-            return Verdict(status="ok", raw_output=repr(out), verdict="A" if out >= 0.5 else "B",
-                           p_first=float(out))
-        return Verdict(status="invalid", raw_output=repr(out),
-                       error="expected a probability in [0, 1] or 'A'/'B'")
+            return Verdict(
+                status="ok", raw_output=out, verdict=out, p_first=1.0 if out == "A" else 0.0
+            )
+        if (
+            isinstance(out, (int, float))
+            and not isinstance(out, bool)
+            and math.isfinite(out)
+            and 0.0 <= out <= 1.0
+        ):
+            return Verdict(
+                status="ok",
+                raw_output=repr(out),
+                verdict="A" if out >= 0.5 else "B",
+                p_first=float(out),
+            )
+        return Verdict(
+            status="invalid",
+            raw_output=repr(out),
+            error="expected a probability in [0, 1] or 'A'/'B'",
+        )

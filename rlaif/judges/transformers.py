@@ -74,15 +74,17 @@ class TransformersJudge:
         for i, n in enumerate(lengths):
             if n > self.cfg.max_length:
                 verdicts[i] = Verdict(
-                    status="error", raw_output="",
+                    status="error",
+                    raw_output="",
                     error=f"judge prompt is {n} tokens, over max_length={self.cfg.max_length}",
                 )
             else:
                 fits.append(i)
         for start in range(0, len(fits), self.cfg.batch_size):
             idx = fits[start : start + self.cfg.batch_size]
-            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
-                      add_special_tokens=False)
+            enc = tok(
+                [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+            )
             logits = self._model(**enc).logits[:, -1, :].float()
             probs = logits.softmax(-1)
             pair = probs[:, self._label_ids]

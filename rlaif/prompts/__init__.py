@@ -32,8 +32,7 @@ def split_prompts(prompts: Dataset, cfg: PromptsConfig) -> tuple[Dataset, Datase
         shuffled = shuffled.select(range(min(cfg.limit, len(shuffled))))
     if cfg.eval_size >= len(shuffled):
         raise ConfigError(
-            f"prompts.eval_size={cfg.eval_size} leaves no training prompts "
-            f"out of {len(shuffled)}"
+            f"prompts.eval_size={cfg.eval_size} leaves no training prompts out of {len(shuffled)}"
         )
     held_out = shuffled.select(range(cfg.eval_size))
     train = shuffled.select(range(cfg.eval_size, len(shuffled)))
@@ -84,8 +83,7 @@ def _read(source: str, split: str) -> Dataset:
         if isinstance(loaded, DatasetDict):
             if split not in loaded:
                 raise ConfigError(
-                    f"{source}: no split '{split}' (prompts.split); splits are: "
-                    f"{', '.join(loaded)}"
+                    f"{source}: no split '{split}' (prompts.split); splits are: {', '.join(loaded)}"
                 )
             loaded = loaded[split]
         return loaded

@@ -40,15 +40,19 @@ def generate_transformers(
     # Longest first: similar lengths share a batch, and an out-of-memory shows up at once.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     per_batch = max(1, params.batch_size // params.n)
-    stop_ids = {i for i in (tokenizer.eos_token_id, lm.generation_config.eos_token_id) if i is not None}
+    eos = lm.generation_config.eos_token_id
+    stop_ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
     greedy = params.temperature == 0.0
+    # Greedy decoding gives one answer; generate it once and repeat it n times.
+    per_prompt = 1 if greedy else params.n
     torch.manual_seed(params.seed)
     results: list[list[Completion] | None] = [None] * len(texts)
     with tqdm(total=len(texts), desc=desc, unit="prompt") as bar:
         for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
-                            add_special_tokens=False)
+            enc = tokenizer(
+                [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+            )
             out = lm.generate(
                 **enc,
                 do_sample=not greedy,
@@ -56,13 +60,14 @@ def generate_transformers(
                 top_p=None if greedy else params.top_p,
                 top_k=None,
                 max_new_tokens=params.max_new_tokens,
-                num_return_sequences=params.n,
+                num_return_sequences=per_prompt,
                 pad_token_id=tokenizer.pad_token_id,
             )
             new = out[:, enc["input_ids"].shape[1] :]
             for row, i in enumerate(idx):
-                seqs = new[row * params.n : (row + 1) * params.n]
-                results[i] = [_completion(tokenizer, seq, stop_ids) for seq in seqs]
+                seqs = new[row * per_prompt : (row + 1) * per_prompt]
+                completions = [_completion(tokenizer, seq, stop_ids) for seq in seqs]
+                results[i] = completions * (params.n // per_prompt)
             bar.update(len(idx))
     return results  # type: ignore[return-value]
 

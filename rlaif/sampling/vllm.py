@@ -13,8 +13,13 @@ def generate_vllm(
     from vllm import LLM, SamplingParams
 
     # The seed goes to the engine: a per-request seed crashes the CPU build.
-    llm = LLM(model=str(model), seed=params.seed, dtype=params.dtype,
-              gpu_memory_utilization=0.5, enforce_eager=True)
+    llm = LLM(
+        model=str(model),
+        seed=params.seed,
+        dtype=params.dtype,
+        gpu_memory_utilization=0.5,
+        enforce_eager=True,
+    )
     sampling = SamplingParams(
         n=params.n,
         temperature=params.temperature,
@@ -24,8 +29,9 @@ def generate_vllm(
     outputs = llm.chat(conversations, sampling, use_tqdm=True)
     return [
         [
-            Completion(text=o.text.strip(), n_tokens=len(o.token_ids),
-                       finished=o.finish_reason == "stop")
+            Completion(
+                text=o.text.strip(), n_tokens=len(o.token_ids), finished=o.finish_reason == "stop"
+            )
             for o in request.outputs
         ]
         for request in outputs

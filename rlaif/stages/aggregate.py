@@ -43,26 +43,42 @@ def aggregate(judgments: Dataset, cfg: AggregateConfig) -> Dataset:
         first = recs[0]
         a_wins = p_a >= 0.5
         chosen, rejected = (
-            (first["response_a"], first["response_b"]) if a_wins
+            (first["response_a"], first["response_b"])
+            if a_wins
             else (first["response_b"], first["response_a"])
         )
-        rows.append({
-            "prompt": [{"role": "user", "content": first["prompt"]}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-            "p_chosen": p_a if a_wins else 1.0 - p_a,
-            "margin": margin,
-            "tie": tie,
-            "prompt_id": first["prompt_id"],
-            "pair_id": pair_id,
-            "n_judgments": len(valid),
-            "judges": sorted({r["judge"] for r in valid}),
-            "rubric_ids": sorted({r["rubric_id"] for r in valid}),
-            "rubric_hashes": sorted({r["rubric_hash"] for r in valid}),
-            "judgment_keys": [r["key"] for r in valid],
-        })
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": first["prompt"]}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "p_chosen": p_a if a_wins else 1.0 - p_a,
+                "margin": margin,
+                "tie": tie,
+                "prompt_id": first["prompt_id"],
+                "pair_id": pair_id,
+                "n_judgments": len(valid),
+                "judges": sorted({r["judge"] for r in valid}),
+                "rubric_ids": sorted({r["rubric_id"] for r in valid}),
+                "rubric_hashes": sorted({r["rubric_hash"] for r in valid}),
+                "judgment_keys": [r["key"] for r in valid],
+            }
+        )
     log.info("aggregate: %d pairs -> %d preferences; dropped %s", len(groups), len(rows), dropped)
     if not rows:
-        return Dataset.from_dict({c: [] for c in ("prompt", "chosen", "rejected", "p_chosen",
-                                                  "margin", "tie", "prompt_id", "pair_id")})
+        return Dataset.from_dict(
+            {
+                c: []
+                for c in (
+                    "prompt",
+                    "chosen",
+                    "rejected",
+                    "p_chosen",
+                    "margin",
+                    "tie",
+                    "prompt_id",
+                    "pair_id",
+                )
+            }
+        )
     return Dataset.from_list(rows)

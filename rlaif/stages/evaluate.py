@@ -45,24 +45,31 @@ def evaluate(
     store: JudgmentStore,
 ) -> Dataset:
     """One row per held-out prompt: both responses and ``p_policy`` = P(policy wins)."""
-    gen = sample_cfg.model_copy(update={
-        "n": 1,
-        "temperature": cfg.temperature,
-        "max_new_tokens": cfg.max_new_tokens or sample_cfg.max_new_tokens,
-        "seed": cfg.seed,
-    })
+    gen = sample_cfg.model_copy(
+        update={
+            "n": 1,
+            "temperature": cfg.temperature,
+            "max_new_tokens": cfg.max_new_tokens or sample_cfg.max_new_tokens,
+            "seed": cfg.seed,
+        }
+    )
     ours = sample(held_out, gen, model=str(policy))
     theirs = sample(held_out, gen, model=reference)
-    pairs = Dataset.from_dict({
-        "pair_id": [f"eval:{p}" for p in held_out["prompt_id"]],
-        "prompt_id": held_out["prompt_id"],
-        "prompt": held_out["prompt"],
-        "index_a": [0] * len(held_out),
-        "index_b": [0] * len(held_out),
-        "response_a": [r[0] for r in ours["responses"]],
-        "response_b": [r[0] for r in theirs["responses"]],
-    })
-    identical = [a.strip() == b.strip() for a, b in zip(pairs["response_a"], pairs["response_b"])]
+    pairs = Dataset.from_dict(
+        {
+            "pair_id": [f"eval:{p}" for p in held_out["prompt_id"]],
+            "prompt_id": held_out["prompt_id"],
+            "prompt": held_out["prompt"],
+            "index_a": [0] * len(held_out),
+            "index_b": [0] * len(held_out),
+            "response_a": [r[0] for r in ours["responses"]],
+            "response_b": [r[0] for r in theirs["responses"]],
+        }
+    )
+    identical = [
+        a.strip() == b.strip()
+        for a, b in zip(pairs["response_a"], pairs["response_b"], strict=True)
+    ]
     different = pairs.select([i for i, same in enumerate(identical) if not same])
     p_by_pair: dict[str, list[float]] = {}
     if len(different):
@@ -70,25 +77,28 @@ def evaluate(
             if rec["status"] == "ok" and rec["p_a"] is not None:
                 p_by_pair.setdefault(rec["pair_id"], []).append(rec["p_a"])
     p_policy = []
-    for pair_id, same in zip(pairs["pair_id"], identical):
+    for pair_id, same in zip(pairs["pair_id"], identical, strict=True):
         ps = [0.5] if same else p_by_pair.get(pair_id)
         p_policy.append(sum(ps) / len(ps) if ps else None)
-    return Dataset.from_dict({
-        "prompt_id": pairs["prompt_id"],
-        "prompt": pairs["prompt"],
-        "policy_response": pairs["response_a"],
-        "reference_response": pairs["response_b"],
-        "identical": identical,
-        "p_policy": p_policy,
-    })
+    return Dataset.from_dict(
+        {
+            "prompt_id": pairs["prompt_id"],
+            "prompt": pairs["prompt"],
+            "policy_response": pairs["response_a"],
+            "reference_response": pairs["response_b"],
+            "identical": identical,
+            "p_policy": p_policy,
+        }
+    )
 
 
 def win_rate(p_policy: list[float | None], *, bootstrap: int = 2000, seed: int = 0) -> WinRate:
     """Hard win rate (a tie counts half) with a percentile bootstrap 95% interval."""
     judged = [p for p in p_policy if p is not None]
     if not judged:
-        return WinRate(0, float("nan"), float("nan"), float("nan"), float("nan"), 0, 0, 0,
-                       len(p_policy))
+        return WinRate(
+            0, float("nan"), float("nan"), float("nan"), float("nan"), 0, 0, 0, len(p_policy)
+        )
     scores = [1.0 if p > 0.5 else 0.0 if p < 0.5 else 0.5 for p in judged]
     rng = random.Random(seed)
     n = len(scores)

@@ -39,22 +39,48 @@ def judge(pairs: Dataset, cfg: JudgeConfig, *, store: JudgmentStore) -> Dataset:
     for backend in backends:
         tasks = _tasks(backend, records, cfg.orders)
         known = store.get_many(t.key for t in tasks)
-        todo = list({t.key: t for t in tasks if known.get(t.key, {}).get("status") in (None, "error")}.values())
-        log.info("judge %s: %d requests, %d cached, %d to judge",
-                 backend.name, len(tasks), len(tasks) - len(todo), len(todo))
+        todo = list(
+            {
+                t.key: t for t in tasks if known.get(t.key, {}).get("status") in (None, "error")
+            }.values()
+        )
+        log.info(
+            "judge %s: %d requests, %d cached, %d to judge",
+            backend.name,
+            len(tasks),
+            len(tasks) - len(todo),
+            len(todo),
+        )
         _run(backend, todo, cfg.flush_every, store)
         stored = store.get_many(t.key for t in tasks)
         for t in tasks:
             rec = stored[t.key]
             p_first = rec["p_first"]
             p_a = None if p_first is None else (p_first if t.order == "ab" else 1.0 - p_first)
-            out.append({
-                **records[t.row], "judge": backend.name, "order": t.order, "p_a": p_a,
-                "cached": t.key in known and known[t.key]["status"] != "error",
-                **{k: rec[k] for k in ("key", "status", "verdict", "p_first", "label_mass",
-                                       "raw_output", "error", "rubric_id", "rubric_hash",
-                                       "prompt_hash")},
-            })
+            out.append(
+                {
+                    **records[t.row],
+                    "judge": backend.name,
+                    "order": t.order,
+                    "p_a": p_a,
+                    "cached": t.key in known and known[t.key]["status"] != "error",
+                    **{
+                        k: rec[k]
+                        for k in (
+                            "key",
+                            "status",
+                            "verdict",
+                            "p_first",
+                            "label_mass",
+                            "raw_output",
+                            "error",
+                            "rubric_id",
+                            "rubric_hash",
+                            "prompt_hash",
+                        )
+                    },
+                }
+            )
     return Dataset.from_list(out)
 
 
@@ -84,11 +110,18 @@ def _run(backend: JudgeBackend, todo: list[_Task], flush_every: int, store: Judg
             verdicts = backend.judge([t.request for t in chunk])
             store.put_many(
                 {
-                    "key": t.key, "judge": backend.name, "backend": identity["backend"],
+                    "key": t.key,
+                    "judge": backend.name,
+                    "backend": identity["backend"],
                     "model": identity.get("model", identity.get("callable")),
-                    "prompt_hash": t.prompt_hash, **provenance,
-                    "status": v.status, "verdict": v.verdict, "p_first": v.p_first,
-                    "label_mass": v.label_mass, "raw_output": v.raw_output, "error": v.error,
+                    "prompt_hash": t.prompt_hash,
+                    **provenance,
+                    "status": v.status,
+                    "verdict": v.verdict,
+                    "p_first": v.p_first,
+                    "label_mass": v.label_mass,
+                    "raw_output": v.raw_output,
+                    "error": v.error,
                 }
                 for t, v in zip(chunk, verdicts, strict=True)
             )

@@ -19,7 +19,8 @@ def pair(samples: Dataset, cfg: PairConfig) -> Dataset:
     for record in samples:
         responses = record["responses"]
         candidates = [
-            (i, j) for i, j in itertools.combinations(range(len(responses)), 2)
+            (i, j)
+            for i, j in itertools.combinations(range(len(responses)), 2)
             if not (cfg.skip_identical and responses[i].strip() == responses[j].strip())
         ]
         if cfg.strategy == "random_pairs" and len(candidates) > cfg.k:

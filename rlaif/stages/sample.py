@@ -21,8 +21,13 @@ def sample(prompts: Dataset, cfg: SampleConfig, *, model: str) -> Dataset:
         model_path,
         [conversation(p, cfg.system_prompt) for p in prompts["prompt"]],
         GenerationParams(
-            n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-            top_p=cfg.top_p, batch_size=cfg.batch_size, dtype=cfg.dtype, seed=cfg.seed,
+            n=cfg.n,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            batch_size=cfg.batch_size,
+            dtype=cfg.dtype,
+            seed=cfg.seed,
         ),
         backend=cfg.backend,
     )

@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+
+from rlaif.config import PipelineConfig, load_pipeline
+from rlaif.errors import ConfigError
+from rlaif.models import resolve_model
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_names_file_line_field_and_suggests(tmp_path):
+    path = write(tmp_path, "name: t\nsample:\n  n: 2\n  temprature: 0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path)
+    assert f"{path}:4: sample.temprature: unknown key (did you mean 'temperature'?)" in str(
+        err.value
+    )
+
+
+def test_unknown_key_inside_a_judge_names_its_line(tmp_path):
+    path = write(
+        tmp_path, "name: t\njudge:\n  judges:\n    - backend: transformers\n      rubrc: concise\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path)
+    assert f"{path}:5: judge.judges.0.rubrc: unknown key (did you mean 'rubric'?)" in str(err.value)
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "name: t\nsample:\n  n: 2\n   max_new_tokens: 3\n")
+    with pytest.raises(ConfigError, match=rf"{path}:\d+: invalid YAML"):
+        load_pipeline(path)
+
+
+def test_bad_value_names_field(tmp_path):
+    path = write(tmp_path, "name: t\nsample:\n  n: 0\n")
+    with pytest.raises(ConfigError, match=r"pipe.yaml:3: sample.n: Input should be greater"):
+        load_pipeline(path)
+
+
+def test_missing_name_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="name: Field required"):
+        load_pipeline(write(tmp_path, "sample:\n  n: 2\n"))
+
+
+def test_overrides_set_nested_and_list_items(tmp_path):
+    path = write(tmp_path, "name: t\njudge:\n  judges:\n    - name: a\n      rubric: concise\n")
+    cfg = load_pipeline(
+        path, ["sample.n=7", "judge.judges.0.rubric=helpful_harmless", "train.learning_rate=1e-5"]
+    )
+    assert cfg.sample.n == 7
+    assert cfg.judge.judges[0].rubric == "helpful_harmless"
+    assert cfg.train.learning_rate == pytest.approx(1e-5)
+
+
+def test_bad_override_is_rejected(tmp_path):
+    path = write(tmp_path, "name: t\n")
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_pipeline(path, ["sample.n"])
+    with pytest.raises(ConfigError, match="sample.nn: unknown key"):
+        load_pipeline(path, ["sample.nn=3"])
+
+
+def test_duplicate_judge_names_rejected(tmp_path):
+    path = write(tmp_path, "name: t\njudge:\n  judges:\n    - name: a\n    - name: a\n")
+    with pytest.raises(ConfigError, match="repeated: a"):
+        load_pipeline(path)
+
+
+def test_config_hash_tracks_content():
+    a = PipelineConfig(name="x")
+    assert a.hash() == PipelineConfig(name="x").hash()
+    assert a.hash() != PipelineConfig(name="x", sample={"n": 5}).hash()
+
+
+def test_shipped_pipelines_validate(repo_root):
+    paths = sorted((repo_root / "pipelines").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        load_pipeline(path)
+
+
+def test_unknown_model_reference_is_named():
+    with pytest.raises(ConfigError, match=r"judge 'j'.model: unknown model reference 'no-such"):
+        resolve_model("no-such-model-xyz", field="judge 'j'.model")
+    with pytest.raises(ConfigError, match="unknown model reference 'nobody/nothing'"):
+        resolve_model("nobody/nothing")
+
+
+def test_directory_without_config_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="without a config.json"):
+        resolve_model(str(tmp_path))

@@ -1,0 +1,168 @@
+"""The whole loop through ``Pipeline`` and the CLI, on the tiny model with fast judges."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from datasets import load_from_disk
+
+from rlaif import Pipeline
+from rlaif.config import STAGES
+from rlaif.errors import ConfigError
+from rlaif.pipeline import read_manifest
+from rlaif.rubrics import load_rubric
+
+
+@pytest.fixture
+def pipeline_yaml(tmp_path, tiny_model) -> Path:
+    config = {
+        "name": "tiny",
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "outputs"),
+        "prompts": {"limit": 8, "eval_size": 3},
+        "sample": {"backend": "transformers", "n": 3, "max_new_tokens": 12, "dtype": "float32"},
+        "judge": {
+            "judges": [
+                {
+                    "name": "rule",
+                    "backend": "python",
+                    "callable": "judges_for_tests:prefer_shorter",
+                },
+                {
+                    "name": "tiny",
+                    "backend": "transformers",
+                    "model": str(tiny_model),
+                    "rubric": "concise",
+                    "dtype": "float32",
+                },
+            ]
+        },
+        "aggregate": {"ties": "keep"},
+        "train": {"max_steps": 2, "per_device_train_batch_size": 2},
+        "evaluate": {"max_new_tokens": 8, "bootstrap": 200},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_full_run_then_resume_then_partial_change(pipeline_yaml):
+    result = Pipeline.from_yaml(pipeline_yaml).run()
+    run_dir = result.run_dir
+    manifest = read_manifest(run_dir)
+    assert [manifest["stages"][s]["status"] for s in STAGES] == ["completed"] * 6
+    assert manifest["config"]["name"] == "tiny"
+    assert len(manifest["config_hash"]) == 64
+    assert manifest["rubrics"]["concise@1"] == load_rubric("concise").sha256
+    assert set(manifest["versions"]) >= {"python", "torch", "transformers", "trl", "datasets"}
+    sample_counts = manifest["stages"]["sample"]["counts"]
+    assert (sample_counts["prompts"], sample_counts["responses"]) == (5, 15)
+    judge_counts = manifest["stages"]["judge"]["counts"]
+    pairs = manifest["stages"]["pair"]["counts"]["pairs"]
+    assert judge_counts["judgments"] == pairs * 2 * 2  # two judges, two orders
+    assert judge_counts["cached"] == 0
+    assert (run_dir / "logs" / "run.log").read_text().count("stage judge: completed") == 1
+
+    prefs = load_from_disk(str(run_dir / "preferences"))
+    assert {"prompt", "chosen", "rejected", "p_chosen", "margin"} <= set(prefs.column_names)
+    assert prefs[0]["prompt"][0]["role"] == "user"
+    assert prefs[0]["chosen"][0]["role"] == "assistant"
+    assert (run_dir / "train" / "model" / "model.safetensors").is_file()
+    evaluation = json.loads((run_dir / "evaluation" / "summary.json").read_text())
+    assert evaluation["n"] + evaluation["unjudged"] == 3
+    assert result.evaluation == evaluation
+
+    stamps = {s: manifest["stages"][s]["finished_at"] for s in STAGES}
+    again = Pipeline.from_yaml(pipeline_yaml).run()
+    assert again.run_dir == run_dir
+    manifest = read_manifest(run_dir)
+    assert {s: manifest["stages"][s]["finished_at"] for s in STAGES} == stamps
+
+    # A downstream change keeps the same judgments: nothing upstream of aggregate re-runs,
+    # and a changed judge setting re-uses every cached judgment.
+    changed = Pipeline.from_yaml(
+        pipeline_yaml, ["aggregate.min_margin=0.05", "judge.flush_every=7"]
+    )
+    moved = changed.run(stages=["judge", "aggregate"])
+    m2 = read_manifest(moved.run_dir)
+    assert m2["stages"]["judge"]["counts"]["cached"] == judge_counts["judgments"]
+    assert m2["stages"]["aggregate"]["counts"]["preferences"] <= len(prefs)
+    assert "train" not in m2["stages"]
+
+
+@pytest.mark.slow
+def test_stages_option_runs_missing_upstream(pipeline_yaml, tmp_path):
+    run_dir = tmp_path / "partial"
+    Pipeline.from_yaml(pipeline_yaml).run(stages=["sample", "judge"], run_dir=run_dir)
+    manifest = read_manifest(run_dir)
+    assert sorted(manifest["stages"]) == ["judge", "pair", "sample"]
+    assert load_from_disk(str(run_dir / "judgments")).num_rows > 0
+    assert not (run_dir / "preferences").exists()
+
+
+def test_bad_input_fails_before_any_compute(pipeline_yaml, tmp_path):
+    cfg = yaml.safe_load(pipeline_yaml.read_text())
+    cfg["prompts"]["prompt_column"] = "question"
+    pipeline_yaml.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="no prompt column 'question'"):
+        Pipeline.from_yaml(pipeline_yaml).run()
+    assert not (tmp_path / "outputs").exists()
+    with pytest.raises(ConfigError, match="unknown rubric 'nope'"):
+        Pipeline.from_yaml(
+            pipeline_yaml, ["prompts.prompt_column=prompt", "judge.judges.1.rubric=nope"]
+        ).run()
+    with pytest.raises(ConfigError, match="unknown stage"):
+        Pipeline.from_yaml(pipeline_yaml, ["prompts.prompt_column=prompt"]).run(stages=["smaple"])
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    return subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_cli_run_and_status(pipeline_yaml, tmp_path):
+    run_dir = tmp_path / "cli-run"
+    done = cli(
+        "run",
+        str(pipeline_yaml),
+        "--run-dir",
+        str(run_dir),
+        "--stages",
+        "pair",
+        "--set",
+        "sample.n=2",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"run directory: {run_dir}" in done.stdout
+    status = cli("status", str(run_dir), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert any(line.split()[:2] == ["sample", "completed"] for line in lines)
+    assert any(line.split()[:2] == ["judge", "pending"] for line in lines)
+    manifest = json.loads(cli("status", str(run_dir), "--json", cwd=tmp_path).stdout)
+    assert manifest["config"]["sample"]["n"] == 2
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsampel:\n  n: 2\n")
+    done = cli("run", str(bad), cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"{bad}:2: sampel: unknown key (did you mean 'sample'?)" in done.stderr
+    assert "Traceback" not in done.stderr
+    missing = cli("status", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no manifest.json" in missing.stderr

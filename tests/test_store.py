@@ -1,0 +1,54 @@
+import sqlite3
+
+from rlaif.store import JudgmentStore
+
+
+def rec(key, status="ok", p=0.7):
+    return {
+        "key": key,
+        "judge": "j",
+        "backend": "python",
+        "status": status,
+        "p_first": p,
+        "raw_output": "0.7",
+        "error": None if status == "ok" else "boom",
+    }
+
+
+def test_roundtrip_and_reopen(tmp_path):
+    path = tmp_path / "j.sqlite"
+    with JudgmentStore(path) as store:
+        store.put_many([rec("a"), rec("b", p=0.2)])
+        assert len(store) == 2
+    with JudgmentStore(path) as store:
+        got = store.get_many(["a", "b", "missing"])
+        assert set(got) == {"a", "b"}
+        assert got["b"]["p_first"] == 0.2
+        assert got["a"]["created_at"] > 0
+
+
+def test_first_answer_wins_but_errors_are_replaced(tmp_path):
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        store.put_many([rec("a", p=0.7), rec("e", status="error", p=None)])
+        store.put_many([rec("a", p=0.1), rec("e", p=0.3)])
+        got = store.get_many(["a", "e"])
+        assert got["a"]["p_first"] == 0.7
+        assert got["e"]["status"] == "ok"
+        assert got["e"]["p_first"] == 0.3
+
+
+def test_wal_mode_and_visible_to_other_connections(tmp_path):
+    path = tmp_path / "j.sqlite"
+    store = JudgmentStore(path)
+    store.put_many([rec("a")])
+    other = sqlite3.connect(path)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert other.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == 1
+    other.close()
+    store.close()
+
+
+def test_many_keys_are_chunked(tmp_path):
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        store.put_many(rec(f"k{i}") for i in range(1200))
+        assert len(store.get_many(f"k{i}" for i in range(0, 1200, 1))) == 1200
