@@ -87,6 +87,46 @@ class PythonJudgeConfig(_Strict):
     """``module:function``, importable from the working directory."""
 
 
+class Price(_Strict):
+    """USD per million tokens, to compute each call's cost from its recorded usage."""
+
+    input_per_mtok: float = Field(ge=0.0)
+    output_per_mtok: float = Field(ge=0.0)
+
+
+class _ApiJudgeConfig(_Strict):
+    """What every judge behind an HTTP API shares: concurrency, rate limits, retries, price."""
+
+    name: str = "api"
+    model: str
+    rubric: str = "helpful_harmless"
+    base_url: str | None = None
+    """Any compatible server, e.g. ``http://127.0.0.1:8000/v1`` for a local vLLM."""
+    api_key_env: str | None
+    """Name of the environment variable that holds the key; null for a server that needs none.
+    The key itself never goes into a config, a manifest or a log."""
+    max_concurrency: int = Field(default=16, ge=1)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    temperature: float = Field(default=0.0, ge=0.0)
+    max_tokens: int = Field(default=512, ge=1)
+    """Output cap for ``json`` and ``parse`` rubrics; label-probability reading asks for 1."""
+    price: Price | None = None
+
+
+class OpenAIJudgeConfig(_ApiJudgeConfig):
+    backend: Literal["openai"] = "openai"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    top_logprobs: int = Field(default=20, ge=2, le=20)
+
+
+class AnthropicJudgeConfig(_ApiJudgeConfig):
+    backend: Literal["anthropic"] = "anthropic"
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+
+
 def _judge_backend(value: Any) -> str:
     """The ``backend`` key picks the config class; it defaults to ``transformers``."""
     if isinstance(value, dict):
@@ -96,7 +136,9 @@ def _judge_backend(value: Any) -> str:
 
 JudgeBackendConfig = Annotated[
     Annotated[TransformersJudgeConfig, Tag("transformers")]
-    | Annotated[PythonJudgeConfig, Tag("python")],
+    | Annotated[PythonJudgeConfig, Tag("python")]
+    | Annotated[OpenAIJudgeConfig, Tag("openai")]
+    | Annotated[AnthropicJudgeConfig, Tag("anthropic")],
     Discriminator(_judge_backend),
 ]
 
@@ -108,7 +150,11 @@ class JudgeConfig(_Strict):
     orders: Literal["both", "original"] = "both"
     """``both`` judges every pair as (a, b) and (b, a) to cancel position bias."""
     flush_every: int = Field(default=32, ge=1)
-    """Judgments per durable write; a crash loses at most this many."""
+    """Judgments per durable write (also written every ``flush_seconds``); a crash loses at
+    most the calls in flight and one unflushed batch."""
+    flush_seconds: float = Field(default=2.0, gt=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    """Stop issuing new calls once the judgments of this stage have cost this much."""
     cache: str | None = None
     """SQLite judgment store; defaults to ``<output_dir>/judgments.sqlite``, shared by all runs
     there, so changing a downstream setting never pays for the same judgment again."""
@@ -245,6 +291,8 @@ def _format_errors(exc: ValidationError, source: str, lines: dict[tuple, int]) -
 _JUDGE_BACKENDS: dict[str, type[BaseModel]] = {
     "transformers": TransformersJudgeConfig,
     "python": PythonJudgeConfig,
+    "openai": OpenAIJudgeConfig,
+    "anthropic": AnthropicJudgeConfig,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from rlaif.errors import ConfigError
 
 PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
+READ_MODES = ("label_probs", "json", "parse")
+"""How a verdict is read: next-token label probabilities, a JSON object ``{"rationale",
+"winner"}`` (schema-constrained where the backend can), or a regex over free text."""
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
 
 
@@ -35,11 +39,25 @@ class Rubric:
     path: Path
     sha256: str
     description: str = ""
+    read: str = "label_probs"
+    pattern: str | None = None
+    """For ``read: parse``: a regex whose first group is a label; the last match counts."""
     _template: object = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def json_schema(self) -> dict:
+        return {
+            "type": "object",
+            "properties": {
+                "rationale": {"type": "string"},
+                "winner": {"type": "string", "enum": list(self.labels)},
+            },
+            "required": ["rationale", "winner"],
+            "additionalProperties": False,
+        }
 
     def render(self, **values: str) -> list[dict[str, str]]:
         """Chat messages for one comparison."""
@@ -90,6 +108,19 @@ def load_rubric(ref: str) -> Rubric:
         and labels[0] != labels[1]
     ):
         raise ConfigError(f"{path}: labels must be two different strings, got {labels!r}")
+    read = header.get("read", "label_probs")
+    if read not in READ_MODES:
+        raise ConfigError(f"{path}: read '{read}' is not one of {', '.join(READ_MODES)}")
+    pattern = header.get("pattern")
+    if read == "parse":
+        if not isinstance(pattern, str):
+            raise ConfigError(f"{path}: read 'parse' needs a 'pattern' with one group")
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as exc:
+            raise ConfigError(f"{path}: pattern is not a valid regex: {exc}") from None
+        if groups < 1:
+            raise ConfigError(f"{path}: pattern needs a group that captures the label")
     variables = tuple(header.get("variables", PAIRWISE_VARIABLES))
     unknown = [v for v in variables if v not in PAIRWISE_VARIABLES]
     if unknown:
@@ -120,6 +151,8 @@ def load_rubric(ref: str) -> Rubric:
         path=path,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         description=str(header.get("description", "")),
+        read=read,
+        pattern=pattern,
         _template=_ENV.from_string(body),
     )
 
@@ -141,7 +174,17 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
         raise ConfigError(f"{path}:{line}: invalid front matter: {problem}") from None
     if not isinstance(header, dict):
         raise ConfigError(f"{path}:2: the front matter must be a mapping")
-    allowed = {"name", "version", "mode", "labels", "system", "variables", "description"}
+    allowed = {
+        "name",
+        "version",
+        "mode",
+        "labels",
+        "system",
+        "variables",
+        "description",
+        "read",
+        "pattern",
+    }
     extra = sorted(set(header) - allowed)
     if extra:
         raise ConfigError(

@@ -13,33 +13,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-_COLUMNS = (
-    "key",
-    "judge",
-    "backend",
-    "model",
-    "rubric_id",
-    "rubric_hash",
-    "prompt_hash",
-    "status",
-    "verdict",
-    "p_first",
-    "label_mass",
-    "raw_output",
-    "error",
-    "created_at",
-)
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS judgments (
-    key TEXT PRIMARY KEY,
-    {
-    ", ".join(
-        f"{c} {'REAL' if c in ('p_first', 'label_mass', 'created_at') else 'TEXT'}"
-        for c in _COLUMNS[1:]
-    )
-}
-)
-"""
+_TYPES = {
+    "key": "TEXT PRIMARY KEY", "judge": "TEXT", "backend": "TEXT", "model": "TEXT",
+    "rubric_id": "TEXT", "rubric_hash": "TEXT", "prompt_hash": "TEXT", "status": "TEXT",
+    "verdict": "TEXT", "p_first": "REAL", "label_mass": "REAL", "raw_output": "TEXT",
+    "error": "TEXT", "input_tokens": "INTEGER", "output_tokens": "INTEGER", "cost_usd": "REAL",
+    "created_at": "REAL",
+}  # fmt: skip
+_COLUMNS = tuple(_TYPES)
 
 
 class JudgmentStore:
@@ -49,7 +30,13 @@ class JudgmentStore:
         self._db = sqlite3.connect(self.path, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        columns = ", ".join(f"{c} {t}" for c, t in _TYPES.items())
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS judgments ({columns})")
+        # Stores written by an older version gain the newer columns in place.
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(judgments)")}
+        for column in _COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE judgments ADD COLUMN {column} {_TYPES[column]}")
         self._db.commit()
 
     def close(self) -> None:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from rlaif.config import PythonJudgeConfig, TransformersJudgeConfig
-from rlaif.judges.base import JudgeBackend, JudgeRequest, Verdict
+from importlib import import_module
+
+from rlaif.judges.base import Budget, JudgeBackend, JudgeRequest, Verdict
+
+_BACKENDS = {
+    "transformers": "rlaif.judges.transformers:TransformersJudge",
+    "python": "rlaif.judges.python:PythonJudge",
+    "openai": "rlaif.judges.openai:OpenAIJudge",
+    "anthropic": "rlaif.judges.anthropic:AnthropicJudge",
+}
 
 
-def build_judge(cfg: TransformersJudgeConfig | PythonJudgeConfig) -> JudgeBackend:
-    """Build a backend; heavy resources (model weights) load on first ``judge`` call."""
-    if cfg.backend == "transformers":
-        from rlaif.judges.transformers import TransformersJudge
-
-        return TransformersJudge(cfg)
-    from rlaif.judges.python import PythonJudge
-
-    return PythonJudge(cfg)
+def build_judge(cfg) -> JudgeBackend:
+    """Build the backend a judge config names. Construction validates (rubric, model
+    reference, API key variable) without loading weights or calling anyone."""
+    module, _, cls = _BACKENDS[cfg.backend].partition(":")
+    return getattr(import_module(module), cls)(cfg)
 
 
-__all__ = ["JudgeBackend", "JudgeRequest", "Verdict", "build_judge"]
+__all__ = ["Budget", "JudgeBackend", "JudgeRequest", "Verdict", "build_judge"]

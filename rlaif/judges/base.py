@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+
+OnResult = Callable[[int, "Verdict"], None]
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,23 @@ class Verdict:
     label_mass: float | None = None
     """Probability the judge put on the two labels at all; low means it was not answering."""
     error: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+
+class Budget:
+    """A spending cap shared by the judges of one stage: no new call once it is reached."""
+
+    def __init__(self, max_cost_usd: float | None = None):
+        self.max_cost_usd = max_cost_usd
+        self.spent = 0.0
+
+    def allows(self) -> bool:
+        return self.max_cost_usd is None or self.spent < self.max_cost_usd
+
+    def add(self, cost: float | None) -> None:
+        self.spent += cost or 0.0
 
 
 class JudgeBackend(Protocol):
@@ -44,6 +64,25 @@ class JudgeBackend(Protocol):
         """The exact input sent for a request; hashed into the cache key."""
         ...
 
-    def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
-        """Judge a batch; one failing request yields an ``error`` verdict, not an exception."""
+    def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
+        """Judge every request, calling ``on_result(index, verdict)`` as each finishes.
+
+        A failing request yields an ``error`` verdict, not an exception; only a failure that
+        would repeat for every request (a bad key, a bad request) raises ``FatalJudgeError``.
+        Requests not started because the budget ran out get no call at all.
+        """
         ...
+
+
+class BatchJudge:
+    """``run`` for in-process backends that judge a batch at a time."""
+
+    batch_size: int = 32
+
+    def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
+        raise NotImplementedError
+
+    def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
+        for start in range(0, len(requests), self.batch_size):
+            for offset, verdict in enumerate(self.judge(requests[start : start + self.batch_size])):
+                on_result(start + offset, verdict)

@@ -15,7 +15,7 @@ from typing import Any
 
 from rlaif.config import PythonJudgeConfig
 from rlaif.errors import ConfigError
-from rlaif.judges.base import JudgeRequest, Verdict
+from rlaif.judges.base import BatchJudge, JudgeRequest, Verdict
 
 
 def import_callable(spec: str, *, field: str) -> Callable[..., Any]:
@@ -32,7 +32,7 @@ def import_callable(spec: str, *, field: str) -> Callable[..., Any]:
     return fn
 
 
-class PythonJudge:
+class PythonJudge(BatchJudge):
     def __init__(self, cfg: PythonJudgeConfig):
         self.cfg = cfg
         self.name = cfg.name

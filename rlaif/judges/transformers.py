@@ -13,16 +13,22 @@ import torch
 
 from rlaif.config import TransformersJudgeConfig
 from rlaif.errors import ConfigError
-from rlaif.judges.base import JudgeRequest, Verdict
+from rlaif.judges.base import BatchJudge, JudgeRequest, Verdict
 from rlaif.models import resolve_model
 from rlaif.rubrics import load_rubric
 
 
-class TransformersJudge:
+class TransformersJudge(BatchJudge):
     def __init__(self, cfg: TransformersJudgeConfig):
         self.cfg = cfg
         self.name = cfg.name
+        self.batch_size = cfg.batch_size
         self.rubric = load_rubric(cfg.rubric)
+        if self.rubric.read != "label_probs":
+            raise ConfigError(
+                f"judge '{cfg.name}': rubric {self.rubric.path} reads '{self.rubric.read}'; the "
+                "transformers backend reads label probabilities (read: label_probs)"
+            )
         self.model_path = resolve_model(cfg.model, field=f"judge '{cfg.name}'.model")
         self._tokenizer = None
         self._model = None
@@ -80,8 +86,8 @@ class TransformersJudge:
                 )
             else:
                 fits.append(i)
-        for start in range(0, len(fits), self.cfg.batch_size):
-            idx = fits[start : start + self.cfg.batch_size]
+        for start in range(0, len(fits), self.batch_size):
+            idx = fits[start : start + self.batch_size]
             enc = tok(
                 [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
             )

@@ -1,13 +1,15 @@
 """Stage 3: every pair judged (in both orders by default) by every configured judge.
 
 Each request is keyed by a hash of the judge's identity and the exact rendered input.
-Answers already in the store are reused, new ones are written every ``flush_every``
-judgments, so a re-run pays for nothing twice and a crash loses one batch at most.
+Answers already in the store are reused; new ones are written every ``flush_every``
+judgments or ``flush_seconds``, so a re-run pays for nothing twice and a crash loses
+only the calls in flight and one unflushed batch.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from datasets import Dataset
@@ -15,11 +17,26 @@ from tqdm.auto import tqdm
 
 from rlaif.config import JudgeConfig
 from rlaif.hashing import stable_hash
-from rlaif.judges import JudgeBackend, JudgeRequest, build_judge
+from rlaif.judges import Budget, JudgeBackend, JudgeRequest, Verdict, build_judge
 from rlaif.stages.pair import PAIR_COLUMNS
 from rlaif.store import JudgmentStore
 
 log = logging.getLogger(__name__)
+_RECORD_FIELDS = (
+    "key",
+    "status",
+    "verdict",
+    "p_first",
+    "label_mass",
+    "raw_output",
+    "error",
+    "rubric_id",
+    "rubric_hash",
+    "prompt_hash",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +48,15 @@ class _Task:
     prompt_hash: str
 
 
-def judge(pairs: Dataset, cfg: JudgeConfig, *, store: JudgmentStore) -> Dataset:
-    """One row per (pair, judge, order), with ``p_a`` = P(response_a wins) in the pair's order."""
+def judge(
+    pairs: Dataset, cfg: JudgeConfig, *, store: JudgmentStore, budget: Budget | None = None
+) -> Dataset:
+    """One row per (pair, judge, order), with ``p_a`` = P(response_a wins) in the pair's order.
+
+    Requests the budget did not allow are rows with status ``skipped`` (no call was made, and
+    a later run asks them).
+    """
+    budget = budget or Budget(cfg.max_cost_usd)
     backends = [build_judge(spec) for spec in cfg.judges]
     records = pairs.select_columns(list(PAIR_COLUMNS)).to_list()
     out: list[dict] = []
@@ -51,10 +75,10 @@ def judge(pairs: Dataset, cfg: JudgeConfig, *, store: JudgmentStore) -> Dataset:
             len(tasks) - len(todo),
             len(todo),
         )
-        _run(backend, todo, cfg.flush_every, store)
+        _run(backend, todo, cfg, store, budget)
         stored = store.get_many(t.key for t in tasks)
         for t in tasks:
-            rec = stored[t.key]
+            rec = stored.get(t.key) or _skipped(t, budget)
             p_first = rec["p_first"]
             p_a = None if p_first is None else (p_first if t.order == "ab" else 1.0 - p_first)
             out.append(
@@ -64,24 +88,26 @@ def judge(pairs: Dataset, cfg: JudgeConfig, *, store: JudgmentStore) -> Dataset:
                     "order": t.order,
                     "p_a": p_a,
                     "cached": t.key in known and known[t.key]["status"] != "error",
-                    **{
-                        k: rec[k]
-                        for k in (
-                            "key",
-                            "status",
-                            "verdict",
-                            "p_first",
-                            "label_mass",
-                            "raw_output",
-                            "error",
-                            "rubric_id",
-                            "rubric_hash",
-                            "prompt_hash",
-                        )
-                    },
+                    **{k: rec.get(k) for k in _RECORD_FIELDS},
                 }
             )
+    if not budget.allows():
+        log.warning(
+            "judge: budget max_cost_usd=%s reached after $%.4f; calls not made are "
+            "'skipped' and will be asked on the next run",
+            cfg.max_cost_usd,
+            budget.spent,
+        )
     return Dataset.from_list(out)
+
+
+def _skipped(task: _Task, budget: Budget) -> dict:
+    return {
+        "key": task.key,
+        "status": "skipped",
+        "prompt_hash": task.prompt_hash,
+        "error": f"not asked: budget max_cost_usd={budget.max_cost_usd} reached",
+    }
 
 
 def _tasks(backend: JudgeBackend, records: list[dict], orders: str) -> list[_Task]:
@@ -100,31 +126,65 @@ def _tasks(backend: JudgeBackend, records: list[dict], orders: str) -> list[_Tas
     return tasks
 
 
-def _run(backend: JudgeBackend, todo: list[_Task], flush_every: int, store: JudgmentStore) -> None:
-    provenance = backend.provenance()
+def _run(
+    backend: JudgeBackend, todo: list[_Task], cfg: JudgeConfig, store: JudgmentStore, budget: Budget
+) -> None:
     identity = backend.identity()
-    failed = 0
+    base = {
+        "judge": backend.name,
+        "backend": identity["backend"],
+        "model": identity.get("model", identity.get("callable")),
+        **backend.provenance(),
+    }
+    buffer: list[dict] = []
+    state = {"flushed_at": time.monotonic(), "failed": 0}
+
+    def flush() -> None:
+        if buffer:
+            store.put_many(buffer)
+            buffer.clear()
+        state["flushed_at"] = time.monotonic()
+
     with tqdm(total=len(todo), desc=f"judging ({backend.name})", unit="judgment") as bar:
-        for start in range(0, len(todo), flush_every):
-            chunk = todo[start : start + flush_every]
-            verdicts = backend.judge([t.request for t in chunk])
-            store.put_many(
+
+        def on_result(index: int, verdict: Verdict) -> None:
+            task = todo[index]
+            buffer.append(
                 {
-                    "key": t.key,
-                    "judge": backend.name,
-                    "backend": identity["backend"],
-                    "model": identity.get("model", identity.get("callable")),
-                    "prompt_hash": t.prompt_hash,
-                    **provenance,
-                    "status": v.status,
-                    "verdict": v.verdict,
-                    "p_first": v.p_first,
-                    "label_mass": v.label_mass,
-                    "raw_output": v.raw_output,
-                    "error": v.error,
+                    **base,
+                    "key": task.key,
+                    "prompt_hash": task.prompt_hash,
+                    **{k: getattr(verdict, k) for k in _VERDICT_FIELDS},
                 }
-                for t, v in zip(chunk, verdicts, strict=True)
             )
-            failed += sum(v.status != "ok" for v in verdicts)
-            bar.update(len(chunk))
-            bar.set_postfix(failed=failed)
+            state["failed"] += verdict.status != "ok"
+            if (
+                len(buffer) >= cfg.flush_every
+                or time.monotonic() - state["flushed_at"] >= cfg.flush_seconds
+            ):
+                flush()
+            bar.update(1)
+            bar.set_postfix(
+                in_flight=getattr(backend, "in_flight", 0),
+                failed=state["failed"],
+                cost=f"${budget.spent:.4f}",
+                refresh=False,
+            )
+
+        try:
+            backend.run([t.request for t in todo], on_result, budget)
+        finally:
+            flush()
+
+
+_VERDICT_FIELDS = (
+    "status",
+    "verdict",
+    "p_first",
+    "label_mass",
+    "raw_output",
+    "error",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+)

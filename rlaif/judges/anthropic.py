@@ -1,0 +1,49 @@
+"""Anthropic Messages API, and any server that speaks it (vLLM serves ``/v1/messages``).
+
+The Messages API returns no logprobs, so rubrics here read a JSON answer or a parse rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+
+from rlaif.judges.api import ApiJudge, with_usage
+from rlaif.judges.base import Verdict
+from rlaif.judges.verdicts import read_text
+
+
+class AnthropicJudge(ApiJudge):
+    kind = "anthropic"
+    read_modes = ("json", "parse")
+    transient_errors = (anthropic.APIConnectionError, anthropic.APIResponseValidationError)
+
+    def _client(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=self.api_key,
+            base_url=self.cfg.base_url,
+            timeout=self.cfg.timeout_s,
+            max_retries=0,
+        )
+
+    async def _call(
+        self, client: anthropic.AsyncAnthropic, messages: list[dict[str, str]]
+    ) -> Verdict:
+        kwargs: dict[str, Any] = {
+            "model": self.cfg.model,
+            "max_tokens": self.cfg.max_tokens,
+            "temperature": self.cfg.temperature,
+        }
+        if messages and messages[0]["role"] == "system":
+            kwargs["system"] = messages[0]["content"]
+            messages = messages[1:]
+        response = await client.messages.create(messages=messages, **kwargs)
+        text = "".join(getattr(block, "text", "") for block in response.content)
+        usage = response.usage
+        tokens = (usage.input_tokens, usage.output_tokens) if usage else (None, None)
+        if response.stop_reason == "refusal":
+            verdict = Verdict(status="refused", raw_output=text, error="refused")
+        else:
+            verdict = read_text(self.rubric, text)
+        return with_usage(self, verdict, *tokens)

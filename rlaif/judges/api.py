@@ -1,0 +1,241 @@
+"""Shared machinery for judges behind an HTTP API (OpenAI, Anthropic and compatible servers).
+
+One place owns what every provider needs: a fixed pool of workers (requests in flight),
+leaky-bucket limits on requests and tokens per minute (``aiolimiter``), a timeout per
+request, and retries with ``tenacity`` (exponential backoff with jitter, ``Retry-After``
+honoured) for what can succeed later: 429, 5xx, timeouts, dropped connections and garbled
+bodies. A 400/401/403/404 would fail for every request alike, so it stops the stage at once.
+The provider modules only build a request and read a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import replace
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from rlaif.errors import ConfigError, RlaifError
+from rlaif.judges.base import Budget, JudgeRequest, OnResult, Verdict
+from rlaif.rubrics import load_rubric
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+MAX_RETRY_AFTER_S = 120.0
+
+
+class FatalJudgeError(RlaifError):
+    """An error that every further request would repeat; the stage stops at once."""
+
+
+class ApiJudge:
+    """Base class: subclasses set ``kind`` and ``read_modes`` and implement ``_client`` and
+    ``_call`` (one request, no retries) returning a ``Verdict`` with usage filled in."""
+
+    kind = "api"
+    read_modes: tuple[str, ...] = ()
+    transient_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.rubric = load_rubric(cfg.rubric)
+        if self.rubric.read not in self.read_modes:
+            raise ConfigError(
+                f"judge '{cfg.name}': rubric {self.rubric.path} reads '{self.rubric.read}', which "
+                f"the {self.kind} backend cannot do (it reads: {', '.join(self.read_modes)})"
+            )
+        self.api_key = self._api_key()
+        self.in_flight = 0
+        self.attempts = 0
+
+    def _api_key(self) -> str:
+        env = self.cfg.api_key_env
+        if env is None:
+            return "none"
+        key = os.environ.get(env)
+        if not key:
+            raise ConfigError(
+                f"judge '{self.cfg.name}': the environment variable {env} (api_key_env) is not "
+                "set; export the key there, or set api_key_env: null for a server without keys"
+            )
+        return key
+
+    def identity(self) -> dict[str, Any]:
+        decoding: dict[str, Any] = {"temperature": self.cfg.temperature, "read": self.rubric.read}
+        if self.rubric.read == "label_probs":
+            decoding["top_logprobs"] = self.cfg.top_logprobs
+        else:
+            decoding["max_tokens"] = self.cfg.max_tokens
+        return {
+            "backend": self.kind,
+            "model": self.cfg.model,
+            **decoding,
+            "rubric": self.rubric.id,
+            "rubric_hash": self.rubric.sha256,
+        }
+
+    def provenance(self) -> dict[str, str]:
+        return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
+
+    def render(self, request: JudgeRequest) -> list[dict[str, str]]:
+        return self.rubric.render(
+            prompt=request.prompt, response_a=request.first, response_b=request.second
+        )
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
+        price = self.cfg.price
+        if price is None:
+            return None
+        return (
+            (input_tokens or 0) * price.input_per_mtok
+            + (output_tokens or 0) * price.output_per_mtok
+        ) / 1e6
+
+    # -- provider hooks -------------------------------------------------------------------
+    def _client(self) -> Any:
+        raise NotImplementedError
+
+    async def _call(self, client: Any, messages: list[dict[str, str]]) -> Verdict:
+        raise NotImplementedError
+
+    # -- running --------------------------------------------------------------------------
+    def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
+        if requests:
+            asyncio.run(self._run(requests, on_result, budget))
+
+    async def _run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget):
+        client = self._client()
+        rpm = (
+            AsyncLimiter(self.cfg.requests_per_minute, 60) if self.cfg.requests_per_minute else None
+        )
+        tpm = AsyncLimiter(self.cfg.tokens_per_minute, 60) if self.cfg.tokens_per_minute else None
+        pending = iter(enumerate(requests))
+
+        async def worker() -> None:
+            # All workers share one iterator; the event loop is single-threaded, so each
+            # request is taken exactly once.
+            for index, request in pending:
+                if not budget.allows():
+                    return
+                verdict = await self._judge_one(client, request, rpm, tpm)
+                budget.add(verdict.cost_usd)
+                on_result(index, verdict)
+
+        workers = [
+            asyncio.ensure_future(worker())
+            for _ in range(min(self.cfg.max_concurrency, len(requests)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await client.close()
+
+    async def _judge_one(
+        self, client: Any, request: JudgeRequest, rpm: AsyncLimiter | None, tpm: AsyncLimiter | None
+    ) -> Verdict:
+        messages = self.render(request)
+        tokens = sum(len(m["content"]) for m in messages) // 4 + self.cfg.max_tokens
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(self._retryable),
+            wait=self._wait,
+            stop=stop_after_attempt(self.cfg.max_retries + 1),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if rpm:
+                        await rpm.acquire()
+                    if tpm:
+                        await tpm.acquire(min(tokens, tpm.max_rate))
+                    self.in_flight += 1
+                    self.attempts += 1
+                    try:
+                        return await self._call(client, messages)
+                    finally:
+                        self.in_flight -= 1
+        except Exception as exc:
+            if not self._retryable(exc):
+                if _status(exc) is not None:
+                    raise FatalJudgeError(self._fatal_message(exc)) from exc
+                return Verdict(status="error", raw_output="", error=_describe(exc))
+            return Verdict(
+                status="error",
+                raw_output="",
+                error=f"gave up after {self.cfg.max_retries + 1} attempts: {_describe(exc)}",
+            )
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _retryable(self, exc: BaseException) -> bool:
+        status = _status(exc)
+        if status is not None:
+            return status in RETRYABLE_STATUS or status >= 500
+        return isinstance(
+            exc, (TimeoutError, ConnectionError, json.JSONDecodeError, *self.transient_errors)
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_random_exponential(multiplier=0.5, max=30)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        after = _retry_after(exc)
+        return backoff if after is None else min(after, MAX_RETRY_AFTER_S) + backoff / 10
+
+    def _fatal_message(self, exc: BaseException) -> str:
+        where = self.cfg.base_url or f"the {self.kind} API"
+        hint = {
+            401: f"check the key in ${self.cfg.api_key_env}",
+            403: f"the key in ${self.cfg.api_key_env} may lack access to this model",
+            404: f"is model '{self.cfg.model}' served at {where}?",
+        }.get(_status(exc), "")
+        return (
+            f"judge '{self.name}': {where} answered {_describe(exc)}; stopping the stage "
+            f"(every request would fail the same way){'; ' + hint if hint else ''}"
+        )
+
+
+def _status(exc: BaseException | None) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    status = _status(exc)
+    message = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}{f' {status}' if status else ''}: {message}"
+
+
+def with_usage(
+    judge: ApiJudge, verdict: Verdict, input_tokens: int | None, output_tokens: int | None
+) -> Verdict:
+    return replace(
+        verdict,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=judge.cost(input_tokens, output_tokens),
+    )

@@ -1,0 +1,69 @@
+"""OpenAI chat completions, and any server that speaks them (vLLM, llama.cpp, ...).
+
+Reads the verdict from the first token's ``top_logprobs`` (``read: label_probs``), from a
+JSON-schema-constrained answer (``read: json``), or from free text (``read: parse``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+
+from rlaif.judges.api import ApiJudge, with_usage
+from rlaif.judges.base import Verdict
+from rlaif.judges.verdicts import from_label_logprobs, read_text
+
+
+class OpenAIJudge(ApiJudge):
+    kind = "openai"
+    read_modes = ("label_probs", "json", "parse")
+    transient_errors = (openai.APIConnectionError, openai.APIResponseValidationError)
+
+    def _client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=self.api_key,
+            base_url=self.cfg.base_url,
+            timeout=self.cfg.timeout_s,
+            max_retries=0,
+        )
+
+    async def _call(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> Verdict:
+        kwargs: dict[str, Any] = {
+            "model": self.cfg.model,
+            "messages": messages,
+            "temperature": self.cfg.temperature,
+        }
+        read = self.rubric.read
+        if read == "label_probs":
+            kwargs.update(max_tokens=1, logprobs=True, top_logprobs=self.cfg.top_logprobs)
+        else:
+            kwargs["max_tokens"] = self.cfg.max_tokens
+        if read == "json":
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "verdict",
+                    "schema": self.rubric.json_schema(),
+                    "strict": True,
+                },
+            }
+        response = await client.chat.completions.create(**kwargs)
+        usage = response.usage
+        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (None, None)
+        choice = response.choices[0]
+        message = choice.message
+        text = message.content or ""
+        if getattr(message, "refusal", None) or choice.finish_reason == "content_filter":
+            verdict = Verdict(
+                status="refused",
+                raw_output=message.refusal or text,
+                error=f"refused (finish_reason={choice.finish_reason})",
+            )
+        elif read == "label_probs":
+            content = choice.logprobs.content if choice.logprobs else None
+            top = {t.token: t.logprob for t in content[0].top_logprobs} if content else None
+            verdict = from_label_logprobs(self.rubric, text, top)
+        else:
+            verdict = read_text(self.rubric, text)
+        return with_usage(self, verdict, *tokens)

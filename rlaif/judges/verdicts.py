@@ -1,0 +1,79 @@
+"""Turn a judge's raw answer into a verdict, the same way for every backend.
+
+Anything that cannot be read becomes an ``invalid`` verdict with the raw text kept:
+never a dropped row, never a guessed label.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from rlaif.judges.base import Verdict
+from rlaif.rubrics import Rubric
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+
+
+def from_label_logprobs(rubric: Rubric, text: str, top: dict[str, float] | None) -> Verdict:
+    """P(first) from the first token's top logprobs; a label missing from the top-k gets the
+    smallest listed probability, an upper bound on its true value."""
+    if not top:
+        return Verdict(status="invalid", raw_output=text, error="no logprobs in the response")
+    probs: dict[str, float] = {}
+    for token, logprob in top.items():
+        label = token.strip()
+        if label in rubric.labels:
+            probs[label] = probs.get(label, 0.0) + math.exp(logprob)
+    if not probs:
+        return Verdict(
+            status="invalid",
+            raw_output=text,
+            error=f"neither label {rubric.labels} among the top tokens",
+        )
+    floor = math.exp(min(top.values()))
+    first, second = (probs.get(label, floor) for label in rubric.labels)
+    p_first = first / (first + second)
+    return Verdict(
+        status="ok",
+        raw_output=text,
+        p_first=p_first,
+        label_mass=first + second,
+        verdict=rubric.labels[0] if p_first >= 0.5 else rubric.labels[1],
+    )
+
+
+def from_json(rubric: Rubric, text: str) -> Verdict:
+    try:
+        data = json.loads(_FENCE.sub("", text.strip()))
+    except json.JSONDecodeError as exc:
+        return Verdict(status="invalid", raw_output=text, error=f"not JSON: {exc.msg}")
+    winner = data.get("winner") if isinstance(data, dict) else None
+    if isinstance(winner, str):
+        winner = winner.strip()
+    return _hard(rubric, text, winner, "JSON field 'winner'")
+
+
+def from_pattern(rubric: Rubric, text: str) -> Verdict:
+    matches = re.findall(rubric.pattern or "", text)
+    found = matches[-1] if matches else None
+    if isinstance(found, tuple):
+        found = found[0]
+    return _hard(rubric, text, found, f"pattern {rubric.pattern!r}")
+
+
+def read_text(rubric: Rubric, text: str) -> Verdict:
+    """A text answer under the rubric's ``json`` or ``parse`` reading."""
+    return from_json(rubric, text) if rubric.read == "json" else from_pattern(rubric, text)
+
+
+def _hard(rubric: Rubric, text: str, label: str | None, where: str) -> Verdict:
+    if label not in rubric.labels:
+        return Verdict(
+            status="invalid",
+            raw_output=text,
+            error=f"{where} gave {label!r}, expected one of {list(rubric.labels)}",
+        )
+    p_first = 1.0 if label == rubric.labels[0] else 0.0
+    return Verdict(status="ok", raw_output=text, verdict=label, p_first=p_first)
