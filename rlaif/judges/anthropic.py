@@ -30,10 +30,12 @@ class AnthropicJudge(ApiJudge):
     async def _call(
         self, client: anthropic.AsyncAnthropic, messages: list[dict[str, str]]
     ) -> Verdict:
+        # This SDK version no longer takes ``temperature`` as an argument; the API and
+        # compatible servers still read it from the body.
         kwargs: dict[str, Any] = {
             "model": self.cfg.model,
             "max_tokens": self.cfg.max_tokens,
-            "temperature": self.cfg.temperature,
+            "extra_body": {"temperature": self.cfg.temperature},
         }
         if messages and messages[0]["role"] == "system":
             kwargs["system"] = messages[0]["content"]

@@ -115,10 +115,11 @@ class ApiJudge:
 
     async def _run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget):
         client = self._client()
-        rpm = (
-            AsyncLimiter(self.cfg.requests_per_minute, 60) if self.cfg.requests_per_minute else None
-        )
-        tpm = AsyncLimiter(self.cfg.tokens_per_minute, 60) if self.cfg.tokens_per_minute else None
+        # Requests are spaced evenly (a bucket of one), so no 60-second window ever holds more
+        # than the limit; tokens may burst by one second's worth.
+        rpm_limit, tpm_limit = self.cfg.requests_per_minute, self.cfg.tokens_per_minute
+        rpm = AsyncLimiter(1, 60 / rpm_limit) if rpm_limit else None
+        tpm = AsyncLimiter(tpm_limit / 60, 1) if tpm_limit else None
         pending = iter(enumerate(requests))
 
         async def worker() -> None:

@@ -79,7 +79,7 @@ def judge(
         stored = store.get_many(t.key for t in tasks)
         for t in tasks:
             rec = stored.get(t.key) or _skipped(t, budget)
-            p_first = rec["p_first"]
+            p_first = rec.get("p_first")
             p_a = None if p_first is None else (p_first if t.order == "ab" else 1.0 - p_first)
             out.append(
                 {

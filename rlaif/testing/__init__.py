@@ -1,0 +1,1 @@
+"""Test helpers that users can run too: a loopback judge server that injects faults."""

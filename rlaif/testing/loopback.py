@@ -1,0 +1,203 @@
+"""A real HTTP server on 127.0.0.1 speaking OpenAI ``/v1/chat/completions`` and Anthropic
+``/v1/messages``, for what no real server produces on demand: 429s with ``Retry-After``,
+5xx, hangs, garbled bodies, refusals and a requests-per-second limit.
+
+Faults are asked for by markers in the judged text, e.g. ``[[429:2]]`` (the first two
+attempts of that request get a 429), ``[[500:1]]``, ``[[hang:1]]``, ``[[garbage:1]]``,
+``[[always500]]``, ``[[401]]``, ``[[refuse]]``, ``[[nonsense]]`` (an answer with no verdict
+in it). Without a marker the judge is deterministic:
+the shorter of the two answers wins with probability 0.8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from collections import Counter, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_MARKER = re.compile(r"\[\[(429|500|hang|garbage):(\d+)\]\]")
+_ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
+
+
+class LoopbackJudgeServer:
+    """``with LoopbackJudgeServer(latency_s=0.1) as server: server.openai_url ...``"""
+
+    def __init__(
+        self, *, latency_s: float = 0.0, max_per_second: int | None = None, hang_s: float = 5.0
+    ):
+        self.latency_s = latency_s
+        self.max_per_second = max_per_second
+        self.hang_s = hang_s
+        self.attempts: Counter[str] = Counter()
+        self.served: Counter[int] = Counter()
+        self.requests = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._recent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    @property
+    def openai_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def __enter__(self) -> LoopbackJudgeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    # -- behaviour ------------------------------------------------------------------------
+    def respond(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        text = "\n".join(_content(m) for m in body.get("messages", []))
+        key = hashlib.sha256(text.encode()).hexdigest()
+        with self._lock:
+            self.requests += 1
+            self.attempts[key] += 1
+            attempt = self.attempts[key]
+            limited = self._over_limit()
+        if limited:
+            return 429, {"retry-after": "0.2"}, b'{"error": {"message": "rate limited"}}'
+        if "[[401]]" in text:
+            return 401, {}, b'{"error": {"message": "invalid api key"}}'
+        if "[[always500]]" in text:
+            return 500, {}, b'{"error": {"message": "boom"}}'
+        marker = _MARKER.search(text)
+        if marker and attempt <= int(marker.group(2)):
+            fault = marker.group(1)
+            if fault == "429":
+                return 429, {"retry-after": "0.1"}, b'{"error": {"message": "slow down"}}'
+            if fault == "500":
+                return 500, {}, b'{"error": {"message": "internal"}}'
+            if fault == "hang":
+                time.sleep(self.hang_s)
+            if fault == "garbage":
+                return 200, {}, b'{"choices": [ this is not json'
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        answers = dict(_ANSWER.findall(text))
+        a, b = len(answers.get("A", "")), len(answers.get("B", ""))
+        p_a = 0.5 if a == b else 0.8 if a < b else 0.2
+        refuse = "[[refuse]]" in text
+        payload = (_anthropic if path.endswith("/messages") else _openai)(body, p_a, refuse, text)
+        return 200, {}, json.dumps(payload).encode()
+
+    def _over_limit(self) -> bool:
+        if self.max_per_second is None:
+            return False
+        now = time.monotonic()
+        while self._recent and self._recent[0] <= now - 1.0:
+            self._recent.popleft()
+        if len(self._recent) >= self.max_per_second:
+            return True
+        self._recent.append(now)
+        return False
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.in_flight += 1
+                    server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                try:
+                    status, headers, data = server.respond(self.path, body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+                with server._lock:
+                    server.served[status] += 1
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content", "")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content)
+    return content
+
+
+def _verdict_text(body: dict[str, Any], p_a: float, prompt: str) -> str:
+    if "[[nonsense]]" in prompt:
+        return "Both answers have merit; I cannot decide."
+    winner = "A" if p_a >= 0.5 else "B"
+    if "response_format" in body or "JSON" in prompt:
+        return json.dumps({"rationale": "shorter is better", "winner": winner})
+    return f"The {winner} answer is more to the point.\nWinner: {winner}"
+
+
+def _openai(body: dict[str, Any], p_a: float, refuse: bool, prompt: str) -> dict[str, Any]:
+    usage = {"prompt_tokens": len(prompt) // 4, "completion_tokens": 1, "total_tokens": 0}
+    logprobs = None
+    if refuse:
+        message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    elif body.get("logprobs"):
+        top = [
+            {"token": "A", "logprob": math.log(p_a * 0.9), "bytes": None},
+            {"token": "B", "logprob": math.log((1 - p_a) * 0.9), "bytes": None},
+            {"token": "The", "logprob": math.log(0.1), "bytes": None},
+        ]
+        best = max(top, key=lambda t: t["logprob"])
+        logprobs = {"content": [{**best, "top_logprobs": top}]}
+        message = {"role": "assistant", "content": best["token"], "refusal": None}
+    else:
+        text = _verdict_text(body, p_a, prompt)
+        usage["completion_tokens"] = len(text) // 4
+        message = {"role": "assistant", "content": text, "refusal": None}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {
+        "id": "chatcmpl-loopback",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body.get("model", ""),
+        "usage": usage,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": "stop", "logprobs": logprobs}
+        ],
+    }
+
+
+def _anthropic(body: dict[str, Any], p_a: float, refuse: bool, prompt: str) -> dict[str, Any]:
+    text = "" if refuse else _verdict_text(body, p_a, prompt)
+    return {
+        "id": "msg_loopback",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", ""),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "refusal" if refuse else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": len(prompt) // 4, "output_tokens": len(text) // 4},
+    }
