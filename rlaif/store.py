@@ -81,3 +81,48 @@ class JudgmentStore:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for row in self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM judgments"):
             yield dict(zip(_COLUMNS, row, strict=True))
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Counts, tokens and cost per judge, model and status."""
+        rows = self._db.execute(
+            "SELECT judge, backend, model, status, COUNT(*), SUM(input_tokens), "
+            "SUM(output_tokens), SUM(cost_usd), MIN(created_at), MAX(created_at) "
+            "FROM judgments GROUP BY judge, backend, model, status ORDER BY judge, status"
+        )
+        names = (
+            "judge",
+            "backend",
+            "model",
+            "status",
+            "count",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "first_at",
+            "last_at",
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def prune(
+        self,
+        *,
+        older_than_s: float | None = None,
+        statuses: list[str] | None = None,
+        judge: str | None = None,
+    ) -> int:
+        """Delete matching judgments (all of them when no filter is given); returns how many."""
+        clauses, args = [], []
+        if older_than_s is not None:
+            clauses.append("created_at < ?")
+            args.append(time.time() - older_than_s)
+        if statuses:
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if judge:
+            clauses.append("judge = ?")
+            args.append(judge)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._db:
+            deleted = self._db.execute(f"DELETE FROM judgments{where}", args).rowcount
+        self._db.execute("VACUUM")
+        return deleted

@@ -1,5 +1,7 @@
 import sqlite3
 
+import pytest
+
 from rlaif.store import JudgmentStore
 
 
@@ -52,3 +54,19 @@ def test_many_keys_are_chunked(tmp_path):
     with JudgmentStore(tmp_path / "j.sqlite") as store:
         store.put_many(rec(f"k{i}") for i in range(1200))
         assert len(store.get_many(f"k{i}" for i in range(0, 1200, 1))) == 1200
+
+
+def test_stats_and_prune(tmp_path):
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        store.put_many([{**rec(f"ok{i}"), "input_tokens": 10, "output_tokens": 1,
+                         "cost_usd": 0.01} for i in range(3)])
+        store.put_many([rec("bad", status="error", p=None)])
+        stats = {row["status"]: row for row in store.stats()}
+        assert stats["ok"]["count"] == 3 and stats["ok"]["input_tokens"] == 30
+        assert stats["ok"]["cost_usd"] == pytest.approx(0.03)
+        assert stats["error"]["count"] == 1
+        assert store.prune(statuses=["error"]) == 1
+        assert store.prune(older_than_s=3600) == 0
+        assert store.prune(judge="someone-else") == 0
+        assert store.prune(older_than_s=0) == 3
+        assert len(store) == 0

@@ -61,7 +61,7 @@ def judge(
     records = pairs.select_columns(list(PAIR_COLUMNS)).to_list()
     out: list[dict] = []
     for backend in backends:
-        tasks = _tasks(backend, records, cfg.orders)
+        tasks = plan_requests(backend, records, cfg.orders)
         known = store.get_many(t.key for t in tasks)
         todo = list(
             {
@@ -110,8 +110,9 @@ def _skipped(task: _Task, budget: Budget) -> dict:
     }
 
 
-def _tasks(backend: JudgeBackend, records: list[dict], orders: str) -> list[_Task]:
-    """Render every request up front, so a rubric error surfaces before any call is made."""
+def plan_requests(backend: JudgeBackend, records: list[dict], orders: str) -> list[_Task]:
+    """Render every request and its cache key up front, so a rubric error surfaces before
+    any call is made (and a dry run can look the keys up)."""
     identity = backend.identity()
     tasks = []
     for row, rec in enumerate(records):

@@ -26,6 +26,11 @@ _MARKER = re.compile(r"\[\[(429|500|hang|garbage):(\d+)\]\]")
 _ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 resets connections under load
+
+
 class LoopbackJudgeServer:
     """``with LoopbackJudgeServer(latency_s=0.1) as server: server.openai_url ...``"""
 
@@ -42,8 +47,7 @@ class LoopbackJudgeServer:
         self.peak_in_flight = 0
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -201,3 +205,22 @@ def _anthropic(body: dict[str, Any], p_a: float, refuse: bool, prompt: str) -> d
         "stop_sequence": None,
         "usage": {"input_tokens": len(prompt) // 4, "output_tokens": len(text) // 4},
     }
+
+
+def main() -> None:
+    """``python -m rlaif.testing.loopback --latency 0.1``: serve until interrupted, printing
+    the base URL first (benchmarks run the server in its own process)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds per answer")
+    parser.add_argument("--max-per-second", type=int, default=None)
+    args = parser.parse_args()
+    with LoopbackJudgeServer(latency_s=args.latency, max_per_second=args.max_per_second) as srv:
+        print(srv.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""What a run's judging will cost, before anything is spent (``rlaif run --dry-run``).
+
+Exact where the pairs already exist in the run directory (requests are rendered and
+looked up in the judgment store); otherwise estimated from the config, with responses
+assumed to be ``sample.max_new_tokens`` long. Tokens are counted as characters / 4, and
+answers of ``json``/``parse`` rubrics as ``max_tokens`` long (an upper bound).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from datasets import load_from_disk
+
+from rlaif.config import PipelineConfig
+from rlaif.judges import JudgeRequest, build_judge
+from rlaif.stages.judge import plan_requests
+from rlaif.stages.pair import PAIR_COLUMNS
+from rlaif.store import JudgmentStore
+
+
+@dataclass(frozen=True)
+class JudgeEstimate:
+    stage: str
+    judge: str
+    backend: str
+    calls: int
+    """Calls still to make: cached judgments are not counted."""
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    exact: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[JudgeEstimate]:
+    pairs_dir = run_dir / "pairs"
+    pairs = load_from_disk(str(pairs_dir)) if pairs_dir.exists() else None
+    orders = 2 if cfg.judge.orders == "both" else 1
+    placeholder = "x" * (cfg.sample.max_new_tokens * 4)
+    prompt = "y" * 400
+    n_train = (cfg.prompts.limit or 240) - cfg.prompts.eval_size
+    per_prompt = math.comb(cfg.sample.n, 2)
+    if cfg.pair.strategy == "random_pairs":
+        per_prompt = min(per_prompt, cfg.pair.k)
+    records = pairs.select_columns(list(PAIR_COLUMNS)).to_list() if pairs is not None else None
+    out = []
+    with JudgmentStore(store_path) as store:
+        for spec in cfg.judge.judges:
+            backend = build_judge(spec)
+            if records is not None:
+                tasks = plan_requests(backend, records, cfg.judge.orders)
+                judge_calls = len(tasks) - len(store.get_many(t.key for t in tasks))
+            else:
+                judge_calls = n_train * per_prompt * orders
+            messages = backend.render(JudgeRequest(prompt, placeholder, placeholder))
+            in_tokens = sum(len(m["content"] if isinstance(m, dict) else m) for m in messages) // 4
+            read = getattr(getattr(backend, "rubric", None), "read", "label_probs")
+            out_tokens = 1 if read == "label_probs" else getattr(spec, "max_tokens", 1)
+            price = getattr(spec, "price", None)
+            for stage, calls in (
+                ("judge", judge_calls),
+                ("evaluate", cfg.prompts.eval_size * orders),
+            ):
+                cost = (
+                    None
+                    if price is None
+                    else calls
+                    * (in_tokens * price.input_per_mtok + out_tokens * price.output_per_mtok)
+                    / 1e6
+                )
+                out.append(
+                    JudgeEstimate(
+                        stage=stage,
+                        judge=spec.name,
+                        backend=spec.backend,
+                        calls=calls,
+                        input_tokens=calls * in_tokens,
+                        output_tokens=calls * out_tokens,
+                        cost_usd=cost,
+                        exact=stage == "judge" and records is not None,
+                    )
+                )
+    return out
