@@ -78,6 +78,24 @@ class TransformersJudgeConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
 
 
+class VllmJudgeConfig(_Strict):
+    """An in-process ``vllm.LLM`` (a local GPU, or the CPU build): batched ``chat``, with
+    label probabilities from its logprobs, or JSON-schema-constrained / free-text answers."""
+
+    backend: Literal["vllm"] = "vllm"
+    name: str = "vllm"
+    model: str = DEFAULT_MODEL
+    rubric: str = "helpful_harmless"
+    batch_size: int = Field(default=256, ge=1)
+    """Requests per ``chat`` call, and so per durable write."""
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_logprobs: int = Field(default=20, ge=2)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+    gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_model_len: int | None = Field(default=4096, ge=16)
+
+
 class PythonJudgeConfig(_Strict):
     """A plain Python callable ``f(prompt, first, second) -> P(first wins) | 'A' | 'B'``."""
 
@@ -137,6 +155,7 @@ def _judge_backend(value: Any) -> str:
 JudgeBackendConfig = Annotated[
     Annotated[TransformersJudgeConfig, Tag("transformers")]
     | Annotated[PythonJudgeConfig, Tag("python")]
+    | Annotated[VllmJudgeConfig, Tag("vllm")]
     | Annotated[OpenAIJudgeConfig, Tag("openai")]
     | Annotated[AnthropicJudgeConfig, Tag("anthropic")],
     Discriminator(_judge_backend),
@@ -291,6 +310,7 @@ def _format_errors(exc: ValidationError, source: str, lines: dict[tuple, int]) -
 _JUDGE_BACKENDS: dict[str, type[BaseModel]] = {
     "transformers": TransformersJudgeConfig,
     "python": PythonJudgeConfig,
+    "vllm": VllmJudgeConfig,
     "openai": OpenAIJudgeConfig,
     "anthropic": AnthropicJudgeConfig,
 }

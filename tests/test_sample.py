@@ -1,6 +1,5 @@
 import importlib.util
 
-import pytest
 from datasets import Dataset
 
 from rlaif.config import SampleConfig
@@ -49,12 +48,3 @@ def test_auto_backend_without_vllm_is_transformers():
     if importlib.util.find_spec("vllm") is None:
         assert pick_backend("auto") == "transformers"
     assert pick_backend("transformers") == "transformers"
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
-def test_vllm_offline_sampling(embedded_model):
-    cfg = SampleConfig(backend="vllm", n=2, max_new_tokens=8, dtype="bfloat16")
-    out = sample(prompts(2), cfg, model=str(embedded_model))
-    assert [len(r) for r in out["responses"]] == [2, 2]
-    assert all(1 <= t <= 8 for ts in out["n_tokens"] for t in ts)

@@ -58,8 +58,12 @@ def test_many_keys_are_chunked(tmp_path):
 
 def test_stats_and_prune(tmp_path):
     with JudgmentStore(tmp_path / "j.sqlite") as store:
-        store.put_many([{**rec(f"ok{i}"), "input_tokens": 10, "output_tokens": 1,
-                         "cost_usd": 0.01} for i in range(3)])
+        store.put_many(
+            [
+                {**rec(f"ok{i}"), "input_tokens": 10, "output_tokens": 1, "cost_usd": 0.01}
+                for i in range(3)
+            ]
+        )
         store.put_many([rec("bad", status="error", p=None)])
         stats = {row["status"]: row for row in store.stats()}
         assert stats["ok"]["count"] == 3 and stats["ok"]["input_tokens"] == 30

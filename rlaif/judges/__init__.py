@@ -9,6 +9,7 @@ from rlaif.judges.base import Budget, JudgeBackend, JudgeRequest, Verdict
 _BACKENDS = {
     "transformers": "rlaif.judges.transformers:TransformersJudge",
     "python": "rlaif.judges.python:PythonJudge",
+    "vllm": "rlaif.judges.vllm:VllmJudge",
     "openai": "rlaif.judges.openai:OpenAIJudge",
     "anthropic": "rlaif.judges.anthropic:AnthropicJudge",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from rlaif.sampling import Completion, GenerationParams
@@ -27,6 +28,8 @@ def generate_vllm(
         max_tokens=params.max_new_tokens,
     )
     outputs = llm.chat(conversations, sampling, use_tqdm=True)
+    del llm  # free the engine (and its KV cache) before the next stage loads a model
+    gc.collect()
     return [
         [
             Completion(

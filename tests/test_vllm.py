@@ -1,0 +1,169 @@
+"""The API backends against a real vLLM server (the CPU build) on 127.0.0.1, and the offline
+vLLM backends in-process, all on the embedded model. Skipped where vLLM is not installed."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import yaml
+from datasets import load_from_disk
+
+from rlaif.config import AnthropicJudgeConfig, OpenAIJudgeConfig, TransformersJudgeConfig
+from rlaif.judges import Budget, JudgeRequest, build_judge
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed"),
+]
+VLLM_ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING"}
+REQUESTS = [
+    JudgeRequest(
+        "What is the capital of France?", "The capital of France is Paris.", "I like turtles."
+    ),
+    JudgeRequest(
+        "What is the capital of France?", "I like turtles.", "The capital of France is Paris."
+    ),
+    JudgeRequest("What is 2 + 2?", "2 + 2 = 4.", "2 + 2 = 5."),
+]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(embedded_model, tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                str(embedded_model),
+                "--served-model-name",
+                "smol",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--max-model-len",
+                "2048",
+                "--gpu-memory-utilization",
+                "0.5",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=VLLM_ENV,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited: {log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/v1/models", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"vLLM server did not start: {log.read_text()[-3000:]}")
+                time.sleep(2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def run(cfg):
+    out = {}
+    build_judge(cfg).run(REQUESTS, out.__setitem__, Budget())
+    return [out[i] for i in range(len(REQUESTS))]
+
+
+def test_openai_label_probabilities_match_the_local_judge(vllm_server, embedded_model):
+    served = run(OpenAIJudgeConfig(model="smol", base_url=f"{vllm_server}/v1", api_key_env=None))
+    local = run(TransformersJudgeConfig(model=str(embedded_model)))
+    for api, mine in zip(served, local, strict=True):
+        assert api.status == "ok" and api.input_tokens > 0 and api.output_tokens == 1
+        assert api.label_mass > 0.05
+        # the same model read two ways: top_logprobs over HTTP vs logits in-process
+        assert api.p_first == pytest.approx(mine.p_first, abs=0.02)
+
+
+def test_openai_json_schema_output(vllm_server):
+    out = run(
+        OpenAIJudgeConfig(
+            model="smol",
+            base_url=f"{vllm_server}/v1",
+            api_key_env=None,
+            rubric="helpful_harmless_json",
+            max_tokens=80,
+        )
+    )
+    for verdict in out:
+        assert verdict.status == "ok", verdict.raw_output
+        assert json.loads(verdict.raw_output)["winner"] == verdict.verdict
+        assert verdict.p_first in (0.0, 1.0)
+
+
+def test_anthropic_messages_endpoint(vllm_server):
+    out = run(
+        AnthropicJudgeConfig(
+            model="smol",
+            base_url=vllm_server,
+            api_key_env=None,
+            rubric="helpful_harmless_cot",
+            max_tokens=60,
+        )
+    )
+    for verdict in out:
+        # the 135M model rarely follows the "Winner: X" format; what it said is kept either way
+        assert verdict.status in ("ok", "invalid")
+        assert verdict.raw_output.strip()
+        assert verdict.input_tokens > 50 and verdict.output_tokens > 0
+        if verdict.status == "invalid":
+            assert "pattern" in verdict.error
+
+
+def test_offline_vllm_sampling_and_judging(tmp_path, embedded_model):
+    """sample.backend=vllm and a vllm judge, through the CLI in a fresh process (vLLM's
+    engine spawns workers that need a real main module)."""
+    config = {
+        "name": "vllm-offline",
+        "output_dir": str(tmp_path / "out"),
+        "prompts": {"limit": 4, "eval_size": 1},
+        "sample": {"backend": "vllm", "n": 2, "max_new_tokens": 12},
+        "judge": {"judges": [{"name": "v", "backend": "vllm", "max_model_len": 1024}]},
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlaif.cli",
+            "run",
+            str(path),
+            "--stages",
+            "judge",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=VLLM_ENV,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = load_from_disk(str(tmp_path / "run" / "samples"))
+    assert [len(r) for r in samples["responses"]] == [2, 2, 2]
+    judgments = load_from_disk(str(tmp_path / "run" / "judgments"))
+    assert len(judgments) > 0 and set(judgments["status"]) == {"ok"}
+    assert min(judgments["label_mass"]) > 0.05
