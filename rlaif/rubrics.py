@@ -41,6 +41,8 @@ class Rubric:
     description: str = ""
     read: str = "label_probs"
     pattern: str | None = None
+    rationale: bool = True
+    """For ``read: json``: ask for a rationale before the winner."""
     """For ``read: parse``: a regex whose first group is a label; the last match counts."""
     _template: object = field(default=None, repr=False, compare=False)
 
@@ -49,13 +51,14 @@ class Rubric:
         return f"{self.name}@{self.version}"
 
     def json_schema(self) -> dict:
+        """The verdict's schema for ``read: json``; the rationale comes first, so a model that
+        writes in order reasons before it decides."""
+        properties: dict = {"rationale": {"type": "string"}} if self.rationale else {}
+        properties["winner"] = {"type": "string", "enum": list(self.labels)}
         return {
             "type": "object",
-            "properties": {
-                "rationale": {"type": "string"},
-                "winner": {"type": "string", "enum": list(self.labels)},
-            },
-            "required": ["rationale", "winner"],
+            "properties": properties,
+            "required": list(properties),
             "additionalProperties": False,
         }
 
@@ -153,6 +156,7 @@ def load_rubric(ref: str) -> Rubric:
         description=str(header.get("description", "")),
         read=read,
         pattern=pattern,
+        rationale=bool(header.get("rationale", True)),
         _template=_ENV.from_string(body),
     )
 
@@ -184,6 +188,7 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
         "description",
         "read",
         "pattern",
+        "rationale",
     }
     extra = sorted(set(header) - allowed)
     if extra:

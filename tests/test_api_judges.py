@@ -212,3 +212,15 @@ def test_stage_budget_marks_rest_skipped(server, tmp_path):
     assert 0 < statuses.count("ok") < 20
     assert statuses.count("skipped") == 20 - statuses.count("ok") == 20 - stored
     assert "budget max_cost_usd=0.3 reached" in out["error"][statuses.index("skipped")]
+
+
+def test_tokens_per_minute_limit_paces_requests(server):
+    start = time.monotonic()
+    run(openai_cfg(server), [req(f"q{i}") for i in range(20)])
+    unlimited = time.monotonic() - start
+    start = time.monotonic()
+    # about 130 tokens a request; 60k a minute is 1k a second, one second may burst
+    out = run(openai_cfg(server, tokens_per_minute=60_000), [req(f"r{i}") for i in range(20)])
+    limited = time.monotonic() - start
+    assert all(v.status == "ok" for v in out)
+    assert unlimited < 0.8 and limited >= 1.2

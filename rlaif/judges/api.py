@@ -147,7 +147,8 @@ class ApiJudge:
         self, client: Any, request: JudgeRequest, rpm: AsyncLimiter | None, tpm: AsyncLimiter | None
     ) -> Verdict:
         messages = self.render(request)
-        tokens = sum(len(m["content"]) for m in messages) // 4 + self.cfg.max_tokens
+        output_cap = 1 if self.rubric.read == "label_probs" else self.cfg.max_tokens
+        tokens = sum(len(m["content"]) for m in messages) // 4 + output_cap
         retrying = AsyncRetrying(
             retry=retry_if_exception(self._retryable),
             wait=self._wait,
