@@ -62,6 +62,9 @@ class PairConfig(_Strict):
     strategy: Literal["all_pairs", "random_pairs"] = "all_pairs"
     k: int = Field(default=2, ge=1)
     """Pairs per prompt for ``random_pairs``."""
+    max_length_ratio: float | None = Field(default=None, ge=1.0)
+    """Length-balanced pairs: skip pairs whose longer response is more than this many times
+    the shorter (in characters), so length cannot decide the comparison."""
     skip_identical: bool = True
     seed: int = 0
 
@@ -166,8 +169,10 @@ class JudgeConfig(_Strict):
     judges: list[JudgeBackendConfig] = Field(
         default_factory=lambda: [TransformersJudgeConfig()], min_length=1
     )
-    orders: Literal["both", "original"] = "both"
-    """``both`` judges every pair as (a, b) and (b, a) to cancel position bias."""
+    orders: Literal["both", "original", "random"] = "both"
+    """``both`` judges every pair as (a, b) and (b, a) to cancel position bias; ``random``
+    shows each pair once, in a random (seeded) order, for half the calls."""
+    seed: int = 0
     flush_every: int = Field(default=32, ge=1)
     """Judgments per durable write (also written every ``flush_seconds``); a crash loses at
     most the calls in flight and one unflushed batch."""
@@ -188,10 +193,23 @@ class JudgeConfig(_Strict):
 
 
 class AggregateConfig(_Strict):
-    min_margin: float = Field(default=0.0, ge=0.0, le=1.0)
-    """Drop pairs whose |2 * p_chosen - 1| is below this."""
+    method: Literal["mean", "majority"] = "mean"
+    """How a pair's judgments (orders x judges) combine: mean P(a wins), or the share of hard
+    votes for a."""
     ties: Literal["drop", "keep"] = "drop"
-    """What to do with pairs whose hard verdicts disagree across orders."""
+    """Pairs whose hard verdicts disagree (across orders or judges): dropped, or kept as soft
+    labels."""
+    min_margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Drop preferences whose margin |2 * p_chosen - 1| is below this."""
+    selection: Literal["all_pairs", "best_vs_worst", "random_pairs"] = "all_pairs"
+    """Which preferences to emit: every judged pair, the Bradley-Terry best vs worst response of
+    each prompt, or ``k`` random judged pairs per prompt."""
+    k: int = Field(default=2, ge=1)
+    length_correction: bool = False
+    """Remove the judge's measured length preference (a logistic term on the standardised
+    length difference) from each pair before deciding; on when the judge is known to favour
+    length for its own sake."""
+    seed: int = 0
 
 
 class TrainConfig(_Strict):

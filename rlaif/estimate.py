@@ -53,7 +53,7 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
         for spec in cfg.judge.judges:
             backend = build_judge(spec)
             if records is not None:
-                tasks = plan_requests(backend, records, cfg.judge.orders)
+                tasks = plan_requests(backend, records, cfg.judge.orders, cfg.judge.seed)
                 judge_calls = len(tasks) - len(store.get_many(t.key for t in tasks))
             else:
                 judge_calls = n_train * per_prompt * orders

@@ -27,9 +27,10 @@ from rlaif.estimate import JudgeEstimate, estimate
 from rlaif.hashing import stable_hash
 from rlaif.judges import build_judge
 from rlaif.models import resolve_model
+from rlaif.preferences.bias import judge_report
 from rlaif.prompts import load_prompts, split_prompts
 from rlaif.stages import aggregate, evaluate, judge, pair, sample, train
-from rlaif.stages.evaluate import win_rate
+from rlaif.stages.evaluate import length_controlled_win_rate, win_rate
 from rlaif.store import JudgmentStore
 
 log = logging.getLogger("rlaif")
@@ -136,6 +137,14 @@ class _Run:
         for spec in self.cfg.judge.judges:
             provenance = build_judge(spec).provenance()
             rubrics[provenance["rubric_id"]] = provenance["rubric_hash"]
+            if getattr(spec, "model", None) == self.cfg.model:
+                log.warning(
+                    "judge '%s' is the policy model itself (%s): LLM judges favour their own "
+                    "outputs (self-preference), so its preferences may reward style over "
+                    "quality; prefer a judge from another model family",
+                    spec.name,
+                    spec.model,
+                )
         split_prompts(load_prompts(self.cfg.prompts), self.cfg.prompts)
         return rubrics
 
@@ -254,6 +263,11 @@ class _Run:
                 "pairs are ties: try aggregate.ties=keep or a lower aggregate.min_margin"
             )
         _save(out, self.dir / OUTPUT_DIRS["aggregate"])
+        report = judge_report(judgments.to_pandas())
+        (self.dir / OUTPUT_DIRS["aggregate"] / "judge_report.json").write_text(
+            json.dumps(report, indent=2)
+        )
+        self.manifest["judge_report"] = report
         return {
             "pairs": len(set(judgments["pair_id"])),
             "preferences": len(out),
@@ -293,6 +307,9 @@ class _Run:
         summary = win_rate(
             out["p_policy"], bootstrap=self.cfg.evaluate.bootstrap, seed=self.cfg.evaluate.seed
         ).as_dict()
+        summary["lc_win_rate"] = length_controlled_win_rate(
+            out["p_policy"], out["policy_response"], out["reference_response"]
+        )
         summary["mean_chars_policy"] = _mean_len(out["policy_response"])
         summary["mean_chars_reference"] = _mean_len(out["reference_response"])
         (target / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -10,9 +10,11 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from datasets import Dataset
 
 from rlaif.config import EvaluateConfig, JudgeConfig, SampleConfig
+from rlaif.preferences.bias import fit_logistic
 from rlaif.stages.judge import judge
 from rlaif.stages.sample import sample
 from rlaif.store import JudgmentStore
@@ -114,3 +116,22 @@ def win_rate(p_policy: list[float | None], *, bootstrap: int = 2000, seed: int =
         losses=scores.count(0.0),
         unjudged=len(p_policy) - n,
     )
+
+
+def length_controlled_win_rate(
+    p_policy: list[float | None], policy: list[str], reference: list[str]
+) -> float | None:
+    """The win rate the policy would have at equal length, as AlpacaEval's LC win rate:
+    a logistic model of P(policy wins) with a length-difference term, read at zero."""
+    rows = [
+        (p, len(a) - len(b))
+        for p, a, b in zip(p_policy, policy, reference, strict=True)
+        if p is not None
+    ]
+    if len(rows) < 2:
+        return None
+    y = np.array([p for p, _ in rows])
+    diff = np.array([d for _, d in rows], dtype=float)
+    scale = diff.std()
+    x = np.tanh(diff / scale) if scale > 0 else diff
+    return float(1.0 / (1.0 + np.exp(-fit_logistic(x, y)[0])))

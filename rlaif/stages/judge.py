@@ -61,7 +61,7 @@ def judge(
     records = pairs.select_columns(list(PAIR_COLUMNS)).to_list()
     out: list[dict] = []
     for backend in backends:
-        tasks = plan_requests(backend, records, cfg.orders)
+        tasks = plan_requests(backend, records, cfg.orders, cfg.seed)
         known = store.get_many(t.key for t in tasks)
         todo = list(
             {
@@ -110,15 +110,22 @@ def _skipped(task: _Task, budget: Budget) -> dict:
     }
 
 
-def plan_requests(backend: JudgeBackend, records: list[dict], orders: str) -> list[_Task]:
+def plan_requests(
+    backend: JudgeBackend, records: list[dict], orders: str, seed: int = 0
+) -> list[_Task]:
     """Render every request and its cache key up front, so a rubric error surfaces before
     any call is made (and a dry run can look the keys up)."""
     identity = backend.identity()
     tasks = []
     for row, rec in enumerate(records):
-        options = [("ab", rec["response_a"], rec["response_b"])]
+        ab = ("ab", rec["response_a"], rec["response_b"])
+        ba = ("ba", rec["response_b"], rec["response_a"])
         if orders == "both":
-            options.append(("ba", rec["response_b"], rec["response_a"]))
+            options = [ab, ba]
+        elif orders == "random":
+            options = [ab if int(stable_hash([seed, rec["pair_id"]])[0], 16) % 2 else ba]
+        else:
+            options = [ab]
         for order, first, second in options:
             request = JudgeRequest(prompt=rec["prompt"], first=first, second=second)
             prompt_hash = stable_hash(backend.render(request))

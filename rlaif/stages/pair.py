@@ -22,6 +22,7 @@ def pair(samples: Dataset, cfg: PairConfig) -> Dataset:
             (i, j)
             for i, j in itertools.combinations(range(len(responses)), 2)
             if not (cfg.skip_identical and responses[i].strip() == responses[j].strip())
+            and _balanced(responses[i], responses[j], cfg.max_length_ratio)
         ]
         if cfg.strategy == "random_pairs" and len(candidates) > cfg.k:
             candidates = sorted(rng.sample(candidates, cfg.k))
@@ -34,3 +35,10 @@ def pair(samples: Dataset, cfg: PairConfig) -> Dataset:
             rows["response_a"].append(responses[i])
             rows["response_b"].append(responses[j])
     return Dataset.from_dict(rows)
+
+
+def _balanced(a: str, b: str, max_ratio: float | None) -> bool:
+    if max_ratio is None:
+        return True
+    short, long = sorted((len(a), len(b)))
+    return long <= max_ratio * max(short, 1)

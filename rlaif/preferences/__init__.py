@@ -1,0 +1,1 @@
+"""Turning judgments into preferences: bias statistics, corrections and Bradley-Terry scores."""
