@@ -5,7 +5,9 @@ share of hard votes. Averaging the two orders cancels a constant position bias; 
 that disagree make the pair a tie (the judge followed the position, or the judges split),
 dropped or kept as a soft label. With many responses per prompt, a Bradley-Terry fit over
 all of a prompt's comparisons scores every response, for ``best_vs_worst`` selection.
-Columnar (pandas + numpy) so a million judgments aggregate in seconds.
+
+Everything is columnar (numpy group sums, Arrow list columns), so a million judgments
+aggregate in seconds.
 """
 
 from __future__ import annotations
@@ -14,38 +16,55 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset
+from datasets.table import InMemoryTable
 
 from rlaif.config import AggregateConfig
 from rlaif.preferences import bradley_terry
 from rlaif.preferences.bias import length_corrected
 
 log = logging.getLogger(__name__)
-_TEXT_COLUMNS = ["pair_id", "prompt_id", "prompt", "index_a", "index_b", "response_a", "response_b"]
-_JUDGMENT_COLUMNS = ["pair_id", "judge", "status", "p_a", "key", "rubric_id", "rubric_hash"]
+_COLUMNS = [
+    "pair_id",
+    "prompt_id",
+    "prompt",
+    "index_a",
+    "index_b",
+    "response_a",
+    "response_b",
+    "judge",
+    "status",
+    "p_a",
+    "key",
+    "rubric_id",
+    "rubric_hash",
+]
+_TEXTS = ["pair_id", "prompt_id", "prompt", "index_a", "index_b", "response_a", "response_b"]
+_PROVENANCE = {"judges": "judge", "rubric_ids": "rubric_id", "rubric_hashes": "rubric_hash"}
 
 
 def aggregate(judgments: Dataset, cfg: AggregateConfig) -> Dataset:
     """``prompt``/``chosen``/``rejected`` (conversational) plus ``p_chosen``, ``margin``,
     ``tie`` and the provenance of every judgment behind the row."""
-    frame = judgments.select_columns(
-        list(dict.fromkeys(_TEXT_COLUMNS + _JUDGMENT_COLUMNS))
-    ).to_pandas()
-    pairs = combine(frame, cfg)
+    # through the arrow formatter, so a selected or filtered dataset is read as it appears
+    table = judgments.select_columns(_COLUMNS).with_format("arrow")[:].combine_chunks()
+    pairs = combine(table, cfg)
     if cfg.selection == "best_vs_worst":
-        pairs = best_vs_worst(pairs)
+        pairs = best_vs_worst(table, pairs)
     elif cfg.selection == "random_pairs":
-        shuffled = pairs.sample(frac=1.0, random_state=cfg.seed)
-        pairs = shuffled.groupby("prompt_id", sort=False).head(cfg.k).sort_index()
+        pairs = pairs.take(_random_per_group(pairs["prompt_id"], cfg.k, cfg.seed))
+    p_a = pairs["p_a"].to_numpy(zero_copy_only=False)
+    tie = pairs["tie"].to_numpy(zero_copy_only=False)
+    judged = ~np.isnan(p_a)
+    keep = judged & (~tie if cfg.ties == "drop" else True)
+    margin = np.abs(2.0 * np.nan_to_num(p_a, nan=0.5) - 1.0)
     dropped = {
-        "no_valid_judgment": int(pairs["p_a"].isna().sum()),
-        "tie": int((pairs["tie"] & pairs["p_a"].notna()).sum()) if cfg.ties == "drop" else 0,
+        "no_valid_judgment": int((~judged).sum()),
+        "tie": int((judged & tie).sum()) if cfg.ties == "drop" else 0,
+        "low_margin": int((keep & (margin < cfg.min_margin)).sum()),
     }
-    keep = pairs["p_a"].notna()
-    if cfg.ties == "drop":
-        keep &= ~pairs["tie"]
-    margin = (2.0 * pairs["p_a"] - 1.0).abs()
-    dropped["low_margin"] = int((keep & (margin < cfg.min_margin)).sum())
     keep &= margin >= cfg.min_margin
     log.info(
         "aggregate: %d candidates -> %d preferences; dropped %s",
@@ -53,116 +72,147 @@ def aggregate(judgments: Dataset, cfg: AggregateConfig) -> Dataset:
         int(keep.sum()),
         dropped,
     )
-    return _to_dataset(pairs[keep])
+    return _to_dataset(pairs.filter(pa.array(keep)))
 
 
-def combine(frame: pd.DataFrame, cfg: AggregateConfig) -> pd.DataFrame:
-    """One row per pair: texts, ``p_a`` (NaN without a valid judgment), ``tie`` and
-    provenance lists."""
-    texts = frame.drop_duplicates("pair_id")[_TEXT_COLUMNS].set_index("pair_id")
-    valid = frame[(frame["status"] == "ok") & frame["p_a"].notna()].copy()
-    if cfg.length_correction and len(valid):
-        valid["p_a"] = length_corrected(valid)
-    valid["vote"] = np.where(valid["p_a"] > 0.5, 1.0, np.where(valid["p_a"] < 0.5, 0.0, np.nan))
-    grouped = valid.groupby("pair_id", sort=False)
-    stats = grouped.agg(
-        p_mean=("p_a", "mean"),
-        vote_share=("vote", "mean"),
-        vote_min=("vote", "min"),
-        vote_max=("vote", "max"),
-        n_judgments=("p_a", "size"),
-    )
-    stats["judges"] = grouped["judge"].unique()
-    stats["rubric_ids"] = grouped["rubric_id"].unique()
-    stats["rubric_hashes"] = grouped["rubric_hash"].unique()
-    stats["judgment_keys"] = grouped["key"].agg(list)
-    out = texts.join(stats, how="left")
-    out["p_a"] = out["p_mean"] if cfg.method == "mean" else out["vote_share"].fillna(0.5)
-    out.loc[out["n_judgments"].isna(), "p_a"] = np.nan
-    out["tie"] = (out["vote_min"] != out["vote_max"]) | out["vote_min"].isna()
-    out["n_judgments"] = out["n_judgments"].fillna(0).astype(int)
-    return out.reset_index()
+def combine(table: pa.Table, cfg: AggregateConfig) -> pa.Table:
+    """One row per pair: its texts, ``p_a`` (NaN without a valid judgment), ``tie``,
+    ``n_judgments`` and provenance lists."""
+    codes, _ = pd.factorize(table["pair_id"].to_numpy(zero_copy_only=False), sort=False)
+    n_pairs = int(codes.max()) + 1 if len(codes) else 0
+    first = np.full(n_pairs, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    p_a = table["p_a"].to_numpy(zero_copy_only=False).astype(float)
+    valid = (table["status"].to_numpy(zero_copy_only=False) == "ok") & ~np.isnan(p_a)
+    if cfg.length_correction and valid.any():
+        frame = table.filter(pa.array(valid)).select(["response_a", "response_b", "p_a"])
+        p_a[valid] = length_corrected(frame.to_pandas())
+    vcodes, vp = codes[valid], p_a[valid]
+    counts = np.bincount(vcodes, minlength=n_pairs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_mean = np.bincount(vcodes, vp, n_pairs) / counts
+        decided = vp != 0.5
+        votes = np.bincount(vcodes[decided], minlength=n_pairs)
+        wins = np.bincount(vcodes[decided], (vp[decided] > 0.5).astype(float), n_pairs)
+        share = np.where(votes > 0, wins / votes, 0.5)
+    combined = p_mean if cfg.method == "mean" else np.where(counts > 0, share, np.nan)
+    out = table.select(_TEXTS).take(pa.array(first))
+    out = out.append_column("p_a", pa.array(combined))
+    out = out.append_column("tie", pa.array((votes == 0) | ((wins > 0) & (wins < votes))))
+    out = out.append_column("n_judgments", pa.array(counts))
+    valid_rows = table.filter(pa.array(valid))
+    for name, column in _PROVENANCE.items():
+        out = out.append_column(name, _ragged(vcodes, valid_rows[column], n_pairs, unique=True))
+    return out.append_column("judgment_keys", _ragged(vcodes, valid_rows["key"], n_pairs))
 
 
-def best_vs_worst(pairs: pd.DataFrame) -> pd.DataFrame:
+def best_vs_worst(table: pa.Table, pairs: pa.Table) -> pa.Table:
     """Per prompt, the Bradley-Terry best response against the worst, with the model's
-    P(best beats worst) as the soft label."""
-    judged = pairs[pairs["p_a"].notna()]
-    if judged.empty:
-        return pairs.iloc[:0]
-    ends = (
-        pd.concat(
-            [
-                judged[["prompt_id", "index_a", "response_a"]].set_axis(
-                    ["prompt_id", "index", "text"], axis=1
-                ),
-                judged[["prompt_id", "index_b", "response_b"]].set_axis(
-                    ["prompt_id", "index", "text"], axis=1
-                ),
-            ]
+    P(best beats worst) as the soft label; provenance is every judgment of the prompt."""
+    judged = pairs.filter(pc.invert(pc.is_nan(pairs["p_a"])))
+    frame = judged.select(["prompt_id", "index_a", "index_b", "p_a"]).to_pandas()
+    prompt_codes, prompt_ids = pd.factorize(frame["prompt_id"], sort=False)
+    width = int(max(frame["index_a"].max(), frame["index_b"].max()) + 1) if len(frame) else 1
+    item_a = prompt_codes * width + frame["index_a"].to_numpy()
+    item_b = prompt_codes * width + frame["index_b"].to_numpy()
+    n_items = len(prompt_ids) * width
+    scores = bradley_terry.fit(item_a, item_b, frame["p_a"].to_numpy(), n_items)
+    seen = np.zeros(n_items, dtype=bool)
+    seen[item_a] = seen[item_b] = True
+    grid = np.where(seen, scores, np.nan).reshape(len(prompt_ids), width)
+    best, worst = np.nanargmax(grid, axis=1), np.nanargmin(grid, axis=1)
+    rows = np.flatnonzero(best != worst)
+    # one judged pair row per (prompt, response) gives the response's text
+    text_of = {}
+    for side in ("a", "b"):
+        for row, item in enumerate(prompt_codes * width + frame[f"index_{side}"].to_numpy()):
+            text_of.setdefault(item, (row, side))
+    responses = judged.select(["response_a", "response_b"]).to_pydict()
+
+    def text(item: int) -> str:
+        row, side = text_of[item]
+        return responses[f"response_{side}"][row]
+
+    first_row = pd.Series(np.arange(len(frame))).groupby(prompt_codes).first().to_numpy()
+    valid = (table["status"].to_numpy(zero_copy_only=False) == "ok") & ~np.isnan(
+        table["p_a"].to_numpy(zero_copy_only=False).astype(float)
+    )
+    # every valid judgment of a prompt backs its row: map judgments onto the prompt codes
+    remap = pd.Series(np.arange(len(prompt_ids)), index=prompt_ids)
+    prompt_of_row = remap.reindex(table["prompt_id"].to_numpy(zero_copy_only=False)).to_numpy()
+    keep_rows = valid & ~np.isnan(prompt_of_row)
+    gcodes = prompt_of_row[keep_rows].astype(np.int64)
+    valid_rows = table.filter(pa.array(keep_rows))
+    n = len(prompt_ids)
+    columns = {
+        "pair_id": [f"{prompt_ids[r]}:{best[r]}-{worst[r]}" for r in rows],
+        "prompt_id": [str(prompt_ids[r]) for r in rows],
+        "prompt": judged["prompt"].take(pa.array(first_row[rows])).combine_chunks(),
+        "response_a": [text(r * width + best[r]) for r in rows],
+        "response_b": [text(r * width + worst[r]) for r in rows],
+        "p_a": bradley_terry.win_probability(grid[rows, best[rows]], grid[rows, worst[rows]]),
+        "tie": np.zeros(len(rows), dtype=bool),
+        "n_judgments": np.bincount(gcodes, minlength=n)[rows],
+    }
+    out = pa.table(columns)
+    for name, column in _PROVENANCE.items():
+        out = out.append_column(
+            name, _ragged(gcodes, valid_rows[column], n, unique=True).take(pa.array(rows))
         )
-        .drop_duplicates(["prompt_id", "index"])
-        .reset_index(drop=True)
-    )
-    item = {key: n for n, key in enumerate(zip(ends["prompt_id"], ends["index"], strict=True))}
-    item_a = [item[k] for k in zip(judged["prompt_id"], judged["index_a"], strict=True)]
-    item_b = [item[k] for k in zip(judged["prompt_id"], judged["index_b"], strict=True)]
-    ends["score"] = bradley_terry.fit(item_a, item_b, judged["p_a"].to_numpy(), len(ends))
-    by_prompt = ends.groupby("prompt_id", sort=False)["score"]
-    best = ends.loc[by_prompt.idxmax()].set_index("prompt_id")
-    worst = ends.loc[by_prompt.idxmin()].set_index("prompt_id")
-    provenance = judged.groupby("prompt_id", sort=False).agg(
-        prompt=("prompt", "first"),
-        n_judgments=("n_judgments", "sum"),
-        judges=("judges", lambda s: np.unique(np.concatenate(s.to_list()))),
-        rubric_ids=("rubric_ids", lambda s: np.unique(np.concatenate(s.to_list()))),
-        rubric_hashes=("rubric_hashes", lambda s: np.unique(np.concatenate(s.to_list()))),
-        judgment_keys=("judgment_keys", lambda s: [k for keys in s for k in keys]),
-    )
-    out = provenance.join(best.add_suffix("_best")).join(worst.add_suffix("_worst"))
-    out = out[out["index_best"] != out["index_worst"]]
-    return pd.DataFrame(
-        {
-            "pair_id": [
-                f"{p}:{b}-{w}"
-                for p, b, w in zip(out.index, out["index_best"], out["index_worst"], strict=True)
-            ],
-            "prompt_id": out.index,
-            "prompt": out["prompt"],
-            "response_a": out["text_best"],
-            "response_b": out["text_worst"],
-            "p_a": bradley_terry.win_probability(out["score_best"], out["score_worst"]),
-            "tie": False,
-            "n_judgments": out["n_judgments"],
-            "judges": out["judges"],
-            "rubric_ids": out["rubric_ids"],
-            "rubric_hashes": out["rubric_hashes"],
-            "judgment_keys": out["judgment_keys"],
-        }
-    ).reset_index(drop=True)
+    keys = _ragged(gcodes, valid_rows["key"], n).take(pa.array(rows))
+    return out.append_column("judgment_keys", keys)
 
 
-def _to_dataset(pairs: pd.DataFrame) -> Dataset:
-    a_wins = (pairs["p_a"] >= 0.5).to_numpy()
-    first, second = pairs["response_a"].to_numpy(), pairs["response_b"].to_numpy()
-    chosen = np.where(a_wins, first, second)
-    rejected = np.where(a_wins, second, first)
-    p_a = pairs["p_a"].to_numpy(dtype=float)
-    p_chosen = np.where(a_wins, p_a, 1.0 - p_a)
-    return Dataset.from_dict(
+def _ragged(
+    groups: np.ndarray, values: pa.ChunkedArray | pa.Array, n_groups: int, unique: bool = False
+) -> pa.ListArray:
+    """A list column: row g holds the values whose group is g (distinct, if ``unique``)."""
+    values = np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
+    if unique and len(values):
+        codes, names = pd.factorize(values, sort=True)
+        combined = np.unique(groups * len(names) + codes)
+        groups, values = combined // len(names), names[combined % len(names)]
+    order = np.argsort(groups, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n_groups))])
+    flat = pa.array(np.asarray(values, dtype=object)[order], type=pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), flat)
+
+
+def _random_per_group(groups: pa.ChunkedArray, k: int, seed: int) -> pa.Array:
+    codes, _ = pd.factorize(groups.to_numpy(zero_copy_only=False), sort=False)
+    noise = np.random.default_rng(seed).random(len(codes))
+    order = np.lexsort((noise, codes))
+    rank = pd.Series(codes[order]).groupby(codes[order]).cumcount().to_numpy()
+    return pa.array(np.sort(order[rank < k]))
+
+
+def _messages(role: str, texts: pa.Array) -> pa.ListArray:
+    content = texts.cast(pa.string())
+    roles = pa.array(np.full(len(content), role, dtype=object), type=pa.string())
+    struct = pa.StructArray.from_arrays([roles, content], names=["role", "content"])
+    return pa.ListArray.from_arrays(pa.array(np.arange(len(content) + 1, dtype=np.int32)), struct)
+
+
+def _to_dataset(pairs: pa.Table) -> Dataset:
+    def column(name: str) -> pa.Array:
+        return pairs[name].combine_chunks()
+
+    p_a = pairs["p_a"].to_numpy(zero_copy_only=False)
+    a_wins = pa.array(p_a >= 0.5)
+    first, second = column("response_a"), column("response_b")
+    p_chosen = np.where(p_a >= 0.5, p_a, 1.0 - p_a)
+    table = pa.table(
         {
-            "prompt": [[{"role": "user", "content": p}] for p in pairs["prompt"]],
-            "chosen": [[{"role": "assistant", "content": c}] for c in chosen],
-            "rejected": [[{"role": "assistant", "content": r}] for r in rejected],
-            "p_chosen": p_chosen.tolist(),
-            "margin": (2.0 * p_chosen - 1.0).tolist(),
-            "tie": pairs["tie"].astype(bool).tolist(),
-            "prompt_id": pairs["prompt_id"].astype(str).tolist(),
-            "pair_id": pairs["pair_id"].astype(str).tolist(),
-            "n_judgments": pairs["n_judgments"].astype(int).tolist(),
-            "judges": [sorted(map(str, x)) for x in pairs["judges"]],
-            "rubric_ids": [sorted(map(str, x)) for x in pairs["rubric_ids"]],
-            "rubric_hashes": [sorted(map(str, x)) for x in pairs["rubric_hashes"]],
-            "judgment_keys": [list(map(str, x)) for x in pairs["judgment_keys"]],
+            "prompt": _messages("user", column("prompt")),
+            "chosen": _messages("assistant", pc.if_else(a_wins, first, second)),
+            "rejected": _messages("assistant", pc.if_else(a_wins, second, first)),
+            "p_chosen": pa.array(p_chosen, type=pa.float64()),
+            "margin": pa.array(2.0 * p_chosen - 1.0, type=pa.float64()),
+            "tie": column("tie").cast(pa.bool_()),
+            "prompt_id": column("prompt_id").cast(pa.string()),
+            "pair_id": column("pair_id").cast(pa.string()),
+            "n_judgments": column("n_judgments").cast(pa.int64()),
+            **{name: column(name) for name in [*_PROVENANCE, "judgment_keys"]},
         }
     )
+    return Dataset(InMemoryTable(table))
