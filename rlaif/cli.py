@@ -198,6 +198,83 @@ def cache_prune(
     typer.echo(f"deleted {deleted} judgments from {store}")
 
 
+rubrics_app = typer.Typer(no_args_is_help=True, help="Rubric templates: list, show, render, check.")
+app.add_typer(rubrics_app, name="rubrics")
+
+
+@rubrics_app.command("list")
+def rubrics_list() -> None:
+    """Every rubric found in $RLAIF_RUBRICS, ./rubrics and the project's rubrics/."""
+    from rlaif.rubrics import list_rubrics, load_rubric
+
+    for path in list_rubrics():
+        try:
+            r = load_rubric(str(path))
+            typer.echo(f"{r.name:<24} v{r.version:<4} {r.mode:<9} {r.read:<12} {r.description}")
+        except RlaifError as exc:
+            typer.secho(f"{path.stem:<24} INVALID  {exc}", fg=typer.colors.RED)
+
+
+@rubrics_app.command("show")
+def rubrics_show(name: Annotated[str, typer.Argument(help="A rubric name or path")]) -> None:
+    """A rubric's file, hash and settings, and its template."""
+    from rlaif.rubrics import load_rubric
+
+    try:
+        r = load_rubric(name)
+    except RlaifError as exc:
+        _fail(exc)
+    typer.echo(
+        f"{r.id}  {r.path}\nsha256 {r.sha256}\nmode {r.mode}, read {r.read}, "
+        f"labels {list(r.labels)}, variables {list(r.variables)}"
+    )
+    if r.pattern:
+        typer.echo(f"pattern {r.pattern}")
+    if r.principles:
+        typer.echo("principles:\n" + "\n".join(f"  - {p}" for p in r.principles))
+    typer.echo(f"system: {r.system or '(none)'}\n---\n{r.body.strip()}")
+
+
+@rubrics_app.command("render")
+def rubrics_render(
+    name: Annotated[str, typer.Argument(help="A rubric name or path")],
+    example: Annotated[bool, typer.Option("--example", help="Use a built-in example")] = False,
+    prompt: Annotated[str | None, typer.Option(help="The user request")] = None,
+    response_a: Annotated[str | None, typer.Option("--a", help="First response")] = None,
+    response_b: Annotated[str | None, typer.Option("--b", help="Second response")] = None,
+) -> None:
+    """Print the chat messages a judge would receive."""
+    from rlaif.rubrics import EXAMPLE, load_rubric
+
+    given = {"prompt": prompt, "response_a": response_a, "response_b": response_b}
+    if not example and None in given.values():
+        _fail(RlaifError("pass --example, or all of --prompt, --a and --b"))
+    values = {k: v if v is not None else EXAMPLE[k] for k, v in given.items()}
+    try:
+        messages = load_rubric(name).render(**values)
+    except RlaifError as exc:
+        _fail(exc)
+    for message in messages:
+        typer.echo(f"[{message['role']}]\n{message['content']}\n")
+
+
+@rubrics_app.command("check")
+def rubrics_check(paths: Annotated[list[str], typer.Argument(help="Rubric names or paths")]):
+    """Validate rubrics (front matter, template, variables, a test render); exit 2 on error."""
+    from rlaif.rubrics import check_rubric
+
+    failed = False
+    for ref in paths:
+        try:
+            r = check_rubric(ref)
+            typer.echo(f"ok  {r.id}  {r.path}")
+        except RlaifError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            failed = True
+    if failed:
+        raise typer.Exit(2)
+
+
 def main() -> None:
     app()
 

@@ -43,12 +43,20 @@ class Rubric:
     pattern: str | None = None
     rationale: bool = True
     """For ``read: json``: ask for a rationale before the winner."""
+    principles: tuple[str, ...] = ()
+    """Constitutional rubrics: one principle is drawn per comparison, the same for both
+    orders of a pair (so the swap compares like with like), and rendered as ``principle``."""
     """For ``read: parse``: a regex whose first group is a label; the last match counts."""
     _template: object = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def principle_for(self, prompt: str, response_a: str, response_b: str, **_: str) -> str:
+        pair = "\x00".join([prompt, *sorted((response_a, response_b))])
+        digest = hashlib.sha256(pair.encode()).digest()
+        return self.principles[int.from_bytes(digest[:8], "big") % len(self.principles)]
 
     def json_schema(self) -> dict:
         """The verdict's schema for ``read: json``; the rationale comes first, so a model that
@@ -64,6 +72,8 @@ class Rubric:
 
     def render(self, **values: str) -> list[dict[str, str]]:
         """Chat messages for one comparison."""
+        if self.principles:
+            values = {**values, "principle": self.principle_for(**values)}
         missing = [v for v in self.variables if v not in values]
         if missing:
             raise ConfigError(f"{self.path}: rendering needs {', '.join(missing)}")
@@ -124,12 +134,16 @@ def load_rubric(ref: str) -> Rubric:
             raise ConfigError(f"{path}: pattern is not a valid regex: {exc}") from None
         if groups < 1:
             raise ConfigError(f"{path}: pattern needs a group that captures the label")
-    variables = tuple(header.get("variables", PAIRWISE_VARIABLES))
-    unknown = [v for v in variables if v not in PAIRWISE_VARIABLES]
+    principles = header.get("principles", [])
+    if not (isinstance(principles, list) and all(isinstance(x, str) and x for x in principles)):
+        raise ConfigError(f"{path}: principles must be a list of non-empty strings")
+    provided = (*PAIRWISE_VARIABLES, "principle") if principles else PAIRWISE_VARIABLES
+    variables = tuple(header.get("variables", provided))
+    unknown = [v for v in variables if v not in provided]
     if unknown:
         raise ConfigError(
             f"{path}: variables {unknown} are not provided in pairwise mode "
-            f"(available: {', '.join(PAIRWISE_VARIABLES)})"
+            f"(available: {', '.join(provided)})"
         )
     try:
         ast = _ENV.parse(body)
@@ -157,6 +171,7 @@ def load_rubric(ref: str) -> Rubric:
         read=read,
         pattern=pattern,
         rationale=bool(header.get("rationale", True)),
+        principles=tuple(principles),
         _template=_ENV.from_string(body),
     )
 
@@ -189,6 +204,7 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
         "read",
         "pattern",
         "rationale",
+        "principles",
     }
     extra = sorted(set(header) - allowed)
     if extra:
@@ -197,3 +213,35 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
             f"(allowed: {', '.join(sorted(allowed))})"
         )
     return header, "".join(lines[end + 1 :]), end + 2
+
+
+EXAMPLE = {
+    "prompt": "How do I keep basil fresh for a week?",
+    "response_a": "Trim the stems and keep the basil in a glass of water on the counter, "
+    "loosely covered with a bag.",
+    "response_b": "Put it in the fridge.",
+}
+"""Values for ``rlaif rubrics render --example`` and ``rlaif rubrics check``."""
+
+
+def list_rubrics() -> list[Path]:
+    """Every rubric on the search path; an earlier folder shadows a later one's same name."""
+    found: dict[str, Path] = {}
+    for folder in rubric_dirs():
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.jinja")):
+                found.setdefault(path.stem, path)
+    return sorted(found.values(), key=lambda p: p.stem)
+
+
+def check_rubric(ref: str) -> Rubric:
+    """Load a rubric and render it once with example values: everything that can be wrong
+    with it fails here, before any judge is paid."""
+    rubric = load_rubric(ref)
+    try:
+        rubric.render(**EXAMPLE)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{rubric.path}: rendering failed: {exc}") from None
+    return rubric

@@ -82,3 +82,53 @@ def test_bad_front_matter(tmp_path, header, message):
 def test_unknown_rubric_lists_known_ones():
     with pytest.raises(ConfigError, match="unknown rubric 'nope'.*helpful_harmless"):
         load_rubric("nope")
+
+
+def test_constitutional_principle_is_the_same_for_both_orders():
+    r = load_rubric("constitutional")
+    assert len(r.principles) >= 3
+    seen = set()
+    for i in range(40):
+        ab = r.render(prompt=f"q{i}", response_a="one", response_b="two")[-1]["content"]
+        ba = r.render(prompt=f"q{i}", response_a="two", response_b="one")[-1]["content"]
+        principle = ab.split("Principle: ", 1)[1].splitlines()[0]
+        assert f"Principle: {principle}" in ba
+        seen.add(principle)
+    assert len(seen) == len(r.principles)  # every principle gets drawn
+
+
+def test_principle_variable_needs_principles(tmp_path):
+    path = rubric(tmp_path, "{{ prompt }}{{ principle }}")
+    with pytest.raises(ConfigError, match="undefined variable 'principle'"):
+        load_rubric(str(path))
+
+
+def cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "rlaif.cli", "rubrics", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_rubrics_cli(tmp_path, repo_root):
+    listed = cli("list")
+    assert listed.returncode == 0
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert {"helpful_harmless", "constitutional", "safety", "summarization"} <= set(names)
+    shown = cli("show", "helpful_harmless_cot")
+    assert "read parse" in shown.stdout and "pattern" in shown.stdout
+    rendered = cli("render", "helpful_harmless", "--example")
+    assert rendered.returncode == 0 and "[system]" in rendered.stdout
+    assert "How do I keep basil fresh" in rendered.stdout
+    custom = cli("render", "concise", "--prompt", "P?", "--a", "{{ 7*7 }}", "--b", "bee")
+    assert "{{ 7*7 }}" in custom.stdout
+    bad = rubric(tmp_path, "{{ prompt }}\n{{ response_c }}\n")
+    checked = cli("check", str(repo_root / "rubrics" / "safety.jinja"), str(bad))
+    assert checked.returncode == 2
+    assert "ok  safety@1" in checked.stdout
+    assert f"{bad}:8: undefined variable 'response_c'" in checked.stderr
