@@ -275,6 +275,45 @@ def rubrics_check(paths: Annotated[list[str], typer.Argument(help="Rubric names 
         raise typer.Exit(2)
 
 
+@app.command("judge-eval")
+def judge_eval_cmd(
+    labels: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled pairs: prompt/chosen/rejected, or "
+            "HH-RLHF dialogues (.jsonl, .jsonl.gz, ...)"
+        ),
+    ],
+    pipeline: Annotated[Path, typer.Option(help="Pipeline YAML whose judges to evaluate")],
+    limit: Annotated[int | None, typer.Option(help="Judge a random sample of N pairs")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key")] = None,
+    seed: int = 0,
+) -> None:
+    """Agreement of the pipeline's judges with human labels, per debiasing step."""
+    from rlaif.config import load_pipeline
+    from rlaif.judge_eval import judge_eval, load_labelled
+    from rlaif.pipeline import judgment_store_path
+    from rlaif.store import JudgmentStore
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        cfg = load_pipeline(pipeline, set_ or [])
+        labelled = load_labelled(labels, limit=limit, seed=seed)
+        with JudgmentStore(judgment_store_path(cfg)) as store:
+            result = judge_eval(labelled, cfg.judge, store, seed=seed)
+    except RlaifError as exc:
+        _fail(exc)
+    typer.echo(
+        f"{result['pairs']} human-labelled pairs, judges: "
+        f"{', '.join(j.name for j in cfg.judge.judges)}"
+    )
+    for name, figures in result["accuracy"].items():
+        typer.echo(f"  {name:<26} accuracy {figures['accuracy']}  coverage {figures['coverage']}")
+    for name, figures in result["bias"]["judges"].items():
+        typer.echo(f"  judge {name}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+    typer.echo(json.dumps(result))
+
+
 def main() -> None:
     app()
 
