@@ -251,7 +251,9 @@ def rubrics_render(
         _fail(RlaifError("pass --example, or all of --prompt, --a and --b"))
     values = {k: v if v is not None else EXAMPLE[k] for k, v in given.items()}
     try:
-        messages = load_rubric(name).render(**values)
+        messages = load_rubric(name).messages(
+            values["prompt"], values["response_a"], values["response_b"]
+        )
     except RlaifError as exc:
         _fail(exc)
     for message in messages:

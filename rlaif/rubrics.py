@@ -21,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from rlaif.errors import ConfigError
 
 PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
+POINTWISE_VARIABLES = ("prompt", "response")
 READ_MODES = ("label_probs", "json", "parse")
 """How a verdict is read: next-token label probabilities, a JSON object ``{"rationale",
 "winner"}`` (schema-constrained where the backend can), or a regex over free text."""
@@ -32,7 +33,9 @@ class Rubric:
     name: str
     version: str
     mode: str
-    labels: tuple[str, str]
+    """``pairwise`` (which of two answers is better) or ``pointwise`` (a score for one)."""
+    labels: tuple[str, ...]
+    """Pairwise: the two labels for first and second; pointwise: the scores, as numbers."""
     system: str | None
     variables: tuple[str, ...]
     body: str
@@ -41,12 +44,12 @@ class Rubric:
     description: str = ""
     read: str = "label_probs"
     pattern: str | None = None
+    """For ``read: parse``: a regex whose first group is a label; the last match counts."""
     rationale: bool = True
-    """For ``read: json``: ask for a rationale before the winner."""
+    """For ``read: json``: ask for a rationale before the verdict."""
     principles: tuple[str, ...] = ()
     """Constitutional rubrics: one principle is drawn per comparison, the same for both
     orders of a pair (so the swap compares like with like), and rendered as ``principle``."""
-    """For ``read: parse``: a regex whose first group is a label; the last match counts."""
     _template: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -62,7 +65,10 @@ class Rubric:
         """The verdict's schema for ``read: json``; the rationale comes first, so a model that
         writes in order reasons before it decides."""
         properties: dict = {"rationale": {"type": "string"}} if self.rationale else {}
-        properties["winner"] = {"type": "string", "enum": list(self.labels)}
+        if self.mode == "pointwise":
+            properties["score"] = {"type": "integer", "enum": [int(s) for s in self.scores]}
+        else:
+            properties["winner"] = {"type": "string", "enum": list(self.labels)}
         return {
             "type": "object",
             "properties": properties,
@@ -70,9 +76,20 @@ class Rubric:
             "additionalProperties": False,
         }
 
+    @property
+    def scores(self) -> tuple[float, ...]:
+        """Pointwise: the numeric value of each label."""
+        return tuple(float(label) for label in self.labels)
+
+    def messages(self, prompt: str, first: str, second: str) -> list[dict[str, str]]:
+        """Messages for a judge request: a comparison, or (pointwise) a score for ``first``."""
+        if self.mode == "pointwise":
+            return self.render(prompt=prompt, response=first)
+        return self.render(prompt=prompt, response_a=first, response_b=second)
+
     def render(self, **values: str) -> list[dict[str, str]]:
-        """Chat messages for one comparison."""
-        if self.principles:
+        """Chat messages for one comparison (or one answer, pointwise)."""
+        if self.principles and self.mode == "pairwise":
             values = {**values, "principle": self.principle_for(**values)}
         missing = [v for v in self.variables if v not in values]
         if missing:
@@ -111,16 +128,9 @@ def load_rubric(ref: str) -> Rubric:
     header, body, body_line = _split_front_matter(text, path)
     name = str(header.get("name") or path.stem)
     mode = header.get("mode", "pairwise")
-    if mode != "pairwise":
-        raise ConfigError(f"{path}: mode '{mode}' is not supported (supported: pairwise)")
-    labels = header.get("labels", ["A", "B"])
-    if not (
-        isinstance(labels, list)
-        and len(labels) == 2
-        and all(isinstance(x, str) for x in labels)
-        and labels[0] != labels[1]
-    ):
-        raise ConfigError(f"{path}: labels must be two different strings, got {labels!r}")
+    if mode not in ("pairwise", "pointwise"):
+        raise ConfigError(f"{path}: mode '{mode}' is not one of pairwise, pointwise")
+    labels = _labels(header, mode, path)
     read = header.get("read", "label_probs")
     if read not in READ_MODES:
         raise ConfigError(f"{path}: read '{read}' is not one of {', '.join(READ_MODES)}")
@@ -137,12 +147,14 @@ def load_rubric(ref: str) -> Rubric:
     principles = header.get("principles", [])
     if not (isinstance(principles, list) and all(isinstance(x, str) and x for x in principles)):
         raise ConfigError(f"{path}: principles must be a list of non-empty strings")
-    provided = (*PAIRWISE_VARIABLES, "principle") if principles else PAIRWISE_VARIABLES
+    provided = POINTWISE_VARIABLES if mode == "pointwise" else PAIRWISE_VARIABLES
+    if principles:
+        provided = (*provided, "principle")
     variables = tuple(header.get("variables", provided))
     unknown = [v for v in variables if v not in provided]
     if unknown:
         raise ConfigError(
-            f"{path}: variables {unknown} are not provided in pairwise mode "
+            f"{path}: variables {unknown} are not provided in {mode} mode "
             f"(available: {', '.join(provided)})"
         )
     try:
@@ -161,7 +173,7 @@ def load_rubric(ref: str) -> Rubric:
         name=name,
         version=str(header.get("version", "1")),
         mode=mode,
-        labels=(labels[0], labels[1]),
+        labels=tuple(labels),
         system=header.get("system"),
         variables=variables,
         body=body,
@@ -174,6 +186,27 @@ def load_rubric(ref: str) -> Rubric:
         principles=tuple(principles),
         _template=_ENV.from_string(body),
     )
+
+
+def _labels(header: dict, mode: str, path: Path) -> list[str]:
+    if mode == "pointwise":
+        labels = [str(x) for x in header.get("labels", [1, 2, 3, 4, 5])]
+        try:
+            [float(x) for x in labels]
+        except ValueError:
+            raise ConfigError(f"{path}: pointwise labels must be numbers, got {labels}") from None
+        if len(set(labels)) < 2:
+            raise ConfigError(f"{path}: pointwise labels need at least two different scores")
+        return labels
+    labels = header.get("labels", ["A", "B"])
+    if not (
+        isinstance(labels, list)
+        and len(labels) == 2
+        and all(isinstance(x, str) for x in labels)
+        and labels[0] != labels[1]
+    ):
+        raise ConfigError(f"{path}: labels must be two different strings, got {labels!r}")
+    return labels
 
 
 def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
@@ -239,7 +272,7 @@ def check_rubric(ref: str) -> Rubric:
     with it fails here, before any judge is paid."""
     rubric = load_rubric(ref)
     try:
-        rubric.render(**EXAMPLE)
+        rubric.messages(EXAMPLE["prompt"], EXAMPLE["response_a"], EXAMPLE["response_b"])
     except ConfigError:
         raise
     except Exception as exc:

@@ -16,7 +16,8 @@ from typing import Any
 _TYPES = {
     "key": "TEXT PRIMARY KEY", "judge": "TEXT", "backend": "TEXT", "model": "TEXT",
     "rubric_id": "TEXT", "rubric_hash": "TEXT", "prompt_hash": "TEXT", "status": "TEXT",
-    "verdict": "TEXT", "p_first": "REAL", "label_mass": "REAL", "raw_output": "TEXT",
+    "verdict": "TEXT", "p_first": "REAL", "label_mass": "REAL", "score": "REAL",
+    "raw_output": "TEXT",
     "error": "TEXT", "input_tokens": "INTEGER", "output_tokens": "INTEGER", "cost_usd": "REAL",
     "created_at": "REAL",
 }  # fmt: skip

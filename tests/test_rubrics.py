@@ -19,10 +19,13 @@ def test_shipped_rubrics_load_and_render(repo_root):
     assert len(paths) >= 2
     for path in paths:
         r = load_rubric(str(path))
-        messages = r.render(prompt="P?", response_a="first answer", response_b="second answer")
+        messages = r.messages("P?", "first answer", "second answer")
         text = messages[-1]["content"]
         assert messages[-1]["role"] == "user"
-        assert text.index("first answer") < text.index("second answer")
+        if r.mode == "pairwise":
+            assert text.index("first answer") < text.index("second answer")
+        else:
+            assert "first answer" in text and "second answer" not in text
         assert len(r.sha256) == 64
 
 
@@ -68,7 +71,7 @@ def test_sandbox_blocks_unsafe_template(tmp_path):
         ("---\nname: t\n", "never closed"),
         ("---\nname: t\ncolour: red\n---\n", "unknown front-matter key"),
         ("---\nlabels: [A]\n---\n", "labels must be two different strings"),
-        ("---\nmode: pointwise\n---\n", "mode 'pointwise' is not supported"),
+        ("---\nmode: listwise\n---\n", "mode 'listwise' is not one of"),
         ("---\nvariables: [prompt, reference]\n---\n", "not provided in pairwise mode"),
         ("---\nname: [unclosed\n---\n", "t.jinja:2: invalid front matter"),
     ],

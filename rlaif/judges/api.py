@@ -88,9 +88,7 @@ class ApiJudge:
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
 
     def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.render(
-            prompt=request.prompt, response_a=request.first, response_b=request.second
-        )
+        return self.rubric.messages(request.prompt, request.first, request.second)
 
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
         price = self.cfg.price

@@ -28,7 +28,9 @@ class Verdict:
     p_first: float | None = None
     """P(first wins), normalised over the two labels."""
     label_mass: float | None = None
-    """Probability the judge put on the two labels at all; low means it was not answering."""
+    """Probability the judge put on the labels at all; low means it was not answering."""
+    score: float | None = None
+    """Pointwise rubrics: the answer's score (the expected score under label probabilities)."""
     error: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None

@@ -14,6 +14,7 @@ import torch
 from rlaif.config import TransformersJudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.judges.base import BatchJudge, JudgeRequest, Verdict
+from rlaif.judges.verdicts import from_label_probabilities
 from rlaif.models import resolve_model
 from rlaif.rubrics import load_rubric
 
@@ -48,9 +49,7 @@ class TransformersJudge(BatchJudge):
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
 
     def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.render(
-            prompt=request.prompt, response_a=request.first, response_b=request.second
-        )
+        return self.rubric.messages(request.prompt, request.first, request.second)
 
     def _load(self) -> None:
         from rlaif.sampling.transformers import load_causal_lm
@@ -93,16 +92,10 @@ class TransformersJudge(BatchJudge):
             )
             logits = self._model(**enc).logits[:, -1, :].float()
             probs = logits.softmax(-1)
-            pair = probs[:, self._label_ids]
-            mass = pair.sum(-1)
-            p_first = (pair[:, 0] / mass.clamp_min(1e-30)).tolist()
+            label_probs = probs[:, self._label_ids].tolist()
             top = logits.argmax(-1).tolist()
             for row, i in enumerate(idx):
-                verdicts[i] = Verdict(
-                    status="ok",
-                    raw_output=tok.decode([top[row]]),
-                    verdict=self.rubric.labels[0] if p_first[row] >= 0.5 else self.rubric.labels[1],
-                    p_first=p_first[row],
-                    label_mass=float(mass[row]),
+                verdicts[i] = from_label_probabilities(
+                    self.rubric, tok.decode([top[row]]), label_probs[row]
                 )
         return verdicts  # type: ignore[return-value]

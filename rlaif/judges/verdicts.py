@@ -17,8 +17,8 @@ _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
 def from_label_logprobs(rubric: Rubric, text: str, top: dict[str, float] | None) -> Verdict:
-    """P(first) from the first token's top logprobs; a label missing from the top-k gets the
-    smallest listed probability, an upper bound on its true value."""
+    """From the first token's top logprobs; a label missing from the top-k gets the smallest
+    listed probability, an upper bound on its true value."""
     if not top:
         return Verdict(status="invalid", raw_output=text, error="no logprobs in the response")
     probs: dict[str, float] = {}
@@ -30,17 +30,23 @@ def from_label_logprobs(rubric: Rubric, text: str, top: dict[str, float] | None)
         return Verdict(
             status="invalid",
             raw_output=text,
-            error=f"neither label {rubric.labels} among the top tokens",
+            error=f"no label of {list(rubric.labels)} among the top tokens",
         )
     floor = math.exp(min(top.values()))
-    first, second = (probs.get(label, floor) for label in rubric.labels)
-    p_first = first / (first + second)
+    return from_label_probabilities(rubric, text, [probs.get(x, floor) for x in rubric.labels])
+
+
+def from_label_probabilities(rubric: Rubric, text: str, probs: list[float]) -> Verdict:
+    """Pairwise: P(first) normalised over the two labels; pointwise: the expected score."""
+    mass = sum(probs)
+    normalised = [p / mass for p in probs] if mass > 0 else [1.0 / len(probs)] * len(probs)
+    best = rubric.labels[max(range(len(probs)), key=probs.__getitem__)]
+    if rubric.mode == "pointwise":
+        score = sum(p * s for p, s in zip(normalised, rubric.scores, strict=True))
+        return Verdict(status="ok", raw_output=text, verdict=best, score=score, label_mass=mass)
+    verdict = rubric.labels[0] if normalised[0] >= 0.5 else rubric.labels[1]
     return Verdict(
-        status="ok",
-        raw_output=text,
-        p_first=p_first,
-        label_mass=first + second,
-        verdict=rubric.labels[0] if p_first >= 0.5 else rubric.labels[1],
+        status="ok", raw_output=text, verdict=verdict, p_first=normalised[0], label_mass=mass
     )
 
 
@@ -49,10 +55,13 @@ def from_json(rubric: Rubric, text: str) -> Verdict:
         data = json.loads(_FENCE.sub("", text.strip()))
     except json.JSONDecodeError as exc:
         return Verdict(status="invalid", raw_output=text, error=f"not JSON: {exc.msg}")
-    winner = data.get("winner") if isinstance(data, dict) else None
-    if isinstance(winner, str):
-        winner = winner.strip()
-    return _hard(rubric, text, winner, "JSON field 'winner'")
+    field = "score" if rubric.mode == "pointwise" else "winner"
+    value = data.get(field) if isinstance(data, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = f"{value:g}"
+    if isinstance(value, str):
+        value = value.strip()
+    return _hard(rubric, text, value, f"JSON field '{field}'")
 
 
 def from_pattern(rubric: Rubric, text: str) -> Verdict:
@@ -75,5 +84,7 @@ def _hard(rubric: Rubric, text: str, label: str | None, where: str) -> Verdict:
             raw_output=text,
             error=f"{where} gave {label!r}, expected one of {list(rubric.labels)}",
         )
+    if rubric.mode == "pointwise":
+        return Verdict(status="ok", raw_output=text, verdict=label, score=float(label))
     p_first = 1.0 if label == rubric.labels[0] else 0.0
     return Verdict(status="ok", raw_output=text, verdict=label, p_first=p_first)

@@ -47,9 +47,7 @@ class VllmJudge(BatchJudge):
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
 
     def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.render(
-            prompt=request.prompt, response_a=request.first, response_b=request.second
-        )
+        return self.rubric.messages(request.prompt, request.first, request.second)
 
     def _params(self):
         from vllm import SamplingParams

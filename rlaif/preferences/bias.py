@@ -54,11 +54,10 @@ def judge_report(frame: pd.DataFrame) -> dict:
     valid = frame[(frame["status"] == "ok") & frame["p_a"].notna()]
     report: dict = {"judges": {}}
     for name, rows in valid.groupby("judge"):
-        entry: dict = {
-            "judgments": int((frame["judge"] == name).sum()),
-            "valid": len(rows),
-            "first_position_win_rate": _round((rows["p_first"] > 0.5).mean()),
-        }
+        entry: dict = {"judgments": int((frame["judge"] == name).sum()), "valid": len(rows)}
+        shown = rows["p_first"].dropna()  # pairwise judgments (pointwise ones have none)
+        if len(shown):
+            entry["first_position_win_rate"] = _round((shown > 0.5).mean())
         orders = rows.pivot_table(index="pair_id", columns="order", values="p_a")
         if {"ab", "ba"} <= set(orders.columns):
             both = orders.dropna(subset=["ab", "ba"])

@@ -23,6 +23,7 @@ from rlaif.store import JudgmentStore
 
 log = logging.getLogger(__name__)
 _RECORD_FIELDS = (
+    "score",
     "key",
     "status",
     "verdict",
@@ -77,10 +78,14 @@ def judge(
         )
         _run(backend, todo, cfg, store, budget)
         stored = store.get_many(t.key for t in tasks)
-        for t in tasks:
-            rec = stored.get(t.key) or _skipped(t, budget)
-            p_first = rec.get("p_first")
-            p_a = None if p_first is None else (p_first if t.order == "ab" else 1.0 - p_first)
+        results = [(t, stored.get(t.key) or _skipped(t, budget)) for t in tasks]
+        p_a_of = _pointwise_p_a(backend, results) if _mode(backend) == "pointwise" else None
+        for t, rec in results:
+            if p_a_of is not None:
+                p_a = p_a_of.get(t.row)
+            else:
+                p_first = rec.get("p_first")
+                p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
             out.append(
                 {
                     **records[t.row],
@@ -101,6 +106,28 @@ def judge(
     return Dataset.from_list(out)
 
 
+def _mode(backend: JudgeBackend) -> str:
+    return getattr(getattr(backend, "rubric", None), "mode", "pairwise")
+
+
+def _pointwise_p_a(backend: JudgeBackend, results: list[tuple[_Task, dict]]) -> dict[int, float]:
+    """P(a wins) from two pointwise scores: 0.5 plus half the score difference as a share of
+    the scale, so ``aggregate.min_margin`` reads as a minimum score gap (a 1-point gap on a
+    1-5 scale is a margin of 0.25)."""
+    scores = backend.rubric.scores
+    span = max(scores) - min(scores)
+    by_pair: dict[int, dict[str, float | None]] = {}
+    for task, rec in results:
+        ok = rec.get("status") == "ok"
+        by_pair.setdefault(task.row, {})[task.order] = rec.get("score") if ok else None
+    out = {}
+    for row, got in by_pair.items():
+        a, b = got.get("a"), got.get("b")
+        if a is not None and b is not None:
+            out[row] = 0.5 + 0.5 * max(-1.0, min(1.0, (a - b) / span))
+    return out
+
+
 def _skipped(task: _Task, budget: Budget) -> dict:
     return {
         "key": task.key,
@@ -114,13 +141,17 @@ def plan_requests(
     backend: JudgeBackend, records: list[dict], orders: str, seed: int = 0
 ) -> list[_Task]:
     """Render every request and its cache key up front, so a rubric error surfaces before
-    any call is made (and a dry run can look the keys up)."""
+    any call is made (and a dry run can look the keys up). A pointwise judge scores each
+    answer on its own (orders ``a`` and ``b``); an answer in several pairs is asked once."""
     identity = backend.identity()
+    pointwise = _mode(backend) == "pointwise"
     tasks = []
     for row, rec in enumerate(records):
         ab = ("ab", rec["response_a"], rec["response_b"])
         ba = ("ba", rec["response_b"], rec["response_a"])
-        if orders == "both":
+        if pointwise:
+            options = [("a", rec["response_a"], ""), ("b", rec["response_b"], "")]
+        elif orders == "both":
             options = [ab, ba]
         elif orders == "random":
             options = [ab if int(stable_hash([seed, rec["pair_id"]])[0], 16) % 2 else ba]
@@ -186,6 +217,7 @@ def _run(
 
 
 _VERDICT_FIELDS = (
+    "score",
     "status",
     "verdict",
     "p_first",
