@@ -246,14 +246,12 @@ def rubrics_render(
     """Print the chat messages a judge would receive."""
     from rlaif.rubrics import EXAMPLE, load_rubric
 
-    given = {"prompt": prompt, "response_a": response_a, "response_b": response_b}
+    given = {"prompt": prompt, "first": response_a, "second": response_b}
     if not example and None in given.values():
         _fail(RlaifError("pass --example, or all of --prompt, --a and --b"))
     values = {k: v if v is not None else EXAMPLE[k] for k, v in given.items()}
     try:
-        messages = load_rubric(name).messages(
-            values["prompt"], values["response_a"], values["response_b"]
-        )
+        messages = load_rubric(name).messages(**values, reference=EXAMPLE["reference"])
     except RlaifError as exc:
         _fail(exc)
     for message in messages:

@@ -39,6 +39,8 @@ class PromptsConfig(_Strict):
     """``builtin``, a .jsonl/.json/.csv/.parquet file, a ``save_to_disk`` folder or a hub name."""
     prompt_column: str = "prompt"
     id_column: str | None = "id"
+    reference_column: str | None = None
+    """A reference answer per prompt, for rubrics that compare against one."""
     split: str = "train"
     limit: int | None = Field(default=None, ge=1)
     eval_size: int = Field(default=16, ge=0)

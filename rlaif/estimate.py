@@ -16,8 +16,7 @@ from datasets import load_from_disk
 
 from rlaif.config import PipelineConfig
 from rlaif.judges import JudgeRequest, build_judge
-from rlaif.stages.judge import plan_requests
-from rlaif.stages.pair import PAIR_COLUMNS
+from rlaif.stages.judge import pair_columns, plan_requests
 from rlaif.store import JudgmentStore
 
 
@@ -47,7 +46,7 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
     per_prompt = math.comb(cfg.sample.n, 2)
     if cfg.pair.strategy == "random_pairs":
         per_prompt = min(per_prompt, cfg.pair.k)
-    records = pairs.select_columns(list(PAIR_COLUMNS)).to_list() if pairs is not None else None
+    records = pairs.select_columns(pair_columns(pairs)).to_list() if pairs is not None else None
     out = []
     with JudgmentStore(store_path) as store:
         for spec in cfg.judge.judges:
@@ -57,7 +56,7 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
                 judge_calls = len(tasks) - len(store.get_many(t.key for t in tasks))
             else:
                 judge_calls = n_train * per_prompt * orders
-            messages = backend.render(JudgeRequest(prompt, placeholder, placeholder))
+            messages = backend.render(JudgeRequest(prompt, placeholder, placeholder, placeholder))
             in_tokens = sum(len(m["content"] if isinstance(m, dict) else m) for m in messages) // 4
             read = getattr(getattr(backend, "rubric", None), "read", "label_probs")
             out_tokens = 1 if read == "label_probs" else getattr(spec, "max_tokens", 1)

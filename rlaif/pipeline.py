@@ -135,8 +135,19 @@ class _Run:
         resolve_model(self.cfg.model, field="model")
         rubrics = {}
         for spec in self.cfg.judge.judges:
-            provenance = build_judge(spec).provenance()
+            backend = build_judge(spec)
+            provenance = backend.provenance()
             rubrics[provenance["rubric_id"]] = provenance["rubric_hash"]
+            rubric = getattr(backend, "rubric", None)
+            if (
+                rubric is not None
+                and rubric.needs_reference
+                and not self.cfg.prompts.reference_column
+            ):
+                raise ConfigError(
+                    f"judge '{spec.name}': rubric {rubric.path} compares against a reference "
+                    "answer, but prompts.reference_column is not set"
+                )
             if getattr(spec, "model", None) == self.cfg.model:
                 log.warning(
                     "judge '%s' is the policy model itself (%s): LLM judges favour their own "

@@ -81,11 +81,25 @@ class Rubric:
         """Pointwise: the numeric value of each label."""
         return tuple(float(label) for label in self.labels)
 
-    def messages(self, prompt: str, first: str, second: str) -> list[dict[str, str]]:
+    @property
+    def needs_reference(self) -> bool:
+        return "reference" in self.variables
+
+    def messages(
+        self, prompt: str, first: str, second: str, reference: str | None = None
+    ) -> list[dict[str, str]]:
         """Messages for a judge request: a comparison, or (pointwise) a score for ``first``."""
+        extra = {}
+        if self.needs_reference:
+            if reference is None:
+                raise ConfigError(
+                    f"{self.path}: this rubric compares against a reference "
+                    "answer; set prompts.reference_column"
+                )
+            extra["reference"] = reference
         if self.mode == "pointwise":
-            return self.render(prompt=prompt, response=first)
-        return self.render(prompt=prompt, response_a=first, response_b=second)
+            return self.render(prompt=prompt, response=first, **extra)
+        return self.render(prompt=prompt, response_a=first, response_b=second, **extra)
 
     def render(self, **values: str) -> list[dict[str, str]]:
         """Chat messages for one comparison (or one answer, pointwise)."""
@@ -151,6 +165,7 @@ def load_rubric(ref: str) -> Rubric:
     if principles:
         provided = (*provided, "principle")
     variables = tuple(header.get("variables", provided))
+    provided = (*provided, "reference")  # only when declared: it needs a reference column
     unknown = [v for v in variables if v not in provided]
     if unknown:
         raise ConfigError(
@@ -250,9 +265,11 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
 
 EXAMPLE = {
     "prompt": "How do I keep basil fresh for a week?",
-    "response_a": "Trim the stems and keep the basil in a glass of water on the counter, "
+    "first": "Trim the stems and keep the basil in a glass of water on the counter, "
     "loosely covered with a bag.",
-    "response_b": "Put it in the fridge.",
+    "second": "Put it in the fridge.",
+    "reference": "Treat it like cut flowers: stems in water at room temperature, loosely "
+    "covered; the fridge blackens the leaves.",
 }
 """Values for ``rlaif rubrics render --example`` and ``rlaif rubrics check``."""
 
@@ -272,7 +289,7 @@ def check_rubric(ref: str) -> Rubric:
     with it fails here, before any judge is paid."""
     rubric = load_rubric(ref)
     try:
-        rubric.messages(EXAMPLE["prompt"], EXAMPLE["response_a"], EXAMPLE["response_b"])
+        rubric.messages(**EXAMPLE)
     except ConfigError:
         raise
     except Exception as exc:

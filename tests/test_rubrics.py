@@ -19,7 +19,7 @@ def test_shipped_rubrics_load_and_render(repo_root):
     assert len(paths) >= 2
     for path in paths:
         r = load_rubric(str(path))
-        messages = r.messages("P?", "first answer", "second answer")
+        messages = r.messages("P?", "first answer", "second answer", reference="ref")
         text = messages[-1]["content"]
         assert messages[-1]["role"] == "user"
         if r.mode == "pairwise":
@@ -72,7 +72,7 @@ def test_sandbox_blocks_unsafe_template(tmp_path):
         ("---\nname: t\ncolour: red\n---\n", "unknown front-matter key"),
         ("---\nlabels: [A]\n---\n", "labels must be two different strings"),
         ("---\nmode: listwise\n---\n", "mode 'listwise' is not one of"),
-        ("---\nvariables: [prompt, reference]\n---\n", "not provided in pairwise mode"),
+        ("---\nvariables: [prompt, context]\n---\n", "not provided in pairwise mode"),
         ("---\nname: [unclosed\n---\n", "t.jinja:2: invalid front matter"),
     ],
 )

@@ -88,7 +88,9 @@ class ApiJudge:
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
 
     def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.messages(request.prompt, request.first, request.second)
+        return self.rubric.messages(
+            request.prompt, request.first, request.second, request.reference
+        )
 
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
         price = self.cfg.price

@@ -16,6 +16,8 @@ class JudgeRequest:
     prompt: str
     first: str
     second: str
+    reference: str | None = None
+    """A reference answer, for rubrics that compare against one."""
 
 
 @dataclass(frozen=True)

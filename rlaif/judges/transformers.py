@@ -49,7 +49,9 @@ class TransformersJudge(BatchJudge):
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
 
     def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.messages(request.prompt, request.first, request.second)
+        return self.rubric.messages(
+            request.prompt, request.first, request.second, request.reference
+        )
 
     def _load(self) -> None:
         from rlaif.sampling.transformers import load_causal_lm

@@ -47,7 +47,9 @@ class VllmJudge(BatchJudge):
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
 
     def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.messages(request.prompt, request.first, request.second)
+        return self.rubric.messages(
+            request.prompt, request.first, request.second, request.reference
+        )
 
     def _params(self):
         from vllm import SamplingParams

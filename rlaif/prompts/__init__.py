@@ -19,7 +19,8 @@ _FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "
 
 
 def load_prompts(cfg: PromptsConfig) -> Dataset:
-    """Return the prompt set as ``prompt_id``, ``prompt``, ``category`` columns."""
+    """Return the prompt set as ``prompt_id``, ``prompt``, ``category`` (and ``reference``)
+    columns."""
     source = str(BUILTIN_PATH) if cfg.source == "builtin" else cfg.source
     raw = _read(source, cfg.split)
     return normalize_prompts(raw, cfg, source=source)
@@ -71,9 +72,15 @@ def normalize_prompts(raw: Dataset, cfg: PromptsConfig, *, source: str) -> Datas
             )
         seen[pid] = row
     categories = raw["category"] if "category" in columns else [""] * len(texts)
-    return Dataset.from_dict(
-        {"prompt_id": ids, "prompt": texts, "category": [str(c or "") for c in categories]}
-    )
+    out = {"prompt_id": ids, "prompt": texts, "category": [str(c or "") for c in categories]}
+    if cfg.reference_column is not None:
+        if cfg.reference_column not in columns:
+            raise ConfigError(
+                f"{source}: no reference column '{cfg.reference_column}' "
+                f"(prompts.reference_column); columns are: {', '.join(columns)}"
+            )
+        out["reference"] = [str(r or "") for r in raw[cfg.reference_column]]
+    return Dataset.from_dict(out)
 
 
 def _read(source: str, split: str) -> Dataset:

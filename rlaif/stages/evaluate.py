@@ -66,6 +66,9 @@ def evaluate(
             "index_b": [0] * len(held_out),
             "response_a": [r[0] for r in ours["responses"]],
             "response_b": [r[0] for r in theirs["responses"]],
+            **(
+                {"reference": held_out["reference"]} if "reference" in held_out.column_names else {}
+            ),
         }
     )
     identical = [

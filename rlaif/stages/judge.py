@@ -59,7 +59,7 @@ def judge(
     """
     budget = budget or Budget(cfg.max_cost_usd)
     backends = [build_judge(spec) for spec in cfg.judges]
-    records = pairs.select_columns(list(PAIR_COLUMNS)).to_list()
+    records = pairs.select_columns(pair_columns(pairs)).to_list()
     out: list[dict] = []
     for backend in backends:
         tasks = plan_requests(backend, records, cfg.orders, cfg.seed)
@@ -104,6 +104,11 @@ def judge(
             budget.spent,
         )
     return Dataset.from_list(out)
+
+
+def pair_columns(pairs: Dataset) -> list[str]:
+    """The pair columns a judge reads: the fixed ones, and ``reference`` when present."""
+    return [*PAIR_COLUMNS, *(["reference"] if "reference" in pairs.column_names else [])]
 
 
 def _mode(backend: JudgeBackend) -> str:
@@ -158,7 +163,9 @@ def plan_requests(
         else:
             options = [ab]
         for order, first, second in options:
-            request = JudgeRequest(prompt=rec["prompt"], first=first, second=second)
+            request = JudgeRequest(
+                prompt=rec["prompt"], first=first, second=second, reference=rec.get("reference")
+            )
             prompt_hash = stable_hash(backend.render(request))
             key = stable_hash({"judge": identity, "input": prompt_hash})
             tasks.append(_Task(row, order, request, key, prompt_hash))

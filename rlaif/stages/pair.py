@@ -15,7 +15,8 @@ PAIR_COLUMNS = ("pair_id", "prompt_id", "prompt", "index_a", "index_b", "respons
 def pair(samples: Dataset, cfg: PairConfig) -> Dataset:
     """``all_pairs`` takes every unordered pair; ``random_pairs`` takes ``k`` of them per prompt."""
     rng = random.Random(cfg.seed)
-    rows: dict[str, list] = {c: [] for c in PAIR_COLUMNS}
+    columns = (*PAIR_COLUMNS, "reference") if "reference" in samples.column_names else PAIR_COLUMNS
+    rows: dict[str, list] = {c: [] for c in columns}
     for record in samples:
         responses = record["responses"]
         candidates = [
@@ -34,6 +35,8 @@ def pair(samples: Dataset, cfg: PairConfig) -> Dataset:
             rows["index_b"].append(j)
             rows["response_a"].append(responses[i])
             rows["response_b"].append(responses[j])
+            if "reference" in rows:
+                rows["reference"].append(record["reference"])
     return Dataset.from_dict(rows)
 
 
