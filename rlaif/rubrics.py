@@ -47,6 +47,9 @@ class Rubric:
     """For ``read: parse``: a regex whose first group is a label; the last match counts."""
     rationale: bool = True
     """For ``read: json``: ask for a rationale before the verdict."""
+    examples: tuple[dict[str, str], ...] = ()
+    """Few-shot examples: the template's variables plus the ``verdict`` (a label), shown as
+    earlier turns of the conversation."""
     principles: tuple[str, ...] = ()
     """Constitutional rubrics: one principle is drawn per comparison, the same for both
     orders of a pair (so the swap compares like with like), and rendered as ``principle``."""
@@ -108,9 +111,12 @@ class Rubric:
         missing = [v for v in self.variables if v not in values]
         if missing:
             raise ConfigError(f"{self.path}: rendering needs {', '.join(missing)}")
-        user = self._template.render(**values).strip()
         messages = [{"role": "system", "content": self.system}] if self.system else []
-        messages.append({"role": "user", "content": user})
+        for example in self.examples:  # few-shot: earlier turns with the expected verdicts
+            shown = {**values, **{k: v for k, v in example.items() if k != "verdict"}}
+            messages.append({"role": "user", "content": self._template.render(**shown).strip()})
+            messages.append({"role": "assistant", "content": example["verdict"]})
+        messages.append({"role": "user", "content": self._template.render(**values).strip()})
         return messages
 
 
@@ -199,8 +205,31 @@ def load_rubric(ref: str) -> Rubric:
         pattern=pattern,
         rationale=bool(header.get("rationale", True)),
         principles=tuple(principles),
+        examples=_examples(header, variables, labels, path),
         _template=_ENV.from_string(body),
     )
+
+
+def _examples(header: dict, variables: tuple[str, ...], labels: list[str], path: Path):
+    examples = header.get("examples", [])
+    if not isinstance(examples, list):
+        raise ConfigError(f"{path}: examples must be a list of mappings")
+    needed = [v for v in variables if v != "principle"]
+    out = []
+    for n, example in enumerate(examples, 1):
+        if not isinstance(example, dict):
+            raise ConfigError(f"{path}: examples[{n}] must be a mapping")
+        missing = [k for k in (*needed, "verdict") if k not in example]
+        if missing:
+            raise ConfigError(f"{path}: examples[{n}] lacks {', '.join(missing)}")
+        example = {k: str(v) for k, v in example.items()}
+        if example["verdict"] not in labels:
+            raise ConfigError(
+                f"{path}: examples[{n}].verdict {example['verdict']!r} is not one "
+                f"of the labels {labels}"
+            )
+        out.append(example)
+    return tuple(out)
 
 
 def _labels(header: dict, mode: str, path: Path) -> list[str]:
@@ -253,6 +282,7 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
         "pattern",
         "rationale",
         "principles",
+        "examples",
     }
     extra = sorted(set(header) - allowed)
     if extra:

@@ -166,3 +166,10 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
     assert "Traceback" not in done.stderr
     missing = cli("status", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert missing.returncode == 2 and "no manifest.json" in missing.stderr
+
+
+def test_self_preference_warning(pipeline_yaml, tiny_model, caplog):
+    with caplog.at_level("WARNING", logger="rlaif"):
+        Pipeline.from_yaml(pipeline_yaml).run(stages=["sample"])
+    assert "judge 'tiny' is the policy model itself" in caplog.text
+    assert "judge 'rule'" not in caplog.text

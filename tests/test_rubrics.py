@@ -135,3 +135,30 @@ def test_rubrics_cli(tmp_path, repo_root):
     assert checked.returncode == 2
     assert "ok  safety@1" in checked.stdout
     assert f"{bad}:8: undefined variable 'response_c'" in checked.stderr
+
+
+def test_few_shot_examples_become_earlier_turns(tmp_path):
+    header = (
+        "---\nlabels: [A, B]\nexamples:\n  - {prompt: 'Capital of France?', "
+        "response_a: Paris., response_b: Lyon., verdict: A}\n---\n"
+    )
+    path = rubric(tmp_path, "Q: {{ prompt }} A: {{ response_a }} B: {{ response_b }}", header)
+    messages = load_rubric(str(path)).messages("2+2?", "4", "5")
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[0]["content"] == "Q: Capital of France? A: Paris. B: Lyon."
+    assert messages[1]["content"] == "A"
+    assert messages[2]["content"] == "Q: 2+2? A: 4 B: 5"
+    bad = rubric(
+        tmp_path,
+        "{{ prompt }}{{ response_a }}{{ response_b }}",
+        "---\nexamples:\n  - {prompt: p, response_a: a, response_b: b, verdict: C}\n---\n",
+    )
+    with pytest.raises(ConfigError, match=r"examples\[1\].verdict 'C' is not one of"):
+        load_rubric(str(bad))
+    short = rubric(
+        tmp_path,
+        "{{ prompt }}{{ response_a }}{{ response_b }}",
+        "---\nexamples:\n  - {prompt: p, verdict: A}\n---\n",
+    )
+    with pytest.raises(ConfigError, match=r"examples\[1\] lacks response_a, response_b"):
+        load_rubric(str(short))
