@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from rlaif.errors import ConfigError, RlaifError
-from rlaif.judges.base import Budget, JudgeRequest, OnResult, Verdict
+from rlaif.judges.base import Budget, JudgeRequest, OnResult, RubricJudge, Verdict
 from rlaif.rubrics import load_rubric
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -37,7 +37,7 @@ class FatalJudgeError(RlaifError):
     """An error that every further request would repeat; the stage stops at once."""
 
 
-class ApiJudge:
+class ApiJudge(RubricJudge):
     """Base class: subclasses set ``kind`` and ``read_modes`` and implement ``_client`` and
     ``_call`` (one request, no retries) returning a ``Verdict`` with usage filled in."""
 
@@ -83,14 +83,6 @@ class ApiJudge:
             "rubric": self.rubric.id,
             "rubric_hash": self.rubric.sha256,
         }
-
-    def provenance(self) -> dict[str, str]:
-        return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
-
-    def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.messages(
-            request.prompt, request.first, request.second, request.reference
-        )
 
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
         price = self.cfg.price

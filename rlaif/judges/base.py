@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from rlaif.rubrics import Rubric
+
 OnResult = Callable[[int, "Verdict"], None]
 
 
@@ -76,6 +78,20 @@ class JudgeBackend(Protocol):
         Requests not started because the budget ran out get no call at all.
         """
         ...
+
+
+class RubricJudge:
+    """``render`` and ``provenance`` for backends that ask through a rubric template."""
+
+    rubric: Rubric
+
+    def provenance(self) -> dict[str, str]:
+        return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
+
+    def render(self, request: JudgeRequest) -> list[dict[str, str]]:
+        return self.rubric.messages(
+            request.prompt, request.first, request.second, request.reference
+        )
 
 
 class BatchJudge:

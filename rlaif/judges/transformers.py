@@ -13,13 +13,13 @@ import torch
 
 from rlaif.config import TransformersJudgeConfig
 from rlaif.errors import ConfigError
-from rlaif.judges.base import BatchJudge, JudgeRequest, Verdict
+from rlaif.judges.base import BatchJudge, JudgeRequest, RubricJudge, Verdict
 from rlaif.judges.verdicts import from_label_probabilities
 from rlaif.models import resolve_model
 from rlaif.rubrics import load_rubric
 
 
-class TransformersJudge(BatchJudge):
+class TransformersJudge(RubricJudge, BatchJudge):
     def __init__(self, cfg: TransformersJudgeConfig):
         self.cfg = cfg
         self.name = cfg.name
@@ -44,14 +44,6 @@ class TransformersJudge(BatchJudge):
             "rubric": self.rubric.id,
             "rubric_hash": self.rubric.sha256,
         }
-
-    def provenance(self) -> dict[str, str]:
-        return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
-
-    def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.messages(
-            request.prompt, request.first, request.second, request.reference
-        )
 
     def _load(self) -> None:
         from rlaif.sampling.transformers import load_causal_lm

@@ -10,13 +10,13 @@ from dataclasses import replace
 from typing import Any
 
 from rlaif.config import VllmJudgeConfig
-from rlaif.judges.base import BatchJudge, JudgeRequest, Verdict
+from rlaif.judges.base import BatchJudge, JudgeRequest, RubricJudge, Verdict
 from rlaif.judges.verdicts import from_label_logprobs, read_text
 from rlaif.models import resolve_model
 from rlaif.rubrics import load_rubric
 
 
-class VllmJudge(BatchJudge):
+class VllmJudge(RubricJudge, BatchJudge):
     def __init__(self, cfg: VllmJudgeConfig):
         self.cfg = cfg
         self.name = cfg.name
@@ -42,14 +42,6 @@ class VllmJudge(BatchJudge):
             "rubric": self.rubric.id,
             "rubric_hash": self.rubric.sha256,
         }
-
-    def provenance(self) -> dict[str, str]:
-        return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
-
-    def render(self, request: JudgeRequest) -> list[dict[str, str]]:
-        return self.rubric.messages(
-            request.prompt, request.first, request.second, request.reference
-        )
 
     def _params(self):
         from vllm import SamplingParams

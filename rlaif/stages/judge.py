@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from datasets import Dataset
 from tqdm.auto import tqdm
@@ -22,22 +22,8 @@ from rlaif.stages.pair import PAIR_COLUMNS
 from rlaif.store import JudgmentStore
 
 log = logging.getLogger(__name__)
-_RECORD_FIELDS = (
-    "score",
-    "key",
-    "status",
-    "verdict",
-    "p_first",
-    "label_mass",
-    "raw_output",
-    "error",
-    "rubric_id",
-    "rubric_hash",
-    "prompt_hash",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-)
+_VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
+_RECORD_FIELDS = (*_VERDICT_FIELDS, "key", "rubric_id", "rubric_hash", "prompt_hash")
 
 
 @dataclass(frozen=True)
@@ -221,17 +207,3 @@ def _run(
             backend.run([t.request for t in todo], on_result, budget)
         finally:
             flush()
-
-
-_VERDICT_FIELDS = (
-    "score",
-    "status",
-    "verdict",
-    "p_first",
-    "label_mass",
-    "raw_output",
-    "error",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-)
