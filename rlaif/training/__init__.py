@@ -1,0 +1,1 @@
+"""Training pieces that TRL no longer ships (PPO was removed in trl 1.13)."""
