@@ -230,6 +230,21 @@ class TrainConfig(_Strict):
     seed: int = 0
 
 
+class RewardModelConfig(_Strict):
+    """A reward model trained with ``trl.RewardTrainer`` (Bradley-Terry loss; the ``margin``
+    column of the preference dataset is used when present)."""
+
+    learning_rate: float = Field(default=1e-5, gt=0.0)
+    max_steps: int = Field(default=50, ge=1)
+    per_device_train_batch_size: int = Field(default=4, ge=1)
+    max_length: int = Field(default=512, ge=16)
+    eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Preferences held out to report pairwise accuracy."""
+    lora: bool = False
+    lora_r: int = Field(default=16, ge=1)
+    seed: int = 0
+
+
 class EvaluateConfig(_Strict):
     """Policy vs SFT on the held-out prompts, judged by the judge stage's judges."""
 
