@@ -245,6 +245,32 @@ class RewardModelConfig(_Strict):
     seed: int = 0
 
 
+class PPOConfig(_Strict):
+    """PPO with a KL penalty to the frozen SFT model (the published RLHF recipe)."""
+
+    steps: int = Field(default=20, ge=1)
+    """Rollout-and-update iterations."""
+    rollout_batch_size: int = Field(default=16, ge=1)
+    ppo_epochs: int = Field(default=2, ge=1)
+    minibatch_size: int = Field(default=8, ge=1)
+    learning_rate: float = Field(default=1e-5, gt=0.0)
+    max_new_tokens: int = Field(default=48, ge=1)
+    temperature: float = Field(default=0.7, gt=0.0)
+    kl_coef: float = Field(default=0.05, ge=0.0)
+    adaptive_kl: bool = False
+    kl_target: float = Field(default=6.0, gt=0.0)
+    kl_horizon: int = Field(default=10000, ge=1)
+    gamma: float = Field(default=1.0, ge=0.0, le=1.0)
+    lam: float = Field(default=0.95, ge=0.0, le=1.0)
+    cliprange: float = Field(default=0.2, gt=0.0)
+    cliprange_value: float = Field(default=0.2, gt=0.0)
+    vf_coef: float = Field(default=0.1, ge=0.0)
+    eos_penalty: float | None = -1.0
+    """Added to the reward of a response cut off at ``max_new_tokens``; null to disable."""
+    max_grad_norm: float = Field(default=1.0, gt=0.0)
+    seed: int = 0
+
+
 class EvaluateConfig(_Strict):
     """Policy vs SFT on the held-out prompts, judged by the judge stage's judges."""
 
