@@ -214,22 +214,6 @@ class AggregateConfig(_Strict):
     seed: int = 0
 
 
-class TrainConfig(_Strict):
-    """DPO through ``trl.DPOTrainer``; the reward-model + PPO route plugs in as another method."""
-
-    method: Literal["dpo"] = "dpo"
-    beta: float = Field(default=0.1, gt=0.0)
-    loss_type: str = "sigmoid"
-    learning_rate: float = Field(default=5e-6, gt=0.0)
-    max_steps: int = Field(default=20, ge=1)
-    per_device_train_batch_size: int = Field(default=4, ge=1)
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
-    max_length: int = Field(default=512, ge=16)
-    warmup_steps: int = Field(default=0, ge=0)
-    logging_steps: int = Field(default=1, ge=1)
-    seed: int = 0
-
-
 class RewardModelConfig(_Strict):
     """A reward model trained with ``trl.RewardTrainer`` (Bradley-Terry loss; the ``margin``
     column of the preference dataset is used when present)."""
@@ -269,6 +253,29 @@ class PPOConfig(_Strict):
     """Added to the reward of a response cut off at ``max_new_tokens``; null to disable."""
     max_grad_norm: float = Field(default=1.0, gt=0.0)
     seed: int = 0
+
+
+class TrainConfig(_Strict):
+    """How the policy learns from the preferences.
+
+    ``dpo``: ``trl.DPOTrainer`` with the SFT model as reference (the fields below).
+    ``rm_ppo``: a reward model (``reward_model``), then PPO against it (``ppo``).
+    ``d_rlaif``: PPO scored directly by the first judge, which needs a pointwise rubric.
+    """
+
+    method: Literal["dpo", "rm_ppo", "d_rlaif"] = "dpo"
+    beta: float = Field(default=0.1, gt=0.0)
+    loss_type: str = "sigmoid"
+    learning_rate: float = Field(default=5e-6, gt=0.0)
+    max_steps: int = Field(default=20, ge=1)
+    per_device_train_batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_length: int = Field(default=512, ge=16)
+    warmup_steps: int = Field(default=0, ge=0)
+    logging_steps: int = Field(default=1, ge=1)
+    seed: int = 0
+    reward_model: RewardModelConfig = RewardModelConfig()
+    ppo: PPOConfig = PPOConfig()
 
 
 class EvaluateConfig(_Strict):

@@ -289,18 +289,25 @@ class _Run:
         target = self.dir / OUTPUT_DIRS["train"]
         tmp = _fresh(target.with_name(target.name + ".tmp"))
         history = train(
-            self._input("aggregate"), self.cfg.train, model=self.cfg.model, output_dir=tmp
+            self._input("aggregate"),
+            self.cfg.train,
+            model=self.cfg.model,
+            output_dir=tmp,
+            prompts=self.train_prompts,
+            judges=self.cfg.judge,
         )
         _save(history, tmp / "log")
         _replace(tmp, target)
-        losses = (
-            [x for x in history["loss"] if x is not None] if "loss" in history.column_names else []
-        )
-        return {
-            "steps": self.cfg.train.max_steps,
-            "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None,
-        }
+        counts: dict[str, Any] = {"method": self.cfg.train.method}
+        for column in ("loss", "reward", "kl"):  # DPO logs a loss; PPO a reward and a KL
+            if column in history.column_names:
+                series = [x for x in history[column] if x is not None]
+                counts[f"first_{column}"] = series[0] if series else None
+                counts[f"last_{column}"] = series[-1] if series else None
+        metrics = target / "reward_model_metrics.json"
+        if metrics.exists():
+            counts["reward_model"] = json.loads(metrics.read_text())
+        return counts
 
     def _run_evaluate(self) -> dict:
         with self._store() as store:

@@ -173,3 +173,39 @@ def test_self_preference_warning(pipeline_yaml, tiny_model, caplog):
         Pipeline.from_yaml(pipeline_yaml).run(stages=["sample"])
     assert "judge 'tiny' is the policy model itself" in caplog.text
     assert "judge 'rule'" not in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["rm_ppo", "d_rlaif"])
+def test_ppo_methods_through_the_pipeline(pipeline_yaml, tiny_model, tmp_path, method):
+    overrides = [
+        f"train.method={method}",
+        "train.reward_model.max_steps=2",
+        "train.reward_model.eval_fraction=0.25",
+        "train.ppo.steps=2",
+        "train.ppo.rollout_batch_size=4",
+        "train.ppo.minibatch_size=2",
+        "train.ppo.max_new_tokens=6",
+        "evaluate.max_new_tokens=4",
+    ]
+    if method == "d_rlaif":
+        overrides.append(
+            f"judge.judges=[{{name: uf, model: {tiny_model}, "
+            "rubric: ultrafeedback_helpfulness, dtype: float32}]"
+        )
+    result = Pipeline.from_yaml(pipeline_yaml, overrides).run(run_dir=tmp_path / method)
+    counts = result.manifest["stages"]["train"]["counts"]
+    assert counts["method"] == method and counts["first_kl"] == pytest.approx(0.0, abs=1e-5)
+    assert "last_reward" in counts
+    if method == "rm_ppo":
+        assert counts["reward_model"]["heldout_pairs"] >= 1
+    assert (result.run_dir / "train" / "model" / "model.safetensors").is_file()
+    assert result.manifest["stages"]["evaluate"]["status"] == "completed"
+
+
+def test_d_rlaif_needs_a_pointwise_judge(pipeline_yaml):
+    from rlaif.stages.train import judge_reward
+
+    judges = Pipeline.from_yaml(pipeline_yaml).config.judge  # [python rule, tiny "concise"]
+    with pytest.raises(ConfigError, match="must be pointwise"):
+        judge_reward(judges.model_copy(update={"judges": judges.judges[1:]}))

@@ -1,7 +1,7 @@
-"""Stage 5: train the policy on the preferences (DPO through ``trl.DPOTrainer``).
+"""Stage 5: train the policy on the preferences.
 
-The SFT model is its own reference (TRL keeps a frozen copy). The reward-model +
-PPO route is another ``method`` behind the same function.
+DPO through ``trl.DPOTrainer`` (the SFT model is its own reference), or a reward model
+then PPO with a KL penalty to the SFT model, or PPO scored directly by a judge (d-RLAIF).
 """
 
 from __future__ import annotations
@@ -13,21 +13,76 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from rlaif.config import TrainConfig
+from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.errors import ConfigError
+from rlaif.judges import Budget, JudgeRequest, Verdict, build_judge
 from rlaif.models import resolve_model
+from rlaif.training.ppo import RewardFn, train_ppo
+from rlaif.training.reward_model import RewardScorer, train_reward_model
 
 log = logging.getLogger(__name__)
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
 
 
-def train(preferences: Dataset, cfg: TrainConfig, *, model: str, output_dir: Path) -> Dataset:
-    """Train, save the policy to ``output_dir/model`` and return the training log as a dataset."""
+def train(
+    preferences: Dataset,
+    cfg: TrainConfig,
+    *,
+    model: str,
+    output_dir: Path,
+    prompts: Dataset | None = None,
+    judges: JudgeConfig | None = None,
+) -> Dataset:
+    """Train, save the policy to ``output_dir/model`` and return the training log as a dataset.
+
+    PPO methods sample from ``prompts`` (the training prompts); ``d_rlaif`` scores rollouts
+    with the first of ``judges``.
+    """
     missing = [c for c in TRL_COLUMNS if c not in preferences.column_names]
     if missing:
         raise ConfigError(f"train: the preference dataset lacks column(s) {', '.join(missing)}")
     if len(preferences) == 0:
         raise ConfigError("train: the preference dataset is empty (every pair was dropped?)")
+    if cfg.method == "dpo":
+        return _dpo(preferences, cfg, model=model, output_dir=output_dir)
+    if prompts is None:
+        raise ConfigError(f"train: method '{cfg.method}' needs the training prompts")
+    if cfg.method == "rm_ppo":
+        train_reward_model(preferences, cfg.reward_model, model=model, output_dir=output_dir)
+        scorer = RewardScorer(output_dir / "reward_model")
+        reward_fn = scorer.score
+    else:
+        reward_fn = judge_reward(judges)
+    return train_ppo(prompts, cfg.ppo, model=model, reward_fn=reward_fn, output_dir=output_dir)
+
+
+def judge_reward(judges: JudgeConfig | None) -> RewardFn:
+    """d-RLAIF: the first judge scores each rollout directly with a pointwise rubric."""
+    if judges is None or not judges.judges:
+        raise ConfigError("train: method 'd_rlaif' needs a judge")
+    backend = build_judge(judges.judges[0])
+    rubric = getattr(backend, "rubric", None)
+    if rubric is None or rubric.mode != "pointwise":
+        raise ConfigError(
+            f"train: method 'd_rlaif' scores rollouts with judge '{backend.name}', whose rubric "
+            "must be pointwise (e.g. ultrafeedback_helpfulness)"
+        )
+
+    def reward(prompts: list[str], responses: list[str]) -> list[float]:
+        verdicts: dict[int, Verdict] = {}
+        requests = [JudgeRequest(p, r, "") for p, r in zip(prompts, responses, strict=True)]
+        backend.run(requests, verdicts.__setitem__, Budget())
+        # an unreadable verdict scores as the middle of the scale: no push either way
+        middle = (min(rubric.scores) + max(rubric.scores)) / 2
+        return [
+            v.score if v.status == "ok" else middle
+            for v in (verdicts[i] for i in range(len(requests)))
+        ]
+
+    return reward
+
+
+def _dpo(preferences: Dataset, cfg: TrainConfig, *, model: str, output_dir: Path) -> Dataset:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
