@@ -32,6 +32,7 @@ from rlaif.prompts import load_prompts, split_prompts
 from rlaif.stages import aggregate, evaluate, judge, pair, sample, train
 from rlaif.stages.evaluate import length_controlled_win_rate, win_rate
 from rlaif.store import JudgmentStore
+from rlaif.training.kl import estimate_kl
 
 log = logging.getLogger("rlaif")
 
@@ -327,6 +328,13 @@ class _Run:
         ).as_dict()
         summary["lc_win_rate"] = length_controlled_win_rate(
             out["p_policy"], out["policy_response"], out["reference_response"]
+        )
+        summary["kl_to_sft"] = estimate_kl(
+            self.dir / OUTPUT_DIRS["train"] / "model",
+            resolve_model(self.cfg.model),
+            list(self.heldout["prompt"]),
+            max_new_tokens=self.cfg.evaluate.max_new_tokens or self.cfg.sample.max_new_tokens,
+            seed=self.cfg.evaluate.seed,
         )
         summary["mean_chars_policy"] = _mean_len(out["policy_response"])
         summary["mean_chars_reference"] = _mean_len(out["reference_response"])

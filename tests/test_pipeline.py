@@ -75,6 +75,8 @@ def test_full_run_then_resume_then_partial_change(pipeline_yaml):
     assert (run_dir / "train" / "model" / "model.safetensors").is_file()
     evaluation = json.loads((run_dir / "evaluation" / "summary.json").read_text())
     assert evaluation["n"] + evaluation["unjudged"] == 3
+    assert evaluation["kl_to_sft"] > -0.05  # a sampled estimate of a non-negative quantity
+    assert "lc_win_rate" in evaluation
     assert result.evaluation == evaluation
 
     stamps = {s: manifest["stages"][s]["finished_at"] for s in STAGES}

@@ -53,3 +53,21 @@ def test_ppo_loop(tmp_path, tiny_model):
     after = load_file(tmp_path / "model" / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
     assert len(json.loads((tmp_path / "ppo_log.json").read_text())) == 3
+
+
+@pytest.mark.slow
+def test_kl_estimate_is_zero_for_the_same_model_and_positive_after_change(tmp_path, tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlaif.training.kl import estimate_kl
+
+    prompts = ["Hi", "Tell me a story"]
+    assert estimate_kl(tiny_model, tiny_model, prompts, max_new_tokens=5) == pytest.approx(
+        0.0, abs=1e-5
+    )
+    changed = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        changed.lm_head.weight.mul_(3.0)  # sharpen the distribution
+    changed.save_pretrained(tmp_path / "changed")
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path / "changed")
+    assert estimate_kl(tmp_path / "changed", tiny_model, prompts, max_new_tokens=5) > 0.01

@@ -117,6 +117,22 @@ def _forward(model, value_head, ids, attention, start):
     return logprobs, entropy, values
 
 
+def response_mask(response: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """1 on response tokens up to and including the first end token, 0 after it."""
+    is_eos = response == eos_token_id
+    return ((is_eos.cumsum(-1) - is_eos.long()) == 0).float()
+
+
+def response_logprobs(model, ids, prompt_attention, start, eos_token_id, attention=None):
+    """Per-token log-probabilities of the responses in ``ids[:, start:]``; returns
+    (logprobs, response mask, full attention mask)."""
+    mask = response_mask(ids[:, start:], eos_token_id)
+    if attention is None:
+        attention = torch.cat([prompt_attention, mask.long()], dim=1)
+    logprobs, _, _ = _forward(model, None, ids, attention, start)
+    return logprobs, mask, attention
+
+
 @torch.no_grad()
 def _rollout(policy, reference, value_head, tokenizer, prompts, cfg) -> dict:
     chats = [
@@ -138,11 +154,8 @@ def _rollout(policy, reference, value_head, tokenizer, prompts, cfg) -> dict:
     )
     start = enc["input_ids"].shape[1]
     response = out[:, start:]
-    is_eos = response == tokenizer.eos_token_id
-    # keep tokens up to and including the first end token
-    after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
-    mask = (~after_eos).float()
-    finished = is_eos.any(-1)
+    finished = (response == tokenizer.eos_token_id).any(-1)
+    mask = response_mask(response, tokenizer.eos_token_id)
     attention = torch.cat([enc["attention_mask"], mask.long()], dim=1)
     logprobs, entropy, values = _forward(policy, value_head, out, attention, start)
     ref_logprobs, _, _ = _forward(reference, None, out, attention, start)
