@@ -108,3 +108,13 @@ def _convert_gguf(gguf_dir: Path, filename: str, target: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def load_tokenizer(path: Path | str, padding_side: str = "right"):
+    """A tokenizer that can pad (models without a pad token pad with their end token)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
+from rlaif.models import load_tokenizer
 from rlaif.sampling import Completion, GenerationParams
 
 
@@ -16,9 +17,7 @@ def torch_dtype(name: str) -> torch.dtype | str:
 
 
 def load_causal_lm(model: Path | str, dtype: str):
-    tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model, padding_side="left")
     lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(dtype))
     lm.eval()
     return tokenizer, lm

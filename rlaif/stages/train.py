@@ -16,7 +16,7 @@ from datasets import Dataset
 from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget, JudgeRequest, Verdict, build_judge
-from rlaif.models import resolve_model
+from rlaif.models import load_tokenizer, resolve_model
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
 
@@ -83,13 +83,11 @@ def judge_reward(judges: JudgeConfig | None) -> RewardFn:
 
 
 def _dpo(preferences: Dataset, cfg: TrainConfig, *, model: str, output_dir: Path) -> Dataset:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     model_path = resolve_model(model, field="model")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model_path)
     policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     args = DPOConfig(
         output_dir=str(output_dir / "checkpoints"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from rlaif.models import load_tokenizer
 from rlaif.training.ppo import response_logprobs
 
 
@@ -23,12 +24,10 @@ def estimate_kl(
     max_new_tokens: int = 48,
     seed: int = 0,
 ) -> float:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(policy_path, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(policy_path, padding_side="left")
     policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32).eval()
     reference = AutoModelForCausalLM.from_pretrained(reference_path, dtype=torch.float32).eval()
     chats = [

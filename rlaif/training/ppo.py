@@ -21,7 +21,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from rlaif.config import PPOConfig
-from rlaif.models import resolve_model
+from rlaif.models import load_tokenizer, resolve_model
 from rlaif.training.ppo_math import (
     AdaptiveKLController,
     eos_penalty,
@@ -43,14 +43,12 @@ def train_ppo(
 ) -> Dataset:
     """Train the policy on ``prompts`` (a ``prompt`` column); save it to ``output_dir/model``
     and return one log row per step."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     path = resolve_model(model, field="model")
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(path, padding_side="left")
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     value_head = torch.nn.Linear(policy.config.hidden_size, 1)

@@ -15,7 +15,7 @@ from datasets import Dataset
 
 from rlaif.config import RewardModelConfig
 from rlaif.errors import ConfigError
-from rlaif.models import resolve_model
+from rlaif.models import load_tokenizer, resolve_model
 
 
 def train_reward_model(
@@ -23,7 +23,7 @@ def train_reward_model(
 ) -> dict:
     """Train, save to ``output_dir/reward_model`` and return metrics (held-out accuracy)."""
     from peft import LoraConfig
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     if len(preferences) < 2:
@@ -40,9 +40,7 @@ def train_reward_model(
     )
     train_set = split["train"] if split else preferences.select_columns(columns)
     path = resolve_model(model, field="model")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(path)
     net = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=1, dtype=torch.float32
     )
