@@ -9,7 +9,8 @@ answers of ``json``/``parse`` rubrics as ``max_tokens`` long (an upper bound).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import load_from_disk
@@ -32,9 +33,6 @@ class JudgeEstimate:
     cost_usd: float | None
     exact: bool
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[JudgeEstimate]:
     pairs_dir = run_dir / "pairs"
@@ -48,12 +46,14 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
         per_prompt = min(per_prompt, cfg.pair.k)
     records = pairs.select_columns(pair_columns(pairs)).to_list() if pairs is not None else None
     out = []
-    with JudgmentStore(store_path) as store:
+    # a dry run writes nothing: without a store yet, nothing is cached
+    with JudgmentStore(store_path) if store_path.exists() else nullcontext() as store:
         for spec in cfg.judge.judges:
             backend = build_judge(spec)
             if records is not None:
                 tasks = plan_requests(backend, records, cfg.judge.orders, cfg.judge.seed)
-                judge_calls = len(tasks) - len(store.get_many(t.key for t in tasks))
+                cached = store.get_many(t.key for t in tasks) if store else {}
+                judge_calls = len(tasks) - len(cached)
             else:
                 judge_calls = n_train * per_prompt * orders
             messages = backend.render(JudgeRequest(prompt, placeholder, placeholder, placeholder))

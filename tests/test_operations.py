@@ -68,6 +68,7 @@ def test_dry_run_spends_nothing_then_becomes_exact(api_pipeline, tmp_path, serve
     assert judge_line.split()[3] == "24" and judge_line.endswith("estimate")
     assert "total: $" in before.stdout
     assert server.requests == 0 and not run_dir.exists()
+    assert not (tmp_path / "outputs").exists()  # a dry run writes nothing
 
     assert (
         cli(
