@@ -1,11 +1,10 @@
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_runner import run_cli
 
 from rlaif.config import JudgeConfig, PythonJudgeConfig
 from rlaif.judge_eval import judge_eval, load_labelled
@@ -86,23 +85,7 @@ def test_cli_judge_eval(labelled_file, tmp_path):
             }
         )
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlaif.cli",
-            "judge-eval",
-            str(labelled_file),
-            "--pipeline",
-            str(pipe),
-            "--limit",
-            "10",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
-    )
+    done = run_cli("judge-eval", labelled_file, "--pipeline", pipe, "--limit", "10")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["pairs"] == 10 and result["accuracy"]["both_orders"]["accuracy"] == 1.0

@@ -1,13 +1,11 @@
 """Running against a paid API: dry runs, budgets, the shared cache and secrets, end to end
 through the CLI with the loopback server standing in for the provider."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_runner import run_cli
 
 from rlaif.pipeline import read_manifest
 from rlaif.testing.loopback import LoopbackJudgeServer
@@ -49,14 +47,7 @@ def api_pipeline(tmp_path, tiny_model, server) -> Path:
 
 
 def cli(*args, cwd: Path, **env):
-    return subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", *args],
-        cwd=cwd,
-        env={**os.environ, "RLAIF_TEST_SECRET": SECRET, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_cli(*args, cwd=cwd, env={"RLAIF_TEST_SECRET": SECRET, **env})
 
 
 def test_dry_run_spends_nothing_then_becomes_exact(api_pipeline, tmp_path, server):

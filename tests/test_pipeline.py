@@ -1,13 +1,11 @@
 """The whole loop through ``Pipeline`` and the CLI, on the tiny model with fast judges."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_runner import run_cli
 from datasets import load_from_disk
 
 from rlaif import Pipeline
@@ -122,16 +120,8 @@ def test_bad_input_fails_before_any_compute(pipeline_yaml, tmp_path):
         Pipeline.from_yaml(pipeline_yaml, ["prompts.prompt_column=prompt"]).run(stages=["smaple"])
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    return subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def cli(*args: str, cwd: Path):
+    return run_cli(*args, cwd=cwd)
 
 
 @pytest.mark.slow

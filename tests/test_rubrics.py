@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from rlaif.errors import ConfigError
 from rlaif.rubrics import load_rubric
@@ -107,15 +108,7 @@ def test_principle_variable_needs_principles(tmp_path):
 
 
 def cli(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "rlaif.cli", "rubrics", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli("rubrics", *args, timeout=120)
 
 
 def test_rubrics_cli(tmp_path, repo_root):
