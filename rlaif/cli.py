@@ -19,9 +19,48 @@ app = typer.Typer(
 )
 
 
+# Exit codes, the same for `run` and `nightly` (cron and systemd read them).
+EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_WAITING, EXIT_LOCKED = range(6)
+
+
 def _fail(exc: RlaifError) -> None:
+    from rlaif.locking import LockedError
+
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(EXIT_LOCKED if isinstance(exc, LockedError) else EXIT_BAD_INPUT)
+
+
+def _setup_logging(json_logs: bool) -> None:
+    from rlaif.logs import JsonLinesFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    text = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonLinesFormatter() if json_logs else text)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+JsonLogs = Annotated[
+    bool, typer.Option("--log-json", help="Log to stderr as JSON lines (as logs/run.jsonl is)")
+]
+
+
+def _exit_for(result) -> None:
+    """Partial runs get their own exit codes, so a scheduler can tell them from failures."""
+    if result.waiting:
+        typer.secho(
+            f"waiting: stage {result.partial} has judgments in provider batches; "
+            "re-run later to collect them (nothing is submitted twice)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT_WAITING)
+    if result.partial:
+        typer.secho(
+            f"partial: stage {result.partial} stopped at the budget; re-run to continue",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()
@@ -52,17 +91,17 @@ def run(
             "still to spend; run nothing",
         ),
     ] = False,
+    json_logs: JsonLogs = False,
 ) -> None:
     """Run a pipeline (all stages, or --stages), resuming whatever is already complete.
 
-    Exit codes: 0 done, 2 bad input or a judge error that would repeat for every request,
-    3 partial (the judging budget ran out; re-run to continue), 1 anything unexpected.
+    Exit codes: 0 done; 1 anything unexpected; 2 bad input or a judge error that would repeat
+    for every request; 3 partial (the judging budget ran out; re-run to continue); 4 waiting
+    on provider batches (re-run later to collect); 5 another run holds the lock.
     """
     from rlaif.pipeline import Pipeline
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    _setup_logging(json_logs)
     try:
         pipe = Pipeline.from_yaml(pipeline, overrides=set_ or [])
         if dry_run:
@@ -72,14 +111,7 @@ def run(
     except RlaifError as exc:
         _fail(exc)
     typer.echo(f"run directory: {result.run_dir}")
-    if result.partial:
-        typer.secho(
-            f"partial: stage {result.partial} stopped at the budget "
-            "(judge.max_cost_usd); re-run to continue",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-        raise typer.Exit(3)
+    _exit_for(result)
     if result.preferences_dir.exists():
         typer.echo(
             f"preference dataset: {result.preferences_dir} "
@@ -98,13 +130,62 @@ def run(
 
 
 @app.command()
+def nightly(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, e.g. pipelines/nightly.yaml")],
+    date: Annotated[
+        str | None,
+        typer.Option(help="The night to run or resume, YYYY-MM-DD (default: today)"),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key, e.g. --set nightly.train=true"),
+    ] = None,
+    json_logs: JsonLogs = False,
+) -> None:
+    """Tonight's run: sample and judge only prompts no earlier night has seen, append the
+    preferences to the cumulative versioned dataset, and train on it if nightly.train.
+
+    Exit codes as for `run`: 0 done (or nothing new), 1 unexpected, 2 bad input, 3 partial
+    (the nightly budget ran out), 4 waiting on provider batches, 5 another night is running.
+    """
+    from rlaif.nightly import run_nightly
+    from rlaif.pipeline import Pipeline
+
+    _setup_logging(json_logs)
+    try:
+        result = run_nightly(Pipeline.from_yaml(pipeline, overrides=set_ or []), date)
+    except RlaifError as exc:
+        _fail(exc)
+    if result.new_prompts == 0:
+        typer.echo(f"night {result.date}: no new prompts; nothing to do")
+        return
+    typer.echo(f"night {result.date}: {result.new_prompts} new prompts, run {result.night_dir}")
+    if result.run is not None:
+        _exit_for(result.run)
+    typer.echo(
+        f"cumulative preferences: version {result.version} in "
+        f"{result.night_dir.parent / 'preferences' / f'v{result.version:04d}'}"
+    )
+    evaluation = result.run.evaluation if result.run else None
+    if evaluation and evaluation.get("n"):
+        typer.echo(
+            f"evaluation: policy vs SFT win rate {evaluation['win_rate']:.3f} "
+            f"(95% CI {evaluation['ci_low']:.3f}-{evaluation['ci_high']:.3f})"
+        )
+
+
+@app.command()
 def status(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory, or a nightly directory")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest")] = False,
 ) -> None:
-    """Show each stage's status, counts and timing for a run."""
-    from rlaif.pipeline import read_manifest
+    """Show each stage's status, progress, counts, cost and timing for a run; for a nightly
+    directory (<output_dir>/<name>/nightly), one line per night."""
+    from rlaif.run_dir import read_manifest
 
+    if (run_dir / "ledger.sqlite").exists() and not (run_dir / "manifest.json").exists():
+        _nights_status(run_dir)
+        return
     try:
         manifest = read_manifest(run_dir)
     except RlaifError as exc:
@@ -113,18 +194,76 @@ def status(
         typer.echo(json.dumps(manifest, indent=2))
         return
     from rlaif.config import STAGES
+    from rlaif.locking import is_held
 
+    alive = is_held(run_dir / ".lock")
     typer.echo(f"{manifest['pipeline']}  {run_dir}  (config {manifest['config_hash'][:12]})")
     for name in STAGES:
         entry = manifest["stages"].get(name, {})
-        state = entry.get("status", "pending")
+        state = entry.get("status", "not run")
+        if state == "running" and not alive:
+            state = "interrupted"  # its process died; the next run resumes it
         secs = f"{entry['seconds']:.1f}s" if "seconds" in entry else ""
         counts = " ".join(f"{k}={v}" for k, v in (entry.get("counts") or {}).items())
         error = entry.get("error", "")
-        typer.echo(f"  {name:<10} {state:<10} {secs:>8}  {counts}{error}")
+        typer.echo(f"  {name:<10} {state:<11} {secs:>8}  {counts}{error}")
+        if state == "running" and entry.get("progress"):
+            p = entry["progress"]
+            total = p["total"] or "?"
+            rate = f", {p['rate']:.2f} {p['unit']}/s" if p.get("rate") else ""
+            detail = f", {p['detail']}" if p.get("detail") else ""
+            typer.echo(
+                f"      {p['task']}: {p['done']}/{total} {p['unit']}{rate}{detail} "
+                f"(as of {p['updated_at']})"
+            )
+    cost = _run_cost(manifest)
+    typer.echo(f"  judge cost: ${cost:.4f}")
     if manifest.get("evaluation"):
         e = manifest["evaluation"]
         typer.echo(f"  win rate {e['win_rate']:.3f} (95% CI {e['ci_low']:.3f}-{e['ci_high']:.3f})")
+
+
+def _run_cost(manifest: dict) -> float:
+    return sum((s.get("counts") or {}).get("cost_usd") or 0.0 for s in manifest["stages"].values())
+
+
+def _nights_status(root: Path) -> None:
+    from rlaif.locking import is_held
+    from rlaif.run_dir import read_manifest
+
+    running = " (a night is running now)" if is_held(root / ".lock") else ""
+    typer.echo(f"{root}{running}")
+    typer.echo(f"  {'night':<11} {'state':<11} {'new':>5} {'version':>7} {'rows':>6} {'cost':>9}")
+    for night in sorted(p for p in root.iterdir() if (p / "manifest.json").exists()):
+        manifest = read_manifest(night)
+        info = manifest.get("nightly", {})
+        states = [s.get("status") for s in manifest["stages"].values()]
+        state = next((s for s in ("failed", "running", "partial") if s in states), "completed")
+        if "version" not in info and state == "completed":
+            state = "unpublished"
+        typer.echo(
+            f"  {night.name:<11} {state:<11} {info.get('new_prompts', '-'):>5} "
+            f"{info.get('version', '-'):>7} {info.get('cumulative_rows', '-'):>6} "
+            f"{_run_cost(manifest):>9.4f}"
+        )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory")],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for index.html and PNGs (default: RUN_DIR/report)")
+    ] = None,
+) -> None:
+    """Write an HTML report of a run (summary, plots, judge and evaluation tables); prints the
+    path of its index.html."""
+    from rlaif.report import write_report
+
+    try:
+        index = write_report(run_dir, out)
+    except RlaifError as exc:
+        _fail(exc)
+    typer.echo(str(index))
 
 
 def _print_estimate(rows) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -58,6 +59,9 @@ class SampleConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
     system_prompt: str | None = None
     seed: int = 0
+    """Chunk ``i`` samples with seed ``seed + i``, so a resumed stage reproduces it exactly."""
+    chunk_size: int = Field(default=256, ge=1)
+    """Prompts per durable chunk: a crash loses at most the chunk being sampled."""
 
 
 class PairConfig(_Strict):
@@ -117,6 +121,33 @@ class Price(_Strict):
     output_per_mtok: float = Field(ge=0.0)
 
 
+class BatchConfig(_Strict):
+    """Judge through the provider's batch API (about half the price, results within 24 h)
+    instead of one call per request. Submitted batches are recorded under the run directory,
+    so a later run collects them instead of asking again."""
+
+    enabled: bool = False
+    wait: bool = False
+    """False: submit, and leave the requests ``pending`` for a later run to collect; true:
+    poll until every batch has ended (or ``max_wait_s`` has passed)."""
+    poll_seconds: float = Field(default=30.0, gt=0)
+    max_wait_s: float = Field(default=86_400.0, gt=0)
+    """With ``wait``: stop polling after this long; what is still open stays ``pending``."""
+    max_requests: int = Field(default=10_000, ge=1)
+    """Requests per batch; more are split into several batches."""
+    discount: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Batch price as a share of ``price`` (the providers charge half)."""
+
+    @model_validator(mode="after")
+    def _wait_covers_a_poll(self) -> BatchConfig:
+        if self.max_wait_s < self.poll_seconds:
+            raise ValueError(
+                f"max_wait_s ({self.max_wait_s:g}) is shorter than poll_seconds "
+                f"({self.poll_seconds:g})"
+            )
+        return self
+
+
 class _ApiJudgeConfig(_Strict):
     """What every judge behind an HTTP API shares: concurrency, rate limits, retries, price."""
 
@@ -137,17 +168,33 @@ class _ApiJudgeConfig(_Strict):
     max_tokens: int = Field(default=512, ge=1)
     """Output cap for ``json`` and ``parse`` rubrics; label-probability reading asks for 1."""
     price: Price | None = None
+    batch: BatchConfig = BatchConfig()
+    """The provider's batch API instead of online calls (``batch.enabled``)."""
+
+    max_batch_requests: ClassVar[int]
+    """The provider's limit on requests per batch."""
+
+    @model_validator(mode="after")
+    def _batch_within_provider_limit(self) -> _ApiJudgeConfig:
+        if self.batch.max_requests > self.max_batch_requests:
+            raise ValueError(
+                f"batch.max_requests ({self.batch.max_requests}) is above the provider's limit "
+                f"of {self.max_batch_requests} requests per batch"
+            )
+        return self
 
 
 class OpenAIJudgeConfig(_ApiJudgeConfig):
     backend: Literal["openai"] = "openai"
     api_key_env: str | None = "OPENAI_API_KEY"
     top_logprobs: int = Field(default=20, ge=2, le=20)
+    max_batch_requests: ClassVar[int] = 50_000
 
 
 class AnthropicJudgeConfig(_ApiJudgeConfig):
     backend: Literal["anthropic"] = "anthropic"
     api_key_env: str | None = "ANTHROPIC_API_KEY"
+    max_batch_requests: ClassVar[int] = 100_000
 
 
 def _judge_backend(value: Any) -> str:
@@ -252,6 +299,13 @@ class PPOConfig(_Strict):
     eos_penalty: float | None = -1.0
     """Added to the reward of a response cut off at ``max_new_tokens``; null to disable."""
     max_grad_norm: float = Field(default=1.0, gt=0.0)
+    rollout_backend: Literal["auto", "transformers", "vllm"] = "auto"
+    """Who generates rollouts: ``auto`` uses vLLM when it imports and a GPU is present,
+    transformers ``generate`` otherwise. Log-probabilities always come from the policy."""
+    vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0.0, le=1.0)
+    """GPU memory share of the in-process vLLM engine (the policy trains beside it)."""
+    vllm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+    """Weights of the vLLM engine; the policy's updated weights are cast to it."""
     seed: int = 0
 
 
@@ -273,9 +327,22 @@ class TrainConfig(_Strict):
     max_length: int = Field(default=512, ge=16)
     warmup_steps: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=1, ge=1)
+    save_steps: int = Field(default=10, ge=1)
+    """Checkpoint every this many optimizer steps (DPO, reward model and PPO); training
+    resumes from the newest complete checkpoint."""
+    accelerate_config: str | None = None
+    """An ``accelerate`` config YAML (multi-GPU, DeepSpeed, FSDP): training runs under
+    ``accelerate launch`` with it; null trains in this process."""
     seed: int = 0
     reward_model: RewardModelConfig = RewardModelConfig()
     ppo: PPOConfig = PPOConfig()
+
+    @field_validator("accelerate_config")
+    @classmethod
+    def _accelerate_config_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"accelerate config file '{value}' does not exist")
+        return value
 
 
 class EvaluateConfig(_Strict):
@@ -286,6 +353,18 @@ class EvaluateConfig(_Strict):
     temperature: float = Field(default=0.0, ge=0.0)
     bootstrap: int = Field(default=2000, ge=100)
     seed: int = 0
+
+
+class NightlyConfig(_Strict):
+    """``rlaif nightly``: each night samples and judges only the prompts that no earlier
+    successful night has seen, and appends its preferences to a cumulative dataset."""
+
+    max_prompts: int | None = Field(default=None, ge=1)
+    """New prompts per night at most; the rest wait for later nights."""
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    """Judge spending per night (dated run), across its stages and re-invocations."""
+    train: bool = False
+    """Train on the cumulative preference dataset (then evaluate) after each night."""
 
 
 class PipelineConfig(_Strict):
@@ -300,6 +379,7 @@ class PipelineConfig(_Strict):
     aggregate: AggregateConfig = AggregateConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    nightly: NightlyConfig = NightlyConfig()
 
     def hash(self) -> str:
         return stable_hash(self.model_dump(mode="json"))

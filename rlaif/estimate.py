@@ -61,6 +61,9 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
             read = getattr(getattr(backend, "rubric", None), "read", "label_probs")
             out_tokens = 1 if read == "label_probs" else getattr(spec, "max_tokens", 1)
             price = getattr(spec, "price", None)
+            batch = getattr(spec, "batch", None)
+            # the judge stage goes through the provider's batch API; evaluation asks online
+            batch_discount = batch.discount if batch is not None and batch.enabled else 1.0
             for stage, calls in (
                 ("judge", judge_calls),
                 ("evaluate", cfg.prompts.eval_size * orders),
@@ -71,6 +74,7 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
                     else calls
                     * (in_tokens * price.input_per_mtok + out_tokens * price.output_per_mtok)
                     / 1e6
+                    * (batch_discount if stage == "judge" else 1.0)
                 )
                 out.append(
                     JudgeEstimate(

@@ -22,13 +22,19 @@ from typing import Any
 from datasets import Dataset, load_from_disk
 
 from rlaif.config import STAGES, PipelineConfig, load_pipeline
+from rlaif.datasets_io import fresh_dir, replace_dir, save_atomic
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.estimate import JudgeEstimate, estimate
 from rlaif.hashing import stable_hash
-from rlaif.judges import build_judge
+from rlaif.judges import Budget, build_judge
+from rlaif.locking import RunLock
+from rlaif.logs import attach_run_logs, detach
 from rlaif.models import resolve_model
 from rlaif.preferences.bias import judge_report
+from rlaif.progress import add_reporter, remove_reporter
 from rlaif.prompts import load_prompts, split_prompts
+from rlaif.report import length_drift, write_plots
+from rlaif.run_dir import OUTPUT_DIRS
 from rlaif.stages import aggregate, evaluate, judge, pair, sample, train
 from rlaif.stages.evaluate import length_controlled_win_rate, win_rate
 from rlaif.store import JudgmentStore
@@ -36,14 +42,6 @@ from rlaif.training.kl import estimate_kl
 
 log = logging.getLogger("rlaif")
 
-OUTPUT_DIRS = {
-    "sample": "samples",
-    "pair": "pairs",
-    "judge": "judgments",
-    "aggregate": "preferences",
-    "train": "train",
-    "evaluate": "evaluation",
-}
 UPSTREAM = {
     "pair": "sample",
     "judge": "pair",
@@ -59,7 +57,9 @@ class RunResult:
     run_dir: Path
     manifest: dict[str, Any]
     partial: str | None = None
-    """The stage that stopped short (the judging budget ran out), if any."""
+    """The stage that stopped short, if any."""
+    waiting: bool = False
+    """It stopped short because provider batches are still running (not the budget)."""
 
     @property
     def evaluation(self) -> dict[str, Any] | None:
@@ -83,10 +83,24 @@ class Pipeline:
         """Same config, same directory: re-running a command resumes its run."""
         return Path(self.config.output_dir) / self.config.name / self.config.hash()[:12]
 
-    def run(self, stages: list[str] | None = None, run_dir: str | Path | None = None) -> RunResult:
-        wanted = _expand(stages)
+    def run(
+        self,
+        stages: list[str] | None = None,
+        run_dir: str | Path | None = None,
+        *,
+        prompts: tuple[Dataset, Dataset] | None = None,
+        train_input: Path | None = None,
+        extra: dict[str, Any] | None = None,
+        budget_usd: float | None = None,
+    ) -> RunResult:
+        """Run (or resume) ``stages``. ``prompts`` (train, held-out) replaces the configured
+        prompts and ``train_input`` the run's own preferences (a nightly run trains on the
+        cumulative dataset); ``extra`` is recorded in the manifest; ``budget_usd`` replaces
+        ``judge.max_cost_usd`` as the cap on judge spending in this invocation."""
         run = _Run(self.config, Path(run_dir) if run_dir else self.default_run_dir(), self.source)
-        return run.execute(wanted)
+        run.prompt_override, run.train_input, run.extra = prompts, train_input, extra or {}
+        run.budget = Budget(self.config.judge.max_cost_usd if budget_usd is None else budget_usd)
+        return run.execute(_expand(stages))
 
     def estimate(self, run_dir: str | Path | None = None) -> list[JudgeEstimate]:
         """Judge calls, tokens and cost still to spend, without spending anything."""
@@ -113,22 +127,30 @@ class _Run:
         self.dir = run_dir
         self.source = source
         self.manifest_path = run_dir / "manifest.json"
+        self.prompt_override: tuple[Dataset, Dataset] | None = None
+        self.train_input: Path | None = None
+        self.extra: dict[str, Any] = {}
+        self.budget = Budget(config.judge.max_cost_usd)
+        """Shared by every stage that calls judges in this invocation."""
 
     # -- set-up ---------------------------------------------------------------------------
     def execute(self, wanted: list[str]) -> RunResult:
         rubrics = self._preflight()
         self.dir.mkdir(parents=True, exist_ok=True)
-        handler = _attach_log_file(self.dir / "logs" / "run.log")
-        try:
-            self.manifest = self._load_manifest(rubrics)
-            self.train_prompts, self.heldout = self._prompts()
-            self.fingerprints = self._fingerprints(rubrics)
-            for name in self._plan(wanted):
-                if not self._stage(name):
-                    return RunResult(self.dir, self.manifest, partial=name)
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+        with RunLock(self.dir / ".lock", what=f"pipeline '{self.cfg.name}' in {self.dir}"):
+            handlers = attach_run_logs(log, self.dir / "logs")
+            add_reporter(self._progress)
+            try:
+                self.manifest = self._load_manifest(rubrics)
+                self.train_prompts, self.heldout = self._prompts()
+                self.fingerprints = self._fingerprints(rubrics)
+                for name in self._plan(wanted):
+                    if not self._stage(name):
+                        waiting = bool(self.manifest["stages"][name]["counts"].get("pending"))
+                        return RunResult(self.dir, self.manifest, partial=name, waiting=waiting)
+            finally:
+                remove_reporter(self._progress)
+                detach(log, handlers)
         return RunResult(self.dir, self.manifest)
 
     def _preflight(self) -> dict[str, str]:
@@ -161,20 +183,24 @@ class _Run:
         return rubrics
 
     def _prompts(self) -> tuple[Dataset, Dataset]:
-        train_set, heldout = split_prompts(load_prompts(self.cfg.prompts), self.cfg.prompts)
+        if self.prompt_override is not None:
+            train_set, heldout = self.prompt_override
+        else:
+            train_set, heldout = split_prompts(load_prompts(self.cfg.prompts), self.cfg.prompts)
         for name, ds in (("train", train_set), ("heldout", heldout)):
             if not (self.dir / "prompts" / name).exists():
-                _save(ds, self.dir / "prompts" / name)
+                save_atomic(ds, self.dir / "prompts" / name)
         return train_set, heldout
 
     def _fingerprints(self, rubrics: dict[str, str]) -> dict[str, str]:
         c = self.cfg.model_dump(mode="json")
+        c["judge"].pop("max_cost_usd")  # a budget changes how far a stage gets, not its result
         own = {
-            "sample": [c["model"], c["prompts"], c["sample"]],
+            "sample": [c["model"], c["prompts"], c["sample"], _content_hash(self.train_prompts)],
             "pair": [c["pair"]],
             "judge": [c["judge"], rubrics],
             "aggregate": [c["aggregate"]],
-            "train": [c["model"], c["train"]],
+            "train": [c["model"], c["train"], str(self.train_input or "")],
             "evaluate": [c["evaluate"], c["judge"], rubrics],
         }
         fps: dict[str, str] = {}
@@ -211,15 +237,22 @@ class _Run:
         entry = {"status": "running", "fingerprint": self.fingerprints[name], "started_at": _now()}
         self.manifest["stages"][name] = entry
         self._write_manifest()
-        log.info("stage %s: started", name)
+        log.info("stage %s: started", name, extra={"event": "stage_started", "stage": name})
         start = time.monotonic()
         try:
             counts = getattr(self, f"_run_{name}")()
         except BaseException as exc:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now())
+            entry.pop("progress", None)
             self._write_manifest()
+            log.error(
+                "stage %s: failed: %s",
+                name,
+                entry["error"],
+                extra={"event": "stage_failed", "stage": name, "error": entry["error"]},
+            )
             raise
-        status = "partial" if counts.get("skipped") else "completed"
+        status = "partial" if counts.get("skipped") or counts.get("pending") else "completed"
         entry.update(
             status=status,
             finished_at=_now(),
@@ -227,15 +260,43 @@ class _Run:
             counts=counts,
         )
         entry.pop("error", None)
+        entry.pop("progress", None)
         self._write_manifest()
-        log.info("stage %s: %s in %.1fs %s", name, status, entry["seconds"], counts)
-        if status == "partial":
+        log.info(
+            "stage %s: %s in %.1fs %s",
+            name,
+            status,
+            entry["seconds"],
+            counts,
+            extra={
+                "event": "stage_finished",
+                "stage": name,
+                "status": status,
+                "seconds": entry["seconds"],
+                "counts": counts,
+            },
+        )
+        if counts.get("pending"):
+            log.warning(
+                "stage %s: %d judgments wait on provider batches; later stages wait. "
+                "Re-run later to collect them (nothing is submitted twice).",
+                name,
+                counts["pending"],
+            )
+        elif status == "partial":
             log.warning(
                 "stage %s stopped at the budget (judge.max_cost_usd); later stages "
                 "wait. Re-run to continue: judgments already made are free.",
                 name,
             )
         return status == "completed"
+
+    def _progress(self, info: dict) -> None:
+        """Progress of the running stage into the manifest, for ``rlaif status``."""
+        running = [e for e in self.manifest["stages"].values() if e.get("status") == "running"]
+        if running:
+            running[0]["progress"] = {**info, "updated_at": _now()}
+            self._write_manifest()
 
     def _input(self, name: str) -> Dataset:
         return load_from_disk(str(self.dir / OUTPUT_DIRS[name]))
@@ -244,25 +305,37 @@ class _Run:
         return JudgmentStore(judgment_store_path(self.cfg))
 
     def _run_sample(self) -> dict:
-        out = sample(self.train_prompts, self.cfg.sample, model=self.cfg.model)
-        _save(out, self.dir / OUTPUT_DIRS["sample"])
+        parts = self.dir / "samples.parts" / self.fingerprints["sample"][:12]
+        out = sample(self.train_prompts, self.cfg.sample, model=self.cfg.model, parts_dir=parts)
+        save_atomic(out, self.dir / OUTPUT_DIRS["sample"])
+        shutil.rmtree(parts.parent)
         finished = [f for fs in out["finished"] for f in fs]
         return {"prompts": len(out), "responses": len(finished), "truncated": finished.count(False)}
 
     def _run_pair(self) -> dict:
         out = pair(self._input("sample"), self.cfg.pair)
-        _save(out, self.dir / OUTPUT_DIRS["pair"])
+        save_atomic(out, self.dir / OUTPUT_DIRS["pair"])
         return {"pairs": len(out)}
 
     def _run_judge(self) -> dict:
         with self._store() as store:
-            out = judge(self._input("pair"), self.cfg.judge, store=store)
-        _save(out, self.dir / OUTPUT_DIRS["judge"])
+            out = judge(
+                self._input("pair"),
+                self.cfg.judge,
+                store=store,
+                budget=self.budget,
+                batch_dir=self.dir / "batches",
+            )
+        save_atomic(out, self.dir / OUTPUT_DIRS["judge"])
         statuses = out["status"]
+        paid = [
+            c or 0.0 for c, cached in zip(out["cost_usd"], out["cached"], strict=True) if not cached
+        ]
         return {
             "judgments": len(out),
             "cached": sum(out["cached"]),
             **{s: statuses.count(s) for s in sorted(set(statuses))},
+            "cost_usd": round(sum(paid), 6),
         }
 
     def _run_aggregate(self) -> dict:
@@ -274,7 +347,7 @@ class _Run:
                 f"{self.dir / 'logs' / 'run.log'} for why); with a position-biased judge most "
                 "pairs are ties: try aggregate.ties=keep or a lower aggregate.min_margin"
             )
-        _save(out, self.dir / OUTPUT_DIRS["aggregate"])
+        save_atomic(out, self.dir / OUTPUT_DIRS["aggregate"])
         report = judge_report(judgments.to_pandas())
         (self.dir / OUTPUT_DIRS["aggregate"] / "judge_report.json").write_text(
             json.dumps(report, indent=2)
@@ -288,17 +361,20 @@ class _Run:
 
     def _run_train(self) -> dict:
         target = self.dir / OUTPUT_DIRS["train"]
-        tmp = _fresh(target.with_name(target.name + ".tmp"))
+        tmp = fresh_dir(target.with_name(target.name + ".tmp"))
+        preferences = (
+            load_from_disk(str(self.train_input)) if self.train_input else self._input("aggregate")
+        )
         history = train(
-            self._input("aggregate"),
+            preferences,
             self.cfg.train,
             model=self.cfg.model,
             output_dir=tmp,
             prompts=self.train_prompts,
             judges=self.cfg.judge,
         )
-        _save(history, tmp / "log")
-        _replace(tmp, target)
+        save_atomic(history, tmp / "log")
+        replace_dir(tmp, target)
         counts: dict[str, Any] = {"method": self.cfg.train.method}
         for column in ("loss", "reward", "kl"):  # DPO logs a loss; PPO a reward and a KL
             if column in history.column_names:
@@ -320,9 +396,10 @@ class _Run:
                 sample_cfg=self.cfg.sample,
                 judge_cfg=self.cfg.judge,
                 store=store,
+                budget=self.budget,
             )
         target = self.dir / OUTPUT_DIRS["evaluate"]
-        _save(out, target)
+        save_atomic(out, target)
         summary = win_rate(
             out["p_policy"], bootstrap=self.cfg.evaluate.bootstrap, seed=self.cfg.evaluate.seed
         ).as_dict()
@@ -338,9 +415,17 @@ class _Run:
         )
         summary["mean_chars_policy"] = _mean_len(out["policy_response"])
         summary["mean_chars_reference"] = _mean_len(out["reference_response"])
+        summary["length_drift"] = length_drift(self.dir)
         (target / "summary.json").write_text(json.dumps(summary, indent=2))
         self.manifest["evaluation"] = summary
-        return {"prompts": len(out), "judged": summary["n"]}
+        write_plots(self.dir)  # training curves, win rate, length drift: evaluation/plots/
+        return {
+            "prompts": len(out),
+            "judged": summary["n"],
+            "cost_usd": round(sum(out["cost_usd"]), 6),
+            # prompts left unjudged because the budget ran out make the stage partial
+            "skipped": 0 if self.budget.allows() else summary["unjudged"],
+        }
 
     # -- manifest -------------------------------------------------------------------------
     def _load_manifest(self, rubrics: dict[str, str]) -> dict[str, Any]:
@@ -360,6 +445,7 @@ class _Run:
             config_hash=self.cfg.hash(),
             rubrics=rubrics,
             versions=_versions(),
+            **self.extra,
         )
         return manifest
 
@@ -370,43 +456,6 @@ class _Run:
         os.replace(tmp, self.manifest_path)
 
 
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "manifest.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no manifest.json here; is this a run directory?")
-    return json.loads(path.read_text())
-
-
-def _save(ds: Dataset, target: Path) -> None:
-    """Write a dataset so that ``target`` is either absent or complete, never half-written."""
-    tmp = _fresh(target.with_name(target.name + ".tmp"))
-    ds.save_to_disk(str(tmp))
-    _replace(tmp, target)
-
-
-def _fresh(path: Path) -> Path:
-    if path.exists():
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _replace(tmp: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
-
-
-def _attach_log_file(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    return handler
-
-
 def _versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in _PACKAGES:
@@ -415,6 +464,10 @@ def _versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def _content_hash(prompts: Dataset) -> str:
+    return stable_hash(list(prompts["prompt"]))
 
 
 def _mean_len(texts: list[str]) -> float:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from cli_runner import run_cli
 
-from rlaif.pipeline import read_manifest
+from rlaif.run_dir import read_manifest
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 SECRET = "sk-rlaif-test-0123456789abcdef"

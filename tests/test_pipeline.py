@@ -11,8 +11,8 @@ from datasets import load_from_disk
 from rlaif import Pipeline
 from rlaif.config import STAGES
 from rlaif.errors import ConfigError
-from rlaif.pipeline import read_manifest
 from rlaif.rubrics import load_rubric
+from rlaif.run_dir import read_manifest
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+from anthropic.types import Message
 
+from rlaif.batches.anthropic import AnthropicBatches
 from rlaif.judges.api import ApiJudge, with_usage
 from rlaif.judges.base import Verdict
 from rlaif.judges.verdicts import read_text
@@ -27,20 +29,33 @@ class AnthropicJudge(ApiJudge):
             max_retries=0,
         )
 
+    def batch_client(self) -> AnthropicBatches:
+        return AnthropicBatches(self)
+
+    def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """The Messages API body for one request; the batch path sends the same body."""
+        body: dict[str, Any] = {
+            "model": self.cfg.model,
+            "max_tokens": self.cfg.max_tokens,
+            "temperature": self.cfg.temperature,
+        }
+        if messages and messages[0]["role"] == "system":
+            body["system"] = messages[0]["content"]
+            messages = messages[1:]
+        return {**body, "messages": messages}
+
     async def _call(
         self, client: anthropic.AsyncAnthropic, messages: list[dict[str, str]]
     ) -> Verdict:
         # This SDK version no longer takes ``temperature`` as an argument; the API and
         # compatible servers still read it from the body.
-        kwargs: dict[str, Any] = {
-            "model": self.cfg.model,
-            "max_tokens": self.cfg.max_tokens,
-            "extra_body": {"temperature": self.cfg.temperature},
-        }
-        if messages and messages[0]["role"] == "system":
-            kwargs["system"] = messages[0]["content"]
-            messages = messages[1:]
-        response = await client.messages.create(messages=messages, **kwargs)
+        body = self.request_body(messages)
+        temperature = body.pop("temperature")
+        response = await client.messages.create(**body, extra_body={"temperature": temperature})
+        return self.read_response(response)
+
+    def read_response(self, response: Message) -> Verdict:
+        """A message, online or from a batch's results, as a verdict with usage."""
         text = "".join(getattr(block, "text", "") for block in response.content)
         usage = response.usage
         tokens = (usage.input_tokens, usage.output_tokens) if usage else (None, None)

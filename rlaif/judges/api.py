@@ -38,8 +38,9 @@ class FatalJudgeError(RlaifError):
 
 
 class ApiJudge(RubricJudge):
-    """Base class: subclasses set ``kind`` and ``read_modes`` and implement ``_client`` and
-    ``_call`` (one request, no retries) returning a ``Verdict`` with usage filled in."""
+    """Base class: subclasses set ``kind`` and ``read_modes`` and implement ``_client``,
+    ``_call`` (one request, no retries), ``request_body`` and ``read_response`` (a parsed
+    response to a ``Verdict`` with usage, shared with the batch path) and ``batch_client``."""
 
     kind = "api"
     read_modes: tuple[str, ...] = ()
@@ -93,7 +94,24 @@ class ApiJudge(RubricJudge):
             + (output_tokens or 0) * price.output_per_mtok
         ) / 1e6
 
+    def estimated_tokens(self, messages: list[dict[str, str]]) -> tuple[int, int]:
+        """Input tokens (characters / 4) and the output cap: the most a request may use."""
+        output_cap = 1 if self.rubric.read == "label_probs" else self.cfg.max_tokens
+        return sum(len(m["content"]) for m in messages) // 4, output_cap
+
     # -- provider hooks -------------------------------------------------------------------
+    def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """The request body for one judgment, the same online and in a batch."""
+        raise NotImplementedError
+
+    def read_response(self, response: Any) -> Verdict:
+        """The provider's parsed response as a verdict with usage, online or from a batch."""
+        raise NotImplementedError
+
+    def batch_client(self) -> Any:
+        """The provider's batch API (``rlaif.batches``), for judges with ``batch.enabled``."""
+        raise NotImplementedError
+
     def _client(self) -> Any:
         raise NotImplementedError
 
@@ -139,10 +157,9 @@ class ApiJudge(RubricJudge):
         self, client: Any, request: JudgeRequest, rpm: AsyncLimiter | None, tpm: AsyncLimiter | None
     ) -> Verdict:
         messages = self.render(request)
-        output_cap = 1 if self.rubric.read == "label_probs" else self.cfg.max_tokens
-        tokens = sum(len(m["content"]) for m in messages) // 4 + output_cap
+        tokens = sum(self.estimated_tokens(messages))
         retrying = AsyncRetrying(
-            retry=retry_if_exception(self._retryable),
+            retry=retry_if_exception(self.retryable),
             wait=self._wait,
             stop=stop_after_attempt(self.cfg.max_retries + 1),
             reraise=True,
@@ -161,18 +178,27 @@ class ApiJudge(RubricJudge):
                     finally:
                         self.in_flight -= 1
         except Exception as exc:
-            if not self._retryable(exc):
-                if _status(exc) is not None:
-                    raise FatalJudgeError(self._fatal_message(exc)) from exc
-                return Verdict(status="error", raw_output="", error=_describe(exc))
+            if not self.retryable(exc):
+                fatal = self.fatal(exc)
+                if fatal is not None:
+                    raise fatal from exc
+                return Verdict(status="error", raw_output="", error=describe_error(exc))
             return Verdict(
                 status="error",
                 raw_output="",
-                error=f"gave up after {self.cfg.max_retries + 1} attempts: {_describe(exc)}",
+                error=f"gave up after {self.cfg.max_retries + 1} attempts: {describe_error(exc)}",
             )
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    def _retryable(self, exc: BaseException) -> bool:
+    def fatal(self, exc: BaseException) -> FatalJudgeError | None:
+        """The stage-stopping error for an HTTP answer every request would get (400, 401, 403,
+        404), else None."""
+        if _status(exc) is not None and not self.retryable(exc):
+            return FatalJudgeError(self._fatal_message(exc))
+        return None
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Can this failure succeed later: 429, 5xx, timeouts, dropped connections?"""
         status = _status(exc)
         if status is not None:
             return status in RETRYABLE_STATUS or status >= 500
@@ -194,7 +220,7 @@ class ApiJudge(RubricJudge):
             404: f"is model '{self.cfg.model}' served at {where}?",
         }.get(_status(exc), "")
         return (
-            f"judge '{self.name}': {where} answered {_describe(exc)}; stopping the stage "
+            f"judge '{self.name}': {where} answered {describe_error(exc)}; stopping the stage "
             f"(every request would fail the same way){'; ' + hint if hint else ''}"
         )
 
@@ -218,7 +244,8 @@ def _retry_after(exc: BaseException | None) -> float | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``Type status: first line of the message``, short enough for a judgment record."""
     status = _status(exc)
     message = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{type(exc).__name__}{f' {status}' if status else ''}: {message}"

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
+from rlaif.batches.openai import OpenAIBatches
 from rlaif.judges.api import ApiJudge, with_usage
 from rlaif.judges.base import Verdict
 from rlaif.judges.verdicts import from_label_logprobs, read_text
@@ -28,19 +30,23 @@ class OpenAIJudge(ApiJudge):
             max_retries=0,
         )
 
-    async def _call(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> Verdict:
-        kwargs: dict[str, Any] = {
+    def batch_client(self) -> OpenAIBatches:
+        return OpenAIBatches(self)
+
+    def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """The chat-completions body for one request; the batch path sends the same body."""
+        body: dict[str, Any] = {
             "model": self.cfg.model,
             "messages": messages,
             "temperature": self.cfg.temperature,
         }
         read = self.rubric.read
         if read == "label_probs":
-            kwargs.update(max_tokens=1, logprobs=True, top_logprobs=self.cfg.top_logprobs)
+            body.update(max_tokens=1, logprobs=True, top_logprobs=self.cfg.top_logprobs)
         else:
-            kwargs["max_tokens"] = self.cfg.max_tokens
+            body["max_tokens"] = self.cfg.max_tokens
         if read == "json":
-            kwargs["response_format"] = {
+            body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
                     "name": "verdict",
@@ -48,7 +54,14 @@ class OpenAIJudge(ApiJudge):
                     "strict": True,
                 },
             }
-        response = await client.chat.completions.create(**kwargs)
+        return body
+
+    async def _call(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> Verdict:
+        response = await client.chat.completions.create(**self.request_body(messages))
+        return self.read_response(response)
+
+    def read_response(self, response: ChatCompletion) -> Verdict:
+        """A chat completion, online or from a batch's output file, as a verdict with usage."""
         usage = response.usage
         tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (None, None)
         choice = response.choices[0]
@@ -60,7 +73,7 @@ class OpenAIJudge(ApiJudge):
                 raw_output=message.refusal or text,
                 error=f"refused (finish_reason={choice.finish_reason})",
             )
-        elif read == "label_probs":
+        elif self.rubric.read == "label_probs":
             content = choice.logprobs.content if choice.logprobs else None
             top = {t.token: t.logprob for t in content[0].top_logprobs} if content else None
             verdict = from_label_logprobs(self.rubric, text, top)

@@ -1,5 +1,7 @@
 """Generate N responses per conversation with the best engine available.
 
+The loaded engine is kept between calls (a stage samples in chunks) until ``release()``.
+
 vLLM is used when asked for, or (``auto``) when it is importable and a GPU is
 present; transformers' batched ``generate`` is the fallback that runs anywhere.
 """
@@ -7,6 +9,7 @@ present; transformers' batched ``generate`` is the fallback that runs anywhere.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,24 @@ class GenerationParams:
     batch_size: int = 16
     dtype: str = "bfloat16"
     seed: int = 0
+
+
+class EngineSlot:
+    """The last engine loaded, reused while the same model is asked for again."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.engine = None
+
+    def get(self, key: tuple, load):
+        if self.key != key:
+            self.clear()
+            self.engine = load()
+            self.key = key
+        return self.engine
+
+    def clear(self) -> None:
+        self.key, self.engine = None, None
 
 
 def pick_backend(requested: str) -> str:
@@ -56,3 +77,13 @@ def generate(
     from rlaif.sampling.transformers import generate_transformers
 
     return generate_transformers(model, conversations, params, desc=desc)
+
+
+def release() -> None:
+    """Free the engines kept loaded between the chunks of one stage."""
+    import gc
+
+    for name in ("rlaif.sampling.transformers", "rlaif.sampling.vllm"):
+        if name in sys.modules:
+            sys.modules[name].ENGINE.clear()
+    gc.collect()

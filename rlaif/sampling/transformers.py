@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
 from rlaif.models import load_tokenizer
-from rlaif.sampling import Completion, GenerationParams
+from rlaif.progress import tqdm
+from rlaif.sampling import Completion, EngineSlot, GenerationParams
 
 
 def torch_dtype(name: str) -> torch.dtype | str:
     return "auto" if name == "auto" else getattr(torch, name)
+
+
+ENGINE = EngineSlot()
 
 
 def load_causal_lm(model: Path | str, dtype: str):
@@ -31,7 +34,9 @@ def generate_transformers(
     *,
     desc: str = "sampling",
 ) -> list[list[Completion]]:
-    tokenizer, lm = load_causal_lm(model, params.dtype)
+    tokenizer, lm = ENGINE.get(
+        (str(model), params.dtype), lambda: load_causal_lm(model, params.dtype)
+    )
     texts = [
         tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
         for c in conversations

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
-from rlaif.sampling import Completion, GenerationParams
+from rlaif.sampling import Completion, EngineSlot, GenerationParams
+
+ENGINE = EngineSlot()
 
 
 def generate_vllm(
@@ -13,13 +14,17 @@ def generate_vllm(
 ) -> list[list[Completion]]:
     from vllm import LLM, SamplingParams
 
-    # The seed goes to the engine: a per-request seed crashes the CPU build.
-    llm = LLM(
-        model=str(model),
-        seed=params.seed,
-        dtype=params.dtype,
-        gpu_memory_utilization=0.5,
-        enforce_eager=True,
+    # The seed goes to the engine (a per-request seed crashes the CPU build), so the engine
+    # is loaded once per stage with the first chunk's seed.
+    llm = ENGINE.get(
+        (str(model), params.dtype),
+        lambda: LLM(
+            model=str(model),
+            seed=params.seed,
+            dtype=params.dtype,
+            gpu_memory_utilization=0.5,
+            enforce_eager=True,
+        ),
     )
     sampling = SamplingParams(
         n=params.n,
@@ -28,8 +33,6 @@ def generate_vllm(
         max_tokens=params.max_new_tokens,
     )
     outputs = llm.chat(conversations, sampling, use_tqdm=True)
-    del llm  # free the engine (and its KV cache) before the next stage loads a model
-    gc.collect()
     return [
         [
             Completion(

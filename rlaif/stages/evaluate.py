@@ -14,6 +14,7 @@ import numpy as np
 from datasets import Dataset
 
 from rlaif.config import EvaluateConfig, JudgeConfig, SampleConfig
+from rlaif.judges import Budget
 from rlaif.preferences.bias import fit_logistic
 from rlaif.stages.judge import judge
 from rlaif.stages.sample import sample
@@ -45,8 +46,10 @@ def evaluate(
     sample_cfg: SampleConfig,
     judge_cfg: JudgeConfig,
     store: JudgmentStore,
+    budget: Budget | None = None,
 ) -> Dataset:
-    """One row per held-out prompt: both responses and ``p_policy`` = P(policy wins)."""
+    """One row per held-out prompt: both responses, ``p_policy`` = P(policy wins) and the
+    ``cost_usd`` of the judge calls paid for it in this run."""
     gen = sample_cfg.model_copy(
         update={
             "n": 1,
@@ -77,10 +80,15 @@ def evaluate(
     ]
     different = pairs.select([i for i, same in enumerate(identical) if not same])
     p_by_pair: dict[str, list[float]] = {}
+    cost_by_pair: dict[str, float] = {}
     if len(different):
-        for rec in judge(different, judge_cfg, store=store):
+        for rec in judge(different, judge_cfg, store=store, budget=budget):
             if rec["status"] == "ok" and rec["p_a"] is not None:
                 p_by_pair.setdefault(rec["pair_id"], []).append(rec["p_a"])
+            if not rec["cached"]:
+                cost_by_pair[rec["pair_id"]] = (
+                    cost_by_pair.get(rec["pair_id"], 0.0) + (rec["cost_usd"] or 0.0)
+                )
     p_policy = []
     for pair_id, same in zip(pairs["pair_id"], identical, strict=True):
         ps = [0.5] if same else p_by_pair.get(pair_id)
@@ -93,6 +101,7 @@ def evaluate(
             "reference_response": pairs["response_b"],
             "identical": identical,
             "p_policy": p_policy,
+            "cost_usd": [cost_by_pair.get(p, 0.0) for p in pairs["pair_id"]],
         }
     )
 

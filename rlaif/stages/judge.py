@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, fields
+from functools import partial
+from pathlib import Path
 
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from rlaif.batches.runner import BatchRun
 from rlaif.config import JudgeConfig
 from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, JudgeBackend, JudgeRequest, Verdict, build_judge
@@ -36,12 +39,20 @@ class _Task:
 
 
 def judge(
-    pairs: Dataset, cfg: JudgeConfig, *, store: JudgmentStore, budget: Budget | None = None
+    pairs: Dataset,
+    cfg: JudgeConfig,
+    *,
+    store: JudgmentStore,
+    budget: Budget | None = None,
+    batch_dir: Path | None = None,
 ) -> Dataset:
     """One row per (pair, judge, order), with ``p_a`` = P(response_a wins) in the pair's order.
 
     Requests the budget did not allow are rows with status ``skipped`` (no call was made, and
-    a later run asks them).
+    a later run asks them). Judges with ``batch.enabled`` go through the provider's batch API,
+    recording their batches under ``batch_dir``; requests awaiting a batch are rows with
+    status ``pending`` (a later run collects them). Without ``batch_dir`` (evaluation, which
+    needs its answers now) they are judged online.
     """
     budget = budget or Budget(cfg.max_cost_usd)
     backends = [build_judge(spec) for spec in cfg.judges]
@@ -62,9 +73,17 @@ def judge(
             len(tasks) - len(todo),
             len(todo),
         )
-        _run(backend, todo, cfg, store, budget)
+        awaited: dict[str, str] = {}
+        if batch_dir is not None and _batched(backend):
+            make_record = partial(_record, _base_record(backend))
+            run = BatchRun(
+                backend, store=store, budget=budget, batch_dir=batch_dir, make_record=make_record
+            )
+            awaited = run.run(todo)
+        else:
+            _run(backend, todo, cfg, store, budget)
         stored = store.get_many(t.key for t in tasks)
-        results = [(t, stored.get(t.key) or _skipped(t, budget)) for t in tasks]
+        results = [(t, _result(t, stored, awaited, budget)) for t in tasks]
         p_a_of = _pointwise_p_a(backend, results) if _mode(backend) == "pointwise" else None
         for t, rec in results:
             if p_a_of is not None:
@@ -119,6 +138,25 @@ def _pointwise_p_a(backend: JudgeBackend, results: list[tuple[_Task, dict]]) -> 
     return out
 
 
+def _batched(backend: JudgeBackend) -> bool:
+    batch = getattr(getattr(backend, "cfg", None), "batch", None)
+    return batch is not None and batch.enabled
+
+
+def _result(task: _Task, stored: dict[str, dict], awaited: dict[str, str], budget: Budget) -> dict:
+    """The stored answer; else ``pending`` when a provider batch will bring one (a stored
+    error is being asked again there); else ``skipped``."""
+    rec = stored.get(task.key)
+    if task.key in awaited and (rec is None or rec["status"] == "error"):
+        return {
+            "key": task.key,
+            "status": "pending",
+            "prompt_hash": task.prompt_hash,
+            "error": f"awaiting provider batch {awaited[task.key]}; re-run to collect",
+        }
+    return rec or _skipped(task, budget)
+
+
 def _skipped(task: _Task, budget: Budget) -> dict:
     return {
         "key": task.key,
@@ -161,13 +199,7 @@ def plan_requests(
 def _run(
     backend: JudgeBackend, todo: list[_Task], cfg: JudgeConfig, store: JudgmentStore, budget: Budget
 ) -> None:
-    identity = backend.identity()
-    base = {
-        "judge": backend.name,
-        "backend": identity["backend"],
-        "model": identity.get("model", identity.get("callable")),
-        **backend.provenance(),
-    }
+    base = _base_record(backend)
     buffer: list[dict] = []
     state = {"flushed_at": time.monotonic(), "failed": 0}
 
@@ -181,14 +213,7 @@ def _run(
 
         def on_result(index: int, verdict: Verdict) -> None:
             task = todo[index]
-            buffer.append(
-                {
-                    **base,
-                    "key": task.key,
-                    "prompt_hash": task.prompt_hash,
-                    **{k: getattr(verdict, k) for k in _VERDICT_FIELDS},
-                }
-            )
+            buffer.append(_record(base, task.key, task.prompt_hash, verdict))
             state["failed"] += verdict.status != "ok"
             if (
                 len(buffer) >= cfg.flush_every
@@ -207,3 +232,24 @@ def _run(
             backend.run([t.request for t in todo], on_result, budget)
         finally:
             flush()
+
+
+def _base_record(backend: JudgeBackend) -> dict[str, str]:
+    """What every stored judgment of this judge shares."""
+    identity = backend.identity()
+    return {
+        "judge": backend.name,
+        "backend": identity["backend"],
+        "model": identity.get("model", identity.get("callable")),
+        **backend.provenance(),
+    }
+
+
+def _record(base: dict[str, str], key: str, prompt_hash: str | None, verdict: Verdict) -> dict:
+    """A verdict as a store row, the same whether it came online or from a provider batch."""
+    return {
+        **base,
+        "key": key,
+        "prompt_hash": prompt_hash,
+        **{k: getattr(verdict, k) for k in _VERDICT_FIELDS},
+    }

@@ -1,12 +1,22 @@
-"""Stage 1: N responses per prompt from the SFT policy."""
+"""Stage 1: N responses per prompt from the SFT policy.
+
+Prompts are sampled in chunks of ``sample.chunk_size``; with a ``parts_dir`` each finished
+chunk is saved at once, so a crashed stage resumes from the last saved chunk. Chunk ``i``
+is sampled with seed ``seed + i``: with transformers a resumed stage gives exactly the
+rows of an uninterrupted one (vLLM seeds its engine once, so resumed chunks are fresh
+draws from the same distribution).
+"""
 
 from __future__ import annotations
 
-from datasets import Dataset
+from pathlib import Path
+
+from datasets import Dataset, concatenate_datasets, load_from_disk
 
 from rlaif.config import SampleConfig
+from rlaif.datasets_io import save_atomic
 from rlaif.models import resolve_model
-from rlaif.sampling import GenerationParams, generate
+from rlaif.sampling import GenerationParams, generate, release
 
 
 def conversation(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
@@ -14,12 +24,32 @@ def conversation(prompt: str, system_prompt: str | None) -> list[dict[str, str]]
     return [*messages, {"role": "user", "content": prompt}]
 
 
-def sample(prompts: Dataset, cfg: SampleConfig, *, model: str) -> Dataset:
+def sample(
+    prompts: Dataset, cfg: SampleConfig, *, model: str, parts_dir: Path | None = None
+) -> Dataset:
     """Add ``responses`` (N texts), ``n_tokens`` and ``finished`` (stopped at EOS) per prompt."""
     model_path = resolve_model(model, field="model")
+    parts = []
+    try:
+        for index, lo in enumerate(range(0, len(prompts), cfg.chunk_size)):
+            part = parts_dir / f"chunk-{index:05d}" if parts_dir else None
+            if part is not None and part.exists():
+                parts.append(load_from_disk(str(part)))
+                continue
+            chunk = prompts.select(range(lo, min(lo + cfg.chunk_size, len(prompts))))
+            done = _sample_chunk(chunk, cfg, model_path, seed=cfg.seed + index)
+            if part is not None:
+                save_atomic(done, part)
+            parts.append(done)
+    finally:
+        release()
+    return concatenate_datasets(parts) if parts else _sample_chunk(prompts, cfg, model_path, 0)
+
+
+def _sample_chunk(chunk: Dataset, cfg: SampleConfig, model_path: Path, seed: int) -> Dataset:
     completions = generate(
         model_path,
-        [conversation(p, cfg.system_prompt) for p in prompts["prompt"]],
+        [conversation(p, cfg.system_prompt) for p in chunk["prompt"]],
         GenerationParams(
             n=cfg.n,
             max_new_tokens=cfg.max_new_tokens,
@@ -27,12 +57,12 @@ def sample(prompts: Dataset, cfg: SampleConfig, *, model: str) -> Dataset:
             top_p=cfg.top_p,
             batch_size=cfg.batch_size,
             dtype=cfg.dtype,
-            seed=cfg.seed,
+            seed=seed,
         ),
         backend=cfg.backend,
     )
     return (
-        prompts.add_column("responses", [[c.text for c in cs] for cs in completions])
+        chunk.add_column("responses", [[c.text for c in cs] for cs in completions])
         .add_column("n_tokens", [[c.n_tokens for c in cs] for cs in completions])
         .add_column("finished", [[c.finished for c in cs] for cs in completions])
     )

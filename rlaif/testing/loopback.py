@@ -101,6 +101,13 @@ class LoopbackJudgeServer:
         payload = (_anthropic if path.endswith("/messages") else _openai)(body, p_a, refuse, text)
         return 200, {}, json.dumps(payload).encode()
 
+    def route(
+        self, method: str, path: str, content_type: str | None, raw: bytes
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """Endpoints other than the two judging ones (None: not one of them); subclasses add
+        theirs here."""
+        return None
+
     def _over_limit(self) -> bool:
         if self.max_per_second is None:
             return False
@@ -120,7 +127,12 @@ class LoopbackJudgeServer:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                routed = server.route("POST", self.path, self.headers.get("content-type"), raw)
+                if routed is not None:
+                    self._send(*routed)
+                    return
+                body = json.loads(raw or b"{}")
                 with server._lock:
                     server.in_flight += 1
                     server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
@@ -129,6 +141,13 @@ class LoopbackJudgeServer:
                 finally:
                     with server._lock:
                         server.in_flight -= 1
+                self._send(status, headers, data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                routed = server.route("GET", self.path, None, b"")
+                self._send(*(routed or (404, {}, b'{"error": {"message": "not found"}}')))
+
+            def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
                 with server._lock:
                     server.served[status] += 1
                 self.send_response(status)

@@ -1,10 +1,15 @@
-"""A compact PPO trainer on torch + transformers (trl 1.16 no longer ships one).
+"""A compact PPO trainer on torch + transformers + accelerate (trl 1.16 no longer ships one).
 
-Rollouts from the policy, a sequence reward at the end of each response (a reward model,
-a judge, or any function), a per-token KL penalty against the frozen SFT model, a value
-head on the policy's last hidden state, GAE, whitened advantages, clipped policy and value
-losses, and a penalty for responses cut off without an end token. Every step logs reward,
-KL, entropy, clip fraction, value loss, response length and the KL coefficient.
+Rollouts from the policy (its own ``generate``, or vLLM), a sequence reward at the end of
+each response (a reward model, a judge, or any function), a per-token KL penalty against the
+frozen SFT model, a value head on the policy's last hidden state, GAE, whitened advantages,
+clipped policy and value losses, and a penalty for responses cut off without an end token.
+Every step logs reward, KL, entropy, clip fraction, value loss, response length and the KL
+coefficient.
+
+It runs through ``accelerate`` (one process, or DDP / DeepSpeed ZeRO-1/2 under
+``accelerate launch``; each process samples its own rollouts) and checkpoints every
+``save_steps`` steps, resuming from the newest complete checkpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import copy
 import json
 import logging
 import random
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +27,9 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from rlaif.config import PPOConfig
+from rlaif.errors import ConfigError
 from rlaif.models import load_tokenizer, resolve_model
+from rlaif.training.checkpoints import ppo_step_dir, ppo_steps, publish
 from rlaif.training.ppo_math import (
     AdaptiveKLController,
     eos_penalty,
@@ -32,68 +40,204 @@ from rlaif.training.ppo_math import (
     value_loss,
     whiten,
 )
+from rlaif.training.rollouts import TransformersRollouts, VllmRollouts, make_rollouts
 
 log = logging.getLogger(__name__)
 RewardFn = Callable[[list[str], list[str]], list[float]]
 """(prompts, responses) -> one scalar reward per response."""
+KEEP_CHECKPOINTS = 2
+
+
+class PolicyWithValue(torch.nn.Module):
+    """The policy and its value head as one module: accelerate (and DeepSpeed) then prepare
+    one model with one optimizer."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+        self.value_head = torch.nn.Linear(lm.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, ids, attention, start):
+        return _forward(self.lm, self.value_head, ids, attention, start)
+
+
+class _Progress:
+    """What a checkpoint holds besides weights, optimizer and RNG states (accelerate saves
+    those): the steps done, the log so far and the KL coefficient."""
+
+    def __init__(self, kl_ctl: AdaptiveKLController):
+        self.step = 0
+        self.history: list[dict] = []
+        self.kl_ctl = kl_ctl
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "history": self.history, "kl_coef": self.kl_ctl.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        self.history = list(state["history"])
+        self.kl_ctl.value = state["kl_coef"]
 
 
 def train_ppo(
-    prompts: Dataset, cfg: PPOConfig, *, model: str, reward_fn: RewardFn, output_dir: Path
+    prompts: Dataset,
+    cfg: PPOConfig,
+    *,
+    model: str,
+    reward_fn: RewardFn,
+    output_dir: Path,
+    checkpoint_dir: Path | None = None,
+    save_steps: int = 10,
+    rollouts: TransformersRollouts | VllmRollouts | None = None,
 ) -> Dataset:
     """Train the policy on ``prompts`` (a ``prompt`` column); save it to ``output_dir/model``
-    and return one log row per step."""
+    and return one log row per step.
+
+    Checkpoints go to ``checkpoint_dir/ppo/step-N`` (default ``output_dir/checkpoints``).
+    ``rollouts`` is an engine the caller made and keeps; by default one is made from
+    ``cfg.rollout_backend`` and closed at the end.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    _refuse_sharded_weights(accelerator)
+    set_seed(cfg.seed, device_specific=True)
     path = resolve_model(model, field="model")
     tokenizer = load_tokenizer(path, padding_side="left")
-    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    value_head = torch.nn.Linear(policy.config.hidden_size, 1)
-    torch.nn.init.zeros_(value_head.weight)
-    torch.nn.init.zeros_(value_head.bias)
-    optimizer = torch.optim.AdamW(
-        [*policy.parameters(), *value_head.parameters()], lr=cfg.learning_rate
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    reference = copy.deepcopy(lm).eval().requires_grad_(False).to(accelerator.device)
+    net = PolicyWithValue(lm)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate)
+    net, optimizer = accelerator.prepare(net, optimizer)
+    progress = _Progress(AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon))
+    accelerator.register_for_checkpointing(progress)
+    engine = rollouts or make_rollouts(
+        cfg,
+        path,
+        tokenizer,
+        processes=accelerator.num_processes,
+        seed=cfg.seed + accelerator.process_index,
     )
-    kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+    folder = (checkpoint_dir or output_dir / "checkpoints") / "ppo"
+    done = ppo_steps(folder)
+    if done:
+        accelerator.load_state(str(done[-1]))
+        engine.sync(accelerator.unwrap_model(net).lm)
+        log.info("ppo: resumed from %s (step %d of %d)", done[-1], progress.step, cfg.steps)
     texts = list(prompts["prompt"])
-    history = []
-    for step in tqdm(range(cfg.steps), desc="ppo", unit="step"):
-        batch = [texts[rng.randrange(len(texts))] for _ in range(cfg.rollout_batch_size)]
-        roll = _rollout(policy, reference, value_head, tokenizer, batch, cfg)
-        scores = torch.tensor(reward_fn(batch, roll["responses"]), dtype=torch.float32)
-        raw_scores = scores.clone()
-        if cfg.eos_penalty is not None:
-            scores = eos_penalty(scores, roll["finished"], cfg.eos_penalty)
-        mask = roll["mask"]
-        rewards, kl = kl_penalized_rewards(
-            scores, roll["logprobs"], roll["ref_logprobs"], mask, kl_ctl.value
+    try:
+        for step in tqdm(
+            range(progress.step, cfg.steps),
+            initial=progress.step,
+            total=cfg.steps,
+            desc="ppo",
+            unit="step",
+            disable=not accelerator.is_local_main_process,
+        ):
+            batch = [texts[random.randrange(len(texts))] for _ in range(cfg.rollout_batch_size)]
+            entry = _step(
+                accelerator,
+                net,
+                optimizer,
+                reference,
+                engine,
+                tokenizer,
+                batch,
+                cfg,
+                reward_fn,
+                progress.kl_ctl.value,
+            )
+            entry = {"step": step + 1, **entry}
+            progress.history.append(entry)
+            progress.step = step + 1
+            log.info("ppo step %s", json.dumps({k: round(v, 4) for k, v in entry.items()}))
+            if cfg.adaptive_kl:
+                progress.kl_ctl.update(
+                    entry["kl"], cfg.rollout_batch_size * accelerator.num_processes
+                )
+            if progress.step % save_steps == 0:
+                _save_checkpoint(accelerator, folder, progress)
+    finally:
+        if rollouts is None:
+            engine.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        target = output_dir / "model"
+        accelerator.unwrap_model(net).lm.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+        (output_dir / "ppo_log.json").write_text(json.dumps(progress.history, indent=1))
+    accelerator.wait_for_everyone()
+    return Dataset.from_list(progress.history)
+
+
+def _refuse_sharded_weights(accelerator) -> None:
+    """Rollouts need every weight on every process, which FSDP and ZeRO-3 do not keep."""
+    from accelerate.utils import DistributedType
+
+    plugin = accelerator.state.deepspeed_plugin
+    if accelerator.distributed_type == DistributedType.FSDP or (
+        plugin is not None and plugin.zero_stage == 3
+    ):
+        raise ConfigError(
+            "train.accelerate_config: PPO samples rollouts from the full weights on every "
+            "process, which FSDP and DeepSpeed ZeRO-3 shard; use multi-GPU (DDP) or DeepSpeed "
+            "ZeRO-1/2 for rm_ppo and d_rlaif (dpo trains under any of them)"
         )
-        advantages, returns = gae(rewards, roll["values"], mask, cfg.gamma, cfg.lam)
-        advantages = whiten(advantages, mask)
-        stats = _update(policy, value_head, optimizer, roll, advantages, returns, cfg)
-        seq_kl = kl.sum(-1).mean().item()
-        entry = {
-            "step": step + 1,
-            "reward": raw_scores.mean().item(),
-            "kl": seq_kl,
-            "kl_coef": kl_ctl.value,
-            "entropy": roll["entropy"],
-            "response_length": mask.sum(-1).mean().item(),
-            "truncated": 1.0 - roll["finished"].float().mean().item(),
-            **stats,
-        }
-        history.append(entry)
-        log.info("ppo step %s", json.dumps({k: round(v, 4) for k, v in entry.items()}))
-        if cfg.adaptive_kl:
-            kl_ctl.update(seq_kl, cfg.rollout_batch_size)
-    target = output_dir / "model"
-    policy.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    (output_dir / "ppo_log.json").write_text(json.dumps(history, indent=1))
-    return Dataset.from_list(history)
+
+
+def _step(
+    accelerator, net, optimizer, reference, engine, tokenizer, batch, cfg, reward_fn, kl_coef
+) -> dict:
+    """One rollout-and-update iteration; returns its log entry (averaged over processes)."""
+    policy = accelerator.unwrap_model(net)
+    roll = _rollout(policy, reference, engine, tokenizer, batch)
+    raw_scores = torch.tensor(
+        reward_fn(batch, roll["responses"]), dtype=torch.float32, device=roll["ids"].device
+    )
+    scores = raw_scores
+    if cfg.eos_penalty is not None:
+        scores = eos_penalty(scores, roll["finished"], cfg.eos_penalty)
+    mask = roll["mask"]
+    rewards, kl = kl_penalized_rewards(
+        scores, roll["logprobs"], roll["ref_logprobs"], mask, kl_coef
+    )
+    advantages, returns = gae(rewards, roll["values"], mask, cfg.gamma, cfg.lam)
+    advantages = whiten(advantages, mask)
+    stats = _update(accelerator, net, optimizer, roll, advantages, returns, cfg)
+    engine.sync(policy.lm)
+    entry = {
+        "reward": raw_scores.mean().item(),
+        "kl": kl.sum(-1).mean().item(),
+        "kl_coef": kl_coef,
+        "entropy": roll["entropy"],
+        "response_length": mask.sum(-1).mean().item(),
+        "truncated": 1.0 - roll["finished"].float().mean().item(),
+        **stats,
+    }
+    values = accelerator.reduce(
+        torch.tensor(list(entry.values()), dtype=torch.float64, device=accelerator.device),
+        reduction="mean",
+    )
+    return dict(zip(entry, values.tolist(), strict=True))
+
+
+def _save_checkpoint(accelerator, folder: Path, progress: _Progress) -> None:
+    """Weights, value head, optimizer, RNG states and progress into ``step-N``, written under
+    a temporary name and renamed, so a crash mid-save leaves the previous one usable."""
+    tmp = folder / f".step-{progress.step}.tmp"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "ppo_log.json").write_text(json.dumps(progress.history, indent=1))
+        publish(tmp, ppo_step_dir(folder, progress.step), keep=KEEP_CHECKPOINTS)
+    accelerator.wait_for_everyone()
 
 
 def _forward(model, value_head, ids, attention, start):
@@ -111,7 +255,8 @@ def _forward(model, value_head, ids, attention, start):
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     values = None
     if value_head is not None:
-        values = value_head(out.hidden_states[-1][:, start - 1 : -1].float()).squeeze(-1)
+        hidden = out.hidden_states[-1][:, start - 1 : -1]
+        values = value_head(hidden.to(value_head.weight.dtype)).float().squeeze(-1)
     return logprobs, entropy, values
 
 
@@ -132,30 +277,15 @@ def response_logprobs(model, ids, prompt_attention, start, eos_token_id, attenti
 
 
 @torch.no_grad()
-def _rollout(policy, reference, value_head, tokenizer, prompts, cfg) -> dict:
-    chats = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
-        for p in prompts
-    ]
-    enc = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
-    policy.eval()
-    out = policy.generate(
-        **enc,
-        do_sample=True,
-        temperature=cfg.temperature,
-        top_k=None,
-        top_p=None,
-        max_new_tokens=cfg.max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    start = enc["input_ids"].shape[1]
+def _rollout(policy: PolicyWithValue, reference, engine, tokenizer, prompts) -> dict:
+    batch = engine.sample(policy.lm, prompts)
+    out, start = batch.ids, batch.start
     response = out[:, start:]
     finished = (response == tokenizer.eos_token_id).any(-1)
     mask = response_mask(response, tokenizer.eos_token_id)
-    attention = torch.cat([enc["attention_mask"], mask.long()], dim=1)
-    logprobs, entropy, values = _forward(policy, value_head, out, attention, start)
+    attention = torch.cat([batch.prompt_attention, mask.long()], dim=1)
+    policy.eval()
+    logprobs, entropy, values = policy(out, attention, start)
     ref_logprobs, _, _ = _forward(reference, None, out, attention, start)
     texts = [
         tokenizer.decode(r[m.bool()], skip_special_tokens=True).strip()
@@ -175,20 +305,18 @@ def _rollout(policy, reference, value_head, tokenizer, prompts, cfg) -> dict:
     }
 
 
-def _update(policy, value_head, optimizer, roll, advantages, returns, cfg) -> dict:
-    policy.train()
+def _update(accelerator, net, optimizer, roll, advantages, returns, cfg) -> dict:
+    net.train()
     n = roll["ids"].shape[0]
     first = {}
     totals = {"clip_fraction": 0.0, "value_loss": 0.0, "policy_loss": 0.0, "approx_kl": 0.0}
     updates = 0
     for _epoch in range(cfg.ppo_epochs):
-        order = torch.randperm(n)
+        order = torch.randperm(n).to(roll["ids"].device)
         for lo in range(0, n, cfg.minibatch_size):
             idx = order[lo : lo + cfg.minibatch_size]
             mask = roll["mask"][idx]
-            logprobs, _, values = _forward(
-                policy, value_head, roll["ids"][idx], roll["attention"][idx], roll["start"]
-            )
+            logprobs, _, values = net(roll["ids"][idx], roll["attention"][idx], roll["start"])
             pl = policy_loss(logprobs, roll["logprobs"][idx], advantages[idx], mask, cfg.cliprange)
             vl, _ = value_loss(values, roll["values"][idx], returns[idx], mask, cfg.cliprange_value)
             if not first:  # the first minibatch of the first epoch is on-policy
@@ -198,10 +326,8 @@ def _update(policy, value_head, optimizer, roll, advantages, returns, cfg) -> di
                 }
             loss = pl.loss + cfg.vf_coef * vl
             optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(
-                [*policy.parameters(), *value_head.parameters()], cfg.max_grad_norm
-            )
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
             optimizer.step()
             totals["clip_fraction"] += pl.clip_fraction.item()
             totals["value_loss"] += vl.item()

@@ -41,7 +41,7 @@ def kl_penalized_rewards(
     kl = (logprobs - ref_logprobs) * mask
     rewards = -kl_coef * kl
     last = mask.sum(-1).long().clamp_min(1) - 1
-    rewards[torch.arange(len(scores)), last] += scores
+    rewards[torch.arange(len(scores), device=scores.device), last] += scores
     return rewards * mask, kl
 
 
@@ -51,7 +51,7 @@ def gae(
     """Generalised advantage estimation backwards over each response; returns
     (advantages, returns), with returns = advantages + values."""
     advantages = torch.zeros_like(rewards)
-    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
     next_value = torch.zeros_like(running)
     for t in reversed(range(rewards.shape[1])):
         m = mask[:, t]

@@ -8,6 +8,8 @@ and answer), so PPO and evaluation read rewards exactly as training saw them.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -16,18 +18,53 @@ from datasets import Dataset
 from rlaif.config import RewardModelConfig
 from rlaif.errors import ConfigError
 from rlaif.models import load_tokenizer, resolve_model
+from rlaif.training.checkpoints import last_trainer_checkpoint, remove_trainer_checkpoints
+
+log = logging.getLogger(__name__)
+METRICS = "reward_model_metrics.json"
 
 
 def train_reward_model(
-    preferences: Dataset, cfg: RewardModelConfig, *, model: str, output_dir: Path
+    preferences: Dataset,
+    cfg: RewardModelConfig,
+    *,
+    model: str,
+    output_dir: Path,
+    checkpoint_dir: Path | None = None,
+    save_steps: int = 10,
 ) -> dict:
-    """Train, save to ``output_dir/reward_model`` and return metrics (held-out accuracy)."""
+    """Train, save to ``output_dir/reward_model`` and return metrics (held-out accuracy).
+
+    Trainer checkpoints go to ``checkpoint_dir/reward_model`` (default
+    ``output_dir/checkpoints``) and a stopped run resumes from the newest; a reward model
+    finished there before (``final/``) is reused instead of trained again.
+    """
+    if len(preferences) < 2:
+        raise ConfigError("reward model: need at least two preferences")
+    folder = (checkpoint_dir or output_dir / "checkpoints") / "reward_model"
+    final = folder / "final"
+    if (final / METRICS).is_file():
+        log.info("reward model: reusing the one finished in %s", final)
+    else:
+        _train(preferences, cfg, model=model, folder=folder, save_steps=save_steps)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        shutil.copytree(final, output_dir / "reward_model", dirs_exist_ok=True)
+        shutil.copy(final / METRICS, output_dir / METRICS)
+    PartialState().wait_for_everyone()
+    return json.loads((final / METRICS).read_text())
+
+
+def _train(
+    preferences: Dataset, cfg: RewardModelConfig, *, model: str, folder: Path, save_steps: int
+) -> None:
+    """Train into ``folder`` (resuming its newest checkpoint) and publish ``folder/final`` with
+    the model, its tokenizer and its metrics; then drop the trainer checkpoints."""
     from peft import LoraConfig
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    if len(preferences) < 2:
-        raise ConfigError("reward model: need at least two preferences")
     columns = [
         c for c in ("prompt", "chosen", "rejected", "margin") if c in preferences.column_names
     ]
@@ -46,13 +83,15 @@ def train_reward_model(
     )
     net.config.pad_token_id = tokenizer.pad_token_id
     args = RewardConfig(
-        output_dir=str(output_dir / "checkpoints"),
+        output_dir=str(folder),
         learning_rate=cfg.learning_rate,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         max_length=cfg.max_length,
         seed=cfg.seed,
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=2,
         report_to=[],
         logging_steps=1,
         use_cpu=not torch.cuda.is_available(),
@@ -66,22 +105,30 @@ def train_reward_model(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    trainer.train()
-    trained = trainer.model.merge_and_unload() if cfg.lora else trainer.model
-    target = output_dir / "reward_model"
-    trained.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    metrics = {"train_pairs": len(train_set), "steps": cfg.max_steps}
-    if split:
-        scorer = RewardScorer(target)
-        chosen = scorer.score(split["test"]["prompt"], split["test"]["chosen"])
-        rejected = scorer.score(split["test"]["prompt"], split["test"]["rejected"])
-        metrics["heldout_pairs"] = len(chosen)
-        metrics["heldout_accuracy"] = sum(
-            c > r for c, r in zip(chosen, rejected, strict=True)
-        ) / len(chosen)
-    (output_dir / "reward_model_metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    last = last_trainer_checkpoint(folder)
+    if last:
+        log.info("reward model: resuming from %s", last)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    if trainer.accelerator.is_main_process:
+        trained = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+        tmp = folder / "final.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        trained.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        metrics = {"train_pairs": len(train_set), "steps": cfg.max_steps}
+        if split:
+            scorer = RewardScorer(tmp)
+            chosen = scorer.score(split["test"]["prompt"], split["test"]["chosen"])
+            rejected = scorer.score(split["test"]["prompt"], split["test"]["rejected"])
+            metrics["heldout_pairs"] = len(chosen)
+            metrics["heldout_accuracy"] = sum(
+                c > r for c, r in zip(chosen, rejected, strict=True)
+            ) / len(chosen)
+        (tmp / METRICS).write_text(json.dumps(metrics, indent=2))
+        tmp.rename(folder / "final")
+        remove_trainer_checkpoints(folder)
+    trainer.accelerator.wait_for_everyone()
 
 
 class RewardScorer:

@@ -1,0 +1,352 @@
+"""``rlaif report RUN_DIR``: one HTML page with the run's summary, plots and tables.
+
+The page references its PNGs by relative path from the same folder rather than embedding them
+as base64: the HTML stays small and readable, each PNG can be pasted into an issue or a slide
+on its own, and the folder (``index.html`` plus its PNGs) moves or uploads as a unit.
+Everything from the run (prompts, responses, error messages, judge names) is escaped by
+Jinja's autoescaping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from rlaif.config import STAGES
+from rlaif.report import figures, run_data
+from rlaif.run_dir import OUTPUT_DIRS
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = 5
+"""Held-out prompts shown with both answers in the evaluation section."""
+
+_JUDGE_COLUMNS = (
+    ("judgments", "judgments"),
+    ("valid", "valid"),
+    ("first_position_win_rate", "first-position win rate"),
+    ("position_consistency", "position consistency"),
+    ("longer_win_rate", "longer-answer win rate"),
+    ("length_slope", "length slope"),
+)
+_EVALUATION_ROWS = (
+    ("n", "judged prompts"),
+    ("win_rate", "win rate (ties count half)"),
+    ("ci_low", "95% CI low"),
+    ("ci_high", "95% CI high"),
+    ("lc_win_rate", "length-controlled win rate"),
+    ("soft_win_rate", "soft win rate (mean P(policy wins))"),
+    ("wins", "wins"),
+    ("ties", "ties"),
+    ("losses", "losses"),
+    ("unjudged", "unjudged"),
+    ("kl_to_sft", "KL(policy || SFT), nats"),
+    ("mean_chars_policy", "mean characters, policy"),
+    ("mean_chars_reference", "mean characters, SFT"),
+)
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Write ``index.html`` and its PNGs into ``out`` (default ``RUN_DIR/report``) and return
+    the page's path. Whatever the run lacks is named on the page as absent."""
+    run_dir = Path(run_dir)
+    manifest = run_data.manifest(run_dir)
+    out_dir = Path(out) if out is not None else run_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    judgments = _guarded("judgments", lambda: run_data.judgments(run_dir))
+    sections = [
+        _section("summary", "Run summary", lambda: _summary(run_dir, manifest)),
+        _section("training", "Training", lambda: _training(run_dir, out_dir)),
+        _section("evaluation", "Evaluation", lambda: _evaluation(run_dir, manifest, out_dir)),
+        _section("judges", "Judges", lambda: _judges(run_dir, manifest, judgments, out_dir)),
+        _section("cost", "Cost", lambda: _cost(run_dir, manifest, out_dir)),
+    ]
+    page = (
+        _environment()
+        .get_template("report.html.jinja")
+        .render(
+            title=f"rlaif report: {manifest.get('pipeline', run_dir.name)}",
+            run_dir=str(run_dir),
+            sections=sections,
+        )
+    )
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _section(key: str, title: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A section with its figures, tables and absent pieces. An unreadable piece (a truncated
+    dataset, a hand-edited JSON) becomes a note on the page instead of losing the whole report,
+    which is read after the fact, often because something went wrong."""
+    section = {"id": key, "title": title, "how": "", "figures": [], "tables": [], "absent": []}
+    try:
+        section.update(build())
+    except Exception as exc:  # noqa: BLE001 (see docstring)
+        log.warning("report: %s section could not be built: %s", key, exc)
+        section["absent"].append(f"could not be read: {type(exc).__name__}: {exc}")
+    return section
+
+
+def _guarded(what: str, read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 (the sections that need it say it is absent)
+        log.warning("report: %s could not be read: %s", what, exc)
+        return None
+
+
+def _summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    stages = manifest.get("stages", {})
+    rows = []
+    for name in STAGES:
+        entry = stages.get(name, {})
+        counts = entry.get("counts") or {}
+        rows.append(
+            [
+                name,
+                entry.get("status", "not run"),
+                "" if entry.get("seconds") is None else f"{entry['seconds']:.1f}",
+                ", ".join(f"{k}={_format(v)}" for k, v in counts.items()),
+                entry.get("error", ""),
+            ]
+        )
+    config_hash = str(manifest.get("config_hash", ""))
+    facts = [
+        ["pipeline", manifest.get("pipeline", "")],
+        ["run directory", str(run_dir)],
+        ["config hash", config_hash[:12] or "absent"],
+        ["config source", manifest.get("source") or ""],
+        ["model", (manifest.get("config") or {}).get("model", "")],
+        ["train method", ((manifest.get("config") or {}).get("train") or {}).get("method", "")],
+        ["created", manifest.get("created_at", "")],
+        ["updated", manifest.get("updated_at", "")],
+    ]
+    if "nightly" in manifest:
+        facts.append(["night", (manifest["nightly"] or {}).get("date", "")])
+    cost = run_data.run_cost(manifest)
+    facts.append(["judge cost", "not recorded" if cost is None else f"${cost:.4f}"])
+    built = _parts(
+        "Each stage's status, wall time and counts, as in the manifest. A failed stage "
+        "shows its error; stages after it are 'not run', and their sections below say so."
+    )
+    built["tables"] = [
+        {"caption": "run", "header": ["", ""], "rows": facts},
+        {
+            "caption": "stages",
+            "header": ["stage", "status", "seconds", "counts", "error"],
+            "rows": rows,
+        },
+    ]
+    return built
+
+
+def _training(run_dir: Path, out_dir: Path) -> dict[str, Any]:
+    built = _parts(
+        "DPO: the loss should fall from log 2 = 0.693 and the reward margin rise. PPO: "
+        "the reward should rise while KL to the SFT model stays within budget; response "
+        "length collapsing toward zero or growing without end means the policy found a "
+        "shortcut in the reward."
+    )
+    curves = figures.training_plot(run_dir, out_dir)
+    if curves:
+        built["figures"].append(_figure(curves, out_dir, "training curves by step"))
+    else:
+        built["absent"].append(
+            f"training log ({OUTPUT_DIRS['train']}/log): the train stage has not completed"
+        )
+    metrics = run_data.reward_model_metrics(run_dir)
+    if metrics:
+        built["tables"].append(_key_values("reward model", metrics))
+    return built
+
+
+def _evaluation(run_dir: Path, manifest: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    built = _parts(
+        "Win rate is P(policy beats SFT) on held-out prompts by the same judges (0.5 = "
+        "no change); trust it when its 95% interval excludes 0.5. A length-controlled win "
+        "rate well below the raw one means the policy wins by being longer (or shorter), not "
+        "better. The histograms show how answer length moved."
+    )
+    summary = run_data.evaluation_summary(run_dir, manifest)
+    plot = figures.win_rate_plot(summary, out_dir)
+    if summary:
+        labels = dict(_EVALUATION_ROWS)
+        rows = [[labels.get(k, k), _format(v)] for k, v in summary.items()]
+        built["tables"].append({"caption": "evaluation", "header": ["", ""], "rows": rows})
+    if plot:
+        built["figures"].append(_figure(plot, out_dir, "win rate against the SFT model"))
+    else:
+        built["absent"].append(
+            f"evaluation summary ({OUTPUT_DIRS['evaluate']}/summary.json): the evaluate stage "
+            "has not completed"
+        )
+    rows = run_data.evaluation_rows(run_dir)
+    drift = figures.length_drift_plot(rows, out_dir)
+    if drift is None:
+        built["absent"].append(f"held-out answers ({OUTPUT_DIRS['evaluate']}/): not written")
+        return built
+    built["figures"].append(_figure(drift, out_dir, "response-length drift, policy vs SFT"))
+    lengths = run_data.length_drift(run_dir)
+    built["tables"].append(
+        {
+            "caption": f"response length on {lengths['n']} held-out prompts",
+            "header": ["", "policy", "SFT", "change", "policy / SFT"],
+            "rows": [
+                [
+                    key.replace("_", " "),
+                    _format(lengths["policy"][key]),
+                    _format(lengths["reference"][key]),
+                    _format(lengths["change"][key]),
+                    _format(lengths["change"][f"{key}_ratio"]),
+                ]
+                for key in lengths["policy"]
+            ],
+        }
+    )
+    examples = rows.head(EXAMPLES)
+    built["tables"].append(
+        {
+            "caption": f"first {len(examples)} held-out prompts",
+            "header": ["prompt", "policy", "SFT", "P(policy wins)"],
+            "rows": [
+                [r.prompt, r.policy_response, r.reference_response, _format(r.p_policy)]
+                for r in examples.itertuples()
+            ],
+            "long": True,
+        }
+    )
+    return built
+
+
+def _judges(
+    run_dir: Path, manifest: dict[str, Any], judgments: pd.DataFrame | None, out_dir: Path
+) -> dict[str, Any]:
+    built = _parts(
+        "First-position win rate far from 0.5 = position bias (judging both orders "
+        "cancels it). Low position consistency = the judge is unsure or guesses by position. "
+        "Longer-answer win rate far from 0.5, a steep length slope or a tilted length curve = "
+        "length bias. Agreement: Cohen's kappa 1 = the judges agree, 0 = no better than chance; "
+        "with one judge, the judge against itself with the answers swapped (points on the "
+        "diagonal = consistent)."
+    )
+    report = run_data.judge_report(run_dir, manifest)
+    if report is None and judgments is not None:
+        from rlaif.preferences.bias import judge_report
+
+        report = judge_report(judgments)
+        built["absent"].append(
+            "judge report: neither the manifest nor preferences/judge_report.json has one "
+            "(the aggregate stage writes it); the figures here are computed from the judgments"
+        )
+    if report is None:
+        built["absent"].append(
+            f"judgments ({OUTPUT_DIRS['judge']}/): the judge stage has not completed"
+        )
+        return built
+    header = ["judge", *(label for _, label in _JUDGE_COLUMNS)]
+    rows = [
+        [name, *(_format(entry.get(key)) for key, _ in _JUDGE_COLUMNS)]
+        for name, entry in report.get("judges", {}).items()
+    ]
+    built["tables"].append({"caption": "judge report", "header": header, "rows": rows})
+    agreement = report.get("agreement")
+    if agreement:
+        rows = [
+            [f"Cohen's kappa {pair}", _format(k)] for pair, k in agreement["cohen_kappa"].items()
+        ]
+        rows.append(["Krippendorff's alpha", _format(agreement.get("krippendorff_alpha"))])
+        built["tables"].append({"caption": "agreement", "header": ["", ""], "rows": rows})
+    bias = figures.position_bias_plot(report, out_dir)
+    if bias:
+        built["figures"].append(_figure(bias, out_dir, "position bias per judge"))
+    else:
+        built["absent"].append("position bias: no pairwise judgments")
+    agree, self_kappa = figures.agreement_plot(report, judgments, out_dir)
+    if agree:
+        caption = "agreement between judges"
+        if self_kappa is not None:
+            caption = f"one judge against itself across orders (Cohen's kappa {self_kappa})"
+        built["figures"].append(_figure(agree, out_dir, caption))
+    else:
+        built["absent"].append("agreement: needs several judges, or one judge in both orders")
+    relation = figures.length_relation_plot(judgments, out_dir)
+    if relation:
+        built["figures"].append(
+            _figure(relation, out_dir, "P(a wins) against the length difference, binned")
+        )
+    else:
+        built["absent"].append(
+            f"length relation: needs the judgments dataset ({OUTPUT_DIRS['judge']}/)"
+        )
+    return built
+
+
+def _cost(run_dir: Path, manifest: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    built = _parts(
+        "Judge spend in USD as the stages recorded it (judge and evaluate); a local or "
+        "rule judge costs nothing and records no cost. For nightly runs, one bar per night in "
+        "the same folder: a jump means more judgments were paid for (fewer cache hits, a "
+        "larger sample, a pricier judge)."
+    )
+    per_stage = [
+        [name, _format((entry.get("counts") or {}).get("cost_usd"))]
+        for name, entry in manifest.get("stages", {}).items()
+        if "cost_usd" in (entry.get("counts") or {})
+    ]
+    if per_stage:
+        built["tables"].append(
+            {"caption": "cost (USD)", "header": ["stage", "USD"], "rows": per_stage}
+        )
+    else:
+        built["absent"].append("cost: no stage recorded counts.cost_usd (a local judge is free)")
+    nights = run_data.nightly_costs(run_dir, manifest)
+    plot = figures.cost_plot(nights, out_dir)
+    if plot:
+        built["figures"].append(_figure(plot, out_dir, f"cost per night ({len(nights)} nights)"))
+    else:
+        built["absent"].append("cost per night: not a nightly run (no 'nightly' in the manifest)")
+    return built
+
+
+def _parts(how: str) -> dict[str, Any]:
+    """A section's content: a "how to read this" line, figures, tables, absent pieces."""
+    return {"how": how, "figures": [], "tables": [], "absent": []}
+
+
+def _figure(path: Path, out_dir: Path, caption: str) -> dict[str, str]:
+    return {"src": path.relative_to(out_dir).as_posix(), "caption": caption}
+
+
+def _key_values(caption: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "caption": caption,
+        "header": ["", ""],
+        "rows": [[k, _format(v)] for k, v in values.items()],
+    }
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)

@@ -1,0 +1,164 @@
+"""Read what a run directory holds for the report; every reader returns None for what is absent.
+
+A run may have stopped after any stage, trained with DPO or PPO, or judged for free, so each
+piece is looked up on its own and its absence is an answer, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from datasets import load_from_disk
+
+from rlaif.errors import ConfigError
+from rlaif.run_dir import OUTPUT_DIRS, read_manifest
+
+log = logging.getLogger(__name__)
+
+TRAIN_SERIES = {
+    "dpo": {"loss": "DPO loss", "rewards/margins": "reward margin (chosen - rejected)"},
+    "ppo": {"reward": "reward", "kl": "KL to SFT (nats)", "response_length": "response tokens"},
+}
+"""The training-log columns plotted for each kind of log (PPO logs have a ``reward``), with
+their titles."""
+
+
+def manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest; a ConfigError naming the file when it is absent or corrupt."""
+    try:
+        return read_manifest(run_dir)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{Path(run_dir) / 'manifest.json'}: corrupt manifest ({exc})") from exc
+
+
+def training_log(run_dir: Path) -> list[dict[str, Any]] | None:
+    """One dict per logged step, from ``train/log`` or, failing that, the JSON logs."""
+    train_dir = Path(run_dir) / OUTPUT_DIRS["train"]
+    if (train_dir / "log" / "state.json").is_file():
+        return load_from_disk(str(train_dir / "log")).to_list()
+    for name in ("ppo_log.json", "log_history.json"):
+        if (train_dir / name).is_file():
+            return json.loads((train_dir / name).read_text())
+    return None
+
+
+def training_series(rows: list[dict[str, Any]]) -> tuple[list[float], dict[str, list]]:
+    """Steps and the series worth plotting, by title (DPO: loss and reward margin; PPO: reward,
+    KL, response length).
+
+    Rows without any of those values (the trainer's closing summary row) are left out."""
+    kind = "ppo" if any(r.get("reward") is not None for r in rows) else "dpo"
+    columns = [c for c in TRAIN_SERIES[kind] if any(r.get(c) is not None for r in rows)]
+    logged = [r for r in rows if any(r.get(c) is not None for c in columns)]
+    steps = [r.get("step", i + 1) for i, r in enumerate(logged)]
+    return steps, {TRAIN_SERIES[kind][c]: [r.get(c) for r in logged] for c in columns}
+
+
+def evaluation_summary(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """``evaluation/summary.json``, else the manifest's copy."""
+    path = Path(run_dir) / OUTPUT_DIRS["evaluate"] / "summary.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return run_manifest.get("evaluation")
+
+
+def evaluation_rows(run_dir: Path) -> pd.DataFrame | None:
+    """The held-out comparisons: prompt, policy_response, reference_response, p_policy."""
+    folder = Path(run_dir) / OUTPUT_DIRS["evaluate"]
+    if not (folder / "state.json").is_file():
+        return None
+    return load_from_disk(str(folder)).to_pandas()
+
+
+def length_drift(run_dir: Path) -> dict[str, Any]:
+    """How the policy's answers differ in length from the SFT model's on the held-out prompts:
+    mean and median characters and words (whitespace-separated, a rough token count) for each,
+    and the change (policy minus SFT, and policy / SFT)."""
+    rows = evaluation_rows(run_dir)
+    if rows is None:
+        raise ConfigError(
+            f"{Path(run_dir) / OUTPUT_DIRS['evaluate']}: no evaluation dataset; "
+            "run the evaluate stage first"
+        )
+    drift: dict[str, Any] = {"n": len(rows)}
+    for side, column in (("policy", "policy_response"), ("reference", "reference_response")):
+        texts = rows[column].fillna("").tolist()
+        chars = [len(t) for t in texts]
+        words = [len(t.split()) for t in texts]
+        drift[side] = {
+            "mean_chars": _mean(chars),
+            "median_chars": _median(chars),
+            "mean_words": _mean(words),
+            "median_words": _median(words),
+        }
+    drift["change"] = {}
+    for key in ("mean_chars", "median_chars", "mean_words", "median_words"):
+        policy, reference = drift["policy"][key], drift["reference"][key]
+        drift["change"][key] = None if policy is None else round(policy - reference, 1)
+        drift["change"][f"{key}_ratio"] = (
+            round(policy / reference, 3) if policy is not None and reference else None
+        )
+    return drift
+
+
+def judgments(run_dir: Path) -> pd.DataFrame | None:
+    folder = Path(run_dir) / OUTPUT_DIRS["judge"]
+    if not (folder / "state.json").is_file():
+        return None
+    return load_from_disk(str(folder)).to_pandas()
+
+
+def judge_report(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The aggregate stage's judge report (manifest, then ``preferences/judge_report.json``)."""
+    if run_manifest.get("judge_report"):
+        return run_manifest["judge_report"]
+    path = Path(run_dir) / OUTPUT_DIRS["aggregate"] / "judge_report.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def reward_model_metrics(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / OUTPUT_DIRS["train"] / "reward_model_metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_cost(run_manifest: dict[str, Any]) -> float | None:
+    """Sum of ``stages.*.counts.cost_usd``; None when no stage recorded a cost."""
+    costs = [
+        (entry.get("counts") or {}).get("cost_usd")
+        for entry in run_manifest.get("stages", {}).values()
+    ]
+    costs = [c for c in costs if isinstance(c, int | float)]
+    return round(sum(costs), 6) if costs else None
+
+
+def nightly_costs(run_dir: Path, run_manifest: dict[str, Any]) -> list[tuple[str, float]] | None:
+    """(date, cost in USD) for every night beside this one (same parent folder, with a
+    manifest), sorted by date; None when this run is not a nightly run."""
+    if "nightly" not in run_manifest:
+        return None
+    nights = []
+    for night in sorted(Path(run_dir).resolve().parent.iterdir()):
+        path = night / "manifest.json"
+        if not path.is_file():
+            continue
+        try:
+            other = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            log.warning("%s: corrupt manifest, left out of the cost per night (%s)", path, exc)
+            continue
+        date = (other.get("nightly") or {}).get("date") or night.name
+        nights.append((str(date), run_cost(other) or 0.0))
+    return sorted(nights)
+
+
+def _mean(values: list[int]) -> float | None:
+    return round(statistics.fmean(values), 1) if values else None
+
+
+def _median(values: list[int]) -> float | None:
+    return round(float(statistics.median(values)), 1) if values else None

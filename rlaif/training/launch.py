@@ -1,0 +1,116 @@
+"""Training under ``accelerate launch``, so a multi-GPU, DeepSpeed or FSDP config just works.
+
+The train stage writes its inputs under ``output_dir/launch/`` (the datasets and an
+``args.json`` naming them) and runs ``python -m accelerate.commands.launch --config_file
+CONFIG -m rlaif.training.launch ARGS.json``; every process this starts reads the same inputs
+and trains, and the main one writes the training log back. The child's output is shown as it
+comes, kept in ``launch/output.log``, and its last lines go into the error if it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from datasets import Dataset, load_from_disk
+
+from rlaif.config import JudgeConfig, TrainConfig
+from rlaif.errors import RlaifError
+
+log = logging.getLogger(__name__)
+TAIL_LINES = 40
+
+
+def launch_training(
+    preferences: Dataset,
+    cfg: TrainConfig,
+    *,
+    model: str,
+    output_dir: Path,
+    prompts: Dataset | None,
+    judges: JudgeConfig | None,
+    checkpoint_dir: Path,
+) -> Dataset:
+    """Run ``run_training`` under ``accelerate launch --config_file cfg.accelerate_config``."""
+    folder = output_dir / "launch"
+    folder.mkdir(parents=True, exist_ok=True)
+    preferences.save_to_disk(str(folder / "preferences"))
+    if prompts is not None:
+        prompts.save_to_disk(str(folder / "prompts"))
+    args = {
+        "train": cfg.model_dump(mode="json"),
+        "judges": judges.model_dump(mode="json") if judges is not None else None,
+        "model": str(model),
+        "output_dir": str(output_dir),
+        "checkpoint_dir": str(checkpoint_dir),
+        "preferences": str(folder / "preferences"),
+        "prompts": str(folder / "prompts") if prompts is not None else None,
+        "log": str(folder / "log"),
+    }
+    args_file = folder / "args.json"
+    args_file.write_text(json.dumps(args, indent=2))
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(cfg.accelerate_config),
+        "-m",
+        "rlaif.training.launch",
+        str(args_file),
+    ]
+    log.info("train: %s", " ".join(command))
+    returncode, tail = _run(command, folder / "output.log")
+    if returncode != 0:
+        raise RlaifError(
+            f"train: accelerate launch with {cfg.accelerate_config} failed (exit code "
+            f"{returncode}); the last lines of its output (all of it in "
+            f"{folder / 'output.log'}):\n" + "".join(tail)
+        )
+    return load_from_disk(args["log"], keep_in_memory=True)
+
+
+def _run(command: list[str], log_file: Path) -> tuple[int, list[str]]:
+    """Run ``command``, echoing its output to stderr and ``log_file``; keep its last lines."""
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    with (
+        log_file.open("w") as sink,
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as child,
+    ):
+        assert child.stdout is not None
+        for line in child.stdout:
+            sys.stderr.write(line)
+            sink.write(line)
+            tail.append(line)
+    return child.returncode, list(tail)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The entrypoint each launched process runs: train on the inputs ``args.json`` names."""
+    from accelerate import PartialState
+
+    from rlaif.stages.train import run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    history = run_training(
+        load_from_disk(args["preferences"]),
+        TrainConfig.model_validate(args["train"]),
+        model=args["model"],
+        output_dir=Path(args["output_dir"]),
+        prompts=load_from_disk(args["prompts"]) if args["prompts"] else None,
+        judges=JudgeConfig.model_validate(args["judges"]) if args["judges"] else None,
+        checkpoint_dir=Path(args["checkpoint_dir"]),
+    )
+    if PartialState().is_main_process:
+        history.save_to_disk(args["log"])
+
+
+if __name__ == "__main__":
+    main()

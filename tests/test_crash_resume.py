@@ -1,0 +1,133 @@
+"""``kill -9`` a real run in the middle of a stage; the same command then finishes it, and
+its outputs equal those of a run that was never interrupted: same rows, no duplicates, and
+no judgment asked again except the few in flight at the kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from datasets import load_from_disk
+
+from rlaif.store import JudgmentStore
+from rlaif.testing.loopback import LoopbackJudgeServer
+
+pytestmark = pytest.mark.slow
+STAGES = "sample,pair,judge,aggregate"
+CONCURRENCY = 2
+
+
+def config(tmp_path: Path, tiny_model: Path, server: LoopbackJudgeServer, name: str) -> Path:
+    data = {
+        "name": name,
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "outputs"),
+        "prompts": {"limit": 14, "eval_size": 2},
+        "sample": {
+            "backend": "transformers",
+            "n": 3,
+            "max_new_tokens": 48,
+            "dtype": "float32",
+            "chunk_size": 1,
+        },
+        "judge": {
+            "judges": [
+                {
+                    "name": "api",
+                    "backend": "openai",
+                    "model": "judge-model",
+                    "base_url": server.openai_url,
+                    "api_key_env": None,
+                    "max_concurrency": CONCURRENCY,
+                }
+            ],
+            "flush_every": 1,
+            "cache": str(tmp_path / f"{name}.sqlite"),
+        },
+        "aggregate": {"ties": "keep"},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def start(config_path: Path, run_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rlaif.cli", "run", str(config_path), "--run-dir", str(run_dir),
+         "--stages", STAGES],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "the kill point never came"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def stored(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with JudgmentStore(path) as store:
+        return len(store)
+
+
+def rows(run_dir: Path, stage: str, drop: tuple[str, ...] = ()) -> list[dict]:
+    ds = load_from_disk(str(run_dir / stage))
+    return ds.remove_columns([c for c in drop if c in ds.column_names]).to_list()
+
+
+def test_kill_9_mid_sample_and_mid_judge_then_resume_equals_an_uninterrupted_run(
+    tmp_path, tiny_model
+):
+    with LoopbackJudgeServer(latency_s=0.1) as server:
+        reference_dir = tmp_path / "uninterrupted"
+        ref = start(config(tmp_path, tiny_model, server, "ref"), reference_dir)
+        assert ref.wait() == 0, ref.stderr.read()
+        expected_calls = len(server.attempts)
+
+    with LoopbackJudgeServer(latency_s=0.1) as server:
+        cfg = config(tmp_path, tiny_model, server, "crash")
+        run_dir, store = tmp_path / "crashed", tmp_path / "crash.sqlite"
+
+        # 1. in the middle of sampling: some chunks saved, the stage not finished
+        proc = start(cfg, run_dir)
+        chunks = run_dir / "samples.parts"
+        kill_when(proc, lambda: len(list(chunks.glob("*/chunk-*[0-9]"))) >= 3)
+        assert not (run_dir / "samples").exists()
+        saved = {p.name for p in chunks.glob("*/chunk-*[0-9]")}
+
+        # 2. in the middle of judging: some judgments stored, the stage not finished
+        proc = start(cfg, run_dir)
+        kill_when(proc, lambda: stored(store) >= 12)
+        assert (run_dir / "samples").exists() and not (run_dir / "judgments").exists()
+        assert saved  # the resumed sample stage started from these chunks
+        before_resume = dict(server.attempts)
+
+        # 3. the same command finishes the run
+        proc = start(cfg, run_dir)
+        assert proc.wait() == 0, proc.stderr.read()
+
+    for stage in ("samples", "pairs", "preferences"):
+        assert rows(run_dir, stage) == rows(reference_dir, stage), stage
+    got = rows(run_dir, "judgments", drop=("cached", "key"))
+    assert got == rows(reference_dir, "judgments", drop=("cached", "key"))
+    assert len({(r["pair_id"], r["order"]) for r in got}) == len(got)  # no duplicate rows
+    # every judgment was stored once; only the calls in flight at the kill were asked again
+    assert stored(store) == expected_calls == len(server.attempts)
+    asked_twice = [k for k, n in server.attempts.items() if n > 1]
+    assert len(asked_twice) <= CONCURRENCY
+    assert all(before_resume.get(k, 0) == 1 for k in asked_twice)
