@@ -207,7 +207,7 @@ def status(
         counts = " ".join(f"{k}={v}" for k, v in (entry.get("counts") or {}).items())
         error = entry.get("error", "")
         typer.echo(f"  {name:<10} {state:<11} {secs:>8}  {counts}{error}")
-        if state == "running" and entry.get("progress"):
+        if state in ("running", "interrupted") and entry.get("progress"):
             p = entry["progress"]
             total = p["total"] or "?"
             rate = f", {p['rate']:.2f} {p['unit']}/s" if p.get("rate") else ""

@@ -2,6 +2,7 @@
 127.0.0.1 speaking the batch endpoints, a real SQLite store and the real ledger files."""
 
 import json
+import re
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from rlaif.config import (
 )
 from rlaif.estimate import estimate
 from rlaif.judges import Budget
+from rlaif.judges.api import FatalJudgeError
 from rlaif.stages import judge
 from rlaif.store import JudgmentStore
 from rlaif.testing.batch_server import LoopbackBatchServer
@@ -235,6 +237,39 @@ def test_budget_limits_what_is_submitted_and_counts_collected_cost(server, tmp_p
     assert len(server.batches) == 1  # the budget was spent: no new batch
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_provider_outages_leave_nothing_lost(server, tmp_path, provider):
+    cfg = judge_cfg(server, provider)  # max_retries=1: the SDK tries each call twice
+    data = pairs(["q0", "q1"])
+    batch_dir = tmp_path / "batches"
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        server.batch_faults = [500, 503]
+        first = judge(data, cfg, store=store, batch_dir=batch_dir)
+        assert set(first["status"]) == {"error"} and not server.batches
+        assert all(re.search(r"batch submission failed: \w+ 503", e) for e in first["error"])
+        assert not ledger(tmp_path).records()
+
+        judge(data, cfg, store=store, batch_dir=batch_dir)  # asked again: submitted now
+        assert len(server.batches) == 1
+        server.complete_batches()
+        server.batch_faults = [502, 500]
+        third = judge(data, cfg, store=store, batch_dir=batch_dir)
+        assert set(third["status"]) == {"pending"}  # could not look: still awaited
+
+        fourth = judge(data, cfg, store=store, batch_dir=batch_dir)
+        assert set(fourth["status"]) == {"ok"} and len(server.batches) == 1
+
+
+def test_an_auth_error_stops_the_stage(server, tmp_path):
+    server.batch_faults = [401]
+    with (
+        JudgmentStore(tmp_path / "j.sqlite") as store,
+        pytest.raises(FatalJudgeError, match="answered AuthenticationError 401"),
+    ):
+        judge(pairs(["q0"]), judge_cfg(server, "openai"), store=store, batch_dir=tmp_path / "b")
+    assert not server.batches
+
+
 def test_without_batch_dir_the_judge_runs_online(server, tmp_path):
     cfg = judge_cfg(server, "openai")
     with JudgmentStore(tmp_path / "j.sqlite") as store:
@@ -286,3 +321,49 @@ def test_dry_run_estimate_prices_batch_judging_at_the_discount(server, tmp_path)
     assert online_cost["judge"] > 0
     assert batch_cost["judge"] == pytest.approx(0.5 * online_cost["judge"])
     assert batch_cost["evaluate"] == pytest.approx(online_cost["evaluate"])  # asked online
+
+
+@pytest.mark.slow
+def test_nightly_with_a_batch_judge_exits_4_then_collects_on_the_next_run(
+    server, tmp_path, tiny_model
+):
+    """Through the CLI: tonight submits and exits 4 (waiting); once the provider has finished,
+    the same command collects, publishes the night's preferences and exits 0."""
+    import yaml
+    from cli_runner import run_cli
+
+    from rlaif.run_dir import read_manifest
+
+    config = {
+        "name": "batch-night",
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "outputs"),
+        "prompts": {"limit": 6, "eval_size": 2},
+        "sample": {"backend": "transformers", "n": 2, "max_new_tokens": 8, "dtype": "float32"},
+        "judge": judge_cfg(server, "openai").model_dump(mode="json"),
+        "aggregate": {"ties": "keep"},
+    }
+    path = tmp_path / "night.yaml"
+    path.write_text(yaml.safe_dump(config))
+    night = tmp_path / "outputs" / "batch-night" / "nightly" / "2026-05-01"
+
+    first = run_cli("nightly", path, "--date", "2026-05-01")
+    assert first.returncode == 4, first.stderr
+    assert "waiting" in first.stderr
+    counts = read_manifest(night)["stages"]["judge"]["counts"]
+    assert counts["pending"] == counts["judgments"] > 0
+    assert "aggregate" not in read_manifest(night)["stages"]
+    assert [json.loads(line)["batch_id"] for line in (night / "batches" / "batchy.jsonl")
+            .read_text().splitlines() if "batch_id" in line]  # fmt: skip
+
+    still = run_cli("nightly", path, "--date", "2026-05-01")
+    assert still.returncode == 4, still.stderr  # the provider has not finished: nothing new sent
+    server.complete_batches()
+    done = run_cli("nightly", path, "--date", "2026-05-01")
+    assert done.returncode == 0, done.stderr
+    manifest = read_manifest(night)
+    assert manifest["stages"]["judge"]["counts"]["ok"] == counts["judgments"]
+    assert manifest["nightly"]["version"] == 1
+    assert len(server.submitted) == counts["judgments"]
+    assert set(server.submitted.values()) == {1}  # each request submitted once
+    assert server.online_bodies == []  # and none asked online at full price

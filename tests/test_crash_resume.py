@@ -5,6 +5,7 @@ no judgment asked again except the few in flight at the kill."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_runner import run_cli
 from datasets import load_from_disk
 
 from rlaif.store import JudgmentStore
@@ -116,6 +118,11 @@ def test_kill_9_mid_sample_and_mid_judge_then_resume_equals_an_uninterrupted_run
         assert (run_dir / "samples").exists() and not (run_dir / "judgments").exists()
         assert saved  # the resumed sample stage started from these chunks
         before_resume = dict(server.attempts)
+        shown = run_cli("status", run_dir)
+        assert shown.returncode == 0, shown.stderr
+        judge_line = next(line for line in shown.stdout.splitlines() if "judge " in line)
+        assert "interrupted" in judge_line  # its process is gone; the next run resumes it
+        assert re.search(r"judging \(api\): \d+/\d+ judgment", shown.stdout), shown.stdout
 
         # 3. the same command finishes the run
         proc = start(cfg, run_dir)

@@ -144,7 +144,7 @@ def test_cli_run_and_status(pipeline_yaml, tmp_path):
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
     assert any(line.split()[:2] == ["sample", "completed"] for line in lines)
-    assert any(line.split()[:2] == ["judge", "pending"] for line in lines)
+    assert any(line.split()[:3] == ["judge", "not", "run"] for line in lines)
     manifest = json.loads(cli("status", str(run_dir), "--json", cwd=tmp_path).stdout)
     assert manifest["config"]["sample"]["n"] == 2
 

@@ -15,12 +15,12 @@ from functools import partial
 from pathlib import Path
 
 from datasets import Dataset
-from tqdm.auto import tqdm
 
 from rlaif.batches.runner import BatchRun
 from rlaif.config import JudgeConfig
 from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, JudgeBackend, JudgeRequest, Verdict, build_judge
+from rlaif.progress import tqdm
 from rlaif.stages.pair import PAIR_COLUMNS
 from rlaif.store import JudgmentStore
 

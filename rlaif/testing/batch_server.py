@@ -147,7 +147,7 @@ class LoopbackBatchServer(LoopbackJudgeServer):
                 return self._create_anthropic(json.loads(raw))
             match = _BATCH_PATH.match(path)
             if not match or match.group(2) not in self.batches:
-                return _not_found() if match else None
+                return _not_found()
             batch = self.batches[match.group(2)]
             action = match.group(3)
             if method == "POST" and action == "/cancel":

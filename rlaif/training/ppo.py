@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
 
 from rlaif.config import PPOConfig
 from rlaif.errors import ConfigError
 from rlaif.models import load_tokenizer, resolve_model
+from rlaif.progress import tqdm
 from rlaif.training.checkpoints import ppo_step_dir, ppo_steps, publish
 from rlaif.training.ppo_math import (
     AdaptiveKLController,
@@ -121,6 +121,14 @@ def train_ppo(
         tokenizer,
         processes=accelerator.num_processes,
         seed=cfg.seed + accelerator.process_index,
+    )
+    log.info(
+        "ppo: process %d of %d on %s, %d rollouts a step with %s",
+        accelerator.process_index + 1,
+        accelerator.num_processes,
+        accelerator.device,
+        cfg.rollout_batch_size,
+        type(engine).__name__,
     )
     folder = (checkpoint_dir or output_dir / "checkpoints") / "ppo"
     done = ppo_steps(folder)

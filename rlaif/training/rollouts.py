@@ -112,8 +112,10 @@ class VllmRollouts:
 
     @torch.no_grad()
     def sync(self, policy) -> None:
+        """vLLM's in-place reload: checkpoint-format weights go through each layer's weight
+        loader again and are re-processed for the kernels (repacked on CPU, for one)."""
         weights = [(name, tensor.detach()) for name, tensor in policy.state_dict().items()]
-        self.llm.apply_model(lambda model: model.load_weights(iter(weights)))
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
 
     def close(self) -> None:
         del self.llm
