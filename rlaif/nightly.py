@@ -8,6 +8,7 @@
   version per night that added preferences (each row says which ``night`` produced it);
 - ``ledger.sqlite``: which prompt contents (hashes) successful nights consumed, and the
   versions; the source of truth for "seen" and "latest";
+- ``logs/run.log``, ``logs/run.jsonl``: every night's log lines in one place;
 - ``.lock``: one nightly job per pipeline at a time.
 
 A night is resumable like any run: re-running the same date continues it, and a finished
@@ -33,6 +34,7 @@ from rlaif.datasets_io import save_atomic
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
 from rlaif.locking import RunLock
+from rlaif.logs import attach_run_logs, detach
 from rlaif.pipeline import Pipeline, RunResult
 from rlaif.prompts import load_prompts, split_prompts
 from rlaif.run_dir import OUTPUT_DIRS, read_manifest
@@ -76,11 +78,13 @@ def run_nightly(pipeline: Pipeline, date: str | None = None) -> NightResult:
     night = _parse_date(date)
     root = nightly_root(pipeline)
     with RunLock(root / ".lock", what=f"nightly pipeline '{pipeline.config.name}'"):
+        handlers = attach_run_logs(logging.getLogger("rlaif"), root / "logs")
         ledger = Ledger(root / "ledger.sqlite")
         try:
             return _night(pipeline, root, night, ledger)
         finally:
             ledger.close()
+            detach(logging.getLogger("rlaif"), handlers)
 
 
 def _night(pipeline: Pipeline, root: Path, night: str, ledger: Ledger) -> NightResult:

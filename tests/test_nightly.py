@@ -157,6 +157,9 @@ def test_nightly_trains_on_the_cumulative_dataset(tmp_path, tiny_model, prompts_
     assert set(finished) == {"sample", "pair", "judge", "aggregate", "train", "evaluate"}
     assert finished["judge"]["counts"]["judgments"] > 0
     assert all({"ts", "level", "logger", "message"} <= set(e) for e in events)
+    # the nightly folder's log gathers every night, publication included
+    nightly_log = (night.parent / "logs" / "run.jsonl").read_text().splitlines()
+    assert any(json.loads(line).get("event") == "published" for line in nightly_log)
 
 
 def test_second_nightly_exits_at_once_and_a_dead_holders_lock_is_taken_over(
