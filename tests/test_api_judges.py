@@ -3,7 +3,7 @@
 import time
 
 import pytest
-from datasets import Dataset
+from pair_data import pairs
 
 from rlaif.config import AnthropicJudgeConfig, JudgeConfig, OpenAIJudgeConfig, Price
 from rlaif.errors import ConfigError
@@ -153,21 +153,6 @@ def test_budget_stops_new_calls(server):
     assert len(done) == pytest.approx(0.5 / per_call, abs=1.0)
     assert server.requests == len(done) < 20
     assert budget.spent >= 0.5
-
-
-def pairs(prompts):
-    n = len(prompts)
-    return Dataset.from_dict(
-        {
-            "pair_id": [f"p{i}:0-1" for i in range(n)],
-            "prompt_id": [f"p{i}" for i in range(n)],
-            "prompt": prompts,
-            "index_a": [0] * n,
-            "index_b": [1] * n,
-            "response_a": ["a long answer here"] * n,
-            "response_b": ["short"] * n,
-        }
-    )
 
 
 def test_stage_caches_across_runs_and_records_failures(server, tmp_path):

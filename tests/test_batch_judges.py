@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from datasets import Dataset
+from pair_data import pairs
 
 from rlaif.batches.ledger import BatchLedger, BatchRecord
 from rlaif.batches.runner import chunked
@@ -59,21 +59,6 @@ def online(cfg):
     spec = cfg.judges[0]
     off = spec.model_copy(update={"batch": spec.batch.model_copy(update={"enabled": False})})
     return cfg.model_copy(update={"judges": [off]})
-
-
-def pairs(prompts):
-    n = len(prompts)
-    return Dataset.from_dict(
-        {
-            "pair_id": [f"p{i}:0-1" for i in range(n)],
-            "prompt_id": [f"p{i}" for i in range(n)],
-            "prompt": prompts,
-            "index_a": [0] * n,
-            "index_b": [1] * n,
-            "response_a": ["a long answer here"] * n,
-            "response_b": ["short"] * n,
-        }
-    )
 
 
 def ledger(tmp_path):
