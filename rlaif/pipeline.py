@@ -372,6 +372,8 @@ class _Run:
             output_dir=tmp,
             prompts=self.train_prompts,
             judges=self.cfg.judge,
+            # outside train.tmp (rebuilt on every attempt), keyed by what is being trained
+            checkpoint_dir=self.dir / "checkpoints" / self.fingerprints["train"][:12],
         )
         save_atomic(history, tmp / "log")
         replace_dir(tmp, target)

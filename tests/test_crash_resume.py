@@ -60,24 +60,40 @@ def config(tmp_path: Path, tiny_model: Path, server: LoopbackJudgeServer, name: 
     return path
 
 
-def start(config_path: Path, run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rlaif.cli", "run", str(config_path), "--run-dir", str(run_dir),
-         "--stages", STAGES],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+def start(config_path: Path, run_dir: Path, stages: str = STAGES) -> subprocess.Popen:
+    """``rlaif run`` in a child process; its output goes to a file (a pipe nobody reads
+    would fill up and stall it)."""
+    log = run_dir.with_name(run_dir.name + ".log")
+    with log.open("a") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rlaif.cli", "run", str(config_path), "--run-dir",
+             str(run_dir), "--stages", stages],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+        )  # fmt: skip
+    proc.log = log
+    return proc
+
+
+def output(proc: subprocess.Popen) -> str:
+    return proc.log.read_text()
 
 
 def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
-        assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read()}"
+        assert proc.poll() is None, f"the run ended before the kill point: {output(proc)}"
         assert time.monotonic() < deadline, "the kill point never came"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def checkpoint_steps(run_dir: Path) -> int:
+    """The step of the newest complete trainer checkpoint under ``run_dir/checkpoints``."""
+    done = run_dir.glob("checkpoints/**/checkpoint-*/trainer_state.json")
+    return max((int(p.parent.name.split("-")[1]) for p in done), default=0)
 
 
 def stored(path: Path) -> int:
@@ -98,7 +114,7 @@ def test_kill_9_mid_sample_and_mid_judge_then_resume_equals_an_uninterrupted_run
     with LoopbackJudgeServer(latency_s=0.1) as server:
         reference_dir = tmp_path / "uninterrupted"
         ref = start(config(tmp_path, tiny_model, server, "ref"), reference_dir)
-        assert ref.wait() == 0, ref.stderr.read()
+        assert ref.wait() == 0, output(ref)
         expected_calls = len(server.attempts)
 
     with LoopbackJudgeServer(latency_s=0.1) as server:
@@ -126,7 +142,7 @@ def test_kill_9_mid_sample_and_mid_judge_then_resume_equals_an_uninterrupted_run
 
         # 3. the same command finishes the run
         proc = start(cfg, run_dir)
-        assert proc.wait() == 0, proc.stderr.read()
+        assert proc.wait() == 0, output(proc)
 
     for stage in ("samples", "pairs", "preferences"):
         assert rows(run_dir, stage) == rows(reference_dir, stage), stage
@@ -138,3 +154,53 @@ def test_kill_9_mid_sample_and_mid_judge_then_resume_equals_an_uninterrupted_run
     asked_twice = [k for k, n in server.attempts.items() if n > 1]
     assert len(asked_twice) <= CONCURRENCY
     assert all(before_resume.get(k, 0) == 1 for k in asked_twice)
+
+
+def test_kill_9_mid_training_resumes_from_the_last_checkpoint(tmp_path, tiny_model):
+    """DPO killed after a few checkpoints finishes from the newest one with the same loss
+    curve and the same weights as a run that was never interrupted."""
+    import torch
+    from safetensors.torch import load_file
+
+    data = {
+        "name": "train-crash",
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "outputs"),
+        "prompts": {"limit": 12, "eval_size": 2},
+        "sample": {"backend": "transformers", "n": 3, "max_new_tokens": 12, "dtype": "float32"},
+        "judge": {
+            "judges": [
+                {"name": "rule", "backend": "python", "callable": "judges_for_tests:prefer_shorter"}
+            ]
+        },
+        "aggregate": {"ties": "keep"},
+        "train": {
+            "max_steps": 14,
+            "save_steps": 2,
+            "per_device_train_batch_size": 2,
+            "max_length": 64,
+            "learning_rate": 1e-3,
+        },
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(data))
+    reference = tmp_path / "uninterrupted"
+    proc = start(path, reference, "train")
+    assert proc.wait() == 0, output(proc)
+
+    crashed = tmp_path / "crashed"
+    proc = start(path, crashed, "train")
+    kill_when(proc, lambda: checkpoint_steps(crashed) >= 6)
+    assert not (crashed / "train").exists()
+    proc = start(path, crashed, "train")
+    assert proc.wait() == 0, output(proc)
+    assert "dpo: resuming from" in output(proc)
+
+    losses = [rows(d, "train/log") for d in (reference, crashed)]
+    assert [r["step"] for r in losses[1]] == [r["step"] for r in losses[0]]
+    assert [r["loss"] for r in losses[1]] == pytest.approx([r["loss"] for r in losses[0]], abs=1e-4)
+    want, got = (
+        load_file(d / "train" / "model" / "model.safetensors") for d in (reference, crashed)
+    )
+    assert want.keys() == got.keys()
+    assert all(torch.allclose(want[k], got[k], atol=1e-5) for k in want)
