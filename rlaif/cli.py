@@ -181,7 +181,7 @@ def status(
 ) -> None:
     """Show each stage's status, progress, counts, cost and timing for a run; for a nightly
     directory (<output_dir>/<name>/nightly), one line per night."""
-    from rlaif.run_dir import read_manifest
+    from rlaif.run_dir import read_manifest, run_cost
 
     if (run_dir / "ledger.sqlite").exists() and not (run_dir / "manifest.json").exists():
         _nights_status(run_dir)
@@ -216,20 +216,15 @@ def status(
                 f"      {p['task']}: {p['done']}/{total} {p['unit']}{rate}{detail} "
                 f"(as of {p['updated_at']})"
             )
-    cost = _run_cost(manifest)
-    typer.echo(f"  judge cost: ${cost:.4f}")
+    typer.echo(f"  judge cost: ${run_cost(manifest) or 0.0:.4f}")
     if manifest.get("evaluation"):
         e = manifest["evaluation"]
         typer.echo(f"  win rate {e['win_rate']:.3f} (95% CI {e['ci_low']:.3f}-{e['ci_high']:.3f})")
 
 
-def _run_cost(manifest: dict) -> float:
-    return sum((s.get("counts") or {}).get("cost_usd") or 0.0 for s in manifest["stages"].values())
-
-
 def _nights_status(root: Path) -> None:
     from rlaif.locking import is_held
-    from rlaif.run_dir import read_manifest
+    from rlaif.run_dir import read_manifest, run_cost
 
     running = " (a night is running now)" if is_held(root / ".lock") else ""
     typer.echo(f"{root}{running}")
@@ -244,7 +239,7 @@ def _nights_status(root: Path) -> None:
         typer.echo(
             f"  {night.name:<11} {state:<11} {info.get('new_prompts', '-'):>5} "
             f"{info.get('version', '-'):>7} {info.get('cumulative_rows', '-'):>6} "
-            f"{_run_cost(manifest):>9.4f}"
+            f"{run_cost(manifest) or 0.0:>9.4f}"
         )
 
 

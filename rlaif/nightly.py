@@ -37,7 +37,7 @@ from rlaif.locking import RunLock
 from rlaif.logs import attach_run_logs, detach
 from rlaif.pipeline import Pipeline, RunResult
 from rlaif.prompts import load_prompts, split_prompts
-from rlaif.run_dir import OUTPUT_DIRS, read_manifest
+from rlaif.run_dir import OUTPUT_DIRS, read_manifest, run_cost
 
 log = logging.getLogger(__name__)
 DATA_STAGES = ["sample", "pair", "judge", "aggregate"]
@@ -236,8 +236,7 @@ def _remaining_budget(max_cost_usd: float | None, night_dir: Path) -> float | No
         return None
     spent = 0.0
     if (night_dir / "manifest.json").exists():
-        stages = read_manifest(night_dir)["stages"].values()
-        spent = sum((s.get("counts") or {}).get("cost_usd") or 0.0 for s in stages)
+        spent = run_cost(read_manifest(night_dir)) or 0.0
     return max(0.0, max_cost_usd - spent)
 
 

@@ -34,7 +34,7 @@ from rlaif.preferences.bias import judge_report
 from rlaif.progress import add_reporter, remove_reporter
 from rlaif.prompts import load_prompts, split_prompts
 from rlaif.report import length_drift, write_plots
-from rlaif.run_dir import OUTPUT_DIRS
+from rlaif.run_dir import OUTPUT_DIRS, stage_cost
 from rlaif.stages import aggregate, evaluate, judge, pair, sample, train
 from rlaif.stages.evaluate import length_controlled_win_rate, win_rate
 from rlaif.store import JudgmentStore
@@ -132,6 +132,7 @@ class _Run:
         self.extra: dict[str, Any] = {}
         self.budget = Budget(config.judge.max_cost_usd)
         """Shared by every stage that calls judges in this invocation."""
+        self._spent_at_start = 0.0
 
     # -- set-up ---------------------------------------------------------------------------
     def execute(self, wanted: list[str]) -> RunResult:
@@ -235,6 +236,10 @@ class _Run:
             log.info("stage %s: complete, skipped", name)
             return True
         entry = {"status": "running", "fingerprint": self.fingerprints[name], "started_at": _now()}
+        earlier = stage_cost(self.manifest["stages"].get(name, {}))
+        if earlier:  # what earlier attempts paid stays on the run's bill
+            entry["spent_before_usd"] = earlier
+        self._spent_at_start = self.budget.spent
         self.manifest["stages"][name] = entry
         self._write_manifest()
         log.info("stage %s: started", name, extra={"event": "stage_started", "stage": name})
@@ -243,6 +248,7 @@ class _Run:
             counts = getattr(self, f"_run_{name}")()
         except BaseException as exc:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now())
+            entry.update(spent_usd=self._spent_so_far())
             entry.pop("progress", None)
             self._write_manifest()
             log.error(
@@ -259,8 +265,8 @@ class _Run:
             seconds=round(time.monotonic() - start, 2),
             counts=counts,
         )
-        entry.pop("error", None)
-        entry.pop("progress", None)
+        for transient in ("error", "progress", "spent_usd"):
+            entry.pop(transient, None)
         self._write_manifest()
         log.info(
             "stage %s: %s in %.1fs %s",
@@ -295,8 +301,13 @@ class _Run:
         """Progress of the running stage into the manifest, for ``rlaif status``."""
         running = [e for e in self.manifest["stages"].values() if e.get("status") == "running"]
         if running:
-            running[0]["progress"] = {**info, "updated_at": _now()}
+            progress = {**info, "updated_at": _now()}
+            running[0].update(progress=progress, spent_usd=self._spent_so_far())
             self._write_manifest()
+
+    def _spent_so_far(self) -> float:
+        """Judge spending of the running stage, so a crash does not erase it from the bill."""
+        return round(self.budget.spent - self._spent_at_start, 6)
 
     def _input(self, name: str) -> Dataset:
         return load_from_disk(str(self.dir / OUTPUT_DIRS[name]))

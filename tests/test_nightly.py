@@ -18,7 +18,7 @@ from datasets import load_from_disk
 
 from rlaif.nightly import Ledger, latest_preferences, nightly_root, run_nightly
 from rlaif.pipeline import Pipeline
-from rlaif.run_dir import read_manifest
+from rlaif.run_dir import read_manifest, run_cost
 from rlaif.store import JudgmentStore
 from rlaif.testing.loopback import LoopbackJudgeServer
 
@@ -225,9 +225,11 @@ def test_nightly_budget_stops_new_calls_and_the_same_night_resumes(tmp_path, tin
         # a call costs ~$0.3-0.6 here; at most one call in flight can pass the cap
         assert judge_counts["cost_usd"] < 1.0 + 0.7
         asked = server.requests
-        # the night's budget is spent: re-running it makes no new call
+        # the night's budget is spent: re-running it makes no new call, and the night's bill
+        # still shows what the first attempt paid
         again = run_cli("nightly", config, "--date", "2026-04-01")
         assert again.returncode == 3 and server.requests == asked
+        assert run_cost(read_manifest(night)) == pytest.approx(judge_counts["cost_usd"])
         # a bigger budget finishes the same night, paying only for what is left
         done = run_cli(
             "nightly", config, "--date", "2026-04-01", "--set", "nightly.max_cost_usd=100"
@@ -235,3 +237,6 @@ def test_nightly_budget_stops_new_calls_and_the_same_night_resumes(tmp_path, tin
         assert done.returncode == 0, done.stderr
         total = sum(server.attempts.values())
         assert total == len(server.attempts)  # no request was ever sent twice
+    with JudgmentStore(tmp_path / "outputs" / "judgments.sqlite") as store:
+        paid = sum(r["cost_usd"] or 0.0 for r in store)
+    assert run_cost(read_manifest(night)) == pytest.approx(paid)  # every attempt on the bill

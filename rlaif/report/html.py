@@ -20,7 +20,7 @@ import pandas as pd
 
 from rlaif.config import STAGES
 from rlaif.report import figures, run_data
-from rlaif.run_dir import OUTPUT_DIRS
+from rlaif.run_dir import OUTPUT_DIRS, run_cost, stage_cost
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     ]
     if "nightly" in manifest:
         facts.append(["night", (manifest["nightly"] or {}).get("date", "")])
-    cost = run_data.run_cost(manifest)
+    cost = run_cost(manifest)
     facts.append(["judge cost", "not recorded" if cost is None else f"${cost:.4f}"])
     built = _parts(
         "Each stage's status, wall time and counts, as in the manifest. A failed stage "
@@ -306,9 +306,9 @@ def _cost(run_dir: Path, manifest: dict[str, Any], out_dir: Path) -> dict[str, A
         "larger sample, a pricier judge)."
     )
     per_stage = [
-        [name, _format((entry.get("counts") or {}).get("cost_usd"))]
+        [name, _format(stage_cost(entry))]
         for name, entry in manifest.get("stages", {}).items()
-        if "cost_usd" in (entry.get("counts") or {})
+        if stage_cost(entry) is not None
     ]
     if per_stage:
         built["tables"].append(

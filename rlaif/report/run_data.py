@@ -16,7 +16,7 @@ import pandas as pd
 from datasets import load_from_disk
 
 from rlaif.errors import ConfigError
-from rlaif.run_dir import OUTPUT_DIRS, read_manifest
+from rlaif.run_dir import OUTPUT_DIRS, read_manifest, run_cost
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +124,6 @@ def judge_report(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str, Any] 
 def reward_model_metrics(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / OUTPUT_DIRS["train"] / "reward_model_metrics.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def run_cost(run_manifest: dict[str, Any]) -> float | None:
-    """Sum of ``stages.*.counts.cost_usd``; None when no stage recorded a cost."""
-    costs = [
-        (entry.get("counts") or {}).get("cost_usd")
-        for entry in run_manifest.get("stages", {}).values()
-    ]
-    costs = [c for c in costs if isinstance(c, int | float)]
-    return round(sum(costs), 6) if costs else None
 
 
 def nightly_costs(run_dir: Path, run_manifest: dict[str, Any]) -> list[tuple[str, float]] | None:
