@@ -327,7 +327,7 @@ class TrainConfig(_Strict):
     max_length: int = Field(default=512, ge=16)
     warmup_steps: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=1, ge=1)
-    save_steps: int = Field(default=10, ge=1)
+    save_steps: int = Field(default=25, ge=1)
     """Checkpoint every this many optimizer steps (DPO, reward model and PPO); training
     resumes from the newest complete checkpoint."""
     accelerate_config: str | None = None

@@ -34,7 +34,7 @@ def test_dpo_through_accelerate_launch_with_the_shipped_cpu_config(tmp_path, tin
         per_device_train_batch_size=2,
         learning_rate=1e-2,
         save_steps=1,
-        accelerate_config=str(repo_root / "configs/accelerate/cpu.yaml"),
+        accelerate_config=str(repo_root / "pipelines/accelerate/cpu.yaml"),
     )
     log = train(
         preferences(),
@@ -45,7 +45,8 @@ def test_dpo_through_accelerate_launch_with_the_shipped_cpu_config(tmp_path, tin
     )
     assert [x for x in log["loss"] if x is not None][-1] < 0.6931
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
-    assert (tmp_path / "ckpt" / "dpo" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert (tmp_path / "ckpt" / "dpo" / "checkpoint-1" / "trainer_state.json").is_file()
+    assert not (tmp_path / "ckpt" / "dpo" / "checkpoint-2").exists()  # the model is saved instead
     assert "train_runtime" in (tmp_path / "out" / "launch" / "output.log").read_text()
 
 
@@ -84,12 +85,13 @@ def test_rm_ppo_on_two_cpu_processes(tmp_path, tiny_model):
     assert "ppo: process 1 of 2" in output and "ppo: process 2 of 2" in output
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
     assert (tmp_path / "out" / "reward_model_metrics.json").is_file()
-    assert sorted(p.name for p in (tmp_path / "ckpt" / "ppo").iterdir()) == ["step-1", "step-2"]
+    assert sorted(p.name for p in (tmp_path / "ckpt" / "ppo").iterdir()) == ["step-1"]
 
 
 @pytest.mark.slow
 def test_a_failing_launch_reports_the_child_output(tmp_path, repo_root):
-    cfg = TrainConfig(max_steps=1, accelerate_config=str(repo_root / "configs/accelerate/cpu.yaml"))
+    config = str(repo_root / "pipelines/accelerate/cpu.yaml")
+    cfg = TrainConfig(max_steps=1, accelerate_config=config)
     with pytest.raises(RlaifError, match="failed \\(exit code") as err:
         train(preferences(), cfg, model="no-such-model", output_dir=tmp_path / "out")
     assert "unknown model reference 'no-such-model'" in str(err.value)

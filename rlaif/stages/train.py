@@ -17,7 +17,7 @@ from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget, JudgeRequest, Verdict, build_judge
 from rlaif.models import load_tokenizer, resolve_model
-from rlaif.training.checkpoints import last_trainer_checkpoint
+from rlaif.training.checkpoints import last_trainer_checkpoint, no_final_checkpoint
 from rlaif.training.launch import launch_training
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
@@ -161,6 +161,7 @@ def _dpo(
         args=args,
         train_dataset=preferences.select_columns(list(TRL_COLUMNS)),
         processing_class=tokenizer,
+        callbacks=[no_final_checkpoint()],
     )
     last = last_trainer_checkpoint(folder / "dpo")
     if last:

@@ -15,6 +15,21 @@ _TRAINER = re.compile(r"^checkpoint-(\d+)$")
 _PPO = re.compile(r"^step-(\d+)$")
 
 
+def no_final_checkpoint():
+    """A ``transformers`` callback that skips the checkpoint a ``Trainer`` writes after its
+    last step: the trained model is saved right after, and a checkpoint (optimizer state
+    included, three times the model's size) would only cost time and disk."""
+    from transformers import TrainerCallback
+
+    class _NoFinalCheckpoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = False
+            return control
+
+    return _NoFinalCheckpoint()
+
+
 def last_trainer_checkpoint(folder: Path) -> Path | None:
     """The newest complete ``checkpoint-N`` of a ``transformers.Trainer`` under ``folder``."""
     done = [p for p in _numbered(folder, _TRAINER) if (p / "trainer_state.json").is_file()]

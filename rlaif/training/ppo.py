@@ -20,7 +20,9 @@ import logging
 import random
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -137,6 +139,7 @@ def train_ppo(
         engine.sync(accelerator.unwrap_model(net).lm)
         log.info("ppo: resumed from %s (step %d of %d)", done[-1], progress.step, cfg.steps)
     texts = list(prompts["prompt"])
+    parts = _Parts(accelerator, net, optimizer, reference, engine, tokenizer, cfg, reward_fn)
     try:
         for step in tqdm(
             range(progress.step, cfg.steps),
@@ -147,19 +150,7 @@ def train_ppo(
             disable=not accelerator.is_local_main_process,
         ):
             batch = [texts[random.randrange(len(texts))] for _ in range(cfg.rollout_batch_size)]
-            entry = _step(
-                accelerator,
-                net,
-                optimizer,
-                reference,
-                engine,
-                tokenizer,
-                batch,
-                cfg,
-                reward_fn,
-                progress.kl_ctl.value,
-            )
-            entry = {"step": step + 1, **entry}
+            entry = {"step": step + 1, **_step(parts, batch, progress.kl_ctl.value)}
             progress.history.append(entry)
             progress.step = step + 1
             log.info("ppo step %s", json.dumps({k: round(v, 4) for k, v in entry.items()}))
@@ -167,8 +158,8 @@ def train_ppo(
                 progress.kl_ctl.update(
                     entry["kl"], cfg.rollout_batch_size * accelerator.num_processes
                 )
-            if progress.step % save_steps == 0:
-                _save_checkpoint(accelerator, folder, progress)
+            if progress.step % save_steps == 0 and progress.step < cfg.steps:
+                _save_checkpoint(accelerator, folder, progress)  # the last step saves the model
     finally:
         if rollouts is None:
             engine.close()
@@ -197,14 +188,28 @@ def _refuse_sharded_weights(accelerator) -> None:
         )
 
 
-def _step(
-    accelerator, net, optimizer, reference, engine, tokenizer, batch, cfg, reward_fn, kl_coef
-) -> dict:
+@dataclass(frozen=True)
+class _Parts:
+    """What every PPO step works with."""
+
+    accelerator: Any
+    net: Any
+    """The prepared ``PolicyWithValue`` (wrapped for DDP or DeepSpeed when distributed)."""
+    optimizer: Any
+    reference: Any
+    engine: TransformersRollouts | VllmRollouts
+    tokenizer: Any
+    cfg: PPOConfig
+    reward_fn: RewardFn
+
+
+def _step(parts: _Parts, batch: list[str], kl_coef: float) -> dict:
     """One rollout-and-update iteration; returns its log entry (averaged over processes)."""
-    policy = accelerator.unwrap_model(net)
-    roll = _rollout(policy, reference, engine, tokenizer, batch)
+    accelerator, cfg = parts.accelerator, parts.cfg
+    policy = accelerator.unwrap_model(parts.net)
+    roll = _rollout(parts, batch)
     raw_scores = torch.tensor(
-        reward_fn(batch, roll["responses"]), dtype=torch.float32, device=roll["ids"].device
+        parts.reward_fn(batch, roll["responses"]), dtype=torch.float32, device=roll["ids"].device
     )
     scores = raw_scores
     if cfg.eos_penalty is not None:
@@ -215,8 +220,8 @@ def _step(
     )
     advantages, returns = gae(rewards, roll["values"], mask, cfg.gamma, cfg.lam)
     advantages = whiten(advantages, mask)
-    stats = _update(accelerator, net, optimizer, roll, advantages, returns, cfg)
-    engine.sync(policy.lm)
+    stats = _update(parts, roll, advantages, returns)
+    parts.engine.sync(policy.lm)
     entry = {
         "reward": raw_scores.mean().item(),
         "kl": kl.sum(-1).mean().item(),
@@ -285,8 +290,10 @@ def response_logprobs(model, ids, prompt_attention, start, eos_token_id, attenti
 
 
 @torch.no_grad()
-def _rollout(policy: PolicyWithValue, reference, engine, tokenizer, prompts) -> dict:
-    batch = engine.sample(policy.lm, prompts)
+def _rollout(parts: _Parts, prompts: list[str]) -> dict:
+    accelerator, reference, tokenizer = parts.accelerator, parts.reference, parts.tokenizer
+    policy = accelerator.unwrap_model(parts.net)
+    batch = parts.engine.sample(policy.lm, prompts)
     out, start = batch.ids, batch.start
     response = out[:, start:]
     finished = (response == tokenizer.eos_token_id).any(-1)
@@ -294,7 +301,8 @@ def _rollout(policy: PolicyWithValue, reference, engine, tokenizer, prompts) -> 
     attention = torch.cat([batch.prompt_attention, mask.long()], dim=1)
     policy.eval()
     logprobs, entropy, values = policy(out, attention, start)
-    ref_logprobs, _, _ = _forward(reference, None, out, attention, start)
+    with accelerator.autocast():  # the precision the prepared policy runs in
+        ref_logprobs, _, _ = _forward(reference, None, out, attention, start)
     texts = [
         tokenizer.decode(r[m.bool()], skip_special_tokens=True).strip()
         for r, m in zip(response, mask, strict=True)
@@ -313,7 +321,8 @@ def _rollout(policy: PolicyWithValue, reference, engine, tokenizer, prompts) -> 
     }
 
 
-def _update(accelerator, net, optimizer, roll, advantages, returns, cfg) -> dict:
+def _update(parts: _Parts, roll: dict, advantages, returns) -> dict:
+    accelerator, net, optimizer, cfg = parts.accelerator, parts.net, parts.optimizer, parts.cfg
     net.train()
     n = roll["ids"].shape[0]
     first = {}

@@ -18,7 +18,11 @@ from datasets import Dataset
 from rlaif.config import RewardModelConfig
 from rlaif.errors import ConfigError
 from rlaif.models import load_tokenizer, resolve_model
-from rlaif.training.checkpoints import last_trainer_checkpoint, remove_trainer_checkpoints
+from rlaif.training.checkpoints import (
+    last_trainer_checkpoint,
+    no_final_checkpoint,
+    remove_trainer_checkpoints,
+)
 
 log = logging.getLogger(__name__)
 METRICS = "reward_model_metrics.json"
@@ -95,6 +99,7 @@ def _train(
         report_to=[],
         logging_steps=1,
         use_cpu=not torch.cuda.is_available(),
+        bf16=False,
         dataset_num_proc=None,
     )
     peft_config = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r) if cfg.lora else None
@@ -104,6 +109,7 @@ def _train(
         train_dataset=train_set,
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[no_final_checkpoint()],
     )
     last = last_trainer_checkpoint(folder)
     if last:
@@ -132,13 +138,17 @@ def _train(
 
 
 class RewardScorer:
-    """Scores (prompt, answer) conversations with a trained reward model."""
+    """Scores (prompt, answer) conversations with a trained reward model, on this process's
+    device (each GPU of a multi-GPU PPO run scores its own rollouts)."""
 
     def __init__(self, path: Path | str, batch_size: int = 16):
+        from accelerate import PartialState
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        self.device = PartialState().device
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(path)
+        self.model.eval().to(self.device)
         self.batch_size = batch_size
 
     @torch.inference_mode()
@@ -157,7 +167,7 @@ class RewardScorer:
                 padding=True,
                 truncation=True,
                 add_special_tokens=False,
-            )
+            ).to(self.device)
             out.extend(self.model(**enc).logits[:, 0].float().tolist())
         return out
 
