@@ -56,7 +56,7 @@ def main(output_dir: Path) -> None:
         SamplingParams(temperature=0.0, max_tokens=GREEDY_TOKENS),
         use_tqdm=False,
     )
-    result = {"steps": log["step"], "vllm": list(out[0].outputs[0].token_ids)}
+    result = {"steps": list(log["step"]), "vllm": list(out[0].outputs[0].token_ids)}
     for name, path in (("policy", output_dir / "model"), ("sft", model)):
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         greedy = lm.generate(
