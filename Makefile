@@ -41,8 +41,16 @@ lint: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks
 	$(PY) -m ruff format --check rlaif tests benchmarks
 
-bench: $(BASE)
-	$(PY) benchmarks/judge_throughput.py
+# The distilabel side of judge_vs_distilabel.py needs its own venv (its pins clash with ours).
+DISTILABEL := .venv-distilabel/.installed
+
+$(DISTILABEL):
+	test -x .venv-distilabel/bin/python || $(PYTHON) -m venv .venv-distilabel
+	.venv-distilabel/bin/pip install -q distilabel==1.5.3 openai
+	touch $(DISTILABEL)
+
+bench: $(BASE) $(DISTILABEL)
+	$(PY) benchmarks/run_all.py --out outputs/bench.json
 
 clean:
 	rm -rf $(VENV) outputs/*/ .pytest_cache

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import math
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import openai
+from bench_common import emit, start_loopback
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig, OpenAIJudgeConfig
@@ -89,15 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.INFO)
 
-    server = None
-    base_url = args.base_url
-    if base_url is None:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rlaif.testing.loopback", "--latency", "0.1"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        base_url = server.stdout.readline().strip() + "/v1"
+    server, base_url = start_loopback(args.base_url)
     try:
         spec = OpenAIJudgeConfig(
             name="bench",
@@ -134,9 +124,12 @@ def main() -> None:
             "pairs": args.pairs,
             "judgments": judgments,
             "concurrency": args.concurrency,
-            "bare_per_s": round(judgments / bare_s, 1),
+            "benchmark": "judge_throughput (vs bare AsyncOpenAI)",
+            "unit": "judgments/s",
             "rlaif_per_s": round(judgments / rlaif_s, 1),
+            "raw_per_s": round(judgments / bare_s, 1),
             "ratio": round(bare_s / rlaif_s, 3),
+            "goal": ">= 0.95",
             "failed": failed,
             "rpm_limit": args.rpm,
             "rpm_achieved": round(rpm_achieved, 1),
@@ -145,11 +138,11 @@ def main() -> None:
             "rpm_429s": rpm_429s,
         }
         print(
-            f"bare client: {figures['bare_per_s']}/s, rlaif judge stage: "
+            f"bare client: {figures['raw_per_s']}/s, rlaif judge stage: "
             f"{figures['rlaif_per_s']}/s (ratio {figures['ratio']}); with "
             f"requests_per_minute={args.rpm}: {figures['rpm_achieved']}/min"
         )
-        print(json.dumps(figures))
+        emit(figures)
     finally:
         if server is not None:
             server.terminate()

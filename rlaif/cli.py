@@ -5,14 +5,30 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from rlaif.errors import RlaifError
 
-app = typer.Typer(
+
+class _RedactedTracebacks(typer.Typer):
+    """An unexpected error's traceback is printed plainly, with any API key redacted (a
+    provider's error text may echo it); the exit code stays 1."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception:
+            from rlaif.redaction import redact
+
+            sys.stderr.write(redact(traceback.format_exc()) or "")
+            raise SystemExit(1) from None
+
+
+app = _RedactedTracebacks(
     add_completion=False,
     no_args_is_help=True,
     help="Turn an SFT model into an aligned one with AI feedback.",
@@ -21,21 +37,26 @@ app = typer.Typer(
 
 # Exit codes, the same for `run` and `nightly` (cron and systemd read them).
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_WAITING, EXIT_LOCKED = range(6)
+EXIT_FAILED_JUDGMENTS = 6
+EXIT_INTERRUPTED = 130
 
 
 def _fail(exc: RlaifError) -> None:
     from rlaif.locking import LockedError
+    from rlaif.redaction import redact
 
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
     raise typer.Exit(EXIT_LOCKED if isinstance(exc, LockedError) else EXIT_BAD_INPUT)
 
 
 def _setup_logging(json_logs: bool) -> None:
     from rlaif.logs import JsonLinesFormatter
+    from rlaif.redaction import redact_handlers
 
     handler = logging.StreamHandler(sys.stderr)
     text = logging.Formatter("%(levelname)s %(name)s: %(message)s")
     handler.setFormatter(JsonLinesFormatter() if json_logs else text)
+    redact_handlers([handler])
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
@@ -44,8 +65,28 @@ JsonLogs = Annotated[
 ]
 
 
+def _interrupted() -> None:
+    typer.secho(
+        "interrupted: every judgment that arrived is stored; re-run the same command to "
+        "continue (nothing stored is asked again)",
+        fg=typer.colors.YELLOW,
+        err=True,
+    )
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
 def _exit_for(result) -> None:
     """Partial runs get their own exit codes, so a scheduler can tell them from failures."""
+    if result.reason == "failures":
+        failures = result.manifest["stages"][result.partial]["counts"]["failures"]
+        typer.secho(
+            f"incomplete: stage {result.partial} has {failures['retryable']} failed judgments "
+            f"({', '.join(f'{k}: {v}' for k, v in failures['reasons'].items())}); later stages "
+            "wait. Re-run to ask them again (answers already stored are free)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT_FAILED_JUDGMENTS)
     if result.waiting:
         typer.secho(
             f"waiting: stage {result.partial} has judgments in provider batches; "
@@ -61,6 +102,16 @@ def _exit_for(result) -> None:
             err=True,
         )
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _stage_list(text: str | None) -> list[str] | None:
+    """``sample,,judge`` and stray spaces are forgiven; an empty list is not."""
+    if text is None:
+        return None
+    stages = [s.strip() for s in text.split(",") if s.strip()]
+    if not stages:
+        raise RlaifError(f"--stages {text!r}: name at least one stage, e.g. --stages sample,judge")
+    return stages
 
 
 @app.command()
@@ -97,7 +148,8 @@ def run(
 
     Exit codes: 0 done; 1 anything unexpected; 2 bad input or a judge error that would repeat
     for every request; 3 partial (the judging budget ran out; re-run to continue); 4 waiting
-    on provider batches (re-run later to collect); 5 another run holds the lock.
+    on provider batches (re-run later to collect); 5 another run holds the lock; 6 some
+    judgments failed (re-run to ask them again); 130 interrupted (Ctrl-C; re-run to continue).
     """
     from rlaif.pipeline import Pipeline
 
@@ -107,9 +159,11 @@ def run(
         if dry_run:
             _print_estimate(pipe.estimate(run_dir))
             return
-        result = pipe.run(stages=stages.split(",") if stages else None, run_dir=run_dir)
+        result = pipe.run(stages=_stage_list(stages), run_dir=run_dir)
     except RlaifError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted()
     typer.echo(f"run directory: {result.run_dir}")
     _exit_for(result)
     if result.preferences_dir.exists():
@@ -146,7 +200,8 @@ def nightly(
     preferences to the cumulative versioned dataset, and train on it if nightly.train.
 
     Exit codes as for `run`: 0 done (or nothing new), 1 unexpected, 2 bad input, 3 partial
-    (the nightly budget ran out), 4 waiting on provider batches, 5 another night is running.
+    (the nightly budget ran out), 4 waiting on provider batches, 5 another night is running,
+    6 some judgments failed (re-run the same --date to ask them again), 130 interrupted.
     """
     from rlaif.nightly import run_nightly
     from rlaif.pipeline import Pipeline
@@ -156,6 +211,8 @@ def nightly(
         result = run_nightly(Pipeline.from_yaml(pipeline, overrides=set_ or []), date)
     except RlaifError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted()
     if result.new_prompts == 0:
         typer.echo(f"night {result.date}: no new prompts; nothing to do")
         return
@@ -332,6 +389,22 @@ def cache_prune(
     typer.echo(f"deleted {deleted} judgments from {store}")
 
 
+@cache_app.command("salvage")
+def cache_salvage(store: StoreOption = Path("outputs/judgments.sqlite")) -> None:
+    """Recover a damaged store: move it aside and copy every judgment SQLite can still read
+    into a fresh one (what could not be read is asked again on the next run)."""
+    from rlaif.store import salvage
+
+    if not store.is_file():
+        _fail(RlaifError(f"{store}: no judgment store here"))
+    done = salvage(store)
+    typer.echo(
+        f"{store}: moved the damaged file to {done['moved_to']}; salvaged "
+        f"{done['salvaged']} judgments into a fresh store ({done['unreadable_rows']} rows "
+        "unreadable)"
+    )
+
+
 rubrics_app = typer.Typer(no_args_is_help=True, help="Rubric templates: list, show, render, check.")
 app.add_typer(rubrics_app, name="rubrics")
 
@@ -393,20 +466,58 @@ def rubrics_render(
 
 
 @rubrics_app.command("check")
-def rubrics_check(paths: Annotated[list[str], typer.Argument(help="Rubric names or paths")]):
+def rubrics_check(
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Rubric names or paths (default: the judge's own)")
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="A judge of --pipeline: also check the rubric against it (labels must be "
+            "single tokens of its tokenizer)"
+        ),
+    ] = None,
+    pipeline: Annotated[Path | None, typer.Option(help="Pipeline YAML that names --judge")] = None,
+):
     """Validate rubrics (front matter, template, variables, a test render); exit 2 on error."""
+    from rlaif.judges import build_judge
     from rlaif.rubrics import check_rubric
 
+    spec = None
+    try:
+        if judge is not None:
+            spec = _judge_spec(pipeline, judge)
+        refs = paths or ([getattr(spec, "rubric", None)] if spec else [])
+        if not refs or None in refs:
+            raise RlaifError("name a rubric to check, or --pipeline and --judge of a rubric judge")
+    except RlaifError as exc:
+        _fail(exc)
     failed = False
-    for ref in paths:
+    for ref in refs:
         try:
             r = check_rubric(ref)
-            typer.echo(f"ok  {r.id}  {r.path}")
+            if spec is not None:
+                build_judge(spec.model_copy(update={"rubric": ref})).check()
+            typer.echo(f"ok  {r.id}  {r.path}{f'  (judge {judge})' if spec else ''}")
         except RlaifError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             failed = True
     if failed:
         raise typer.Exit(2)
+
+
+def _judge_spec(pipeline: Path | None, name: str):
+    from rlaif.config import load_pipeline
+
+    if pipeline is None:
+        raise RlaifError("--judge needs --pipeline, the YAML that configures it")
+    judges = load_pipeline(pipeline).judge.judges
+    for spec in judges:
+        if spec.name == name:
+            return spec
+    raise RlaifError(
+        f"{pipeline}: no judge named '{name}'; judges are: {', '.join(j.name for j in judges)}"
+    )
 
 
 @app.command("judge-eval")

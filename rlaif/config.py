@@ -7,6 +7,7 @@ compute is spent, with the file, line and field named.
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -27,6 +28,8 @@ from rlaif.hashing import stable_hash
 from rlaif.models import DEFAULT_MODEL
 
 STAGES = ("sample", "pair", "judge", "aggregate", "train", "evaluate")
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+"""``auto`` is resolved for the hardware by :func:`rlaif.devices.resolve_dtype`."""
 
 
 class _Strict(BaseModel):
@@ -44,6 +47,8 @@ class PromptsConfig(_Strict):
     """A reference answer per prompt, for rubrics that compare against one."""
     split: str = "train"
     limit: int | None = Field(default=None, ge=1)
+    max_prompt_tokens: int = Field(default=1024, ge=1)
+    """Longer prompts (in the policy's tokens) are skipped and counted, never sampled."""
     eval_size: int = Field(default=16, ge=0)
     shuffle_seed: int = 0
 
@@ -56,7 +61,9 @@ class SampleConfig(_Strict):
     temperature: float = Field(default=0.8, ge=0.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     batch_size: int = Field(default=16, ge=1)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+    dtype: Dtype = "auto"
+    """``auto``: bf16 where the device computes it natively, else float32 on a CPU (fp16 on
+    an old GPU); also the dtype of evaluation's generation and its KL estimate."""
     system_prompt: str | None = None
     seed: int = 0
     """Chunk ``i`` samples with seed ``seed + i``, so a resumed stage reproduces it exactly."""
@@ -84,7 +91,7 @@ class TransformersJudgeConfig(_Strict):
     rubric: str = "helpful_harmless"
     batch_size: int = Field(default=8, ge=1)
     max_length: int = Field(default=2048, ge=16)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+    dtype: Dtype = "auto"
 
 
 class VllmJudgeConfig(_Strict):
@@ -100,7 +107,7 @@ class VllmJudgeConfig(_Strict):
     max_tokens: int = Field(default=512, ge=1)
     temperature: float = Field(default=0.0, ge=0.0)
     top_logprobs: int = Field(default=20, ge=2)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+    dtype: Dtype = "auto"
     gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
     max_model_len: int | None = Field(default=4096, ge=16)
 
@@ -174,6 +181,20 @@ class _ApiJudgeConfig(_Strict):
     max_batch_requests: ClassVar[int]
     """The provider's limit on requests per batch."""
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, value: str | None) -> str | None:
+        from rlaif.redaction import looks_like_a_key, register_secret
+
+        if value is not None and looks_like_a_key(value):
+            register_secret(value)
+            raise ValueError(
+                "this looks like an API key itself (not shown here), not the name of an "
+                "environment variable: export the key, e.g. `export OPENAI_API_KEY=...`, and "
+                "set api_key_env: OPENAI_API_KEY"
+            )
+        return value
+
     @model_validator(mode="after")
     def _batch_within_provider_limit(self) -> _ApiJudgeConfig:
         if self.batch.max_requests > self.max_batch_requests:
@@ -222,15 +243,28 @@ class JudgeConfig(_Strict):
     """``both`` judges every pair as (a, b) and (b, a) to cancel position bias; ``random``
     shows each pair once, in a random (seeded) order, for half the calls."""
     seed: int = 0
-    flush_every: int = Field(default=32, ge=1)
-    """Judgments per durable write (also written every ``flush_seconds``); a crash loses at
-    most the calls in flight and one unflushed batch."""
-    flush_seconds: float = Field(default=2.0, gt=0)
+    max_failures: int = Field(default=3, ge=1)
+    """A judgment that failed (``error``) is asked again on each later run, until it has
+    failed this many times; then its pairs are held back as undecidable (``rlaif cache prune
+    --status error`` lets them be asked again)."""
     max_cost_usd: float | None = Field(default=None, ge=0)
     """Stop issuing new calls once the judgments of this stage have cost this much."""
     cache: str | None = None
     """SQLite judgment store; defaults to ``<output_dir>/judgments.sqlite``, shared by all runs
     there, so changing a downstream setting never pays for the same judgment again."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        """``flush_every`` / ``flush_seconds`` are accepted and ignored: every answer is now
+        written the moment it arrives."""
+        if isinstance(data, dict) and {"flush_every", "flush_seconds"} & set(data):
+            data = {k: v for k, v in data.items() if k not in ("flush_every", "flush_seconds")}
+            logging.getLogger(__name__).warning(
+                "judge.flush_every and judge.flush_seconds are no longer used (every answer is "
+                "stored as it arrives); remove them from the config"
+            )
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> JudgeConfig:
@@ -254,6 +288,11 @@ class AggregateConfig(_Strict):
     """Which preferences to emit: every judged pair, the Bradley-Terry best vs worst response of
     each prompt, or ``k`` random judged pairs per prompt."""
     k: int = Field(default=2, ge=1)
+    incomplete: Literal["hold", "publish"] = "hold"
+    """A pair lacking a valid judgment from any judge in any order it was asked (it failed,
+    the budget stopped it, it awaits a batch, or the answer was unreadable) is held back
+    (``hold``; it comes back when a later run completes it), or published marked
+    ``complete: false`` (``publish``)."""
     length_correction: bool = False
     """Remove the judge's measured length preference (a logistic term on the standardised
     length difference) from each pair before deciding; on when the judge is known to favour
@@ -304,7 +343,7 @@ class PPOConfig(_Strict):
     transformers ``generate`` otherwise. Log-probabilities always come from the policy."""
     vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0.0, le=1.0)
     """GPU memory share of the in-process vLLM engine (the policy trains beside it)."""
-    vllm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+    vllm_dtype: Dtype = "auto"
     """Weights of the vLLM engine; the policy's updated weights are cast to it."""
     seed: int = 0
 
@@ -327,6 +366,10 @@ class TrainConfig(_Strict):
     max_length: int = Field(default=512, ge=16)
     warmup_steps: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=1, ge=1)
+    dtype: Dtype = "auto"
+    """Mixed-precision compute dtype of DPO, the reward model and PPO (weights and optimizer
+    stay float32): ``auto`` is bf16 where the device computes it natively, else float32 on a
+    CPU and fp16 on a GPU without bf16."""
     save_steps: int = Field(default=25, ge=1)
     """Checkpoint every this many optimizer steps (DPO, reward model and PPO); training
     resumes from the newest complete checkpoint."""

@@ -2,7 +2,8 @@
 
 Each JSON line has ``ts``, ``level``, ``logger``, ``message`` and any structured fields a
 caller passed with ``extra={"event": ..., ...}`` (stage starts and ends carry the stage,
-status, seconds, counts and cost), so a nightly job can be monitored with ``jq``.
+status, seconds, counts and cost), so a nightly job can be monitored with ``jq``. Both
+pass through :class:`rlaif.redaction.RedactingFilter`, so no API key reaches them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+
+from rlaif.redaction import redact_handlers
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -24,8 +27,8 @@ class JsonLinesFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
@@ -37,6 +40,7 @@ def attach_run_logs(logger: logging.Logger, log_dir: Path) -> list[logging.Handl
     text.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     jsonl = logging.FileHandler(log_dir / "run.jsonl")
     jsonl.setFormatter(JsonLinesFormatter())
+    redact_handlers((text, jsonl))
     for handler in (text, jsonl):
         logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:

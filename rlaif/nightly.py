@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import date as Date
@@ -37,7 +36,8 @@ from rlaif.locking import RunLock
 from rlaif.logs import attach_run_logs, detach
 from rlaif.pipeline import Pipeline, RunResult
 from rlaif.prompts import load_prompts, split_prompts
-from rlaif.run_dir import OUTPUT_DIRS, read_manifest, run_cost
+from rlaif.run_dir import OUTPUT_DIRS, read_manifest, run_cost, write_manifest
+from rlaif.stages.aggregate import incomplete_prompt_ids
 
 log = logging.getLogger(__name__)
 DATA_STAGES = ["sample", "pair", "judge", "aggregate"]
@@ -189,7 +189,18 @@ def _publish(root: Path, night: str, night_dir: Path, prompts: Dataset, ledger: 
         "rows": len(combined) if combined is not None else latest["rows"],
         "added": len(tonight),
     }
-    ledger.commit(record, _hashes(prompts), list(prompts["prompt_id"]))
+    # a prompt is seen only once every pair of it has complete evidence; the rest come back
+    incomplete = incomplete_prompt_ids(load_from_disk(str(night_dir / OUTPUT_DIRS["judge"])))
+    done = [i for i, pid in enumerate(prompts["prompt_id"]) if pid not in incomplete]
+    if incomplete:
+        log.info(
+            "nightly %s: %d prompts have pairs without complete judgments; they come back "
+            "on a later night",
+            night,
+            len(set(prompts["prompt_id"]) & incomplete),
+        )
+    seen = prompts.select(done)
+    ledger.commit(record, _hashes(seen), list(seen["prompt_id"]))
     log.info(
         "nightly %s: %d new preferences; cumulative version %d has %d",
         night,
@@ -243,9 +254,7 @@ def _remaining_budget(max_cost_usd: float | None, night_dir: Path) -> float | No
 def _update_manifest(run_dir: Path, **fields: Any) -> None:
     manifest = read_manifest(run_dir)
     manifest.update(fields)
-    tmp = run_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, run_dir / "manifest.json")
+    write_manifest(run_dir, manifest)
 
 
 def _parse_date(value: str | None) -> str:

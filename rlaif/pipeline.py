@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,20 +23,30 @@ from datasets import Dataset, load_from_disk
 
 from rlaif.config import STAGES, PipelineConfig, load_pipeline
 from rlaif.datasets_io import fresh_dir, replace_dir, save_atomic
+from rlaif.devices import hardware, resolved_dtypes
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.estimate import JudgeEstimate, estimate
-from rlaif.hashing import stable_hash
+from rlaif.hashing import folder_hash, stable_hash
 from rlaif.judges import Budget, build_judge
 from rlaif.locking import RunLock
 from rlaif.logs import attach_run_logs, detach
-from rlaif.models import resolve_model
+from rlaif.models import load_tokenizer, resolve_model
 from rlaif.preferences.bias import judge_report
 from rlaif.progress import add_reporter, remove_reporter
-from rlaif.prompts import load_prompts, split_prompts
+from rlaif.prompts import drop_long_prompts, load_prompts, split_prompts
+from rlaif.redaction import register_configured
 from rlaif.report import length_drift, write_plots
-from rlaif.run_dir import OUTPUT_DIRS, stage_cost
+from rlaif.run_dir import (
+    OUTPUT_DIRS,
+    prepare_run_dir,
+    recover_manifest,
+    stage_cost,
+    write_manifest,
+)
 from rlaif.stages import aggregate, evaluate, judge, pair, sample, train
+from rlaif.stages.aggregate import held_back_pairs
 from rlaif.stages.evaluate import length_controlled_win_rate, win_rate
+from rlaif.stages.judge import failure_counts, failure_reason
 from rlaif.store import JudgmentStore
 from rlaif.training.kl import estimate_kl
 
@@ -58,8 +68,13 @@ class RunResult:
     manifest: dict[str, Any]
     partial: str | None = None
     """The stage that stopped short, if any."""
-    waiting: bool = False
-    """It stopped short because provider batches are still running (not the budget)."""
+    reason: str | None = None
+    """Why it stopped short: ``budget``, ``waiting`` (provider batches still running) or
+    ``failures`` (judgments failed; the next run asks them again)."""
+
+    @property
+    def waiting(self) -> bool:
+        return self.reason == "waiting"
 
     @property
     def evaluation(self) -> dict[str, Any] | None:
@@ -74,6 +89,7 @@ class Pipeline:
     def __init__(self, config: PipelineConfig, *, source: str | None = None):
         self.config = config
         self.source = source
+        register_configured(config.model_dump(mode="json"))
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> Pipeline:
@@ -126,7 +142,6 @@ class _Run:
         self.cfg = config
         self.dir = run_dir
         self.source = source
-        self.manifest_path = run_dir / "manifest.json"
         self.prompt_override: tuple[Dataset, Dataset] | None = None
         self.train_input: Path | None = None
         self.extra: dict[str, Any] = {}
@@ -137,18 +152,18 @@ class _Run:
     # -- set-up ---------------------------------------------------------------------------
     def execute(self, wanted: list[str]) -> RunResult:
         rubrics = self._preflight()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        prepare_run_dir(self.dir)
         with RunLock(self.dir / ".lock", what=f"pipeline '{self.cfg.name}' in {self.dir}"):
             handlers = attach_run_logs(log, self.dir / "logs")
             add_reporter(self._progress)
             try:
                 self.manifest = self._load_manifest(rubrics)
                 self.train_prompts, self.heldout = self._prompts()
-                self.fingerprints = self._fingerprints(rubrics)
+                self._own = self._own_inputs(rubrics)
                 for name in self._plan(wanted):
                     if not self._stage(name):
-                        waiting = bool(self.manifest["stages"][name]["counts"].get("pending"))
-                        return RunResult(self.dir, self.manifest, partial=name, waiting=waiting)
+                        reason = self.manifest["stages"][name]["partial_reason"]
+                        return RunResult(self.dir, self.manifest, partial=name, reason=reason)
             finally:
                 remove_reporter(self._progress)
                 detach(log, handlers)
@@ -157,9 +172,11 @@ class _Run:
     def _preflight(self) -> dict[str, str]:
         """Everything that can be wrong with the inputs fails here, before any compute."""
         resolve_model(self.cfg.model, field="model")
+        resolved_dtypes(self.cfg)  # e.g. fp16 training asked for on a CPU
         rubrics = {}
         for spec in self.cfg.judge.judges:
             backend = build_judge(spec)
+            backend.check()
             provenance = backend.provenance()
             rubrics[provenance["rubric_id"]] = provenance["rubric_hash"]
             rubric = getattr(backend, "rubric", None)
@@ -181,6 +198,9 @@ class _Run:
                     spec.model,
                 )
         split_prompts(load_prompts(self.cfg.prompts), self.cfg.prompts)
+        store = judgment_store_path(self.cfg)
+        if store.exists():  # a damaged store is said now, not after sampling
+            JudgmentStore(store).close()
         return rubrics
 
     def _prompts(self) -> tuple[Dataset, Dataset]:
@@ -188,15 +208,29 @@ class _Run:
             train_set, heldout = self.prompt_override
         else:
             train_set, heldout = split_prompts(load_prompts(self.cfg.prompts), self.cfg.prompts)
+        tokenizer = load_tokenizer(resolve_model(self.cfg.model))
+        limit = self.cfg.prompts.max_prompt_tokens
+        train_set, long_train = drop_long_prompts(train_set, tokenizer, limit)
+        heldout, long_heldout = drop_long_prompts(heldout, tokenizer, limit)
+        self.manifest["prompts"] = {
+            "train": len(train_set),
+            "heldout": len(heldout),
+            "too_long": long_train + long_heldout,
+        }
+        if len(train_set) == 0:
+            raise ConfigError(
+                f"prompts: every training prompt is longer than prompts.max_prompt_tokens={limit}"
+            )
         for name, ds in (("train", train_set), ("heldout", heldout)):
             if not (self.dir / "prompts" / name).exists():
                 save_atomic(ds, self.dir / "prompts" / name)
         return train_set, heldout
 
-    def _fingerprints(self, rubrics: dict[str, str]) -> dict[str, str]:
+    def _own_inputs(self, rubrics: dict[str, str]) -> dict[str, list]:
+        """What each stage's result depends on besides its upstream stage's output."""
         c = self.cfg.model_dump(mode="json")
         c["judge"].pop("max_cost_usd")  # a budget changes how far a stage gets, not its result
-        own = {
+        return {
             "sample": [c["model"], c["prompts"], c["sample"], _content_hash(self.train_prompts)],
             "pair": [c["pair"]],
             "judge": [c["judge"], rubrics],
@@ -204,10 +238,18 @@ class _Run:
             "train": [c["model"], c["train"], str(self.train_input or "")],
             "evaluate": [c["evaluate"], c["judge"], rubrics],
         }
-        fps: dict[str, str] = {}
-        for name in STAGES:
-            fps[name] = stable_hash([name, own[name], fps.get(UPSTREAM.get(name, ""), "")])
-        return fps
+
+    def _fingerprint(self, name: str) -> str:
+        """A stage's own inputs, its upstream's fingerprint and the content of its upstream's
+        output: when the judgments change (a retry filled in failures), aggregate and what
+        follows it run again; when nothing changed, nothing does."""
+        up = UPSTREAM.get(name)
+        upstream = (
+            [self._fingerprint(up), self.manifest["stages"].get(up, {}).get("output_hash")]
+            if up
+            else []
+        )
+        return stable_hash([name, self._own[name], upstream])
 
     def _plan(self, wanted: list[str]) -> list[str]:
         """The wanted stages, plus any upstream stage whose output is missing or stale."""
@@ -225,7 +267,7 @@ class _Run:
         entry = self.manifest["stages"].get(name, {})
         return (
             entry.get("status") == "completed"
-            and entry.get("fingerprint") == self.fingerprints[name]
+            and entry.get("fingerprint") == self._fingerprint(name)
             and (self.dir / OUTPUT_DIRS[name]).exists()
         )
 
@@ -235,7 +277,7 @@ class _Run:
         if self._complete(name):
             log.info("stage %s: complete, skipped", name)
             return True
-        entry = {"status": "running", "fingerprint": self.fingerprints[name], "started_at": _now()}
+        entry = {"status": "running", "fingerprint": self._fingerprint(name), "started_at": _now()}
         earlier = stage_cost(self.manifest["stages"].get(name, {}))
         if earlier:  # what earlier attempts paid stays on the run's bill
             entry["spent_before_usd"] = earlier
@@ -247,24 +289,34 @@ class _Run:
         try:
             counts = getattr(self, f"_run_{name}")()
         except BaseException as exc:
-            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now())
-            entry.update(spent_usd=self._spent_so_far())
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            entry.update(
+                status="interrupted" if interrupted else "failed",
+                error=f"{type(exc).__name__}: {exc}",
+                finished_at=_now(),
+                spent_usd=self._spent_so_far(),
+            )
             entry.pop("progress", None)
             self._write_manifest()
             log.error(
-                "stage %s: failed: %s",
+                "stage %s: %s: %s",
                 name,
+                entry["status"],
                 entry["error"],
                 extra={"event": "stage_failed", "stage": name, "error": entry["error"]},
             )
             raise
-        status = "partial" if counts.get("skipped") or counts.get("pending") else "completed"
+        reason = _partial_reason(counts)
+        status = "partial" if reason else "completed"
         entry.update(
             status=status,
             finished_at=_now(),
             seconds=round(time.monotonic() - start, 2),
             counts=counts,
+            output_hash=folder_hash(self.dir / OUTPUT_DIRS[name]),
         )
+        if reason:
+            entry["partial_reason"] = reason
         for transient in ("error", "progress", "spent_usd"):
             entry.pop(transient, None)
         self._write_manifest()
@@ -282,19 +334,8 @@ class _Run:
                 "counts": counts,
             },
         )
-        if counts.get("pending"):
-            log.warning(
-                "stage %s: %d judgments wait on provider batches; later stages wait. "
-                "Re-run later to collect them (nothing is submitted twice).",
-                name,
-                counts["pending"],
-            )
-        elif status == "partial":
-            log.warning(
-                "stage %s stopped at the budget (judge.max_cost_usd); later stages "
-                "wait. Re-run to continue: judgments already made are free.",
-                name,
-            )
+        if reason:
+            log.warning("stage %s: %s", name, _PARTIAL_ADVICE[reason].format(**counts))
         return status == "completed"
 
     def _progress(self, info: dict) -> None:
@@ -316,7 +357,7 @@ class _Run:
         return JudgmentStore(judgment_store_path(self.cfg))
 
     def _run_sample(self) -> dict:
-        parts = self.dir / "samples.parts" / self.fingerprints["sample"][:12]
+        parts = self.dir / "samples.parts" / self._fingerprint("sample")[:12]
         out = sample(self.train_prompts, self.cfg.sample, model=self.cfg.model, parts_dir=parts)
         save_atomic(out, self.dir / OUTPUT_DIRS["sample"])
         shutil.rmtree(parts.parent)
@@ -342,33 +383,37 @@ class _Run:
         paid = [
             c or 0.0 for c, cached in zip(out["cost_usd"], out["cached"], strict=True) if not cached
         ]
-        return {
+        counts: dict[str, Any] = {
             "judgments": len(out),
             "cached": sum(out["cached"]),
             **{s: statuses.count(s) for s in sorted(set(statuses))},
             "cost_usd": round(sum(paid), 6),
         }
+        failures = failure_counts(out, self.cfg.judge.max_failures)
+        if failures:
+            counts["failures"] = failures
+        return counts
 
     def _run_aggregate(self) -> dict:
         judgments = self._input("judge")
         out = aggregate(judgments, self.cfg.aggregate)
+        held_back = held_back_pairs(judgments)
         if len(out) == 0:
-            raise RlaifError(
-                f"aggregate: all {len(set(judgments['pair_id']))} pairs were dropped (see "
-                f"{self.dir / 'logs' / 'run.log'} for why); with a position-biased judge most "
-                "pairs are ties: try aggregate.ties=keep or a lower aggregate.min_margin"
-            )
+            raise RlaifError(_nothing_published(judgments, held_back, self.cfg, self.dir))
         save_atomic(out, self.dir / OUTPUT_DIRS["aggregate"])
         report = judge_report(judgments.to_pandas())
         (self.dir / OUTPUT_DIRS["aggregate"] / "judge_report.json").write_text(
             json.dumps(report, indent=2)
         )
         self.manifest["judge_report"] = report
-        return {
+        counts = {
             "pairs": len(set(judgments["pair_id"])),
             "preferences": len(out),
             "ties_kept": sum(out["tie"]) if len(out) else 0,
         }
+        if held_back:
+            counts["incomplete_pairs"] = held_back
+        return counts
 
     def _run_train(self) -> dict:
         target = self.dir / OUTPUT_DIRS["train"]
@@ -384,7 +429,7 @@ class _Run:
             prompts=self.train_prompts,
             judges=self.cfg.judge,
             # outside train.tmp (rebuilt on every attempt), keyed by what is being trained
-            checkpoint_dir=self.dir / "checkpoints" / self.fingerprints["train"][:12],
+            checkpoint_dir=self.dir / "checkpoints" / self._fingerprint("train")[:12],
         )
         save_atomic(history, tmp / "log")
         replace_dir(tmp, target)
@@ -425,6 +470,7 @@ class _Run:
             list(self.heldout["prompt"]),
             max_new_tokens=self.cfg.evaluate.max_new_tokens or self.cfg.sample.max_new_tokens,
             seed=self.cfg.evaluate.seed,
+            dtype=self.cfg.sample.dtype,
         )
         summary["mean_chars_policy"] = _mean_len(out["policy_response"])
         summary["mean_chars_reference"] = _mean_len(out["reference_response"])
@@ -442,12 +488,7 @@ class _Run:
 
     # -- manifest -------------------------------------------------------------------------
     def _load_manifest(self, rubrics: dict[str, str]) -> dict[str, Any]:
-        manifest: dict[str, Any] = {}
-        if self.manifest_path.exists():
-            try:
-                manifest = json.loads(self.manifest_path.read_text())
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{self.manifest_path}: corrupt manifest ({exc})") from exc
+        manifest = recover_manifest(self.dir)
         manifest.setdefault("created_at", _now())
         manifest.setdefault("stages", {})
         manifest.update(
@@ -458,15 +499,78 @@ class _Run:
             config_hash=self.cfg.hash(),
             rubrics=rubrics,
             versions=_versions(),
+            hardware=hardware().as_dict(),
+            dtypes=_log_dtypes(self.cfg),
             **self.extra,
         )
         return manifest
 
     def _write_manifest(self) -> None:
         self.manifest["updated_at"] = _now()
-        tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2))
-        os.replace(tmp, self.manifest_path)
+        write_manifest(self.dir, self.manifest)
+
+
+_PARTIAL_ADVICE = {
+    "waiting": "{pending} judgments wait on provider batches; later stages wait. Re-run later "
+    "to collect them (nothing is submitted twice).",
+    "budget": "stopped at the budget (judge.max_cost_usd); later stages wait. Re-run to "
+    "continue: judgments already made are free.",
+    "failures": "{error} judgments failed ({failures[reasons]}); later stages wait. Re-run to "
+    "ask the {failures[retryable]} that may still succeed (answers already stored are free).",
+}
+
+
+def _nothing_published(
+    judgments: Dataset, held_back: dict[str, int], cfg: PipelineConfig, run_dir: Path
+) -> str:
+    """Why aggregate has nothing to publish, with what to do about the actual cause."""
+    pairs = len(set(judgments["pair_id"]))
+    if sum(held_back.values()) == pairs:
+        errors = Counter(
+            failure_reason(e or "")
+            for s, e in zip(judgments["status"], judgments["error"], strict=True)
+            if s != "ok"
+        )
+        return (
+            f"aggregate: none of the {pairs} pairs has a valid judgment in every order "
+            f"({held_back}); what the judges answered: {dict(errors.most_common(5))}. Fix "
+            "the judge (`rlaif status`, logs/run.log) and re-run: answers already stored "
+            "are reused"
+        )
+    hint = (
+        "try aggregate.ties=keep or a lower aggregate.min_margin"
+        if cfg.aggregate.ties == "drop"
+        else "try a lower aggregate.min_margin, or a stronger judge"
+    )
+    return (
+        f"aggregate: all {pairs} pairs were dropped (see {run_dir / 'logs' / 'run.log'} for "
+        f"why); with a position-biased judge most pairs are ties: {hint}"
+    )
+
+
+def _partial_reason(counts: dict[str, Any]) -> str | None:
+    """Why a stage's result is not complete yet, if it is not."""
+    if counts.get("pending"):
+        return "waiting"
+    if counts.get("skipped"):
+        return "budget"
+    if (counts.get("failures") or {}).get("retryable"):
+        return "failures"
+    return None
+
+
+def _log_dtypes(cfg: PipelineConfig) -> dict[str, str]:
+    """Each model's dtype on this machine, said once per run (``dtype: auto`` resolves here)."""
+    dtypes = resolved_dtypes(cfg)
+    hw = hardware()
+    log.info(
+        "dtypes: %s (%s %s, native bf16: %s)",
+        ", ".join(f"{k}={v}" for k, v in dtypes.items()),
+        hw.device,
+        hw.name,
+        hw.native_bf16,
+    )
+    return dtypes
 
 
 def _versions() -> dict[str, str | None]:

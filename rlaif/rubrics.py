@@ -64,6 +64,20 @@ class Rubric:
         digest = hashlib.sha256(pair.encode()).digest()
         return self.principles[int.from_bytes(digest[:8], "big") % len(self.principles)]
 
+    def label_token_ids(self, tokenizer, *, model: str) -> list[int]:
+        """Each label's one token id in ``tokenizer``; a label it splits fails here, before
+        any judgment (label probabilities are read off a single next token)."""
+        ids = []
+        for label in self.labels:
+            tokens = tokenizer.encode(label, add_special_tokens=False)
+            if len(tokens) != 1:
+                raise ConfigError(
+                    f"{self.path}: label '{label}' is {len(tokens)} tokens for model '{model}'; "
+                    "label-probability judging needs single-token labels"
+                )
+            ids.append(tokens[0])
+        return ids
+
     def json_schema(self) -> dict:
         """The verdict's schema for ``read: json``; the rationale comes first, so a model that
         writes in order reasons before it decides."""
@@ -154,6 +168,8 @@ def load_rubric(ref: str) -> Rubric:
     read = header.get("read", "label_probs")
     if read not in READ_MODES:
         raise ConfigError(f"{path}: read '{read}' is not one of {', '.join(READ_MODES)}")
+    if read == "label_probs":
+        _check_token_labels(labels, path)
     pattern = header.get("pattern")
     if read == "parse":
         if not isinstance(pattern, str):
@@ -251,6 +267,18 @@ def _labels(header: dict, mode: str, path: Path) -> list[str]:
     ):
         raise ConfigError(f"{path}: labels must be two different strings, got {labels!r}")
     return labels
+
+
+def _check_token_labels(labels: list[str], path: Path) -> None:
+    """Label probabilities are read off one next token, so each label must be one word with
+    no space around it (a tokenizer may still split it: ``rubrics check --judge`` tells)."""
+    for label in labels:
+        if not label.strip() or label != label.strip() or len(label.split()) != 1:
+            raise ConfigError(
+                f"{path}: label {label!r} is not a single word without surrounding spaces; "
+                "label-probability reading (read: label_probs) needs single-token labels "
+                "such as A and B (or read: json / parse for longer ones)"
+            )
 
 
 def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:

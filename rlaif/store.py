@@ -1,17 +1,29 @@
 """Durable judgment records in SQLite (WAL), keyed by what was asked.
 
-A judgment is written within one flush of being made, so a crash loses at most
-the batch in flight, and the key (backend, model, rendered messages, decoding
-parameters, rubric id and hash) means the same question is never paid for twice.
+Every answer is committed the moment it arrives (WAL with ``synchronous=NORMAL``: a write,
+no fsync, so it survives the process being killed), before the request's slot takes the
+next request: after a crash only the calls in flight are asked again. The key (backend,
+model, rendered messages, decoding parameters, rubric id and hash) means the same question
+is never paid for twice, and runs that share a store claim keys before asking (see
+:mod:`rlaif.claims`), so two of them never ask the same one at once.
+
+A failed judgment (``error``) is kept with its reason; a later try replaces it, and every
+failure is also appended to ``failures``, the history of what went wrong for each key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from rlaif.errors import ConfigError
+from rlaif.redaction import redact
 
 _TYPES = {
     "key": "TEXT PRIMARY KEY", "judge": "TEXT", "backend": "TEXT", "model": "TEXT",
@@ -19,18 +31,46 @@ _TYPES = {
     "verdict": "TEXT", "p_first": "REAL", "label_mass": "REAL", "score": "REAL",
     "raw_output": "TEXT",
     "error": "TEXT", "input_tokens": "INTEGER", "output_tokens": "INTEGER", "cost_usd": "REAL",
-    "created_at": "REAL",
+    "created_at": "REAL", "failures": "INTEGER",
 }  # fmt: skip
 _COLUMNS = tuple(_TYPES)
+_TEXT = ("raw_output", "error")
+"""Free text a provider may have filled with anything, a key it echoed included."""
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT, judge TEXT, error TEXT, pid INTEGER, created_at REAL);
+CREATE INDEX IF NOT EXISTS failures_key ON failures (key);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY, owner TEXT, host TEXT, pid INTEGER, expires REAL);
+CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
+"""
+
+
+class StoreDamagedError(ConfigError):
+    """The store file cannot be read as SQLite; the message says how to recover."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode that waits for other writers instead of failing."""
+    db = sqlite3.connect(path, timeout=60, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
 
 class JudgmentStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = connect(self.path)
+            self._create()
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamagedError(damaged_message(self.path, exc)) from None
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise ConfigError(f"{self.path}: cannot open the judgment store ({exc})") from None
+
+    def _create(self) -> None:
         columns = ", ".join(f"{c} {t}" for c, t in _TYPES.items())
         self._db.execute(f"CREATE TABLE IF NOT EXISTS judgments ({columns})")
         # Stores written by an older version gain the newer columns in place.
@@ -38,6 +78,7 @@ class JudgmentStore:
         for column in _COLUMNS:
             if column not in have:
                 self._db.execute(f"ALTER TABLE judgments ADD COLUMN {column} {_TYPES[column]}")
+        self._db.executescript(_SCHEMA)
         self._db.commit()
 
     def close(self) -> None:
@@ -49,32 +90,68 @@ class JudgmentStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def _readable(self) -> Iterator[None]:
+        """Damage found mid-run (a malformed page) is the same clear error as at open."""
+        try:
+            yield
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamagedError(damaged_message(self.path, exc)) from None
+
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         keys = list(dict.fromkeys(keys))
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM judgments WHERE key IN "
-                f"({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-            found.update({row[0]: dict(zip(_COLUMNS, row, strict=True)) for row in rows})
+        with self._readable():
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = self._db.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM judgments WHERE key IN "
+                    f"({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+                found.update({row[0]: dict(zip(_COLUMNS, row, strict=True)) for row in rows})
         return found
 
     def put_many(self, records: Iterable[dict[str, Any]]) -> None:
-        """Insert finished judgments. A key keeps its first real answer; only a stored
-        ``error`` (nothing was learned, maybe nothing paid) is replaced by a later try."""
+        """Insert finished judgments in one transaction. A key keeps its first real answer;
+        only a stored ``error`` (nothing was learned) is replaced by a later try, and a new
+        error on it counts one more failure."""
         now = time.time()
-        rows = [tuple(r.get(c) if c != "created_at" else now for c in _COLUMNS) for r in records]
-        with self._db:
+        rows, failed = [], []
+        for record in records:
+            r = {
+                **record,
+                **{c: redact(record.get(c)) for c in _TEXT},
+                "created_at": now,
+                "failures": int(record.get("status") == "error"),
+            }
+            rows.append(tuple(r.get(c) for c in _COLUMNS))
+            if r["failures"]:
+                failed.append((r["key"], r.get("judge"), r.get("error"), os.getpid(), now))
+        updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:] if c != "failures")
+        with self._readable(), self._db:
             self._db.executemany(
                 f"INSERT INTO judgments ({', '.join(_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
-                f"{', '.join(f'{c}=excluded.{c}' for c in _COLUMNS[1:])} "
+                f"{updates}, failures = COALESCE(judgments.failures, 0) + excluded.failures "
                 "WHERE judgments.status = 'error'",
                 rows,
             )
+            self._db.executemany("INSERT INTO failures VALUES (?, ?, ?, ?, ?)", failed)
+
+    def put(self, record: dict[str, Any]) -> None:
+        """One answer, committed now: it is on disk before its request's slot is reused."""
+        self.put_many([record])
+
+    def failure_history(self, key: str) -> list[dict[str, Any]]:
+        """Every failed try of ``key``, oldest first."""
+        rows = self._db.execute(
+            "SELECT judge, error, pid, created_at FROM failures WHERE key = ? ORDER BY rowid",
+            (key,),
+        )
+        return [dict(zip(("judge", "error", "pid", "created_at"), r, strict=True)) for r in rows]
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
@@ -127,3 +204,45 @@ class JudgmentStore:
             deleted = self._db.execute(f"DELETE FROM judgments{where}", args).rowcount
         self._db.execute("VACUUM")
         return deleted
+
+
+def damaged_message(path: Path, exc: Exception) -> str:
+    return (
+        f"{path}: the judgment store is damaged ({exc}). Nothing was run. To recover, run "
+        f"`rlaif cache salvage --store {path}`: it moves the file aside and copies every "
+        "judgment SQLite can still read into a fresh store (the rest will be asked again)"
+    )
+
+
+def salvage(path: Path) -> dict[str, Any]:
+    """Move a damaged store aside (``<name>.damaged-<time>``) and copy every judgment row
+    SQLite can still read into a fresh store at ``path``; returns what was saved."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            shutil.move(side, aside.with_name(aside.name + suffix))
+    rows: list[dict[str, Any]] = []
+    unreadable = 0
+    try:
+        old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+        have = [r[1] for r in old.execute("PRAGMA table_info(judgments)")]
+        columns = [c for c in _COLUMNS if c in have]
+        last = old.execute("SELECT MAX(rowid) FROM judgments").fetchone()[0] or 0
+        select = f"SELECT {', '.join(columns)} FROM judgments WHERE rowid = ?"
+        for rowid in range(1, last + 1):
+            try:
+                row = old.execute(select, (rowid,)).fetchone()
+            except sqlite3.DatabaseError:
+                unreadable += 1
+                continue
+            if row is not None:
+                rows.append(dict(zip(columns, row, strict=True)))
+        old.close()
+    except sqlite3.DatabaseError:
+        pass  # not even the schema is readable: nothing to copy
+    with JudgmentStore(path) as fresh:
+        fresh.put_many(r for r in rows if r.get("status") != "error")
+    return {"moved_to": str(aside), "salvaged": len(rows), "unreadable_rows": unreadable}

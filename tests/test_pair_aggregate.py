@@ -3,6 +3,7 @@ from datasets import Dataset
 
 from rlaif.config import AggregateConfig, PairConfig
 from rlaif.stages import aggregate, pair
+from rlaif.stages.aggregate import held_back_pairs
 
 
 def samples(responses_per_prompt):
@@ -95,18 +96,31 @@ def test_ties_dropped_by_default_consistent_pairs_kept():
     assert out[0]["chosen"][0]["content"] == "long answer"
 
 
-def test_invalid_judgments_ignored_and_unjudged_pairs_dropped():
+def test_half_judged_pairs_are_held_back_unless_published_as_incomplete():
+    """A pair with a valid judgment in one order only is not a preference: by default it is
+    held back (and counted); ``incomplete: publish`` keeps it, marked ``complete`` false."""
     data = judgments(
         [
             ("half", "ab", 0.9, "ok"),
             ("half", "ba", None, "invalid"),
+            ("failed", "ab", 0.9, "ok"),
+            ("failed", "ba", None, "error"),
             ("none", "ab", None, "error"),
             ("none", "ba", None, "invalid"),
+            ("full", "ab", 0.9, "ok"),
+            ("full", "ba", 0.8, "ok"),
         ]
     )
     out = aggregate(data, AggregateConfig())
-    assert out["pair_id"] == ["half"]
-    assert out["n_judgments"] == [1]
+    assert out["pair_id"] == ["full"]
+    assert out["complete"] == [True]
+    assert held_back_pairs(data) == {"failed": 2, "unreadable": 1}
+    published = aggregate(data, AggregateConfig(incomplete="publish"))
+    assert sorted(zip(published["pair_id"], published["complete"], published["n_judgments"])) == [
+        ("failed", False, 1),
+        ("full", True, 2),
+        ("half", False, 1),
+    ]
 
 
 def test_min_margin_filters_weak_preferences():

@@ -20,6 +20,8 @@ class AnthropicJudge(ApiJudge):
     kind = "anthropic"
     read_modes = ("json", "parse")
     transient_errors = (anthropic.APIConnectionError, anthropic.APIResponseValidationError)
+    unreachable_errors = (anthropic.APIConnectionError,)
+    slow_errors = (anthropic.APITimeoutError,)
 
     def _client(self) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(

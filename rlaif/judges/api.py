@@ -27,6 +27,7 @@ from tenacity import (
 
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.judges.base import Budget, JudgeRequest, OnResult, RubricJudge, Verdict
+from rlaif.redaction import register_secret
 from rlaif.rubrics import load_rubric
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -45,6 +46,9 @@ class ApiJudge(RubricJudge):
     kind = "api"
     read_modes: tuple[str, ...] = ()
     transient_errors: tuple[type[BaseException], ...] = ()
+    unreachable_errors: tuple[type[BaseException], ...] = (ConnectionError,)
+    """Failures that mean nothing answers at the address (not a slow or failing server)."""
+    slow_errors: tuple[type[BaseException], ...] = (TimeoutError,)
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
@@ -69,6 +73,7 @@ class ApiJudge(RubricJudge):
                 f"judge '{self.cfg.name}': the environment variable {env} (api_key_env) is not "
                 "set; export the key there, or set api_key_env: null for a server without keys"
             )
+        register_secret(key)
         return key
 
     def identity(self) -> dict[str, Any]:
@@ -132,21 +137,29 @@ class ApiJudge(RubricJudge):
         tpm = AsyncLimiter(tpm_limit / 60, 1) if tpm_limit else None
         pending = iter(enumerate(requests))
 
+        async def answer(index: int, request: JudgeRequest, probe: bool = False) -> None:
+            verdict = await self._judge_one(client, request, rpm, tpm, probe=probe)
+            budget.add(verdict.cost_usd)
+            on_result(index, verdict)
+
         async def worker() -> None:
             # All workers share one iterator; the event loop is single-threaded, so each
             # request is taken exactly once.
             for index, request in pending:
                 if not budget.allows():
                     return
-                verdict = await self._judge_one(client, request, rpm, tpm)
-                budget.add(verdict.cost_usd)
-                on_result(index, verdict)
+                await answer(index, request)
 
-        workers = [
-            asyncio.ensure_future(worker())
-            for _ in range(min(self.cfg.max_concurrency, len(requests)))
-        ]
+        workers: list[asyncio.Future] = []
         try:
+            # One request alone first: a judge nothing answers for fails once, clearly,
+            # instead of every request failing after its retries.
+            if budget.allows():
+                await answer(*next(pending), probe=True)
+            workers = [
+                asyncio.ensure_future(worker())
+                for _ in range(min(self.cfg.max_concurrency, len(requests) - 1))
+            ]
             await asyncio.gather(*workers)
         finally:
             for w in workers:
@@ -154,7 +167,13 @@ class ApiJudge(RubricJudge):
             await client.close()
 
     async def _judge_one(
-        self, client: Any, request: JudgeRequest, rpm: AsyncLimiter | None, tpm: AsyncLimiter | None
+        self,
+        client: Any,
+        request: JudgeRequest,
+        rpm: AsyncLimiter | None,
+        tpm: AsyncLimiter | None,
+        *,
+        probe: bool = False,
     ) -> Verdict:
         messages = self.render(request)
         tokens = sum(self.estimated_tokens(messages))
@@ -178,6 +197,8 @@ class ApiJudge(RubricJudge):
                     finally:
                         self.in_flight -= 1
         except Exception as exc:
+            if probe and self.unreachable(exc):
+                raise FatalJudgeError(self._unreachable_message(exc)) from exc
             if not self.retryable(exc):
                 fatal = self.fatal(exc)
                 if fatal is not None:
@@ -196,6 +217,17 @@ class ApiJudge(RubricJudge):
         if _status(exc) is not None and not self.retryable(exc):
             return FatalJudgeError(self._fatal_message(exc))
         return None
+
+    def unreachable(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.unreachable_errors) and not isinstance(exc, self.slow_errors)
+
+    def _unreachable_message(self, exc: BaseException) -> str:
+        where = self.cfg.base_url or f"the {self.kind} API"
+        return (
+            f"judge '{self.name}': cannot reach {where} ({describe_error(exc)}, "
+            f"{self.cfg.max_retries + 1} attempts); nothing else was sent. Is the server "
+            f"running, and is base_url right? (judge '{self.name}'.base_url)"
+        )
 
     def retryable(self, exc: BaseException) -> bool:
         """Can this failure succeed later: 429, 5xx, timeouts, dropped connections?"""

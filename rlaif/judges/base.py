@@ -42,14 +42,22 @@ class Verdict:
 
 
 class Budget:
-    """A spending cap shared by the judges of one stage: no new call once it is reached."""
+    """What lets the judges of one stage start another call: a spending cap, and no
+    interrupt (Ctrl-C stops new calls while those in flight finish and are stored)."""
 
     def __init__(self, max_cost_usd: float | None = None):
         self.max_cost_usd = max_cost_usd
         self.spent = 0.0
+        self.interrupted = False
 
     def allows(self) -> bool:
+        if self.interrupted:
+            return False
         return self.max_cost_usd is None or self.spent < self.max_cost_usd
+
+    def exhausted(self) -> bool:
+        """The cap (not an interrupt) is what stops new calls."""
+        return self.max_cost_usd is not None and self.spent >= self.max_cost_usd
 
     def add(self, cost: float | None) -> None:
         self.spent += cost or 0.0
@@ -70,6 +78,11 @@ class JudgeBackend(Protocol):
         """The exact input sent for a request; hashed into the cache key."""
         ...
 
+    def check(self) -> None:
+        """Fail now, with a clear error, on what would make every judgment fail (a label the
+        judge's tokenizer splits, a callable that returns nonsense); no paid call."""
+        ...
+
     def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
         """Judge every request, calling ``on_result(index, verdict)`` as each finishes.
 
@@ -84,6 +97,10 @@ class RubricJudge:
     """``render`` and ``provenance`` for backends that ask through a rubric template."""
 
     rubric: Rubric
+
+    def check(self) -> None:
+        """Nothing beyond the rubric's own checks by default (an API judge's tokenizer is not
+        at hand); local backends check their labels against their tokenizer."""
 
     def provenance(self) -> dict[str, str]:
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
@@ -104,5 +121,7 @@ class BatchJudge:
 
     def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
         for start in range(0, len(requests), self.batch_size):
+            if not budget.allows():
+                return
             for offset, verdict in enumerate(self.judge(requests[start : start + self.batch_size])):
                 on_result(start + offset, verdict)

@@ -21,6 +21,8 @@ class OpenAIJudge(ApiJudge):
     kind = "openai"
     read_modes = ("label_probs", "json", "parse")
     transient_errors = (openai.APIConnectionError, openai.APIResponseValidationError)
+    unreachable_errors = (openai.APIConnectionError,)
+    slow_errors = (openai.APITimeoutError,)
 
     def _client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(

@@ -10,6 +10,8 @@ import hashlib
 import importlib
 import inspect
 import math
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,8 @@ def import_callable(spec: str, *, field: str) -> Callable[..., Any]:
     module_name, sep, attr = spec.partition(":")
     if not sep:
         raise ConfigError(f"{field}: '{spec}' must look like 'module:function'")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # the console script does not put the working dir there
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -49,6 +53,18 @@ class PythonJudge(BatchJudge):
     def provenance(self) -> dict[str, str]:
         return {"rubric_id": self.cfg.callable, "rubric_hash": self._hash}
 
+    def check(self) -> None:
+        """Call the function once on an example: one that raises or returns something other
+        than a probability or a label would fail every judgment."""
+        example = JudgeRequest("What is 2 + 2?", "4.", "2 + 2 is 5.")
+        verdict = self._one(example)
+        if verdict.status != "ok":
+            what = verdict.error if verdict.status == "error" else f"returned {verdict.raw_output}"
+            raise ConfigError(
+                f"judge '{self.name}': {self.cfg.callable}{_call_text(example)} {what}; it must "
+                "return P(first wins) in [0, 1], or 'A' or 'B'"
+            )
+
     def render(self, request: JudgeRequest) -> list[str]:
         return [request.prompt, request.first, request.second]
 
@@ -59,7 +75,9 @@ class PythonJudge(BatchJudge):
         try:
             out = self.fn(request.prompt, request.first, request.second)
         except Exception as exc:
-            return Verdict(status="error", raw_output="", error=f"{type(exc).__name__}: {exc}")
+            return Verdict(
+                status="error", raw_output="", error=f"raised {type(exc).__name__}: {exc}"
+            )
         if out in ("A", "B"):
             return Verdict(
                 status="ok", raw_output=out, verdict=out, p_first=1.0 if out == "A" else 0.0
@@ -81,3 +99,7 @@ class PythonJudge(BatchJudge):
             raw_output=repr(out),
             error="expected a probability in [0, 1] or 'A'/'B'",
         )
+
+
+def _call_text(request: JudgeRequest) -> str:
+    return f"({request.prompt!r}, {request.first!r}, {request.second!r})"

@@ -12,10 +12,11 @@ from typing import Any
 import torch
 
 from rlaif.config import TransformersJudgeConfig
+from rlaif.devices import hardware, pick_dtype
 from rlaif.errors import ConfigError
 from rlaif.judges.base import BatchJudge, JudgeRequest, RubricJudge, Verdict
 from rlaif.judges.verdicts import from_label_probabilities
-from rlaif.models import resolve_model
+from rlaif.models import load_tokenizer, resolve_model
 from rlaif.rubrics import load_rubric
 
 
@@ -39,7 +40,9 @@ class TransformersJudge(RubricJudge, BatchJudge):
         return {
             "backend": "transformers",
             "model": self.cfg.model,
-            "dtype": self.cfg.dtype,
+            # bf16 and float32 give slightly different probabilities, so the dtype the model
+            # actually runs in (not "auto") is part of what a judgment is keyed by
+            "dtype": pick_dtype(self.cfg.dtype, hardware()),
             "read": "label_probs",
             "rubric": self.rubric.id,
             "rubric_hash": self.rubric.sha256,
@@ -48,15 +51,13 @@ class TransformersJudge(RubricJudge, BatchJudge):
     def _load(self) -> None:
         from rlaif.sampling.transformers import load_causal_lm
 
-        self._tokenizer, self._model = load_causal_lm(self.model_path, self.cfg.dtype)
-        for label in self.rubric.labels:
-            ids = self._tokenizer.encode(label, add_special_tokens=False)
-            if len(ids) != 1:
-                raise ConfigError(
-                    f"{self.rubric.path}: label '{label}' is {len(ids)} tokens for model "
-                    f"'{self.cfg.model}'; label-probability judging needs single-token labels"
-                )
-            self._label_ids.append(ids[0])
+        self._tokenizer, self._model = load_causal_lm(
+            self.model_path, self.cfg.dtype, where=f"judge '{self.name}'"
+        )
+        self._label_ids = self.rubric.label_token_ids(self._tokenizer, model=self.cfg.model)
+
+    def check(self) -> None:
+        self.rubric.label_token_ids(load_tokenizer(self.model_path), model=self.cfg.model)
 
     @torch.inference_mode()
     def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:

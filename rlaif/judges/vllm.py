@@ -10,9 +10,10 @@ from dataclasses import replace
 from typing import Any
 
 from rlaif.config import VllmJudgeConfig
+from rlaif.devices import hardware, pick_dtype, resolve_dtype
 from rlaif.judges.base import BatchJudge, JudgeRequest, RubricJudge, Verdict
 from rlaif.judges.verdicts import from_label_logprobs, read_text
-from rlaif.models import resolve_model
+from rlaif.models import load_tokenizer, resolve_model
 from rlaif.rubrics import load_rubric
 
 
@@ -35,13 +36,17 @@ class VllmJudge(RubricJudge, BatchJudge):
         return {
             "backend": "vllm",
             "model": self.cfg.model,
-            "dtype": self.cfg.dtype,
+            "dtype": pick_dtype(self.cfg.dtype, hardware()),
             "read": read,
             "temperature": self.cfg.temperature,
             **decoding,
             "rubric": self.rubric.id,
             "rubric_hash": self.rubric.sha256,
         }
+
+    def check(self) -> None:
+        if self.rubric.read == "label_probs":
+            self.rubric.label_token_ids(load_tokenizer(self.model_path), model=self.cfg.model)
 
     def _params(self):
         from vllm import SamplingParams
@@ -66,7 +71,7 @@ class VllmJudge(RubricJudge, BatchJudge):
 
             self._llm = LLM(
                 model=str(self.model_path),
-                dtype=self.cfg.dtype,
+                dtype=resolve_dtype(self.cfg.dtype, where=f"judge '{self.name}'"),
                 seed=0,
                 gpu_memory_utilization=self.cfg.gpu_memory_utilization,
                 max_model_len=self.cfg.max_model_len,

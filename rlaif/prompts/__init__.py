@@ -6,7 +6,9 @@ so the stages never see a user's column names.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import logging
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
@@ -14,6 +16,7 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from rlaif.config import PromptsConfig
 from rlaif.errors import ConfigError
 
+log = logging.getLogger(__name__)
 BUILTIN_PATH = Path(__file__).with_name("default_prompts.jsonl")
 _FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -38,6 +41,24 @@ def split_prompts(prompts: Dataset, cfg: PromptsConfig) -> tuple[Dataset, Datase
     held_out = shuffled.select(range(cfg.eval_size))
     train = shuffled.select(range(cfg.eval_size, len(shuffled)))
     return train, held_out
+
+
+def drop_long_prompts(prompts: Dataset, tokenizer, max_tokens: int) -> tuple[Dataset, int]:
+    """The prompts of at most ``max_tokens`` tokens, and how many were longer. A prompt of
+    60 KB would otherwise take sampling past 10 GB of memory before anything said no."""
+    lengths = [len(ids) for ids in tokenizer(list(prompts["prompt"]))["input_ids"]]
+    keep = [i for i, n in enumerate(lengths) if n <= max_tokens]
+    dropped = len(lengths) - len(keep)
+    if dropped:
+        log.warning(
+            "prompts: %d of %d prompts are longer than prompts.max_prompt_tokens=%d tokens "
+            "(the longest is %d); they are skipped",
+            dropped,
+            len(lengths),
+            max_tokens,
+            max(lengths),
+        )
+    return (prompts.select(keep) if dropped else prompts), dropped
 
 
 def normalize_prompts(raw: Dataset, cfg: PromptsConfig, *, source: str) -> Dataset:
@@ -97,6 +118,8 @@ def _read(source: str, split: str) -> Dataset:
     if path.suffix in _FILE_FORMATS:
         if not path.is_file():
             raise ConfigError(f"prompts.source: file not found: {source}")
+        if path.suffix != ".parquet":
+            _check_text(path)
         try:
             return load_dataset(_FILE_FORMATS[path.suffix], data_files=str(path), split="train")
         except Exception as exc:
@@ -108,3 +131,24 @@ def _read(source: str, split: str) -> Dataset:
             f"prompts.source: '{source}' is not builtin, a file (.jsonl, .json, .csv, .parquet), "
             f"a save_to_disk folder, or a loadable hub dataset: {exc}"
         ) from exc
+
+
+def _check_text(path: Path) -> None:
+    """A text prompt file must be non-empty UTF-8; say where it is not, before parsing."""
+    line = 1
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    empty = True
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            try:
+                text = decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                line += block[: exc.start].count(b"\n")
+                raise ConfigError(
+                    f"{path}:{line}: not UTF-8 text (byte 0x{block[exc.start]:02x}); save the "
+                    "file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                ) from None
+            line += block.count(b"\n")
+            empty = empty and not text.strip()
+    if empty:
+        raise ConfigError(f"{path}: the file is empty: no prompts to read")

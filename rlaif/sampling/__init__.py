@@ -29,7 +29,7 @@ class GenerationParams:
     temperature: float = 0.8
     top_p: float = 0.95
     batch_size: int = 16
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
     seed: int = 0
 
 

@@ -7,21 +7,19 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from rlaif.devices import resolve_dtype
 from rlaif.models import load_tokenizer
 from rlaif.progress import tqdm
 from rlaif.sampling import Completion, EngineSlot, GenerationParams
 
-
-def torch_dtype(name: str) -> torch.dtype | str:
-    return "auto" if name == "auto" else getattr(torch, name)
-
-
 ENGINE = EngineSlot()
 
 
-def load_causal_lm(model: Path | str, dtype: str):
+def load_causal_lm(model: Path | str, dtype: str, *, where: str = "sampling"):
+    """Tokenizer (left-padded) and model in ``dtype`` (``auto`` resolved for this machine)."""
     tokenizer = load_tokenizer(model, padding_side="left")
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(dtype))
+    resolved = getattr(torch, resolve_dtype(dtype, where=where))
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=resolved)
     lm.eval()
     return tokenizer, lm
 

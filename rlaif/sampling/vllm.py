@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlaif.devices import resolve_dtype
 from rlaif.sampling import Completion, EngineSlot, GenerationParams
 
 ENGINE = EngineSlot()
@@ -21,7 +22,7 @@ def generate_vllm(
         lambda: LLM(
             model=str(model),
             seed=params.seed,
-            dtype=params.dtype,
+            dtype=resolve_dtype(params.dtype, where="sampling (vLLM)"),
             gpu_memory_utilization=0.5,
             enforce_eager=True,
         ),

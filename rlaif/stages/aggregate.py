@@ -47,9 +47,19 @@ _PROVENANCE = {"judges": "judge", "rubric_ids": "rubric_id", "rubric_hashes": "r
 
 def aggregate(judgments: Dataset, cfg: AggregateConfig) -> Dataset:
     """``prompt``/``chosen``/``rejected`` (conversational) plus ``p_chosen``, ``margin``,
-    ``tie`` and the provenance of every judgment behind the row."""
+    ``tie``, ``complete`` and the provenance of every judgment behind the row.
+
+    A preference is published only from complete evidence: a pair lacking a valid judgment
+    from any judge in any order it was asked (failed, not asked yet, or unreadable) is held
+    back (with ``best_vs_worst``, its whole prompt), unless ``cfg.incomplete`` is
+    ``publish``, which keeps it with ``complete`` false."""
     # through the arrow formatter, so a selected or filtered dataset is read as it appears
     table = judgments.select_columns(_COLUMNS).with_format("arrow")[:].combine_chunks()
+    by = "prompt_id" if cfg.selection == "best_vs_worst" else "pair_id"
+    complete_row = _complete_groups(table, by)
+    held_back = held_back_pairs(judgments)
+    if cfg.incomplete == "hold":
+        table = table.filter(pa.array(complete_row))
     pairs = combine(table, cfg)
     if cfg.selection == "best_vs_worst":
         pairs = best_vs_worst(table, pairs)
@@ -67,12 +77,55 @@ def aggregate(judgments: Dataset, cfg: AggregateConfig) -> Dataset:
     }
     keep &= margin >= cfg.min_margin
     log.info(
-        "aggregate: %d candidates -> %d preferences; dropped %s",
+        "aggregate: %d candidates -> %d preferences; dropped %s; incomplete pairs %s (%s)",
         len(pairs),
         int(keep.sum()),
         dropped,
+        held_back or "none",
+        "held back" if cfg.incomplete == "hold" else "published, complete=false",
     )
     return _to_dataset(pairs.filter(pa.array(keep)))
+
+
+def held_back_pairs(judgments: Dataset) -> dict[str, int]:
+    """Pairs without complete evidence, by why: ``failed`` (an error, a call the budget did
+    not allow, an answer still in a provider batch: a later run may fill it in) or
+    ``unreadable`` (the judge answered, but not with a verdict)."""
+    table = judgments.select_columns(["pair_id", "status", "p_a"]).with_format("arrow")[:]
+    frame = table.to_pandas()
+    frame["valid"] = (frame["status"] == "ok") & frame["p_a"].notna()
+    frame["retryable"] = frame["status"].isin(["error", "skipped", "pending"])
+    per_pair = frame.groupby("pair_id", sort=False).agg(
+        complete=("valid", "all"), retryable=("retryable", "any")
+    )
+    incomplete = per_pair[~per_pair["complete"]]
+    counts = {
+        "failed": int(incomplete["retryable"].sum()),
+        "unreadable": int((~incomplete["retryable"]).sum()),
+    }
+    return {k: v for k, v in counts.items() if v}
+
+
+def incomplete_prompt_ids(judgments: Dataset) -> set[str]:
+    """Prompts with at least one pair lacking complete evidence (nightly does not count them
+    as seen, so they come back)."""
+    table = judgments.select_columns(["prompt_id", "status", "p_a"]).with_format("arrow")[:]
+    complete = _valid(table)
+    ids = table["prompt_id"].to_numpy(zero_copy_only=False)
+    return {str(i) for i in ids[~complete]}
+
+
+def _valid(table: pa.Table) -> np.ndarray:
+    p_a = table["p_a"].to_numpy(zero_copy_only=False).astype(float)
+    return (table["status"].to_numpy(zero_copy_only=False) == "ok") & ~np.isnan(p_a)
+
+
+def _complete_groups(table: pa.Table, by: str) -> np.ndarray:
+    """Per judgment row: whether every row of its group (pair or prompt) is valid."""
+    codes, _ = pd.factorize(table[by].to_numpy(zero_copy_only=False), sort=False)
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    invalid = np.bincount(codes, (~_valid(table)).astype(float), n_groups)
+    return invalid[codes] == 0
 
 
 def combine(table: pa.Table, cfg: AggregateConfig) -> pa.Table:
@@ -83,7 +136,7 @@ def combine(table: pa.Table, cfg: AggregateConfig) -> pa.Table:
     first = np.full(n_pairs, len(codes), dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(codes)))
     p_a = table["p_a"].to_numpy(zero_copy_only=False).astype(float)
-    valid = (table["status"].to_numpy(zero_copy_only=False) == "ok") & ~np.isnan(p_a)
+    valid = _valid(table)
     if cfg.length_correction and valid.any():
         frame = table.filter(pa.array(valid)).select(["response_a", "response_b", "p_a"])
         p_a[valid] = length_corrected(frame.to_pandas())
@@ -100,6 +153,7 @@ def combine(table: pa.Table, cfg: AggregateConfig) -> pa.Table:
     out = out.append_column("p_a", pa.array(combined))
     out = out.append_column("tie", pa.array((votes == 0) | ((wins > 0) & (wins < votes))))
     out = out.append_column("n_judgments", pa.array(counts))
+    out = out.append_column("complete", pa.array(counts == np.bincount(codes, minlength=n_pairs)))
     valid_rows = table.filter(pa.array(valid))
     for name, column in _PROVENANCE.items():
         out = out.append_column(name, _ragged(vcodes, valid_rows[column], n_pairs, unique=True))
@@ -134,9 +188,7 @@ def best_vs_worst(table: pa.Table, pairs: pa.Table) -> pa.Table:
         return responses[f"response_{side}"][row]
 
     first_row = pd.Series(np.arange(len(frame))).groupby(prompt_codes).first().to_numpy()
-    valid = (table["status"].to_numpy(zero_copy_only=False) == "ok") & ~np.isnan(
-        table["p_a"].to_numpy(zero_copy_only=False).astype(float)
-    )
+    valid = _valid(table)
     # every valid judgment of a prompt backs its row: map judgments onto the prompt codes
     remap = pd.Series(np.arange(len(prompt_ids)), index=prompt_ids)
     prompt_of_row = remap.reindex(table["prompt_id"].to_numpy(zero_copy_only=False)).to_numpy()
@@ -144,6 +196,8 @@ def best_vs_worst(table: pa.Table, pairs: pa.Table) -> pa.Table:
     gcodes = prompt_of_row[keep_rows].astype(np.int64)
     valid_rows = table.filter(pa.array(keep_rows))
     n = len(prompt_ids)
+    known = ~np.isnan(prompt_of_row)
+    invalid = np.bincount(prompt_of_row[known].astype(np.int64), (~valid[known]).astype(float), n)
     columns = {
         "pair_id": [f"{prompt_ids[r]}:{best[r]}-{worst[r]}" for r in rows],
         "prompt_id": [str(prompt_ids[r]) for r in rows],
@@ -153,6 +207,7 @@ def best_vs_worst(table: pa.Table, pairs: pa.Table) -> pa.Table:
         "p_a": bradley_terry.win_probability(grid[rows, best[rows]], grid[rows, worst[rows]]),
         "tie": np.zeros(len(rows), dtype=bool),
         "n_judgments": np.bincount(gcodes, minlength=n)[rows],
+        "complete": invalid[rows] == 0,
     }
     out = pa.table(columns)
     for name, column in _PROVENANCE.items():
@@ -212,6 +267,7 @@ def _to_dataset(pairs: pa.Table) -> Dataset:
             "prompt_id": column("prompt_id").cast(pa.string()),
             "pair_id": column("pair_id").cast(pa.string()),
             "n_judgments": column("n_judgments").cast(pa.int64()),
+            "complete": column("complete").cast(pa.bool_()),
             **{name: column(name) for name in [*_PROVENANCE, "judgment_keys"]},
         }
     )

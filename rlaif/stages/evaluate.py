@@ -86,8 +86,8 @@ def evaluate(
             if rec["status"] == "ok" and rec["p_a"] is not None:
                 p_by_pair.setdefault(rec["pair_id"], []).append(rec["p_a"])
             if not rec["cached"]:
-                cost_by_pair[rec["pair_id"]] = (
-                    cost_by_pair.get(rec["pair_id"], 0.0) + (rec["cost_usd"] or 0.0)
+                cost_by_pair[rec["pair_id"]] = cost_by_pair.get(rec["pair_id"], 0.0) + (
+                    rec["cost_usd"] or 0.0
                 )
     p_policy = []
     for pair_id, same in zip(pairs["pair_id"], identical, strict=True):

@@ -1,15 +1,22 @@
 """Stage 3: every pair judged (in both orders by default) by every configured judge.
 
 Each request is keyed by a hash of the judge's identity and the exact rendered input.
-Answers already in the store are reused; new ones are written every ``flush_every``
-judgments or ``flush_seconds``, so a re-run pays for nothing twice and a crash loses
-only the calls in flight and one unflushed batch.
+Answers already in the store are reused; each new one is committed the moment it arrives,
+so a crash re-asks only the calls in flight and Ctrl-C (which lets those finish) none.
+Runs sharing the store claim keys before asking them (:mod:`rlaif.claims`): a key another
+live run is asking is waited for, not paid twice. A failed judgment is asked again on the
+next run, until it has failed ``judge.max_failures`` times.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -17,6 +24,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from rlaif.batches.runner import BatchRun
+from rlaif.claims import Claims
 from rlaif.config import JudgeConfig
 from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, JudgeBackend, JudgeRequest, Verdict, build_judge
@@ -26,7 +34,11 @@ from rlaif.store import JudgmentStore
 
 log = logging.getLogger(__name__)
 _VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
-_RECORD_FIELDS = (*_VERDICT_FIELDS, "key", "rubric_id", "rubric_hash", "prompt_hash")
+_RECORD_FIELDS = (
+    *_VERDICT_FIELDS, "key", "rubric_id", "rubric_hash", "prompt_hash", "failures"
+)  # fmt: skip
+WAIT_POLL_S = 0.5
+"""How often a run waiting on another run's answers looks at the store."""
 
 
 @dataclass(frozen=True)
@@ -52,56 +64,19 @@ def judge(
     a later run asks them). Judges with ``batch.enabled`` go through the provider's batch API,
     recording their batches under ``batch_dir``; requests awaiting a batch are rows with
     status ``pending`` (a later run collects them). Without ``batch_dir`` (evaluation, which
-    needs its answers now) they are judged online.
+    needs its answers now) they are judged online. Ctrl-C stops new calls, stores what is in
+    flight, and raises ``KeyboardInterrupt``.
     """
     budget = budget or Budget(cfg.max_cost_usd)
     backends = [build_judge(spec) for spec in cfg.judges]
     records = pairs.select_columns(pair_columns(pairs)).to_list()
     out: list[dict] = []
-    for backend in backends:
-        tasks = plan_requests(backend, records, cfg.orders, cfg.seed)
-        known = store.get_many(t.key for t in tasks)
-        todo = list(
-            {
-                t.key: t for t in tasks if known.get(t.key, {}).get("status") in (None, "error")
-            }.values()
-        )
-        log.info(
-            "judge %s: %d requests, %d cached, %d to judge",
-            backend.name,
-            len(tasks),
-            len(tasks) - len(todo),
-            len(todo),
-        )
-        awaited: dict[str, str] = {}
-        if batch_dir is not None and _batched(backend):
-            make_record = partial(_record, _base_record(backend))
-            run = BatchRun(
-                backend, store=store, budget=budget, batch_dir=batch_dir, make_record=make_record
-            )
-            awaited = run.run(todo)
-        else:
-            _run(backend, todo, cfg, store, budget)
-        stored = store.get_many(t.key for t in tasks)
-        results = [(t, _result(t, stored, awaited, budget)) for t in tasks]
-        p_a_of = _pointwise_p_a(backend, results) if _mode(backend) == "pointwise" else None
-        for t, rec in results:
-            if p_a_of is not None:
-                p_a = p_a_of.get(t.row)
-            else:
-                p_first = rec.get("p_first")
-                p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
-            out.append(
-                {
-                    **records[t.row],
-                    "judge": backend.name,
-                    "order": t.order,
-                    "p_a": p_a,
-                    "cached": t.key in known and known[t.key]["status"] != "error",
-                    **{k: rec.get(k) for k in _RECORD_FIELDS},
-                }
-            )
-    if not budget.allows():
+    with _finish_in_flight_on_interrupt(budget):
+        for backend in backends:
+            out += _judge_with(backend, records, cfg, store, budget, batch_dir)
+    if budget.interrupted:
+        raise KeyboardInterrupt("judging interrupted; every answer received is stored")
+    if budget.exhausted():
         log.warning(
             "judge: budget max_cost_usd=%s reached after $%.4f; calls not made are "
             "'skipped' and will be asked on the next run",
@@ -109,6 +84,115 @@ def judge(
             budget.spent,
         )
     return Dataset.from_list(out)
+
+
+def _judge_with(
+    backend: JudgeBackend,
+    records: list[dict],
+    cfg: JudgeConfig,
+    store: JudgmentStore,
+    budget: Budget,
+    batch_dir: Path | None,
+) -> list[dict]:
+    tasks = plan_requests(backend, records, cfg.orders, cfg.seed)
+    known = store.get_many(t.key for t in tasks)
+    todo = list({t.key: t for t in tasks if due(known.get(t.key), cfg.max_failures)}.values())
+    log.info(
+        "judge %s: %d requests, %d cached, %d to judge",
+        backend.name,
+        len(tasks),
+        len(tasks) - len(todo),
+        len(todo),
+    )
+    awaited: dict[str, str] = {}
+    if batch_dir is not None and _batched(backend):
+        make_record = partial(_record, _base_record(backend))
+        run = BatchRun(
+            backend, store=store, budget=budget, batch_dir=batch_dir, make_record=make_record
+        )
+        awaited = run.run(todo)
+    elif todo:
+        _run_claimed(backend, todo, store, budget)
+    stored = store.get_many(t.key for t in tasks)
+    results = [(t, _result(t, stored, awaited, budget)) for t in tasks]
+    p_a_of = _pointwise_p_a(backend, results) if _mode(backend) == "pointwise" else None
+    rows = []
+    for t, rec in results:
+        if p_a_of is not None:
+            p_a = p_a_of.get(t.row)
+        else:
+            p_first = rec.get("p_first")
+            p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
+        rows.append(
+            {
+                **records[t.row],
+                "judge": backend.name,
+                "order": t.order,
+                "p_a": p_a,
+                "cached": t.key in known and known[t.key]["status"] != "error",
+                **{k: rec.get(k) for k in _RECORD_FIELDS},
+            }
+        )
+    return rows
+
+
+def due(record: dict | None, max_failures: int) -> bool:
+    """Whether a key must be asked: never answered, or failed fewer than ``max_failures``
+    times."""
+    if record is None:
+        return True
+    return record["status"] == "error" and (record.get("failures") or 0) < max_failures
+
+
+def failure_counts(judgments: Dataset, max_failures: int) -> dict[str, object]:
+    """Failed judgments by reason (error type and status code), and how many will be asked
+    again on the next run (``retryable``) or have failed too often (``gave_up``)."""
+    failed = [
+        (error or "", failures or 0)
+        for status, error, failures in zip(
+            judgments["status"], judgments["error"], judgments["failures"], strict=True
+        )
+        if status == "error"
+    ]
+    if not failed:
+        return {}
+    retryable = sum(n < max_failures for _, n in failed)
+    return {
+        "retryable": retryable,
+        "gave_up": len(failed) - retryable,
+        "reasons": dict(Counter(failure_reason(e) for e, _ in failed).most_common()),
+    }
+
+
+def failure_reason(error: str) -> str:
+    """``APIConnectionError``, ``RateLimitError 429``...: an error text without its detail."""
+    if error.startswith("gave up after"):
+        error = error.partition(": ")[2]
+    return error.partition(":")[0].strip() or "unknown"
+
+
+@contextlib.contextmanager
+def _finish_in_flight_on_interrupt(budget: Budget) -> Iterator[None]:
+    """The first Ctrl-C stops new calls and lets those in flight finish and be stored (the
+    money is spent, the answer must not be lost); a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if budget.interrupted:
+            raise KeyboardInterrupt
+        budget.interrupted = True
+        log.warning(
+            "interrupted: finishing the judgments in flight, then stopping "
+            "(Ctrl-C again to stop at once; those would be asked again)"
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def pair_columns(pairs: Dataset) -> list[str]:
@@ -196,42 +280,60 @@ def plan_requests(
     return tasks
 
 
-def _run(
-    backend: JudgeBackend, todo: list[_Task], cfg: JudgeConfig, store: JudgmentStore, budget: Budget
+def _run_claimed(
+    backend: JudgeBackend, todo: list[_Task], store: JudgmentStore, budget: Budget
 ) -> None:
+    """Judge ``todo``, claiming each key first; keys another live run holds are waited for
+    (and taken over if that run dies before answering)."""
+    by_key = {t.key: t for t in todo}
+    with Claims(store.path) as claims:
+        mine, others = claims.claim(by_key)
+        _run(backend, [by_key[k] for k in mine], store, budget)
+        if others:
+            log.info(
+                "judge %s: %d judgments are being asked by another run on %s; waiting for them",
+                backend.name,
+                len(others),
+                store.path,
+            )
+        since = time.time()
+        while others and budget.allows():
+            time.sleep(WAIT_POLL_S)
+            stored = store.get_many(others)
+            # an error recorded while we waited is that run's try; the next run asks again
+            unsettled = [
+                k
+                for k in others
+                if k not in stored
+                or (stored[k]["status"] == "error" and stored[k]["created_at"] < since)
+            ]
+            mine, others = claims.claim(unsettled)
+            if mine:
+                log.info("judge %s: taking over %d judgments", backend.name, len(mine))
+                _run(backend, [by_key[k] for k in mine], store, budget)
+
+
+def _run(backend: JudgeBackend, todo: list[_Task], store: JudgmentStore, budget: Budget) -> None:
+    if not todo:
+        return
     base = _base_record(backend)
-    buffer: list[dict] = []
-    state = {"flushed_at": time.monotonic(), "failed": 0}
-
-    def flush() -> None:
-        if buffer:
-            store.put_many(buffer)
-            buffer.clear()
-        state["flushed_at"] = time.monotonic()
-
+    failed = 0
     with tqdm(total=len(todo), desc=f"judging ({backend.name})", unit="judgment") as bar:
 
         def on_result(index: int, verdict: Verdict) -> None:
+            nonlocal failed
             task = todo[index]
-            buffer.append(_record(base, task.key, task.prompt_hash, verdict))
-            state["failed"] += verdict.status != "ok"
-            if (
-                len(buffer) >= cfg.flush_every
-                or time.monotonic() - state["flushed_at"] >= cfg.flush_seconds
-            ):
-                flush()
+            store.put(_record(base, task.key, task.prompt_hash, verdict))
+            failed += verdict.status != "ok"
             bar.update(1)
             bar.set_postfix(
                 in_flight=getattr(backend, "in_flight", 0),
-                failed=state["failed"],
+                failed=failed,
                 cost=f"${budget.spent:.4f}",
                 refresh=False,
             )
 
-        try:
-            backend.run([t.request for t in todo], on_result, budget)
-        finally:
-            flush()
+        backend.run([t.request for t in todo], on_result, budget)
 
 
 def _base_record(backend: JudgeBackend) -> dict[str, str]:

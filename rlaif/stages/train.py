@@ -14,6 +14,7 @@ import torch
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig, TrainConfig
+from rlaif.devices import trainer_precision
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget, JudgeRequest, Verdict, build_judge
 from rlaif.models import load_tokenizer, resolve_model
@@ -86,8 +87,9 @@ def run_training(
             output_dir=output_dir,
             checkpoint_dir=checkpoint_dir,
             save_steps=cfg.save_steps,
+            dtype=cfg.dtype,
         )
-        reward_fn = RewardScorer(output_dir / "reward_model").score
+        reward_fn = RewardScorer(output_dir / "reward_model", dtype=cfg.dtype).score
     else:
         reward_fn = judge_reward(judges)
     return train_ppo(
@@ -98,6 +100,7 @@ def run_training(
         output_dir=output_dir,
         checkpoint_dir=checkpoint_dir,
         save_steps=cfg.save_steps,
+        dtype=cfg.dtype,
     )
 
 
@@ -153,7 +156,7 @@ def _dpo(
         save_total_limit=2,
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        **trainer_precision(cfg.dtype),
         dataset_num_proc=None,
     )
     trainer = DPOTrainer(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from rlaif.devices import resolve_dtype
 from rlaif.models import load_tokenizer
 from rlaif.training.ppo import response_logprobs
 
@@ -23,13 +24,15 @@ def estimate_kl(
     samples: int = 2,
     max_new_tokens: int = 48,
     seed: int = 0,
+    dtype: str = "auto",
 ) -> float:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(policy_path, padding_side="left")
-    policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32).eval()
-    reference = AutoModelForCausalLM.from_pretrained(reference_path, dtype=torch.float32).eval()
+    resolved = getattr(torch, resolve_dtype(dtype, where="KL estimate"))
+    policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=resolved).eval()
+    reference = AutoModelForCausalLM.from_pretrained(reference_path, dtype=resolved).eval()
     chats = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import random
 import shutil
 from collections.abc import Callable
@@ -28,6 +29,7 @@ import torch
 from datasets import Dataset
 
 from rlaif.config import PPOConfig
+from rlaif.devices import accelerate_precision
 from rlaif.errors import ConfigError
 from rlaif.models import load_tokenizer, resolve_model
 from rlaif.progress import tqdm
@@ -93,19 +95,25 @@ def train_ppo(
     checkpoint_dir: Path | None = None,
     save_steps: int = 10,
     rollouts: TransformersRollouts | VllmRollouts | None = None,
+    dtype: str = "auto",
 ) -> Dataset:
     """Train the policy on ``prompts`` (a ``prompt`` column); save it to ``output_dir/model``
     and return one log row per step.
 
     Checkpoints go to ``checkpoint_dir/ppo/step-N`` (default ``output_dir/checkpoints``).
     ``rollouts`` is an engine the caller made and keeps; by default one is made from
-    ``cfg.rollout_backend`` and closed at the end.
+    ``cfg.rollout_backend`` and closed at the end. ``dtype`` is the mixed-precision
+    compute dtype (weights stay float32); under ``accelerate launch`` its config decides.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import AutoModelForCausalLM
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    launched = "ACCELERATE_MIXED_PRECISION" in os.environ
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=None if launched else accelerate_precision(dtype),
+    )
     _refuse_sharded_weights(accelerator)
     set_seed(cfg.seed, device_specific=True)
     path = resolve_model(model, field="model")

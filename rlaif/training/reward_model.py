@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset
 
 from rlaif.config import RewardModelConfig
+from rlaif.devices import resolve_dtype, trainer_precision
 from rlaif.errors import ConfigError
 from rlaif.models import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import (
@@ -36,6 +37,7 @@ def train_reward_model(
     output_dir: Path,
     checkpoint_dir: Path | None = None,
     save_steps: int = 10,
+    dtype: str = "auto",
 ) -> dict:
     """Train, save to ``output_dir/reward_model`` and return metrics (held-out accuracy).
 
@@ -50,7 +52,7 @@ def train_reward_model(
     if (final / METRICS).is_file():
         log.info("reward model: reusing the one finished in %s", final)
     else:
-        _train(preferences, cfg, model=model, folder=folder, save_steps=save_steps)
+        _train(preferences, cfg, model=model, folder=folder, save_steps=save_steps, dtype=dtype)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -61,7 +63,13 @@ def train_reward_model(
 
 
 def _train(
-    preferences: Dataset, cfg: RewardModelConfig, *, model: str, folder: Path, save_steps: int
+    preferences: Dataset,
+    cfg: RewardModelConfig,
+    *,
+    model: str,
+    folder: Path,
+    save_steps: int,
+    dtype: str,
 ) -> None:
     """Train into ``folder`` (resuming its newest checkpoint) and publish ``folder/final`` with
     the model, its tokenizer and its metrics; then drop the trainer checkpoints."""
@@ -99,7 +107,7 @@ def _train(
         report_to=[],
         logging_steps=1,
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        **trainer_precision(dtype),
         dataset_num_proc=None,
     )
     peft_config = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r) if cfg.lora else None
@@ -124,7 +132,7 @@ def _train(
         tokenizer.save_pretrained(tmp)
         metrics = {"train_pairs": len(train_set), "steps": cfg.max_steps}
         if split:
-            scorer = RewardScorer(tmp)
+            scorer = RewardScorer(tmp, dtype=dtype)
             chosen = scorer.score(split["test"]["prompt"], split["test"]["chosen"])
             rejected = scorer.score(split["test"]["prompt"], split["test"]["rejected"])
             metrics["heldout_pairs"] = len(chosen)
@@ -141,13 +149,16 @@ class RewardScorer:
     """Scores (prompt, answer) conversations with a trained reward model, on this process's
     device (each GPU of a multi-GPU PPO run scores its own rollouts)."""
 
-    def __init__(self, path: Path | str, batch_size: int = 16):
+    def __init__(self, path: Path | str, batch_size: int = 16, dtype: str = "auto"):
         from accelerate import PartialState
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.device = PartialState().device
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path)
+        resolved = resolve_dtype(dtype, where="reward scoring")
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=getattr(torch, resolved)
+        )
         self.model.eval().to(self.device)
         self.batch_size = batch_size
 

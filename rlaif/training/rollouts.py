@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from rlaif.config import PPOConfig
+from rlaif.devices import resolve_dtype
 from rlaif.errors import ConfigError
 from rlaif.sampling import pick_backend
 
@@ -85,7 +86,7 @@ class VllmRollouts:
         # caching is off because cached keys and values would outlive a weight update.
         self.llm = LLM(
             model=str(model_path),
-            dtype=cfg.vllm_dtype,
+            dtype=resolve_dtype(cfg.vllm_dtype, where="ppo rollouts (vLLM)"),
             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
             enforce_eager=True,
             enable_prefix_caching=False,

@@ -1,0 +1,127 @@
+"""The judge stage next to distilabel 1.5.3 judging the same pairs on the same server.
+
+Both sides send every pair in both orders to one OpenAI-compatible server (the loopback
+server in its own process, 100 ms per answer, unless ``--base-url``), asking for the first
+token's top log-probabilities with the same rubric text, the same number of requests in
+flight, and no cache. The rlaif side is the whole judge stage (rendering, hashing, rate
+limiting, retries, verdict reading, durable SQLite writes); distilabel's side is a
+``TextGeneration`` task over ``OpenAILLM``. distilabel pins versions that clash with rlaif's,
+so it runs in its own virtual environment (``make bench`` creates ``.venv-distilabel``);
+each side is timed inside its own process, imports excluded. Figures are judgments/s,
+medians of interleaved repeats; the last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_common import emit, interleaved, median, quiet, start_loopback
+from judge_throughput import make_pairs
+
+from rlaif.config import JudgeConfig, OpenAIJudgeConfig
+from rlaif.rubrics import load_rubric
+from rlaif.stages import judge
+from rlaif.store import JudgmentStore
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PYTHON = HERE.parent / ".venv-distilabel" / "bin" / "python"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", help="OpenAI-compatible /v1 URL; default: start loopback")
+    parser.add_argument("--model", default="judge-model")
+    parser.add_argument("--pairs", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--distilabel-python", type=Path, default=DEFAULT_PYTHON)
+    args = parser.parse_args()
+    quiet()
+    if not args.distilabel_python.exists():
+        sys.exit(
+            f"{args.distilabel_python} not found: create it with `python3 -m venv "
+            ".venv-distilabel && .venv-distilabel/bin/pip install distilabel==1.5.3 openai` "
+            "(make bench does)"
+        )
+    server, base_url = start_loopback(args.base_url)
+    try:
+        spec = OpenAIJudgeConfig(
+            name="bench",
+            model=args.model,
+            base_url=base_url,
+            api_key_env=None,
+            max_concurrency=args.concurrency,
+        )
+        pairs = make_pairs(args.pairs, "d")
+        judgments = 2 * args.pairs
+        rubric = load_rubric(spec.rubric)
+        rows = [
+            {"prompt": r["prompt"], "response_a": a, "response_b": b}
+            for r in pairs
+            for a, b in ((r["response_a"], r["response_b"]), (r["response_b"], r["response_a"]))
+        ]
+        job = {
+            "rows": rows,
+            "template": rubric.body,
+            "system": rubric.system,
+            "base_url": base_url,
+            "model": args.model,
+            "batch_size": args.concurrency,
+            "top_logprobs": spec.top_logprobs,
+        }
+
+        def rlaif_side() -> float:
+            with tempfile.TemporaryDirectory() as tmp, JudgmentStore(Path(tmp) / "j.db") as store:
+                start = time.perf_counter()
+                out = judge(pairs, JudgeConfig(judges=[spec]), store=store)
+                seconds = time.perf_counter() - start
+            assert sum(s == "ok" for s in out["status"]) == judgments, "rlaif side failed some"
+            return judgments / seconds
+
+        def distilabel_side() -> float:
+            done = subprocess.run(
+                [str(args.distilabel_python), str(HERE / "distilabel_judge_side.py")],
+                input=json.dumps(job),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            assert result["answered"] == judgments, f"distilabel answered {result['answered']}"
+            return judgments / result["seconds"]
+
+        figures = interleaved({"rlaif": rlaif_side, "distilabel": distilabel_side}, args.repeats)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+    rlaif_rate, other_rate = median(figures["rlaif"]), median(figures["distilabel"])
+    print(
+        f"rlaif judge stage: {rlaif_rate:.1f} judgments/s, distilabel: {other_rate:.1f}/s "
+        f"(ratio {rlaif_rate / other_rate:.2f}, goal >= 3); {judgments} judgments, "
+        f"{args.concurrency} in flight, medians of {args.repeats}"
+    )
+    emit(
+        {
+            "benchmark": "judge_vs_distilabel",
+            "unit": "judgments/s",
+            "rlaif_per_s": round(rlaif_rate, 1),
+            "raw_per_s": round(other_rate, 1),
+            "raw": "distilabel 1.5.3",
+            "ratio": round(rlaif_rate / other_rate, 3),
+            "goal": ">= 3",
+            "judgments": judgments,
+            "concurrency": args.concurrency,
+            "repeats": args.repeats,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
