@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, Features, load_from_disk
 
 
 def save_atomic(ds: Dataset, target: Path) -> None:
@@ -27,3 +28,14 @@ def replace_dir(tmp: Path, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+
+
+def load_dir(path: Path) -> Dataset:
+    """``load_from_disk`` that also reads back an empty dataset (``datasets`` saves one with
+    no data file and then cannot load it): no held-out prompts, no pair to judge."""
+    path = Path(path)
+    if not any(path.glob("*.arrow")) and (path / "dataset_info.json").is_file():
+        features = json.loads((path / "dataset_info.json").read_text())["features"]
+        schema = Features.from_dict(features)
+        return Dataset.from_dict({name: [] for name in schema}, features=schema)
+    return load_from_disk(str(path))

@@ -27,9 +27,9 @@ from datetime import date as Date
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, concatenate_datasets, load_from_disk
+from datasets import Dataset, concatenate_datasets
 
-from rlaif.datasets_io import save_atomic
+from rlaif.datasets_io import load_dir, save_atomic
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
 from rlaif.locking import RunLock
@@ -132,10 +132,10 @@ def _night_prompts(
     saved = night_dir / "prompts" / "train"
     heldout_dir = root / "heldout"
     if saved.exists() and heldout_dir.exists():
-        return load_from_disk(str(saved)), load_from_disk(str(heldout_dir))
+        return load_dir(saved), load_dir(heldout_dir)
     pool = load_prompts(cfg.prompts)
     if heldout_dir.exists():
-        heldout = load_from_disk(str(heldout_dir))
+        heldout = load_dir(heldout_dir)
         candidates = pool.shuffle(seed=cfg.prompts.shuffle_seed)
         if cfg.prompts.limit is not None:
             candidates = candidates.select(range(min(cfg.prompts.limit, len(candidates))))
@@ -167,7 +167,7 @@ def _publish(root: Path, night: str, night_dir: Path, prompts: Dataset, ledger: 
     """Append the night's preferences as a new cumulative version, then record it and the
     night's prompts as seen in one transaction. A crash before the transaction leaves an
     unrecorded version folder that the resumed night simply writes again."""
-    tonight = load_from_disk(str(night_dir / OUTPUT_DIRS["aggregate"]))
+    tonight = load_dir(night_dir / OUTPUT_DIRS["aggregate"])
     tonight = tonight.add_column("night", [night] * len(tonight))
     latest = ledger.latest()
     if latest is None:
@@ -175,7 +175,7 @@ def _publish(root: Path, night: str, night_dir: Path, prompts: Dataset, ledger: 
     elif len(tonight) == 0:
         combined, version = None, latest["version"]
     else:
-        previous = load_from_disk(str(root / "preferences" / _version_name(latest["version"])))
+        previous = load_dir(root / "preferences" / _version_name(latest["version"]))
         combined, version = _append(previous, tonight, night), latest["version"] + 1
     if combined is not None:
         target = root / "preferences" / _version_name(version)
@@ -190,7 +190,7 @@ def _publish(root: Path, night: str, night_dir: Path, prompts: Dataset, ledger: 
         "added": len(tonight),
     }
     # a prompt is seen only once every pair of it has complete evidence; the rest come back
-    incomplete = incomplete_prompt_ids(load_from_disk(str(night_dir / OUTPUT_DIRS["judge"])))
+    incomplete = incomplete_prompt_ids(load_dir(night_dir / OUTPUT_DIRS["judge"]))
     done = [i for i, pid in enumerate(prompts["prompt_id"]) if pid not in incomplete]
     if incomplete:
         log.info(

@@ -19,10 +19,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
 from rlaif.config import STAGES, PipelineConfig, load_pipeline
-from rlaif.datasets_io import fresh_dir, replace_dir, save_atomic
+from rlaif.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 from rlaif.devices import hardware, resolved_dtypes
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.estimate import JudgeEstimate, estimate
@@ -351,7 +351,7 @@ class _Run:
         return round(self.budget.spent - self._spent_at_start, 6)
 
     def _input(self, name: str) -> Dataset:
-        return load_from_disk(str(self.dir / OUTPUT_DIRS[name]))
+        return load_dir(self.dir / OUTPUT_DIRS[name])
 
     def _store(self) -> JudgmentStore:
         return JudgmentStore(judgment_store_path(self.cfg))
@@ -419,7 +419,7 @@ class _Run:
         target = self.dir / OUTPUT_DIRS["train"]
         tmp = fresh_dir(target.with_name(target.name + ".tmp"))
         preferences = (
-            load_from_disk(str(self.train_input)) if self.train_input else self._input("aggregate")
+            load_dir(self.train_input) if self.train_input else self._input("aggregate")
         )
         history = train(
             preferences,

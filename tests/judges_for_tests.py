@@ -27,3 +27,32 @@ def explodes_on_x(prompt: str, first: str, second: str) -> float:
 
 def garbage(prompt: str, first: str, second: str) -> object:
     return "maybe?"
+
+
+def slow_logged(prompt: str, first: str, second: str) -> float:
+    """``prefer_shorter``, slowly, appending each call to $RLAIF_TEST_CALL_LOG (calls made in
+    other processes can be counted)."""
+    import json
+    import os
+    import time
+
+    with open(os.environ["RLAIF_TEST_CALL_LOG"], "a") as log:
+        log.write(json.dumps([prompt, first, second]) + "\n")
+    time.sleep(0.05)
+    return prefer_shorter(prompt, first, second)
+
+
+def returns_too_much(prompt: str, first: str, second: str) -> float:
+    return 1.7
+
+
+def returns_c(prompt: str, first: str, second: str) -> str:
+    return "C"
+
+
+def returns_nan(prompt: str, first: str, second: str) -> float:
+    return float("nan")
+
+
+def raises(prompt: str, first: str, second: str) -> float:
+    raise ValueError("no rules yet")

@@ -116,7 +116,8 @@ def test_half_judged_pairs_are_held_back_unless_published_as_incomplete():
     assert out["complete"] == [True]
     assert held_back_pairs(data) == {"failed": 2, "unreadable": 1}
     published = aggregate(data, AggregateConfig(incomplete="publish"))
-    assert sorted(zip(published["pair_id"], published["complete"], published["n_judgments"])) == [
+    rows = zip(published["pair_id"], published["complete"], published["n_judgments"], strict=True)
+    assert sorted(rows) == [
         ("failed", False, 1),
         ("full", True, 2),
         ("half", False, 1),

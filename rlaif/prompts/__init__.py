@@ -46,6 +46,8 @@ def split_prompts(prompts: Dataset, cfg: PromptsConfig) -> tuple[Dataset, Datase
 def drop_long_prompts(prompts: Dataset, tokenizer, max_tokens: int) -> tuple[Dataset, int]:
     """The prompts of at most ``max_tokens`` tokens, and how many were longer. A prompt of
     60 KB would otherwise take sampling past 10 GB of memory before anything said no."""
+    if len(prompts) == 0:
+        return prompts, 0
     lengths = [len(ids) for ids in tokenizer(list(prompts["prompt"]))["input_ids"]]
     keep = [i for i, n in enumerate(lengths) if n <= max_tokens]
     dropped = len(lengths) - len(keep)

@@ -5,8 +5,10 @@
 Faults are asked for by markers in the judged text, e.g. ``[[429:2]]`` (the first two
 attempts of that request get a 429), ``[[500:1]]``, ``[[hang:1]]``, ``[[garbage:1]]``,
 ``[[always500]]``, ``[[401]]``, ``[[refuse]]``, ``[[nonsense]]`` (an answer with no verdict
-in it). Without a marker the judge is deterministic:
-the shorter of the two answers wins with probability 0.8.
+in it). ``fault_rates`` adds faults at random to every attempt (``429``, ``500``, ``garbage``,
+and ``drop``: hang, then close the connection without an answer), as a bad night would.
+Without a fault the judge is deterministic: the shorter of the two answers wins with
+probability 0.8. ``answers`` counts the real answers sent for each distinct input.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import contextlib
 import hashlib
 import json
 import math
+import random
 import re
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -26,28 +30,50 @@ _MARKER = re.compile(r"\[\[(429|500|hang|garbage):(\d+)\]\]")
 _ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
 
 
+DROP = (0, {}, b"")
+"""What ``respond`` returns for a request that gets no answer: the connection is closed."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 resets connections under load
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the crash tests do it on purpose) is not news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class LoopbackJudgeServer:
     """``with LoopbackJudgeServer(latency_s=0.1) as server: server.openai_url ...``"""
 
     def __init__(
-        self, *, latency_s: float = 0.0, max_per_second: int | None = None, hang_s: float = 5.0
+        self,
+        *,
+        latency_s: float = 0.0,
+        max_per_second: int | None = None,
+        hang_s: float = 5.0,
+        fault_rates: dict[str, float] | None = None,
+        seed: int = 0,
+        port: int = 0,
+        echo_key: bool = False,
     ):
         self.latency_s = latency_s
         self.max_per_second = max_per_second
         self.hang_s = hang_s
+        self.fault_rates = fault_rates or {}
+        self.echo_key = echo_key
+        """A 401 body that repeats the key it was sent, as some proxies do."""
+        self._random = random.Random(seed)
         self.attempts: Counter[str] = Counter()
+        self.answers: Counter[str] = Counter()
         self.served: Counter[int] = Counter()
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
+        self._httpd = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -67,7 +93,9 @@ class LoopbackJudgeServer:
         self._httpd.server_close()
 
     # -- behaviour ------------------------------------------------------------------------
-    def respond(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    def respond(
+        self, path: str, body: dict[str, Any], key_sent: str = ""
+    ) -> tuple[int, dict[str, str], bytes]:
         text = "\n".join(_content(m) for m in body.get("messages", []))
         key = hashlib.sha256(text.encode()).hexdigest()
         with self._lock:
@@ -78,7 +106,8 @@ class LoopbackJudgeServer:
         if limited:
             return 429, {"retry-after": "0.2"}, b'{"error": {"message": "rate limited"}}'
         if "[[401]]" in text:
-            return 401, {}, b'{"error": {"message": "invalid api key"}}'
+            echoed = f" {key_sent}" if self.echo_key else ""
+            return 401, {}, json.dumps({"error": {"message": f"invalid api key{echoed}"}}).encode()
         if "[[always500]]" in text:
             return 500, {}, b'{"error": {"message": "boom"}}'
         marker = _MARKER.search(text)
@@ -92,6 +121,16 @@ class LoopbackJudgeServer:
                 time.sleep(self.hang_s)
             if fault == "garbage":
                 return 200, {}, b'{"choices": [ this is not json'
+        fault = self._random_fault()
+        if fault == "429":
+            return 429, {"retry-after": "0.05"}, b'{"error": {"message": "slow down"}}'
+        if fault == "500":
+            return 500, {}, b'{"error": {"message": "internal"}}'
+        if fault == "garbage":
+            return 200, {}, b'{"choices": [ this is not json'
+        if fault == "drop":
+            time.sleep(self.hang_s)
+            return DROP
         if self.latency_s:
             time.sleep(self.latency_s)
         answers = dict(_ANSWER.findall(text))
@@ -99,7 +138,20 @@ class LoopbackJudgeServer:
         p_a = 0.5 if a == b else 0.8 if a < b else 0.2
         refuse = "[[refuse]]" in text
         payload = (_anthropic if path.endswith("/messages") else _openai)(body, p_a, refuse, text)
+        with self._lock:
+            self.answers[key] += 1
         return 200, {}, json.dumps(payload).encode()
+
+    def _random_fault(self) -> str | None:
+        if not self.fault_rates:
+            return None
+        with self._lock:
+            draw = self._random.random()
+        for fault, rate in self.fault_rates.items():
+            if draw < rate:
+                return fault
+            draw -= rate
+        return None
 
     def route(
         self, method: str, path: str, content_type: str | None, raw: bytes
@@ -137,11 +189,15 @@ class LoopbackJudgeServer:
                     server.in_flight += 1
                     server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
                 try:
-                    status, headers, data = server.respond(self.path, body)
+                    key_sent = self.headers.get("authorization") or self.headers.get("x-api-key")
+                    answer = server.respond(self.path, body, key_sent or "")
                 finally:
                     with server._lock:
                         server.in_flight -= 1
-                self._send(status, headers, data)
+                if answer is DROP:
+                    self.close_connection = True
+                    return
+                self._send(*answer)
 
             def do_GET(self) -> None:  # noqa: N802
                 routed = server.route("GET", self.path, None, b"")

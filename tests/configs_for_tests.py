@@ -1,0 +1,69 @@
+"""Pipeline configs for tests: one builder instead of a dict copied into every file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RULE = "judges_for_tests:prefer_shorter"
+
+
+def deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def api_judge(url: str, **overrides: Any) -> dict[str, Any]:
+    """An OpenAI-compatible judge on a loopback server, quick to give up in tests."""
+    return {
+        "name": "api",
+        "backend": "openai",
+        "model": "judge-model",
+        "base_url": url,
+        "api_key_env": None,
+        "max_concurrency": 4,
+        "timeout_s": 2.0,
+        "max_retries": 1,
+        **overrides,
+    }
+
+
+def pipeline(
+    tmp_path: Path, model: Path, *, name: str = "t", judges: list[dict] | None = None, **changes
+) -> dict[str, Any]:
+    """A small pipeline over ``model`` (the tiny test model): a few prompts, two short answers
+    each, judged by ``judges`` (default: the shorter-answer python rule), store in tmp."""
+    base = {
+        "name": name,
+        "model": str(model),
+        "output_dir": str(tmp_path / "outputs"),
+        "prompts": {"limit": 10, "eval_size": 2},
+        "sample": {"backend": "transformers", "n": 2, "max_new_tokens": 8, "dtype": "float32"},
+        "judge": {
+            "judges": judges
+            or [{"backend": "python", "callable": "judges_for_tests:prefer_shorter"}],
+            "cache": str(tmp_path / "judgments.sqlite"),
+        },
+        "aggregate": {"ties": "keep"},
+    }
+    return deep_update(base, changes)
+
+
+def write(tmp_path: Path, config: dict[str, Any], file: str | None = None) -> Path:
+    path = tmp_path / (file or f"{config['name']}.yaml")
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def prompt_file(tmp_path: Path, prompts: list[str], name: str = "prompts.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    return path
