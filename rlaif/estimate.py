@@ -17,7 +17,7 @@ from datasets import load_from_disk
 
 from rlaif.config import PipelineConfig
 from rlaif.judges import JudgeRequest, build_judge
-from rlaif.stages.judge import pair_columns, plan_requests
+from rlaif.stages.judge import due, pair_columns, plan_requests
 from rlaif.store import JudgmentStore
 
 
@@ -52,8 +52,9 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
             backend = build_judge(spec)
             if records is not None:
                 tasks = plan_requests(backend, records, cfg.judge.orders, cfg.judge.seed)
-                cached = store.get_many(t.key for t in tasks) if store else {}
-                judge_calls = len(tasks) - len(cached)
+                stored = store.get_many(t.key for t in tasks) if store else {}
+                max_failures = cfg.judge.max_failures
+                judge_calls = len({t.key for t in tasks if due(stored.get(t.key), max_failures)})
             else:
                 judge_calls = n_train * per_prompt * orders
             messages = backend.render(JudgeRequest(prompt, placeholder, placeholder, placeholder))

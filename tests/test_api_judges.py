@@ -171,9 +171,7 @@ def test_stage_caches_across_runs_and_records_failures(server, tmp_path):
 
 
 def test_stage_keeps_what_was_done_before_a_fatal_error(server, tmp_path):
-    cfg = JudgeConfig(
-        judges=[openai_cfg(server, max_concurrency=1, api_key_env=None)], flush_every=1
-    )
+    cfg = JudgeConfig(judges=[openai_cfg(server, max_concurrency=1, api_key_env=None)])
     data = pairs([f"q{i}" for i in range(5)] + ["[[401]]"])
     with JudgmentStore(tmp_path / "j.sqlite") as store:
         with pytest.raises(FatalJudgeError):

@@ -95,3 +95,11 @@ def test_unknown_model_reference_is_named():
 def test_directory_without_config_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="without a config.json"):
         resolve_model(str(tmp_path))
+
+
+def test_retired_flush_keys_are_accepted_with_a_warning(caplog):
+    old = {"name": "x", "judge": {"flush_every": 7, "flush_seconds": 1.0}}
+    with caplog.at_level("WARNING", logger="rlaif.config"):
+        cfg = PipelineConfig.model_validate(old)
+    assert cfg.hash() == PipelineConfig(name="x").hash()  # they change nothing
+    assert "flush_every and judge.flush_seconds are no longer used" in caplog.text

@@ -50,7 +50,6 @@ def config(tmp_path: Path, tiny_model: Path, server: LoopbackJudgeServer, name: 
                     "max_concurrency": CONCURRENCY,
                 }
             ],
-            "flush_every": 1,
             "cache": str(tmp_path / f"{name}.sqlite"),
         },
         "aggregate": {"ties": "keep"},

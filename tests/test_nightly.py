@@ -213,7 +213,6 @@ def test_nightly_budget_stops_new_calls_and_the_same_night_resumes(tmp_path, tin
                         "price": {"input_per_mtok": 1000.0, "output_per_mtok": 1000.0},
                     }
                 ],
-                "flush_every": 1,
             },
             nightly={"max_prompts": 6, "max_cost_usd": 1.0},
         )

@@ -86,7 +86,7 @@ def test_full_run_then_resume_then_partial_change(pipeline_yaml):
     # A downstream change keeps the same judgments: nothing upstream of aggregate re-runs,
     # and a changed judge setting re-uses every cached judgment.
     changed = Pipeline.from_yaml(
-        pipeline_yaml, ["aggregate.min_margin=0.05", "judge.flush_every=7"]
+        pipeline_yaml, ["aggregate.min_margin=0.05", "judge.max_failures=5"]
     )
     moved = changed.run(stages=["judge", "aggregate"])
     m2 = read_manifest(moved.run_dir)

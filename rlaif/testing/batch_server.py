@@ -89,10 +89,10 @@ class LoopbackBatchServer(LoopbackJudgeServer):
                     self._end(batch, "expired", done)
 
     # -- judging --------------------------------------------------------------------------
-    def respond(self, path: str, body: dict[str, Any]) -> Reply:
+    def respond(self, path: str, body: dict[str, Any], key_sent: str = "") -> Reply:
         with self._batch_lock:
             self.online_bodies.append(body)
-        return super().respond(path, body)
+        return super().respond(path, body, key_sent)
 
     def _outcome(self, provider: str, request: dict[str, Any]) -> dict[str, Any]:
         body = request["body"]
