@@ -46,7 +46,7 @@ DISTILABEL := .venv-distilabel/.installed
 
 $(DISTILABEL):
 	test -x .venv-distilabel/bin/python || $(PYTHON) -m venv .venv-distilabel
-	.venv-distilabel/bin/pip install -q distilabel==1.5.3 openai
+	.venv-distilabel/bin/pip install -q distilabel==1.5.3 openai requests beautifulsoup4
 	touch $(DISTILABEL)
 
 bench: $(BASE) $(DISTILABEL)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 def quiet() -> None:
     """Keep the timed loops free of log lines and progress bars from the libraries."""
     logging.disable(logging.INFO)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 

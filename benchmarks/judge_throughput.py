@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import math
 import tempfile
 import time
 from pathlib import Path
 
 import openai
-from bench_common import emit, start_loopback
+from bench_common import emit, quiet, start_loopback
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig, OpenAIJudgeConfig
@@ -85,7 +84,7 @@ def main() -> None:
     parser.add_argument("--rpm", type=float, default=1200.0, help="limit for the rate part")
     parser.add_argument("--rpm-requests", type=int, default=300)
     args = parser.parse_args()
-    logging.disable(logging.INFO)
+    quiet()
 
     server, base_url = start_loopback(args.base_url)
     try:

@@ -46,7 +46,7 @@ def main() -> None:
     if not args.distilabel_python.exists():
         sys.exit(
             f"{args.distilabel_python} not found: create it with `python3 -m venv "
-            ".venv-distilabel && .venv-distilabel/bin/pip install distilabel==1.5.3 openai` "
+            ".venv-distilabel && .venv-distilabel/bin/pip install distilabel==1.5.3 openai requests beautifulsoup4` "
             "(make bench does)"
         )
     server, base_url = start_loopback(args.base_url)

@@ -418,9 +418,7 @@ class _Run:
     def _run_train(self) -> dict:
         target = self.dir / OUTPUT_DIRS["train"]
         tmp = fresh_dir(target.with_name(target.name + ".tmp"))
-        preferences = (
-            load_dir(self.train_input) if self.train_input else self._input("aggregate")
-        )
+        preferences = load_dir(self.train_input) if self.train_input else self._input("aggregate")
         history = train(
             preferences,
             self.cfg.train,

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from rlaif.batches.provider import BatchStatus, failed
 from rlaif.judges.api import describe_error
@@ -70,7 +69,7 @@ class OpenAIBatches:
         response, error = item.get("response"), item.get("error")
         if response and response.get("status_code") == 200:
             try:
-                return self.judge.read_response(ChatCompletion.model_validate(response["body"]))
+                return self.judge.read_response(response["body"])
             except Exception as exc:  # an unreadable answer is an error to ask again, as online
                 return failed(f"unreadable batch result: {describe_error(exc)}")
         if error:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from rlaif.rubrics import Rubric
@@ -20,6 +20,9 @@ class JudgeRequest:
     second: str
     reference: str | None = None
     """A reference answer, for rubrics that compare against one."""
+    rendered: Any = field(default=None, compare=False, repr=False)
+    """What the judge's ``render`` made of it, kept so a request is rendered once (the judge
+    stage renders every request up front to key it)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ class RubricJudge:
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
 
     def render(self, request: JudgeRequest) -> list[dict[str, str]]:
+        if request.rendered is not None:
+            return request.rendered
         return self.rubric.messages(
             request.prompt, request.first, request.second, request.reference
         )

@@ -6,10 +6,10 @@ JSON-schema-constrained answer (``read: json``), or from free text (``read: pars
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from rlaif.batches.openai import OpenAIBatches
 from rlaif.judges.api import ApiJudge, with_usage
@@ -59,25 +59,34 @@ class OpenAIJudge(ApiJudge):
         return body
 
     async def _call(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> Verdict:
-        response = await client.chat.completions.create(**self.request_body(messages))
-        return self.read_response(response)
+        # The SDK's low-level post (its documented way to any endpoint) with the body as is:
+        # ``create`` would first rebuild the body through its type transforms and then the
+        # answer into pydantic models, which on a small machine costs more CPU than the HTTP
+        # exchange itself. Errors are raised exactly as ``create`` raises them.
+        body = await client.post(
+            "/chat/completions", body=self.request_body(messages), cast_to=object
+        )
+        if not isinstance(body, dict):
+            raise json.JSONDecodeError("not a JSON object", str(body)[:200], 0)
+        return self.read_response(body)
 
-    def read_response(self, response: ChatCompletion) -> Verdict:
-        """A chat completion, online or from a batch's output file, as a verdict with usage."""
-        usage = response.usage
-        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (None, None)
-        choice = response.choices[0]
-        message = choice.message
-        text = message.content or ""
-        if getattr(message, "refusal", None) or choice.finish_reason == "content_filter":
+    def read_response(self, response: dict[str, Any]) -> Verdict:
+        """A chat completion (its JSON body), online or from a batch's output file, as a
+        verdict with usage."""
+        usage = response.get("usage") or {}
+        tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        choice = response["choices"][0]
+        message = choice["message"]
+        text = message.get("content") or ""
+        if message.get("refusal") or choice.get("finish_reason") == "content_filter":
             verdict = Verdict(
                 status="refused",
-                raw_output=message.refusal or text,
-                error=f"refused (finish_reason={choice.finish_reason})",
+                raw_output=message.get("refusal") or text,
+                error=f"refused (finish_reason={choice.get('finish_reason')})",
             )
         elif self.rubric.read == "label_probs":
-            content = choice.logprobs.content if choice.logprobs else None
-            top = {t.token: t.logprob for t in content[0].top_logprobs} if content else None
+            content = (choice.get("logprobs") or {}).get("content")
+            top = {t["token"]: t["logprob"] for t in content[0]["top_logprobs"]} if content else {}
             verdict = from_label_logprobs(self.rubric, text, top)
         else:
             verdict = read_text(self.rubric, text)

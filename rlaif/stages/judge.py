@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -274,7 +274,8 @@ def plan_requests(
             request = JudgeRequest(
                 prompt=rec["prompt"], first=first, second=second, reference=rec.get("reference")
             )
-            prompt_hash = stable_hash(backend.render(request))
+            request = replace(request, rendered=backend.render(request))
+            prompt_hash = stable_hash(request.rendered)
             key = stable_hash({"judge": identity, "input": prompt_hash})
             tasks.append(_Task(row, order, request, key, prompt_hash))
     return tasks
@@ -326,12 +327,13 @@ def _run(backend: JudgeBackend, todo: list[_Task], store: JudgmentStore, budget:
             store.put(_record(base, task.key, task.prompt_hash, verdict))
             failed += verdict.status != "ok"
             bar.update(1)
-            bar.set_postfix(
-                in_flight=getattr(backend, "in_flight", 0),
-                failed=failed,
-                cost=f"${budget.spent:.4f}",
-                refresh=False,
-            )
+            if bar.n == len(todo) or bar.n % 16 == 0:  # formatting it costs more than a commit
+                bar.set_postfix(
+                    in_flight=getattr(backend, "in_flight", 0),
+                    failed=failed,
+                    cost=f"${budget.spent:.4f}",
+                    refresh=False,
+                )
 
         backend.run([t.request for t in todo], on_result, budget)
 
