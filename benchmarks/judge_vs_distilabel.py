@@ -45,9 +45,8 @@ def main() -> None:
     quiet()
     if not args.distilabel_python.exists():
         sys.exit(
-            f"{args.distilabel_python} not found: create it with `python3 -m venv "
-            ".venv-distilabel && .venv-distilabel/bin/pip install distilabel==1.5.3 openai requests beautifulsoup4` "
-            "(make bench does)"
+            f"{args.distilabel_python} not found: `make bench` creates it (a venv with "
+            "distilabel==1.5.3, openai, requests and beautifulsoup4)"
         )
     server, base_url = start_loopback(args.base_url)
     try:

@@ -3,9 +3,10 @@
 Both sides load the embedded model in the same dtype, render the same comparisons with the
 rubric (both orders of every pair) through the model's chat template, run them in batches
 of the same size and read P(A) and P(B) from the logits after the prompt. The judge adds
-what the stage needs per request (length check, verdict records); the raw side is what a
-user would write with transformers alone. Figures are pairs/s, medians of interleaved
-repeats; the last line printed is one JSON object.
+what the stage needs per request (length check, verdict records) and what it does to be fast
+(longest requests batched together, the output layer run for the last position only); the
+raw side is what a user would write with transformers alone. Figures are pairs/s, medians of
+interleaved repeats; the last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bench_common import emit, interleaved, median, quiet
 
 from rlaif.config import PromptsConfig, TransformersJudgeConfig
 from rlaif.devices import hardware, pick_dtype
-from rlaif.judges import JudgeRequest
+from rlaif.judges import Budget, JudgeRequest, Verdict
 from rlaif.judges.transformers import TransformersJudge
 from rlaif.models import DEFAULT_MODEL, load_tokenizer, resolve_model
 from rlaif.prompts import load_prompts
@@ -84,9 +85,10 @@ def main() -> None:
     def rlaif_side() -> float:
         start = time.perf_counter()
         judge = TransformersJudge(cfg)  # a fresh judge: it loads the model like the raw side
-        verdicts = judge.judge(requests)
+        verdicts: dict[int, Verdict] = {}
+        judge.run(requests, verdicts.__setitem__, Budget())  # as the judge stage calls it
         seconds = time.perf_counter() - start
-        answers["rlaif"] = [v.p_first for v in verdicts]
+        answers["rlaif"] = [verdicts[i].p_first for i in range(len(requests))]
         return args.pairs / seconds
 
     def raw_side() -> float:

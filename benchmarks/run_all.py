@@ -20,9 +20,10 @@ from rlaif.devices import cpu_flags, hardware
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
-    "sample_vs_generate": [],
+    "sample_vs_generate": ["--prompts", "8", "--repeats", "5"],
+    "dtype_auto": [],
     "dpo_vs_trl": [],
-    "local_judge_vs_forward": [],
+    "local_judge_vs_forward": ["--pairs", "32"],
     "judge_throughput": [],
     "judge_vs_distilabel": [],
 }

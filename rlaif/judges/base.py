@@ -124,9 +124,15 @@ class BatchJudge:
     def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
         raise NotImplementedError
 
+    def order(self, requests: list[JudgeRequest]) -> list[int]:
+        """The order to judge in (default: as given); a model batches similar lengths."""
+        return list(range(len(requests)))
+
     def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
-        for start in range(0, len(requests), self.batch_size):
+        order = self.order(requests)
+        for start in range(0, len(order), self.batch_size):
             if not budget.allows():
                 return
-            for offset, verdict in enumerate(self.judge(requests[start : start + self.batch_size])):
-                on_result(start + offset, verdict)
+            batch = order[start : start + self.batch_size]
+            for index, verdict in zip(batch, self.judge([requests[i] for i in batch]), strict=True):
+                on_result(index, verdict)

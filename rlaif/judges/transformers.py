@@ -7,6 +7,7 @@ judgment is a soft label.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ class TransformersJudge(RubricJudge, BatchJudge):
         self._tokenizer = None
         self._model = None
         self._label_ids: list[int] = []
+        self._last_only: dict[str, int] = {}
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -55,9 +57,17 @@ class TransformersJudge(RubricJudge, BatchJudge):
             self.model_path, self.cfg.dtype, where=f"judge '{self.name}'"
         )
         self._label_ids = self.rubric.label_token_ids(self._tokenizer, model=self.cfg.model)
+        takes = "logits_to_keep" in inspect.signature(self._model.forward).parameters
+        self._last_only = {"logits_to_keep": 1} if takes else {}
 
     def check(self) -> None:
         self.rubric.label_token_ids(load_tokenizer(self.model_path), model=self.cfg.model)
+
+    def order(self, requests: list[JudgeRequest]) -> list[int]:
+        """Longest first: similar lengths share a batch, so little compute goes to padding,
+        and an out-of-memory shows up on the first batch."""
+        sizes = [sum(len(m["content"]) for m in self.render(r)) for r in requests]
+        return sorted(range(len(requests)), key=lambda i: -sizes[i])
 
     @torch.inference_mode()
     def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
@@ -85,7 +95,8 @@ class TransformersJudge(RubricJudge, BatchJudge):
             enc = tok(
                 [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
             )
-            logits = self._model(**enc).logits[:, -1, :].float()
+            # only the last position's logits are read: the output layer runs for it alone
+            logits = self._model(**enc, **self._last_only).logits[:, -1, :].float()
             probs = logits.softmax(-1)
             label_probs = probs[:, self._label_ids].tolist()
             top = logits.argmax(-1).tolist()
