@@ -32,10 +32,10 @@ quickstart: $(BASE)
 
 test: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks
-	$(PY) -m pytest -v --durations=20 tests
+	$(PY) -m pytest -v --durations=25 tests
 
 test-fast: $(DEV)
-	$(PY) -m pytest -m "not slow" tests
+	$(PY) -m pytest -m "not slow and not evidence" tests
 
 lint: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks

@@ -19,7 +19,7 @@ import torch
 from bench_common import emit, interleaved, median, quiet
 from datasets import Dataset
 
-from rlaif.config import PromptsConfig, TrainConfig
+from rlaif.config import DpoConfig, PromptsConfig, TrainConfig
 from rlaif.devices import trainer_precision
 from rlaif.models import DEFAULT_MODEL, load_tokenizer, resolve_model
 from rlaif.prompts import load_prompts
@@ -49,13 +49,13 @@ def raw_dpo(model_path: Path, data: Dataset, cfg: TrainConfig, out: Path) -> Non
     policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     args = DPOConfig(
         output_dir=str(out / "dpo"),
-        beta=cfg.beta,
-        loss_type=[cfg.loss_type],
-        learning_rate=cfg.learning_rate,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        max_length=cfg.max_length,
-        logging_steps=cfg.logging_steps,
+        beta=cfg.dpo.beta,
+        loss_type=[cfg.dpo.loss_type],
+        learning_rate=cfg.dpo.learning_rate,
+        max_steps=cfg.dpo.max_steps,
+        per_device_train_batch_size=cfg.dpo.per_device_train_batch_size,
+        max_length=cfg.dpo.max_length,
+        logging_steps=cfg.dpo.logging_steps,
         seed=cfg.seed,
         save_strategy="no",
         report_to=[],
@@ -79,9 +79,11 @@ def main() -> None:
     data = preferences(args.steps * args.batch_size)
     cfg = TrainConfig(
         method="dpo",
-        max_steps=args.steps,
-        per_device_train_batch_size=args.batch_size,
-        max_length=args.max_length,
+        dpo=DpoConfig(
+            max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
+            max_length=args.max_length,
+        ),
     )
 
     def rlaif_side() -> float:
@@ -96,7 +98,7 @@ def main() -> None:
             raw_dpo(model_path, data, cfg, Path(tmp))
             return (time.perf_counter() - start) / args.steps
 
-    warm = cfg.model_copy(update={"max_steps": 1})
+    warm = cfg.model_copy(update={"dpo": cfg.dpo.model_copy(update={"max_steps": 1})})
     with tempfile.TemporaryDirectory() as tmp:  # imports and page cache, outside the timings
         raw_dpo(model_path, data.select(range(args.batch_size)), warm, Path(tmp))
     figures = interleaved({"rlaif": rlaif_side, "raw": raw_side}, args.repeats)

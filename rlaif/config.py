@@ -348,17 +348,18 @@ class PPOConfig(_Strict):
     seed: int = 0
 
 
-class TrainConfig(_Strict):
-    """How the policy learns from the preferences.
+DpoLoss = Literal[
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+    "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+]  # fmt: skip
+"""The losses ``trl.DPOTrainer`` 1.16 implements."""
 
-    ``dpo``: ``trl.DPOTrainer`` with the SFT model as reference (the fields below).
-    ``rm_ppo``: a reward model (``reward_model``), then PPO against it (``ppo``).
-    ``d_rlaif``: PPO scored directly by the first judge, which needs a pointwise rubric.
-    """
 
-    method: Literal["dpo", "rm_ppo", "d_rlaif"] = "dpo"
+class DpoConfig(_Strict):
+    """``trl.DPOTrainer`` with the SFT model as its reference."""
+
     beta: float = Field(default=0.1, gt=0.0)
-    loss_type: str = "sigmoid"
+    loss_type: DpoLoss = "sigmoid"
     learning_rate: float = Field(default=5e-6, gt=0.0)
     max_steps: int = Field(default=20, ge=1)
     per_device_train_batch_size: int = Field(default=4, ge=1)
@@ -366,6 +367,17 @@ class TrainConfig(_Strict):
     max_length: int = Field(default=512, ge=16)
     warmup_steps: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=1, ge=1)
+
+
+class TrainConfig(_Strict):
+    """How the policy learns from the preferences.
+
+    ``dpo``: ``trl.DPOTrainer`` with the SFT model as reference (``dpo``).
+    ``rm_ppo``: a reward model (``reward_model``), then PPO against it (``ppo``).
+    ``d_rlaif``: PPO scored directly by the first judge, which needs a pointwise rubric.
+    """
+
+    method: Literal["dpo", "rm_ppo", "d_rlaif"] = "dpo"
     dtype: Dtype = "auto"
     """Mixed-precision compute dtype of DPO, the reward model and PPO (weights and optimizer
     stay float32): ``auto`` is bf16 where the device computes it natively, else float32 on a
@@ -377,8 +389,32 @@ class TrainConfig(_Strict):
     """An ``accelerate`` config YAML (multi-GPU, DeepSpeed, FSDP): training runs under
     ``accelerate launch`` with it; null trains in this process."""
     seed: int = 0
+    dpo: DpoConfig = DpoConfig()
     reward_model: RewardModelConfig = RewardModelConfig()
     ppo: PPOConfig = PPOConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_dpo_keys(cls, data: Any) -> Any:
+        """DPO settings once sat directly under ``train:``; they still work there, with a
+        message naming where they live now."""
+        if not isinstance(data, dict):
+            return data
+        flat = [k for k in DpoConfig.model_fields if k in data]
+        if not flat:
+            return data
+        data = dict(data)
+        nested = dict(data.get("dpo") or {})
+        for key in flat:  # an old key given now (say with --set) wins over the file's new one
+            nested[key] = data.pop(key)
+        data["dpo"] = nested
+        logging.getLogger(__name__).warning(
+            "train.%s: DPO settings now live under train.dpo (e.g. train.dpo.%s); the old "
+            "key still works for now",
+            ", train.".join(flat),
+            flat[0],
+        )
+        return data
 
     @field_validator("accelerate_config")
     @classmethod

@@ -396,7 +396,7 @@ class _Run:
 
     def _run_aggregate(self) -> dict:
         judgments = self._input("judge")
-        out = aggregate(judgments, self.cfg.aggregate)
+        out = aggregate(judgments, self.cfg.aggregate, system_prompt=self.cfg.sample.system_prompt)
         held_back = held_back_pairs(judgments)
         if len(out) == 0:
             raise RlaifError(_nothing_published(judgments, held_back, self.cfg, self.dir))
@@ -428,6 +428,7 @@ class _Run:
             judges=self.cfg.judge,
             # outside train.tmp (rebuilt on every attempt), keyed by what is being trained
             checkpoint_dir=self.dir / "checkpoints" / self._fingerprint("train")[:12],
+            system_prompt=self.cfg.sample.system_prompt,
         )
         save_atomic(history, tmp / "log")
         replace_dir(tmp, target)
@@ -469,6 +470,7 @@ class _Run:
             max_new_tokens=self.cfg.evaluate.max_new_tokens or self.cfg.sample.max_new_tokens,
             seed=self.cfg.evaluate.seed,
             dtype=self.cfg.sample.dtype,
+            system_prompt=self.cfg.sample.system_prompt,
         )
         summary["mean_chars_policy"] = _mean_len(out["policy_response"])
         summary["mean_chars_reference"] = _mean_len(out["reference_response"])

@@ -55,7 +55,7 @@ def test_overrides_set_nested_and_list_items(tmp_path):
     )
     assert cfg.sample.n == 7
     assert cfg.judge.judges[0].rubric == "helpful_harmless"
-    assert cfg.train.learning_rate == pytest.approx(1e-5)
+    assert cfg.train.dpo.learning_rate == pytest.approx(1e-5)
 
 
 def test_bad_override_is_rejected(tmp_path):

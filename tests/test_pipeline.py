@@ -196,7 +196,7 @@ def test_ppo_methods_through_the_pipeline(pipeline_yaml, tiny_model, tmp_path, m
 
 
 def test_d_rlaif_needs_a_pointwise_judge(pipeline_yaml):
-    from rlaif.stages.train import judge_reward
+    from rlaif.training.job import judge_reward
 
     judges = Pipeline.from_yaml(pipeline_yaml).config.judge  # [python rule, tiny "concise"]
     with pytest.raises(ConfigError, match="must be pointwise"):

@@ -14,7 +14,7 @@ import pytest
 
 from rlaif import Pipeline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.evidence]
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 
 MIN_WIN_RATE = 0.65

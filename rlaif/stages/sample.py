@@ -13,15 +13,11 @@ from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
+from rlaif.chat import chat
 from rlaif.config import SampleConfig
 from rlaif.datasets_io import save_atomic
 from rlaif.models import resolve_model
 from rlaif.sampling import GenerationParams, generate, release
-
-
-def conversation(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*messages, {"role": "user", "content": prompt}]
 
 
 def sample(
@@ -49,7 +45,7 @@ def sample(
 def _sample_chunk(chunk: Dataset, cfg: SampleConfig, model_path: Path, seed: int) -> Dataset:
     completions = generate(
         model_path,
-        [conversation(p, cfg.system_prompt) for p in chunk["prompt"]],
+        [chat(p, cfg.system_prompt) for p in chunk["prompt"]],
         GenerationParams(
             n=cfg.n,
             max_new_tokens=cfg.max_new_tokens,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from rlaif.chat import generation_text
 from rlaif.devices import resolve_dtype
 from rlaif.models import load_tokenizer
 from rlaif.training.ppo import response_logprobs
@@ -25,6 +26,7 @@ def estimate_kl(
     max_new_tokens: int = 48,
     seed: int = 0,
     dtype: str = "auto",
+    system_prompt: str | None = None,
 ) -> float:
     from transformers import AutoModelForCausalLM
 
@@ -33,12 +35,7 @@ def estimate_kl(
     resolved = getattr(torch, resolve_dtype(dtype, where="KL estimate"))
     policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=resolved).eval()
     reference = AutoModelForCausalLM.from_pretrained(reference_path, dtype=resolved).eval()
-    chats = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
-        for p in prompts
-    ]
+    chats = [generation_text(tokenizer, p, system_prompt) for p in prompts]
     enc = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
     out = policy.generate(
         **enc,

@@ -18,47 +18,35 @@ from pathlib import Path
 
 from datasets import Dataset, load_from_disk
 
-from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.errors import RlaifError
+from rlaif.training.job import TrainJob, run_job
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 40
 
 
-def launch_training(
-    preferences: Dataset,
-    cfg: TrainConfig,
-    *,
-    model: str,
-    output_dir: Path,
-    prompts: Dataset | None,
-    judges: JudgeConfig | None,
-    checkpoint_dir: Path,
-) -> Dataset:
-    """Run ``run_training`` under ``accelerate launch --config_file cfg.accelerate_config``."""
-    folder = output_dir / "launch"
+def launch_training(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dataset:
+    """Run ``job`` under ``accelerate launch --config_file job.cfg.accelerate_config``."""
+    folder = job.output_dir / "launch"
     folder.mkdir(parents=True, exist_ok=True)
     preferences.save_to_disk(str(folder / "preferences"))
     if prompts is not None:
         prompts.save_to_disk(str(folder / "prompts"))
     args = {
-        "train": cfg.model_dump(mode="json"),
-        "judges": judges.model_dump(mode="json") if judges is not None else None,
-        "model": str(model),
-        "output_dir": str(output_dir),
-        "checkpoint_dir": str(checkpoint_dir),
+        "job": job.to_json(),
         "preferences": str(folder / "preferences"),
         "prompts": str(folder / "prompts") if prompts is not None else None,
         "log": str(folder / "log"),
     }
     args_file = folder / "args.json"
     args_file.write_text(json.dumps(args, indent=2))
+    config = job.cfg.accelerate_config
     command = [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(cfg.accelerate_config),
+        str(config),
         "-m",
         "rlaif.training.launch",
         str(args_file),
@@ -67,9 +55,8 @@ def launch_training(
     returncode, tail = _run(command, folder / "output.log")
     if returncode != 0:
         raise RlaifError(
-            f"train: accelerate launch with {cfg.accelerate_config} failed (exit code "
-            f"{returncode}); the last lines of its output (all of it in "
-            f"{folder / 'output.log'}):\n" + "".join(tail)
+            f"train: accelerate launch with {config} failed (exit code {returncode}); the "
+            f"last lines of its output (all of it in {folder / 'output.log'}):\n" + "".join(tail)
         )
     return load_from_disk(args["log"], keep_in_memory=True)
 
@@ -92,21 +79,15 @@ def _run(command: list[str], log_file: Path) -> tuple[int, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The entrypoint each launched process runs: train on the inputs ``args.json`` names."""
+    """The entrypoint each launched process runs: the job ``args.json`` describes."""
     from accelerate import PartialState
-
-    from rlaif.stages.train import run_training
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
-    history = run_training(
+    history = run_job(
+        TrainJob.from_json(args["job"]),
         load_from_disk(args["preferences"]),
-        TrainConfig.model_validate(args["train"]),
-        model=args["model"],
-        output_dir=Path(args["output_dir"]),
-        prompts=load_from_disk(args["prompts"]) if args["prompts"] else None,
-        judges=JudgeConfig.model_validate(args["judges"]) if args["judges"] else None,
-        checkpoint_dir=Path(args["checkpoint_dir"]),
+        load_from_disk(args["prompts"]) if args["prompts"] else None,
     )
     if PartialState().is_main_process:
         history.save_to_disk(args["log"])

@@ -96,6 +96,7 @@ def train_ppo(
     save_steps: int = 10,
     rollouts: TransformersRollouts | VllmRollouts | None = None,
     dtype: str = "auto",
+    system_prompt: str | None = None,
 ) -> Dataset:
     """Train the policy on ``prompts`` (a ``prompt`` column); save it to ``output_dir/model``
     and return one log row per step.
@@ -104,6 +105,7 @@ def train_ppo(
     ``rollouts`` is an engine the caller made and keeps; by default one is made from
     ``cfg.rollout_backend`` and closed at the end. ``dtype`` is the mixed-precision
     compute dtype (weights stay float32); under ``accelerate launch`` its config decides.
+    Rollouts show each prompt after ``system_prompt``, as sampling did.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -131,6 +133,7 @@ def train_ppo(
         tokenizer,
         processes=accelerator.num_processes,
         seed=cfg.seed + accelerator.process_index,
+        system_prompt=system_prompt,
     )
     log.info(
         "ppo: process %d of %d on %s, %d rollouts a step with %s",

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
+from rlaif.chat import chat
 from rlaif.config import RewardModelConfig
-from rlaif.devices import resolve_dtype, trainer_precision
+from rlaif.devices import resolve_dtype
 from rlaif.errors import ConfigError
 from rlaif.models import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import (
@@ -24,6 +25,7 @@ from rlaif.training.checkpoints import (
     no_final_checkpoint,
     remove_trainer_checkpoints,
 )
+from rlaif.training.trl_args import trainer_args
 
 log = logging.getLogger(__name__)
 METRICS = "reward_model_metrics.json"
@@ -95,20 +97,11 @@ def _train(
     )
     net.config.pad_token_id = tokenizer.pad_token_id
     args = RewardConfig(
-        output_dir=str(folder),
         learning_rate=cfg.learning_rate,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         max_length=cfg.max_length,
-        seed=cfg.seed,
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=2,
-        report_to=[],
-        logging_steps=1,
-        use_cpu=not torch.cuda.is_available(),
-        **trainer_precision(dtype),
-        dataset_num_proc=None,
+        **trainer_args(output_dir=folder, seed=cfg.seed, save_steps=save_steps, dtype=dtype),
     )
     peft_config = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r) if cfg.lora else None
     trainer = RewardTrainer(
@@ -149,7 +142,13 @@ class RewardScorer:
     """Scores (prompt, answer) conversations with a trained reward model, on this process's
     device (each GPU of a multi-GPU PPO run scores its own rollouts)."""
 
-    def __init__(self, path: Path | str, batch_size: int = 16, dtype: str = "auto"):
+    def __init__(
+        self,
+        path: Path | str,
+        batch_size: int = 16,
+        dtype: str = "auto",
+        system_prompt: str | None = None,
+    ):
         from accelerate import PartialState
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -161,12 +160,15 @@ class RewardScorer:
         )
         self.model.eval().to(self.device)
         self.batch_size = batch_size
+        self.system_prompt = system_prompt
+        """Shown before a prompt given as text (a conversation is scored as it is)."""
 
     @torch.inference_mode()
     def score(self, prompts: list, answers: list) -> list[float]:
         texts = [
             self.tokenizer.apply_chat_template(
-                _messages(p) + _messages(a, "assistant"), tokenize=False
+                (p if isinstance(p, list) else chat(p, self.system_prompt)) + _answer(a),
+                tokenize=False,
             )
             for p, a in zip(prompts, answers, strict=True)
         ]
@@ -183,5 +185,5 @@ class RewardScorer:
         return out
 
 
-def _messages(value: list | str, role: str = "user") -> list[dict[str, str]]:
-    return value if isinstance(value, list) else [{"role": role, "content": value}]
+def _answer(value: list | str) -> list[dict[str, str]]:
+    return value if isinstance(value, list) else [{"role": "assistant", "content": value}]

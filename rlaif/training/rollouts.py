@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from rlaif.chat import generation_text
 from rlaif.config import PPOConfig
 from rlaif.devices import resolve_dtype
 from rlaif.errors import ConfigError
@@ -28,26 +29,22 @@ class RolloutBatch:
     """Where the responses begin in ``ids``."""
 
 
-def chat_texts(tokenizer, prompts: list[str]) -> list[str]:
-    return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
-        for p in prompts
-    ]
+def chat_texts(tokenizer, prompts: list[str], system_prompt: str | None = None) -> list[str]:
+    return [generation_text(tokenizer, p, system_prompt) for p in prompts]
 
 
 class TransformersRollouts:
     """Sampling with the policy's own ``generate``: runs anywhere, no extra memory."""
 
-    def __init__(self, tokenizer, cfg: PPOConfig):
+    def __init__(self, tokenizer, cfg: PPOConfig, *, system_prompt: str | None = None):
         self.tokenizer = tokenizer
         self.cfg = cfg
+        self.system_prompt = system_prompt
 
     @torch.no_grad()
     def sample(self, policy, prompts: list[str]) -> RolloutBatch:
         enc = self.tokenizer(
-            chat_texts(self.tokenizer, prompts),
+            chat_texts(self.tokenizer, prompts, self.system_prompt),
             return_tensors="pt",
             padding=True,
             add_special_tokens=False,
@@ -75,13 +72,22 @@ class VllmRollouts:
     """An in-process ``vllm.LLM`` on the policy's checkpoint; ``sync`` copies the policy's
     current weights into it (``model.load_weights`` inside the engine's worker)."""
 
-    def __init__(self, model_path: Path | str, tokenizer, cfg: PPOConfig, *, seed: int):
+    def __init__(
+        self,
+        model_path: Path | str,
+        tokenizer,
+        cfg: PPOConfig,
+        *,
+        seed: int,
+        system_prompt: str | None = None,
+    ):
         # In-process engine: the worker's model is reachable without serialising weights.
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         from vllm import LLM, SamplingParams
 
         self.tokenizer = tokenizer
         self.cfg = cfg
+        self.system_prompt = system_prompt
         # The seed goes to the engine: a per-request seed crashes vLLM's CPU build. Prefix
         # caching is off because cached keys and values would outlive a weight update.
         self.llm = LLM(
@@ -103,7 +109,7 @@ class VllmRollouts:
 
         encoded = [
             self.tokenizer(t, add_special_tokens=False)["input_ids"]
-            for t in chat_texts(self.tokenizer, prompts)
+            for t in chat_texts(self.tokenizer, prompts, self.system_prompt)
         ]
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=ids) for ids in encoded], self.params, use_tqdm=False
@@ -137,17 +143,23 @@ def _batch(prompts: list[list[int]], responses: list[list[int]], pad: int, devic
 
 
 def make_rollouts(
-    cfg: PPOConfig, model_path: Path | str, tokenizer, *, processes: int, seed: int
+    cfg: PPOConfig,
+    model_path: Path | str,
+    tokenizer,
+    *,
+    processes: int,
+    seed: int,
+    system_prompt: str | None = None,
 ) -> TransformersRollouts | VllmRollouts:
     """The engine ``cfg.rollout_backend`` asks for (``auto``: vLLM with a GPU)."""
     backend = pick_backend(cfg.rollout_backend)
     if backend == "vllm" and processes > 1:
         if cfg.rollout_backend == "auto":
-            return TransformersRollouts(tokenizer, cfg)
+            return TransformersRollouts(tokenizer, cfg, system_prompt=system_prompt)
         raise ConfigError(
             "train.ppo.rollout_backend: vllm runs one engine in a single training process; "
             f"this launch has {processes} processes (use transformers, or num_processes: 1)"
         )
     if backend == "vllm":
-        return VllmRollouts(model_path, tokenizer, cfg, seed=seed)
-    return TransformersRollouts(tokenizer, cfg)
+        return VllmRollouts(model_path, tokenizer, cfg, seed=seed, system_prompt=system_prompt)
+    return TransformersRollouts(tokenizer, cfg, system_prompt=system_prompt)

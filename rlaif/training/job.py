@@ -1,0 +1,180 @@
+"""One training run: what it needs (a :class:`TrainJob`) and the one function that runs it.
+
+The train stage builds a job and runs it in this process, or hands it to ``accelerate
+launch`` (:mod:`rlaif.training.launch`), whose every process reads the same job back from
+JSON and runs it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+from rlaif.config import JudgeConfig, TrainConfig
+from rlaif.errors import ConfigError
+from rlaif.judges import Budget, JudgeRequest, Verdict, build_judge
+from rlaif.models import load_tokenizer, resolve_model
+from rlaif.training.checkpoints import last_trainer_checkpoint, no_final_checkpoint
+from rlaif.training.ppo import RewardFn, train_ppo
+from rlaif.training.reward_model import RewardScorer, train_reward_model
+from rlaif.training.trl_args import trainer_args
+
+log = logging.getLogger(__name__)
+TRL_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything a training run needs besides its data."""
+
+    cfg: TrainConfig
+    model: str
+    """The SFT model: the policy's start, DPO's reference and PPO's KL anchor."""
+    output_dir: Path
+    """The policy goes to ``output_dir/model``."""
+    checkpoint_dir: Path
+    judges: JudgeConfig | None = None
+    """``d_rlaif`` scores rollouts with the first of them."""
+    system_prompt: str | None = None
+    """The system prompt the preferences were sampled under; PPO rollouts and reward
+    scoring show it too."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "train": self.cfg.model_dump(mode="json"),
+            "model": self.model,
+            "output_dir": str(self.output_dir),
+            "checkpoint_dir": str(self.checkpoint_dir),
+            "judges": self.judges.model_dump(mode="json") if self.judges else None,
+            "system_prompt": self.system_prompt,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainJob:
+        return cls(
+            cfg=TrainConfig.model_validate(data["train"]),
+            model=data["model"],
+            output_dir=Path(data["output_dir"]),
+            checkpoint_dir=Path(data["checkpoint_dir"]),
+            judges=JudgeConfig.model_validate(data["judges"]) if data["judges"] else None,
+            system_prompt=data["system_prompt"],
+        )
+
+
+def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dataset:
+    """Train in this process (which may be one of several ``accelerate`` started); returns
+    the training log, one row per logged step."""
+    cfg = job.cfg
+    if cfg.method == "dpo":
+        return _dpo(job, preferences)
+    assert prompts is not None
+    if cfg.method == "rm_ppo":
+        train_reward_model(
+            preferences,
+            cfg.reward_model,
+            model=job.model,
+            output_dir=job.output_dir,
+            checkpoint_dir=job.checkpoint_dir,
+            save_steps=cfg.save_steps,
+            dtype=cfg.dtype,
+        )
+        scorer = RewardScorer(
+            job.output_dir / "reward_model", dtype=cfg.dtype, system_prompt=job.system_prompt
+        )
+        reward_fn = scorer.score
+    else:
+        reward_fn = judge_reward(job.judges)
+    return train_ppo(
+        prompts,
+        cfg.ppo,
+        model=job.model,
+        reward_fn=reward_fn,
+        output_dir=job.output_dir,
+        checkpoint_dir=job.checkpoint_dir,
+        save_steps=cfg.save_steps,
+        dtype=cfg.dtype,
+        system_prompt=job.system_prompt,
+    )
+
+
+def judge_reward(judges: JudgeConfig | None) -> RewardFn:
+    """d-RLAIF: the first judge scores each rollout directly with a pointwise rubric."""
+    if judges is None or not judges.judges:
+        raise ConfigError("train: method 'd_rlaif' needs a judge")
+    backend = build_judge(judges.judges[0])
+    rubric = getattr(backend, "rubric", None)
+    if rubric is None or rubric.mode != "pointwise":
+        raise ConfigError(
+            f"train: method 'd_rlaif' scores rollouts with judge '{backend.name}', whose rubric "
+            "must be pointwise (e.g. ultrafeedback_helpfulness)"
+        )
+
+    def reward(prompts: list[str], responses: list[str]) -> list[float]:
+        verdicts: dict[int, Verdict] = {}
+        requests = [JudgeRequest(p, r, "") for p, r in zip(prompts, responses, strict=True)]
+        backend.run(requests, verdicts.__setitem__, Budget())
+        # an unreadable verdict scores as the middle of the scale: no push either way
+        middle = (min(rubric.scores) + max(rubric.scores)) / 2
+        return [
+            v.score if v.status == "ok" else middle
+            for v in (verdicts[i] for i in range(len(requests)))
+        ]
+
+    return reward
+
+
+def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    dpo = job.cfg.dpo
+    folder = job.checkpoint_dir / "dpo"
+    model_path = resolve_model(job.model, field="model")
+    tokenizer = load_tokenizer(model_path)
+    policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    args = DPOConfig(
+        beta=dpo.beta,
+        loss_type=[dpo.loss_type],
+        learning_rate=dpo.learning_rate,
+        max_steps=dpo.max_steps,
+        per_device_train_batch_size=dpo.per_device_train_batch_size,
+        gradient_accumulation_steps=dpo.gradient_accumulation_steps,
+        max_length=dpo.max_length,
+        warmup_steps=dpo.warmup_steps,
+        **trainer_args(
+            output_dir=folder,
+            seed=job.cfg.seed,
+            save_steps=job.cfg.save_steps,
+            dtype=job.cfg.dtype,
+            logging_steps=dpo.logging_steps,
+        ),
+    )
+    trainer = DPOTrainer(
+        model=policy,
+        args=args,
+        train_dataset=preferences.select_columns(list(TRL_COLUMNS)),
+        processing_class=tokenizer,
+        callbacks=[no_final_checkpoint()],
+    )
+    last = last_trainer_checkpoint(folder)
+    if last:
+        log.info("dpo: resuming from %s", last)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    final = job.output_dir / "model"
+    trainer.save_model(str(final))
+    history = trainer.state.log_history
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(final)
+        (job.output_dir / "log_history.json").write_text(json.dumps(history, indent=1, default=str))
+    keys = list(dict.fromkeys(k for entry in history for k in entry))
+    return Dataset.from_dict({k: [_number(e.get(k)) for e in history] for k in keys})
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
