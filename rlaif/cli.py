@@ -171,7 +171,9 @@ def run(
             f"preference dataset: {result.preferences_dir} "
             "(datasets.load_from_disk; TRL-ready prompt/chosen/rejected)"
         )
-    model_dir = result.run_dir / "train" / "model"
+    from rlaif.run_dir import RunDir
+
+    model_dir = RunDir(result.run_dir).policy
     if model_dir.exists():
         typer.echo(f"trained policy: {model_dir}")
     if result.evaluation:
@@ -238,24 +240,25 @@ def status(
 ) -> None:
     """Show each stage's status, progress, counts, cost and timing for a run; for a nightly
     directory (<output_dir>/<name>/nightly), one line per night."""
-    from rlaif.run_dir import read_manifest, run_cost
+    from rlaif.run_dir import RunDir, run_cost
 
-    if (run_dir / "ledger.sqlite").exists() and not (run_dir / "manifest.json").exists():
+    folder = RunDir(run_dir)
+    if (run_dir / "ledger.sqlite").exists() and not folder.has_manifest():
         _nights_status(run_dir)
         return
     try:
-        manifest = read_manifest(run_dir)
+        manifest = folder.read_manifest()
     except RlaifError as exc:
         _fail(exc)
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
         return
-    from rlaif.config import STAGES
     from rlaif.locking import is_held
+    from rlaif.stage_table import NAMES
 
-    alive = is_held(run_dir / ".lock")
+    alive = is_held(folder.lock_path)
     typer.echo(f"{manifest['pipeline']}  {run_dir}  (config {manifest['config_hash'][:12]})")
-    for name in STAGES:
+    for name in NAMES:
         entry = manifest["stages"].get(name, {})
         state = entry.get("status", "not run")
         if state == "running" and not alive:
@@ -281,13 +284,13 @@ def status(
 
 def _nights_status(root: Path) -> None:
     from rlaif.locking import is_held
-    from rlaif.run_dir import read_manifest, run_cost
+    from rlaif.run_dir import RunDir, run_cost
 
     running = " (a night is running now)" if is_held(root / ".lock") else ""
     typer.echo(f"{root}{running}")
     typer.echo(f"  {'night':<11} {'state':<11} {'new':>5} {'version':>7} {'rows':>6} {'cost':>9}")
-    for night in sorted(p for p in root.iterdir() if (p / "manifest.json").exists()):
-        manifest = read_manifest(night)
+    for night in sorted(p for p in root.iterdir() if RunDir(p).has_manifest()):
+        manifest = RunDir(night).read_manifest()
         info = manifest.get("nightly", {})
         states = [s.get("status") for s in manifest["stages"].values()]
         state = next((s for s in ("failed", "running", "partial") if s in states), "completed")
@@ -537,7 +540,7 @@ def judge_eval_cmd(
     """Agreement of the pipeline's judges with human labels, per debiasing step."""
     from rlaif.config import load_pipeline
     from rlaif.judge_eval import judge_eval, load_labelled
-    from rlaif.pipeline import judgment_store_path
+    from rlaif.preflight import judgment_store_path
     from rlaif.store import JudgmentStore
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import logging
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import (
@@ -26,8 +26,11 @@ from pydantic import (
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
 from rlaif.models import DEFAULT_MODEL
+from rlaif.stage_table import NAMES
 
-STAGES = ("sample", "pair", "judge", "aggregate", "train", "evaluate")
+STAGES = NAMES
+"""The stage names in order (declared in :mod:`rlaif.stage_table`)."""
+
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 """``auto`` is resolved for the hardware by :func:`rlaif.devices.resolve_dtype`."""
 
@@ -69,6 +72,8 @@ class SampleConfig(_Strict):
     """Chunk ``i`` samples with seed ``seed + i``, so a resumed stage reproduces it exactly."""
     chunk_size: int = Field(default=256, ge=1)
     """Prompts per durable chunk: a crash loses at most the chunk being sampled."""
+    gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
+    """GPU memory share of the vLLM engine (``backend: vllm``)."""
 
 
 class PairConfig(_Strict):
@@ -218,6 +223,17 @@ class AnthropicJudgeConfig(_ApiJudgeConfig):
     max_batch_requests: ClassVar[int] = 100_000
 
 
+JUDGE_BACKENDS: dict[str, tuple[type[_Strict], str]] = {
+    "transformers": (TransformersJudgeConfig, "rlaif.judges.transformers:TransformersJudge"),
+    "python": (PythonJudgeConfig, "rlaif.judges.python:PythonJudge"),
+    "vllm": (VllmJudgeConfig, "rlaif.judges.vllm:VllmJudge"),
+    "openai": (OpenAIJudgeConfig, "rlaif.judges.openai:OpenAIJudge"),
+    "anthropic": (AnthropicJudgeConfig, "rlaif.judges.anthropic:AnthropicJudge"),
+}
+"""The one registry of judge backends: ``backend:`` name -> (its config class, its judge
+class as ``module:Class``, imported only when a judge is built)."""
+
+
 def _judge_backend(value: Any) -> str:
     """The ``backend`` key picks the config class; it defaults to ``transformers``."""
     if isinstance(value, dict):
@@ -226,11 +242,7 @@ def _judge_backend(value: Any) -> str:
 
 
 JudgeBackendConfig = Annotated[
-    Annotated[TransformersJudgeConfig, Tag("transformers")]
-    | Annotated[PythonJudgeConfig, Tag("python")]
-    | Annotated[VllmJudgeConfig, Tag("vllm")]
-    | Annotated[OpenAIJudgeConfig, Tag("openai")]
-    | Annotated[AnthropicJudgeConfig, Tag("anthropic")],
+    Union[tuple(Annotated[cls, Tag(name)] for name, (cls, _) in JUDGE_BACKENDS.items())],  # noqa: UP007
     Discriminator(_judge_backend),
 ]
 
@@ -534,22 +546,13 @@ def _format_errors(exc: ValidationError, source: str, lines: dict[tuple, int]) -
     return "invalid pipeline config\n  " + "\n  ".join(messages)
 
 
-_JUDGE_BACKENDS: dict[str, type[BaseModel]] = {
-    "transformers": TransformersJudgeConfig,
-    "python": PythonJudgeConfig,
-    "vllm": VllmJudgeConfig,
-    "openai": OpenAIJudgeConfig,
-    "anthropic": AnthropicJudgeConfig,
-}
-
-
 def _drop_union_tags(loc: tuple) -> tuple:
     """Pydantic puts the discriminator value in the error path (``judges.0.python.x``); users
     never wrote it, so drop it."""
     return tuple(
         p
         for i, p in enumerate(loc)
-        if not (p in _JUDGE_BACKENDS and i > 0 and isinstance(loc[i - 1], int))
+        if not (p in JUDGE_BACKENDS and i > 0 and isinstance(loc[i - 1], int))
     )
 
 
@@ -558,8 +561,8 @@ def _suggestion(loc: tuple) -> str:
     for i, part in enumerate(loc[:-1]):
         if isinstance(part, int):
             continue
-        if part in _JUDGE_BACKENDS and i > 0 and isinstance(loc[i - 1], int):
-            model = _JUDGE_BACKENDS[part]
+        if part in JUDGE_BACKENDS and i > 0 and isinstance(loc[i - 1], int):
+            model = JUDGE_BACKENDS[part][0]
             continue
         if model is None:
             continue

@@ -13,11 +13,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import load_from_disk
-
 from rlaif.config import PipelineConfig
+from rlaif.datasets_io import load_dir
 from rlaif.judges import JudgeRequest, build_judge
-from rlaif.stages.judge import due, pair_columns, plan_requests
+from rlaif.run_dir import RunDir
+from rlaif.schema import pair_columns
+from rlaif.stages.judge import due, plan_requests
 from rlaif.store import JudgmentStore
 
 
@@ -35,8 +36,8 @@ class JudgeEstimate:
 
 
 def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[JudgeEstimate]:
-    pairs_dir = run_dir / "pairs"
-    pairs = load_from_disk(str(pairs_dir)) if pairs_dir.exists() else None
+    pairs_dir = RunDir(run_dir).output("pair")
+    pairs = load_dir(pairs_dir) if pairs_dir.exists() else None
     orders = 2 if cfg.judge.orders == "both" else 1
     placeholder = "x" * (cfg.sample.max_new_tokens * 4)
     prompt = "y" * 400
@@ -44,7 +45,11 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
     per_prompt = math.comb(cfg.sample.n, 2)
     if cfg.pair.strategy == "random_pairs":
         per_prompt = min(per_prompt, cfg.pair.k)
-    records = pairs.select_columns(pair_columns(pairs)).to_list() if pairs is not None else None
+    records = (
+        pairs.select_columns(pair_columns(pairs.column_names)).to_list()
+        if pairs is not None
+        else None
+    )
     out = []
     # a dry run writes nothing: without a store yet, nothing is cached
     with JudgmentStore(store_path) if store_path.exists() else nullcontext() as store:
@@ -58,25 +63,15 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
             else:
                 judge_calls = n_train * per_prompt * orders
             messages = backend.render(JudgeRequest(prompt, placeholder, placeholder, placeholder))
-            in_tokens = sum(len(m["content"] if isinstance(m, dict) else m) for m in messages) // 4
-            read = getattr(getattr(backend, "rubric", None), "read", "label_probs")
-            out_tokens = 1 if read == "label_probs" else getattr(spec, "max_tokens", 1)
-            price = getattr(spec, "price", None)
-            batch = getattr(spec, "batch", None)
-            # the judge stage goes through the provider's batch API; evaluation asks online
-            batch_discount = batch.discount if batch is not None and batch.enabled else 1.0
+            in_tokens, out_tokens = backend.estimated_tokens(messages)
+            per_call = backend.cost(in_tokens, out_tokens)
             for stage, calls in (
                 ("judge", judge_calls),
                 ("evaluate", cfg.prompts.eval_size * orders),
             ):
-                cost = (
-                    None
-                    if price is None
-                    else calls
-                    * (in_tokens * price.input_per_mtok + out_tokens * price.output_per_mtok)
-                    / 1e6
-                    * (batch_discount if stage == "judge" else 1.0)
-                )
+                # the judge stage may go through the provider's batch API; evaluation asks online
+                discount = backend.batch_discount if stage == "judge" else 1.0
+                cost = None if per_call is None else calls * per_call * discount
                 out.append(
                     JudgeEstimate(
                         stage=stage,

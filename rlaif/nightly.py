@@ -36,12 +36,14 @@ from rlaif.locking import RunLock
 from rlaif.logs import attach_run_logs, detach
 from rlaif.pipeline import Pipeline, RunResult
 from rlaif.prompts import load_prompts, split_prompts
-from rlaif.run_dir import OUTPUT_DIRS, read_manifest, run_cost, write_manifest
+from rlaif.run_dir import RunDir, run_cost
+from rlaif.stage_table import NAMES
 from rlaif.stages.aggregate import incomplete_prompt_ids
 
 log = logging.getLogger(__name__)
-DATA_STAGES = ["sample", "pair", "judge", "aggregate"]
-TRAIN_STAGES = ["train", "evaluate"]
+DATA_STAGES = list(NAMES[: NAMES.index("aggregate") + 1])
+"""What a night runs to publish its preferences; the rest trains on the cumulative set."""
+TRAIN_STAGES = list(NAMES[len(DATA_STAGES) :])
 
 
 @dataclass
@@ -110,7 +112,7 @@ def _night(pipeline: Pipeline, root: Path, night: str, ledger: Ledger) -> NightR
     info.update(
         version=published["version"], cumulative_rows=published["rows"], added=published["added"]
     )
-    _update_manifest(night_dir, nightly=info)
+    RunDir(night_dir).update_manifest(nightly=info)
     result = NightResult(night_dir, night, len(train_set), published["version"], run)
     if cfg.nightly.train and published["version"]:
         result.run = pipeline.run(
@@ -129,7 +131,7 @@ def _night_prompts(
 ) -> tuple[Dataset, Dataset]:
     """The night's prompts: chosen once, then read back on every resume of that night."""
     cfg = pipeline.config
-    saved = night_dir / "prompts" / "train"
+    saved = RunDir(night_dir).prompts("train")
     heldout_dir = root / "heldout"
     if saved.exists() and heldout_dir.exists():
         return load_dir(saved), load_dir(heldout_dir)
@@ -167,7 +169,7 @@ def _publish(root: Path, night: str, night_dir: Path, prompts: Dataset, ledger: 
     """Append the night's preferences as a new cumulative version, then record it and the
     night's prompts as seen in one transaction. A crash before the transaction leaves an
     unrecorded version folder that the resumed night simply writes again."""
-    tonight = load_dir(night_dir / OUTPUT_DIRS["aggregate"])
+    tonight = load_dir(RunDir(night_dir).output("aggregate"))
     tonight = tonight.add_column("night", [night] * len(tonight))
     latest = ledger.latest()
     if latest is None:
@@ -190,7 +192,7 @@ def _publish(root: Path, night: str, night_dir: Path, prompts: Dataset, ledger: 
         "added": len(tonight),
     }
     # a prompt is seen only once every pair of it has complete evidence; the rest come back
-    incomplete = incomplete_prompt_ids(load_dir(night_dir / OUTPUT_DIRS["judge"]))
+    incomplete = incomplete_prompt_ids(load_dir(RunDir(night_dir).output("judge")))
     done = [i for i, pid in enumerate(prompts["prompt_id"]) if pid not in incomplete]
     if incomplete:
         log.info(
@@ -245,16 +247,9 @@ def _remaining_budget(max_cost_usd: float | None, night_dir: Path) -> float | No
     """The night's budget less what earlier invocations of the same night spent."""
     if max_cost_usd is None:
         return None
-    spent = 0.0
-    if (night_dir / "manifest.json").exists():
-        spent = run_cost(read_manifest(night_dir)) or 0.0
+    night = RunDir(night_dir)
+    spent = (run_cost(night.read_manifest()) or 0.0) if night.has_manifest() else 0.0
     return max(0.0, max_cost_usd - spent)
-
-
-def _update_manifest(run_dir: Path, **fields: Any) -> None:
-    manifest = read_manifest(run_dir)
-    manifest.update(fields)
-    write_manifest(run_dir, manifest)
 
 
 def _parse_date(value: str | None) -> str:

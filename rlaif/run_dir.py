@@ -1,4 +1,12 @@
-"""What a run directory holds: each stage's output folder and the manifest."""
+"""What a run directory holds, in one place: every path in it, its manifest (read, recovered
+and written atomically) and its lock. The CLI, the pipeline, nightly runs, the estimate and
+the report all go through :class:`RunDir`.
+
+```
+<run-dir>/manifest.json  prompts/{train,heldout}  <stage outputs>  samples.parts/
+          checkpoints/   batches/<judge>.jsonl    logs/            .lock
+```
+"""
 
 from __future__ import annotations
 
@@ -10,19 +18,142 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError
+from rlaif.locking import RunLock
 from rlaif.redaction import redact
+from rlaif.stage_table import BY_NAME, STAGES
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+OUTPUT_DIRS = {s.name: s.output for s in STAGES}
 
-OUTPUT_DIRS = {
-    "sample": "samples",
-    "pair": "pairs",
-    "judge": "judgments",
-    "aggregate": "preferences",
-    "train": "train",
-    "evaluate": "evaluation",
-}
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __truediv__(self, other: str) -> Path:
+        return self.path / other
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def batches(self) -> Path:
+        """Provider batch ids, one ledger per judge (``<judge>.jsonl``)."""
+        return self.path / "batches"
+
+    def output(self, stage: str) -> Path:
+        return self.path / BY_NAME[stage].output
+
+    def prompts(self, split: str) -> Path:
+        """``train`` or ``heldout``: the prompt split the run used."""
+        return self.path / "prompts" / split
+
+    def sample_parts(self, fingerprint: str) -> Path:
+        """Sampled chunks while the sample stage runs, keyed by what is sampled."""
+        return self.path / "samples.parts" / fingerprint[:12]
+
+    def checkpoints(self, fingerprint: str) -> Path:
+        """Training checkpoints, keyed by what is trained (outside ``train/``, which is
+        rebuilt on every attempt)."""
+        return self.path / "checkpoints" / fingerprint[:12]
+
+    @property
+    def policy(self) -> Path:
+        """The trained policy."""
+        return self.output("train") / "model"
+
+    @property
+    def evaluation_summary(self) -> Path:
+        return self.output("evaluate") / "summary.json"
+
+    def has_manifest(self) -> bool:
+        return self.manifest_path.is_file()
+
+    @property
+    def lock_path(self) -> Path:
+        """Held while a process runs this directory."""
+        return self.path / ".lock"
+
+    def lock(self, what: str) -> RunLock:
+        return RunLock(self.lock_path, what=what)
+
+    def prepare(self) -> None:
+        """Create the directory, or say plainly why it cannot be used."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(
+                f"{self.path}: the run directory is a file, not a folder; pass another "
+                "--run-dir or move the file away"
+            )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.path}: cannot write the run directory ({exc.strerror}); make it (or "
+                "output_dir) writable, or pass another --run-dir"
+            ) from None
+
+    def read_manifest(self) -> dict[str, Any]:
+        if not self.has_manifest():
+            raise ConfigError(f"{self.path}: no manifest.json here; is this a run directory?")
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{self.manifest_path}: damaged manifest ({exc}); the next `rlaif run` on this "
+                "directory moves it aside and rebuilds it (stages run again, judgments come "
+                "from the store for free)"
+            ) from None
+
+    def recover_manifest(self) -> dict[str, Any]:
+        """The run's manifest, or an empty one. A damaged manifest (a crash mid-write on a
+        disk without atomic renames, a hand edit) is moved aside with a warning, not a dead
+        end: it only records progress, so stages run again and stored judgments are reused."""
+        if not self.manifest_path.exists():
+            return {}
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+            if isinstance(manifest, dict):
+                return manifest
+            problem = "not a JSON object"
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            problem = str(exc)
+        aside = self.path / f"{MANIFEST}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.manifest_path.rename(aside)
+        log.warning(
+            "%s: damaged manifest (%s), moved to %s; stages will run again (judgments already "
+            "in the store are reused, not paid again)",
+            self.manifest_path,
+            problem,
+            aside,
+        )
+        return {}
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Atomically, and with every API key value redacted (a provider may have echoed one
+        into an error that the manifest records)."""
+        tmp = self.path / (MANIFEST + ".tmp")
+        tmp.write_text(redact(json.dumps(manifest, indent=2)) or "")
+        os.replace(tmp, self.manifest_path)
+
+    def update_manifest(self, **fields: Any) -> None:
+        manifest = self.read_manifest()
+        manifest.update(fields)
+        self.write_manifest(manifest)
 
 
 def stage_cost(entry: dict[str, Any]) -> float | None:
@@ -62,48 +193,4 @@ def prepare_run_dir(run_dir: Path) -> None:
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no manifest.json here; is this a run directory?")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{path}: damaged manifest ({exc}); the next `rlaif run` on this directory moves it "
-            "aside and rebuilds it (stages run again, judgments come from the store for free)"
-        ) from None
-
-
-def recover_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest, or an empty one. A damaged manifest (a crash mid-write on a disk
-    without atomic renames, a hand edit) is moved aside with a warning, not a dead end: it
-    only records progress, so stages simply run again and stored judgments are reused."""
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        return {}
-    try:
-        manifest = json.loads(path.read_text())
-        if isinstance(manifest, dict):
-            return manifest
-        problem = "not a JSON object"
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        problem = str(exc)
-    aside = path.with_name(f"{MANIFEST}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-    path.rename(aside)
-    log.warning(
-        "%s: damaged manifest (%s), moved to %s; stages will run again (judgments already in "
-        "the store are reused, not paid again)",
-        path,
-        problem,
-        aside,
-    )
-    return {}
-
-
-def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    """Atomically, and with every API key value redacted (a provider may have echoed one
-    into an error that the manifest records)."""
-    path = Path(run_dir) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(redact(json.dumps(manifest, indent=2)) or "")
-    os.replace(tmp, path)
+    return RunDir(run_dir).read_manifest()

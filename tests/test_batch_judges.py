@@ -8,8 +8,6 @@ import time
 import pytest
 from pair_data import pairs
 
-from rlaif.batches.ledger import BatchLedger, BatchRecord
-from rlaif.batches.runner import chunked
 from rlaif.config import (
     AnthropicJudgeConfig,
     JudgeConfig,
@@ -20,6 +18,8 @@ from rlaif.config import (
 from rlaif.estimate import estimate
 from rlaif.judges import Budget
 from rlaif.judges.api import FatalJudgeError
+from rlaif.judges.batch_ledger import BatchLedger, BatchRecord
+from rlaif.judges.batch_run import chunked
 from rlaif.stages import judge
 from rlaif.store import JudgmentStore
 from rlaif.testing.batch_server import LoopbackBatchServer

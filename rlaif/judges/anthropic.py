@@ -10,7 +10,7 @@ from typing import Any
 import anthropic
 from anthropic.types import Message
 
-from rlaif.batches.anthropic import AnthropicBatches
+from rlaif.judges.anthropic_batches import AnthropicBatches
 from rlaif.judges.api import ApiJudge, with_usage
 from rlaif.judges.base import Verdict
 from rlaif.judges.verdicts import read_text

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -26,17 +27,15 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from rlaif.errors import ConfigError, RlaifError
-from rlaif.judges.base import Budget, JudgeRequest, OnResult, RubricJudge, Verdict
+from rlaif.errors import ConfigError
+from rlaif.judges.base import Budget, JudgeRequest, OnResult, Planned, RubricJudge, Verdict
+from rlaif.judges.batch_run import BatchRun
+from rlaif.judges.failures import FatalJudgeError, describe_error, retry_after, status_of
 from rlaif.redaction import register_secret
 from rlaif.rubrics import load_rubric
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 MAX_RETRY_AFTER_S = 120.0
-
-
-class FatalJudgeError(RlaifError):
-    """An error that every further request would repeat; the stage stops at once."""
 
 
 class ApiJudge(RubricJudge):
@@ -54,6 +53,8 @@ class ApiJudge(RubricJudge):
     def __init__(self, cfg: Any):
         self.cfg = cfg
         self.name = cfg.name
+        self.model = cfg.model
+        self.batch = cfg.batch
         self.rubric = load_rubric(cfg.rubric)
         if self.rubric.read not in self.read_modes:
             raise ConfigError(
@@ -100,10 +101,23 @@ class ApiJudge(RubricJudge):
             + (output_tokens or 0) * price.output_per_mtok
         ) / 1e6
 
-    def estimated_tokens(self, messages: list[dict[str, str]]) -> tuple[int, int]:
+    def estimated_tokens(self, rendered: Any) -> tuple[int, int]:
         """Input tokens (characters / 4) and the output cap: the most a request may use."""
         output_cap = 1 if self.rubric.read == "label_probs" else self.cfg.max_tokens
-        return sum(len(m["content"]) for m in messages) // 4, output_cap
+        return sum(len(m["content"]) for m in rendered) // 4, output_cap
+
+    @property
+    def batch_discount(self) -> float:
+        return self.batch.discount if self.batch.enabled else 1.0
+
+    def judge_all(
+        self, todo: list[Planned], *, store: Any, budget: Budget, batch_dir: Path | None
+    ) -> dict[str, str]:
+        """Through the provider's batch API when ``batch.enabled`` and the stage keeps batch
+        records (``batch_dir``; evaluation needs its answers now and judges online)."""
+        if self.batch.enabled and batch_dir is not None:
+            return BatchRun(self, store=store, budget=budget, batch_dir=batch_dir).run(todo)
+        return super().judge_all(todo, store=store, budget=budget, batch_dir=batch_dir)
 
     # -- provider hooks -------------------------------------------------------------------
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
@@ -115,7 +129,7 @@ class ApiJudge(RubricJudge):
         raise NotImplementedError
 
     def batch_client(self) -> Any:
-        """The provider's batch API (``rlaif.batches``), for judges with ``batch.enabled``."""
+        """The provider's batch API (``<provider>_batches.py`` beside the provider)."""
         raise NotImplementedError
 
     def _client(self) -> Any:
@@ -216,7 +230,7 @@ class ApiJudge(RubricJudge):
     def fatal(self, exc: BaseException) -> FatalJudgeError | None:
         """The stage-stopping error for an HTTP answer every request would get (400, 401, 403,
         404), else None."""
-        if _status(exc) is not None and not self.retryable(exc):
+        if status_of(exc) is not None and not self.retryable(exc):
             return FatalJudgeError(self._fatal_message(exc))
         return None
 
@@ -233,7 +247,7 @@ class ApiJudge(RubricJudge):
 
     def retryable(self, exc: BaseException) -> bool:
         """Can this failure succeed later: 429, 5xx, timeouts, dropped connections?"""
-        status = _status(exc)
+        status = status_of(exc)
         if status is not None:
             return status in RETRYABLE_STATUS or status >= 500
         return isinstance(
@@ -243,7 +257,7 @@ class ApiJudge(RubricJudge):
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_random_exponential(multiplier=0.5, max=30)(state)
         exc = state.outcome.exception() if state.outcome else None
-        after = _retry_after(exc)
+        after = retry_after(exc)
         return backoff if after is None else min(after, MAX_RETRY_AFTER_S) + backoff / 10
 
     def _fatal_message(self, exc: BaseException) -> str:
@@ -252,7 +266,7 @@ class ApiJudge(RubricJudge):
             401: f"check the key in ${self.cfg.api_key_env}",
             403: f"the key in ${self.cfg.api_key_env} may lack access to this model",
             404: f"is model '{self.cfg.model}' served at {where}?",
-        }.get(_status(exc), "")
+        }.get(status_of(exc), "")
         return (
             f"judge '{self.name}': {where} answered {describe_error(exc)}; stopping the stage "
             f"(every request would fail the same way){'; ' + hint if hint else ''}"
@@ -267,32 +281,6 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
-
-
-def _status(exc: BaseException | None) -> int | None:
-    status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if not headers:
-        return None
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        if headers.get("retry-after"):
-            return float(headers["retry-after"])
-    except ValueError:
-        return None
-    return None
-
-
-def describe_error(exc: BaseException) -> str:
-    """``Type status: first line of the message``, short enough for a judgment record."""
-    status = _status(exc)
-    message = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return f"{type(exc).__name__}{f' {status}' if status else ''}: {message}"
 
 
 def with_usage(

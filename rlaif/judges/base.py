@@ -1,109 +1,97 @@
-"""The protocol every judge backend implements, and the records it exchanges."""
+"""What every judge backend is and can do (:class:`Judge`), and the two ways a backend runs
+requests: through a rubric (:class:`RubricJudge`), a batch at a time (:class:`BatchJudge`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+from rlaif.judges.online import judge_online
+from rlaif.judges.records import Budget, JudgeRequest, OnResult, Verdict
 from rlaif.rubrics import Rubric
 
-OnResult = Callable[[int, "Verdict"], None]
+if TYPE_CHECKING:
+    from rlaif.store import JudgmentStore
 
 
-@dataclass(frozen=True)
-class JudgeRequest:
-    """One comparison in one order: is ``first`` better than ``second`` for ``prompt``?"""
+class Planned(Protocol):
+    """A request the judge stage rendered and keyed: what a judge is asked to answer."""
 
-    prompt: str
-    first: str
-    second: str
-    reference: str | None = None
-    """A reference answer, for rubrics that compare against one."""
-    rendered: Any = field(default=None, compare=False, repr=False)
-    """What the judge's ``render`` made of it, kept so a request is rendered once (the judge
-    stage renders every request up front to key it)."""
+    key: str
+    prompt_hash: str
+    request: JudgeRequest
 
 
-@dataclass(frozen=True)
-class Verdict:
-    status: Literal["ok", "invalid", "refused", "error"]
-    """``invalid``: an answer that could not be read; ``error``: no answer (retried on re-run)."""
-    raw_output: str
-    verdict: str | None = None
-    """The label the judge chose, as the rubric spells it."""
-    p_first: float | None = None
-    """P(first wins), normalised over the two labels."""
-    label_mass: float | None = None
-    """Probability the judge put on the labels at all; low means it was not answering."""
-    score: float | None = None
-    """Pointwise rubrics: the answer's score (the expected score under label probabilities)."""
-    error: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
+class Judge:
+    """What every judge backend is and can do, with the defaults most backends want; a
+    backend overrides what differs (the rubric judges, the API judges' cost and batches)."""
 
-
-class Budget:
-    """What lets the judges of one stage start another call: a spending cap, and no
-    interrupt (Ctrl-C stops new calls while those in flight finish and are stored)."""
-
-    def __init__(self, max_cost_usd: float | None = None):
-        self.max_cost_usd = max_cost_usd
-        self.spent = 0.0
-        self.interrupted = False
-
-    def allows(self) -> bool:
-        if self.interrupted:
-            return False
-        return self.max_cost_usd is None or self.spent < self.max_cost_usd
-
-    def exhausted(self) -> bool:
-        """The cap (not an interrupt) is what stops new calls."""
-        return self.max_cost_usd is not None and self.spent >= self.max_cost_usd
-
-    def add(self, cost: float | None) -> None:
-        self.spent += cost or 0.0
-
-
-class JudgeBackend(Protocol):
     name: str
+    model: str | None = None
+    """The model it runs or calls (None: a python callable)."""
+    rubric: Rubric | None = None
+    """The rubric it asks through (None: a python callable, always pairwise)."""
+    in_flight: int = 0
+    """Requests being answered right now (API judges), for the progress bar."""
+
+    @property
+    def mode(self) -> str:
+        """``pairwise`` (which of two answers is better) or ``pointwise`` (a score for one)."""
+        return self.rubric.mode if self.rubric is not None else "pairwise"
 
     def identity(self) -> dict[str, Any]:
         """What makes two answers interchangeable: backend kind, model, decoding, rubric."""
-        ...
+        raise NotImplementedError
 
     def provenance(self) -> dict[str, str]:
         """``rubric_id`` and ``rubric_hash`` recorded with each judgment."""
-        ...
+        raise NotImplementedError
 
     def render(self, request: JudgeRequest) -> Any:
         """The exact input sent for a request; hashed into the cache key."""
-        ...
+        raise NotImplementedError
 
     def check(self) -> None:
         """Fail now, with a clear error, on what would make every judgment fail (a label the
         judge's tokenizer splits, a callable that returns nonsense); no paid call."""
-        ...
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
+        """USD for a call of this size; None when the judge has no price (local ones)."""
+        return None
+
+    def estimated_tokens(self, rendered: Any) -> tuple[int, int]:
+        """Input tokens (characters / 4) and the most output a request may use."""
+        texts = [m["content"] if isinstance(m, dict) else str(m) for m in rendered]
+        return sum(map(len, texts)) // 4, 1
+
+    @property
+    def batch_discount(self) -> float:
+        """The share of the online price its judge stage pays (provider batches: about half)."""
+        return 1.0
 
     def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
         """Judge every request, calling ``on_result(index, verdict)`` as each finishes.
 
         A failing request yields an ``error`` verdict, not an exception; only a failure that
         would repeat for every request (a bad key, a bad request) raises ``FatalJudgeError``.
-        Requests not started because the budget ran out get no call at all.
+        Requests not started because the budget ran out (or after Ctrl-C) get no call at all.
         """
-        ...
+        raise NotImplementedError
+
+    def judge_all(
+        self, todo: list[Planned], *, store: JudgmentStore, budget: Budget, batch_dir: Path | None
+    ) -> dict[str, str]:
+        """Answer ``todo`` into ``store``; returns the keys left awaiting a provider batch
+        (with their batch ids). Online by default: every answer stored as it arrives, keys
+        claimed against other runs on the same store (:mod:`rlaif.judges.online`)."""
+        judge_online(self, todo, store=store, budget=budget)
+        return {}
 
 
-class RubricJudge:
-    """``render`` and ``provenance`` for backends that ask through a rubric template."""
+class RubricJudge(Judge):
+    """``render``, ``provenance`` and the mode of backends that ask through a rubric."""
 
     rubric: Rubric
-
-    def check(self) -> None:
-        """Nothing beyond the rubric's own checks by default (an API judge's tokenizer is not
-        at hand); local backends check their labels against their tokenizer."""
 
     def provenance(self) -> dict[str, str]:
         return {"rubric_id": self.rubric.id, "rubric_hash": self.rubric.sha256}
@@ -116,7 +104,11 @@ class RubricJudge:
         )
 
 
-class BatchJudge:
+JudgeBackend = Judge
+"""The name the judge interface had before it was a base class."""
+
+
+class BatchJudge(Judge):
     """``run`` for in-process backends that judge a batch at a time."""
 
     batch_size: int = 32

@@ -11,9 +11,9 @@ from typing import Any
 
 import openai
 
-from rlaif.batches.openai import OpenAIBatches
 from rlaif.judges.api import ApiJudge, with_usage
 from rlaif.judges.base import Verdict
+from rlaif.judges.openai_batches import OpenAIBatches
 from rlaif.judges.verdicts import from_label_logprobs, read_text
 
 

@@ -25,6 +25,7 @@ class TransformersJudge(RubricJudge, BatchJudge):
     def __init__(self, cfg: TransformersJudgeConfig):
         self.cfg = cfg
         self.name = cfg.name
+        self.model = cfg.model
         self.batch_size = cfg.batch_size
         self.rubric = load_rubric(cfg.rubric)
         if self.rubric.read != "label_probs":

@@ -21,6 +21,7 @@ class VllmJudge(RubricJudge, BatchJudge):
     def __init__(self, cfg: VllmJudgeConfig):
         self.cfg = cfg
         self.name = cfg.name
+        self.model = cfg.model
         self.batch_size = cfg.batch_size
         self.rubric = load_rubric(cfg.rubric)
         self.model_path = resolve_model(cfg.model, field=f"judge '{cfg.name}'.model")

@@ -18,9 +18,9 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from rlaif.config import STAGES
 from rlaif.report import figures, run_data
 from rlaif.run_dir import OUTPUT_DIRS, run_cost, stage_cost
+from rlaif.stage_table import NAMES
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _guarded(what: str, read: Callable[[], Any]) -> Any:
 def _summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     stages = manifest.get("stages", {})
     rows = []
-    for name in STAGES:
+    for name in NAMES:
         entry = stages.get(name, {})
         counts = entry.get("counts") or {}
         rows.append(

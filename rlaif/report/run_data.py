@@ -76,34 +76,17 @@ def evaluation_rows(run_dir: Path) -> pd.DataFrame | None:
 
 
 def length_drift(run_dir: Path) -> dict[str, Any]:
-    """How the policy's answers differ in length from the SFT model's on the held-out prompts:
-    mean and median characters and words (whitespace-separated, a rough token count) for each,
-    and the change (policy minus SFT, and policy / SFT)."""
+    """The evaluate stage's length drift (:func:`rlaif.stages.evaluate.length_drift`) of
+    the held-out answers written in ``run_dir``."""
+    from rlaif.stages.evaluate import length_drift as drift_of
+
     rows = evaluation_rows(run_dir)
     if rows is None:
         raise ConfigError(
             f"{Path(run_dir) / OUTPUT_DIRS['evaluate']}: no evaluation dataset; "
             "run the evaluate stage first"
         )
-    drift: dict[str, Any] = {"n": len(rows)}
-    for side, column in (("policy", "policy_response"), ("reference", "reference_response")):
-        texts = rows[column].fillna("").tolist()
-        chars = [len(t) for t in texts]
-        words = [len(t.split()) for t in texts]
-        drift[side] = {
-            "mean_chars": _mean(chars),
-            "median_chars": _median(chars),
-            "mean_words": _mean(words),
-            "median_words": _median(words),
-        }
-    drift["change"] = {}
-    for key in ("mean_chars", "median_chars", "mean_words", "median_words"):
-        policy, reference = drift["policy"][key], drift["reference"][key]
-        drift["change"][key] = None if policy is None else round(policy - reference, 1)
-        drift["change"][f"{key}_ratio"] = (
-            round(policy / reference, 3) if policy is not None and reference else None
-        )
-    return drift
+    return drift_of(rows["policy_response"].tolist(), rows["reference_response"].tolist())
 
 
 def judgments(run_dir: Path) -> pd.DataFrame | None:

@@ -1,17 +1,19 @@
 """Generate N responses per conversation with the best engine available.
 
-The loaded engine is kept between calls (a stage samples in chunks) until ``release()``.
-
-vLLM is used when asked for, or (``auto``) when it is importable and a GPU is
-present; transformers' batched ``generate`` is the fallback that runs anywhere.
+An engine is an object the sample stage opens once and keeps for all its chunks
+(:func:`open_engine`), then closes: vLLM when asked for, or (``auto``) when it is
+importable and a GPU is present; transformers' batched ``generate`` runs anywhere.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -29,26 +31,19 @@ class GenerationParams:
     temperature: float = 0.8
     top_p: float = 0.95
     batch_size: int = 16
-    dtype: str = "auto"
     seed: int = 0
 
 
-class EngineSlot:
-    """The last engine loaded, reused while the same model is asked for again."""
+class Engine(Protocol):
+    def generate(
+        self, conversations: list[list[dict[str, str]]], params: GenerationParams
+    ) -> list[list[Completion]]:
+        """``params.n`` completions for each conversation, in input order."""
+        ...
 
-    def __init__(self) -> None:
-        self.key: tuple | None = None
-        self.engine = None
-
-    def get(self, key: tuple, load):
-        if self.key != key:
-            self.clear()
-            self.engine = load()
-            self.key = key
-        return self.engine
-
-    def clear(self) -> None:
-        self.key, self.engine = None, None
+    def close(self) -> None:
+        """Free the model (and, for vLLM, its GPU memory)."""
+        ...
 
 
 def pick_backend(requested: str) -> str:
@@ -61,29 +56,27 @@ def pick_backend(requested: str) -> str:
     return "vllm" if torch.cuda.is_available() else "transformers"
 
 
-def generate(
+@contextmanager
+def open_engine(
     model: Path | str,
-    conversations: list[list[dict[str, str]]],
-    params: GenerationParams,
     *,
     backend: str = "auto",
-    desc: str = "sampling",
-) -> list[list[Completion]]:
-    """Return ``params.n`` completions for each conversation, in input order."""
+    dtype: str = "auto",
+    seed: int = 0,
+    gpu_memory_utilization: float = 0.5,
+) -> Iterator[Engine]:
+    """The engine ``backend`` names for ``model``, closed when the block ends. ``seed`` seeds
+    a vLLM engine (a per-request seed crashes its CPU build); transformers seeds each call."""
     if pick_backend(backend) == "vllm":
-        from rlaif.sampling.vllm import generate_vllm
+        from rlaif.sampling.vllm import VllmEngine
 
-        return generate_vllm(model, conversations, params)
-    from rlaif.sampling.transformers import generate_transformers
+        engine: Engine = VllmEngine(model, dtype, seed, gpu_memory_utilization)
+    else:
+        from rlaif.sampling.transformers import TransformersEngine
 
-    return generate_transformers(model, conversations, params, desc=desc)
-
-
-def release() -> None:
-    """Free the engines kept loaded between the chunks of one stage."""
-    import gc
-
-    for name in ("rlaif.sampling.transformers", "rlaif.sampling.vllm"):
-        if name in sys.modules:
-            sys.modules[name].ENGINE.clear()
-    gc.collect()
+        engine = TransformersEngine(model, dtype)
+    try:
+        yield engine
+    finally:
+        engine.close()
+        gc.collect()

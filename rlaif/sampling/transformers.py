@@ -10,9 +10,7 @@ from transformers import AutoModelForCausalLM
 from rlaif.devices import resolve_dtype
 from rlaif.models import load_tokenizer
 from rlaif.progress import tqdm
-from rlaif.sampling import Completion, EngineSlot, GenerationParams
-
-ENGINE = EngineSlot()
+from rlaif.sampling import Completion, GenerationParams
 
 
 def load_causal_lm(model: Path | str, dtype: str, *, where: str = "sampling"):
@@ -24,54 +22,64 @@ def load_causal_lm(model: Path | str, dtype: str, *, where: str = "sampling"):
     return tokenizer, lm
 
 
-@torch.inference_mode()
-def generate_transformers(
-    model: Path | str,
-    conversations: list[list[dict[str, str]]],
-    params: GenerationParams,
-    *,
-    desc: str = "sampling",
-) -> list[list[Completion]]:
-    tokenizer, lm = ENGINE.get(
-        (str(model), params.dtype), lambda: load_causal_lm(model, params.dtype)
-    )
-    texts = [
-        tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-        for c in conversations
-    ]
-    # Longest first: similar lengths share a batch, and an out-of-memory shows up at once.
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    per_batch = max(1, params.batch_size // params.n)
-    eos = lm.generation_config.eos_token_id
-    stop_ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
-    greedy = params.temperature == 0.0
-    # Greedy decoding gives one answer; generate it once and repeat it n times.
-    per_prompt = 1 if greedy else params.n
-    torch.manual_seed(params.seed)
-    results: list[list[Completion] | None] = [None] * len(texts)
-    with tqdm(total=len(texts), desc=desc, unit="prompt") as bar:
-        for start in range(0, len(order), per_batch):
-            idx = order[start : start + per_batch]
-            enc = tokenizer(
-                [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
-            )
-            out = lm.generate(
-                **enc,
-                do_sample=not greedy,
-                temperature=None if greedy else params.temperature,
-                top_p=None if greedy else params.top_p,
-                top_k=None,
-                max_new_tokens=params.max_new_tokens,
-                num_return_sequences=per_prompt,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            new = out[:, enc["input_ids"].shape[1] :]
-            for row, i in enumerate(idx):
-                seqs = new[row * per_prompt : (row + 1) * per_prompt]
-                completions = [_completion(tokenizer, seq, stop_ids) for seq in seqs]
-                results[i] = completions * (params.n // per_prompt)
-            bar.update(len(idx))
-    return results  # type: ignore[return-value]
+class TransformersEngine:
+    """Batched ``generate`` on a model loaded once for the engine's life."""
+
+    def __init__(self, model: Path | str, dtype: str):
+        self.tokenizer, self.lm = load_causal_lm(model, dtype)
+
+    def close(self) -> None:
+        del self.lm
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        conversations: list[list[dict[str, str]]],
+        params: GenerationParams,
+        *,
+        desc: str = "sampling",
+    ) -> list[list[Completion]]:
+        tokenizer, lm = self.tokenizer, self.lm
+        texts = [
+            tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in conversations
+        ]
+        # Longest first: similar lengths share a batch, and an out-of-memory shows up at once.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        per_batch = max(1, params.batch_size // params.n)
+        eos = lm.generation_config.eos_token_id
+        stop_ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        greedy = params.temperature == 0.0
+        # Greedy decoding gives one answer; generate it once and repeat it n times.
+        per_prompt = 1 if greedy else params.n
+        torch.manual_seed(params.seed)
+        results: list[list[Completion] | None] = [None] * len(texts)
+        with tqdm(total=len(texts), desc=desc, unit="prompt") as bar:
+            for start in range(0, len(order), per_batch):
+                idx = order[start : start + per_batch]
+                enc = tokenizer(
+                    [texts[i] for i in idx],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                )
+                out = lm.generate(
+                    **enc,
+                    do_sample=not greedy,
+                    temperature=None if greedy else params.temperature,
+                    top_p=None if greedy else params.top_p,
+                    top_k=None,
+                    max_new_tokens=params.max_new_tokens,
+                    num_return_sequences=per_prompt,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+                new = out[:, enc["input_ids"].shape[1] :]
+                for row, i in enumerate(idx):
+                    seqs = new[row * per_prompt : (row + 1) * per_prompt]
+                    completions = [_completion(tokenizer, seq, stop_ids) for seq in seqs]
+                    results[i] = completions * (params.n // per_prompt)
+                bar.update(len(idx))
+        return results  # type: ignore[return-value]
 
 
 def _completion(tokenizer, seq: torch.Tensor, stop_ids: set[int]) -> Completion:

@@ -12,7 +12,11 @@ aggregate in seconds.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,27 +27,67 @@ from datasets.table import InMemoryTable
 
 from rlaif.chat import chat
 from rlaif.config import AggregateConfig
+from rlaif.errors import RlaifError
+from rlaif.judges.failures import failure_reason
 from rlaif.preferences import bradley_terry
-from rlaif.preferences.bias import length_corrected
+from rlaif.preferences.bias import judge_report, length_corrected
+from rlaif.schema import PAIR_COLUMNS, PROVENANCE
+
+if TYPE_CHECKING:
+    from rlaif.stage_table import Run
 
 log = logging.getLogger(__name__)
-_COLUMNS = [
-    "pair_id",
-    "prompt_id",
-    "prompt",
-    "index_a",
-    "index_b",
-    "response_a",
-    "response_b",
-    "judge",
-    "status",
-    "p_a",
-    "key",
-    "rubric_id",
-    "rubric_hash",
-]
-_TEXTS = ["pair_id", "prompt_id", "prompt", "index_a", "index_b", "response_a", "response_b"]
-_PROVENANCE = {"judges": "judge", "rubric_ids": "rubric_id", "rubric_hashes": "rubric_hash"}
+_COLUMNS = [*PAIR_COLUMNS, "judge", "status", "p_a", "key", "rubric_id", "rubric_hash"]
+"""What aggregation reads of each judgment row."""
+
+
+def step(run: Run) -> dict:
+    """The stage in a run: the preferences, the judge report, and what was held back."""
+    judgments = run.input("judge")
+    out = aggregate(judgments, run.cfg.aggregate, system_prompt=run.cfg.sample.system_prompt)
+    held_back = held_back_pairs(judgments)
+    if len(out) == 0:
+        raise RlaifError(_nothing_published(judgments, held_back, run.cfg.aggregate, run.dir.logs))
+    run.save("aggregate", out)
+    report = judge_report(judgments.to_pandas())
+    (run.dir.output("aggregate") / "judge_report.json").write_text(json.dumps(report, indent=2))
+    run.manifest["judge_report"] = report
+    counts = {
+        "pairs": len(set(judgments["pair_id"])),
+        "preferences": len(out),
+        "ties_kept": sum(out["tie"]),
+    }
+    if held_back:
+        counts["incomplete_pairs"] = held_back
+    return counts
+
+
+def _nothing_published(
+    judgments: Dataset, held_back: dict[str, int], cfg: AggregateConfig, logs: Path
+) -> str:
+    """Why there is nothing to publish, with what to do about the actual cause."""
+    pairs = len(set(judgments["pair_id"]))
+    if sum(held_back.values()) == pairs:
+        errors = Counter(
+            failure_reason(e or "")
+            for s, e in zip(judgments["status"], judgments["error"], strict=True)
+            if s != "ok"
+        )
+        return (
+            f"aggregate: none of the {pairs} pairs has a valid judgment in every order "
+            f"({held_back}); what the judges answered: {dict(errors.most_common(5))}. Fix "
+            "the judge (`rlaif status`, logs/run.log) and re-run: answers already stored "
+            "are reused"
+        )
+    hint = (
+        "try aggregate.ties=keep or a lower aggregate.min_margin"
+        if cfg.ties == "drop"
+        else "try a lower aggregate.min_margin, or a stronger judge"
+    )
+    return (
+        f"aggregate: all {pairs} pairs were dropped (see {logs / 'run.log'} for why); with a "
+        f"position-biased judge most pairs are ties: {hint}"
+    )
 
 
 def aggregate(
@@ -153,13 +197,13 @@ def combine(table: pa.Table, cfg: AggregateConfig) -> pa.Table:
         wins = np.bincount(vcodes[decided], (vp[decided] > 0.5).astype(float), n_pairs)
         share = np.where(votes > 0, wins / votes, 0.5)
     combined = p_mean if cfg.method == "mean" else np.where(counts > 0, share, np.nan)
-    out = table.select(_TEXTS).take(pa.array(first))
+    out = table.select(PAIR_COLUMNS).take(pa.array(first))
     out = out.append_column("p_a", pa.array(combined))
     out = out.append_column("tie", pa.array((votes == 0) | ((wins > 0) & (wins < votes))))
     out = out.append_column("n_judgments", pa.array(counts))
     out = out.append_column("complete", pa.array(counts == np.bincount(codes, minlength=n_pairs)))
     valid_rows = table.filter(pa.array(valid))
-    for name, column in _PROVENANCE.items():
+    for name, column in PROVENANCE.items():
         out = out.append_column(name, _ragged(vcodes, valid_rows[column], n_pairs, unique=True))
     return out.append_column("judgment_keys", _ragged(vcodes, valid_rows["key"], n_pairs))
 
@@ -214,7 +258,7 @@ def best_vs_worst(table: pa.Table, pairs: pa.Table) -> pa.Table:
         "complete": invalid[rows] == 0,
     }
     out = pa.table(columns)
-    for name, column in _PROVENANCE.items():
+    for name, column in PROVENANCE.items():
         out = out.append_column(
             name, _ragged(gcodes, valid_rows[column], n, unique=True).take(pa.array(rows))
         )
@@ -287,7 +331,7 @@ def _to_dataset(pairs: pa.Table, system_prompt: str | None) -> Dataset:
             "pair_id": column("pair_id").cast(pa.string()),
             "n_judgments": column("n_judgments").cast(pa.int64()),
             "complete": column("complete").cast(pa.bool_()),
-            **{name: column(name) for name in [*_PROVENANCE, "judgment_keys"]},
+            **{name: column(name) for name in [*PROVENANCE, "judgment_keys"]},
         }
     )
     return Dataset(InMemoryTable(table))

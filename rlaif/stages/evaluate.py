@@ -6,19 +6,27 @@ both orders, and the win rate comes with a 95% bootstrap interval over prompts.
 
 from __future__ import annotations
 
+import json
 import random
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from datasets import Dataset
 
 from rlaif.config import EvaluateConfig, JudgeConfig, SampleConfig
 from rlaif.judges import Budget
+from rlaif.models import resolve_model
 from rlaif.preferences.bias import fit_logistic
 from rlaif.stages.judge import judge
 from rlaif.stages.sample import sample
 from rlaif.store import JudgmentStore
+from rlaif.training.kl import estimate_kl
+
+if TYPE_CHECKING:
+    from rlaif.stage_table import Run
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,81 @@ class WinRate:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def step(run: Run) -> dict[str, Any]:
+    """The stage in a run: the comparisons, and their summary (win rate with its interval,
+    length-controlled win rate, KL to the SFT model, length drift) in ``summary.json`` and
+    the manifest."""
+    cfg = run.cfg
+    with run.store() as store:
+        out = evaluate(
+            run.heldout,
+            cfg.evaluate,
+            policy=run.dir.policy,
+            reference=cfg.model,
+            sample_cfg=cfg.sample,
+            judge_cfg=cfg.judge,
+            store=store,
+            budget=run.budget,
+        )
+    run.save("evaluate", out)
+    summary = win_rate(out["p_policy"], bootstrap=cfg.evaluate.bootstrap, seed=cfg.evaluate.seed)
+    summary = summary.as_dict()
+    summary["lc_win_rate"] = length_controlled_win_rate(
+        out["p_policy"], out["policy_response"], out["reference_response"]
+    )
+    summary["kl_to_sft"] = estimate_kl(
+        run.dir.policy,
+        resolve_model(cfg.model),
+        list(run.heldout["prompt"]),
+        max_new_tokens=cfg.evaluate.max_new_tokens or cfg.sample.max_new_tokens,
+        seed=cfg.evaluate.seed,
+        dtype=cfg.sample.dtype,
+        system_prompt=cfg.sample.system_prompt,
+    )
+    summary["mean_chars_policy"] = _mean_len(out["policy_response"])
+    summary["mean_chars_reference"] = _mean_len(out["reference_response"])
+    summary["length_drift"] = length_drift(out["policy_response"], out["reference_response"])
+    run.dir.evaluation_summary.write_text(json.dumps(summary, indent=2))
+    run.manifest["evaluation"] = summary
+    return {
+        "prompts": len(out),
+        "judged": summary["n"],
+        "cost_usd": round(sum(out["cost_usd"]), 6),
+        # prompts left unjudged because the budget ran out make the stage partial
+        "skipped": summary["unjudged"] if run.budget.exhausted() else 0,
+    }
+
+
+def length_drift(policy: list[str | None], reference: list[str | None]) -> dict[str, Any]:
+    """How the policy's answers differ in length from the SFT model's on the held-out prompts:
+    mean and median characters and words (whitespace-separated, a rough token count) for each,
+    and the change (policy minus SFT, and policy / SFT)."""
+    drift: dict[str, Any] = {"n": len(policy)}
+    for side, texts in (("policy", policy), ("reference", reference)):
+        chars = [len(t or "") for t in texts]
+        words = [len((t or "").split()) for t in texts]
+        drift[side] = {
+            "mean_chars": _round(statistics.fmean(chars)) if chars else None,
+            "median_chars": _round(statistics.median(chars)) if chars else None,
+            "mean_words": _round(statistics.fmean(words)) if words else None,
+            "median_words": _round(statistics.median(words)) if words else None,
+        }
+    drift["change"] = {}
+    for key in ("mean_chars", "median_chars", "mean_words", "median_words"):
+        ours, theirs = drift["policy"][key], drift["reference"][key]
+        drift["change"][key] = None if ours is None else round(ours - theirs, 1)
+        drift["change"][f"{key}_ratio"] = round(ours / theirs, 3) if ours and theirs else None
+    return drift
+
+
+def _round(value: float) -> float:
+    return round(float(value), 1)
+
+
+def _mean_len(texts: list[str]) -> float:
+    return round(sum(map(len, texts)) / len(texts), 1) if texts else 0.0
 
 
 def evaluate(

@@ -14,31 +14,25 @@ import contextlib
 import logging
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
-from functools import partial
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from rlaif.batches.runner import BatchRun
-from rlaif.claims import Claims
 from rlaif.config import JudgeConfig
 from rlaif.hashing import stable_hash
-from rlaif.judges import Budget, JudgeBackend, JudgeRequest, Verdict, build_judge
-from rlaif.progress import tqdm
-from rlaif.stages.pair import PAIR_COLUMNS
+from rlaif.judges import Budget, Judge, JudgeRequest, build_judge
+from rlaif.judges.failures import failure_reason
+from rlaif.schema import RECORD_FIELDS, pair_columns
 from rlaif.store import JudgmentStore
 
+if TYPE_CHECKING:
+    from rlaif.stage_table import Run
+
 log = logging.getLogger(__name__)
-_VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
-_RECORD_FIELDS = (
-    *_VERDICT_FIELDS, "key", "rubric_id", "rubric_hash", "prompt_hash", "failures"
-)  # fmt: skip
-WAIT_POLL_S = 0.5
-"""How often a run waiting on another run's answers looks at the store."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +42,26 @@ class _Task:
     request: JudgeRequest
     key: str
     prompt_hash: str
+
+
+def step(run: Run) -> dict[str, Any]:
+    """The stage in a run: judgments with what they cost and why any failed."""
+    with run.store() as store:
+        pairs = run.input("pair")
+        out = judge(pairs, run.cfg.judge, store=store, budget=run.budget, batch_dir=run.dir.batches)
+    run.save("judge", out)
+    statuses = out["status"]
+    paid = [c or 0 for c, cached in zip(out["cost_usd"], out["cached"], strict=True) if not cached]
+    counts: dict[str, Any] = {
+        "judgments": len(out),
+        "cached": sum(out["cached"]),
+        **{s: statuses.count(s) for s in sorted(set(statuses))},
+        "cost_usd": round(sum(paid), 6),
+    }
+    failures = failure_counts(out, run.cfg.judge.max_failures)
+    if failures:
+        counts["failures"] = failures
+    return counts
 
 
 def judge(
@@ -69,7 +83,7 @@ def judge(
     """
     budget = budget or Budget(cfg.max_cost_usd)
     backends = [build_judge(spec) for spec in cfg.judges]
-    records = pairs.select_columns(pair_columns(pairs)).to_list()
+    records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
     out: list[dict] = []
     with _finish_in_flight_on_interrupt(budget):
         for backend in backends:
@@ -87,7 +101,7 @@ def judge(
 
 
 def _judge_with(
-    backend: JudgeBackend,
+    backend: Judge,
     records: list[dict],
     cfg: JudgeConfig,
     store: JudgmentStore,
@@ -104,18 +118,10 @@ def _judge_with(
         len(tasks) - len(todo),
         len(todo),
     )
-    awaited: dict[str, str] = {}
-    if batch_dir is not None and _batched(backend):
-        make_record = partial(_record, _base_record(backend))
-        run = BatchRun(
-            backend, store=store, budget=budget, batch_dir=batch_dir, make_record=make_record
-        )
-        awaited = run.run(todo)
-    elif todo:
-        _run_claimed(backend, todo, store, budget)
+    awaited = backend.judge_all(todo, store=store, budget=budget, batch_dir=batch_dir)
     stored = store.get_many(t.key for t in tasks)
     results = [(t, _result(t, stored, awaited, budget)) for t in tasks]
-    p_a_of = _pointwise_p_a(backend, results) if _mode(backend) == "pointwise" else None
+    p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
     rows = []
     for t, rec in results:
         if p_a_of is not None:
@@ -130,7 +136,7 @@ def _judge_with(
                 "order": t.order,
                 "p_a": p_a,
                 "cached": t.key in known and known[t.key]["status"] != "error",
-                **{k: rec.get(k) for k in _RECORD_FIELDS},
+                **{k: rec.get(k) for k in RECORD_FIELDS},
             }
         )
     return rows
@@ -164,13 +170,6 @@ def failure_counts(judgments: Dataset, max_failures: int) -> dict[str, object]:
     }
 
 
-def failure_reason(error: str) -> str:
-    """``APIConnectionError``, ``RateLimitError 429``...: an error text without its detail."""
-    if error.startswith("gave up after"):
-        error = error.partition(": ")[2]
-    return error.partition(":")[0].strip() or "unknown"
-
-
 @contextlib.contextmanager
 def _finish_in_flight_on_interrupt(budget: Budget) -> Iterator[None]:
     """The first Ctrl-C stops new calls and lets those in flight finish and be stored (the
@@ -195,16 +194,7 @@ def _finish_in_flight_on_interrupt(budget: Budget) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def pair_columns(pairs: Dataset) -> list[str]:
-    """The pair columns a judge reads: the fixed ones, and ``reference`` when present."""
-    return [*PAIR_COLUMNS, *(["reference"] if "reference" in pairs.column_names else [])]
-
-
-def _mode(backend: JudgeBackend) -> str:
-    return getattr(getattr(backend, "rubric", None), "mode", "pairwise")
-
-
-def _pointwise_p_a(backend: JudgeBackend, results: list[tuple[_Task, dict]]) -> dict[int, float]:
+def _pointwise_p_a(backend: Judge, results: list[tuple[_Task, dict]]) -> dict[int, float]:
     """P(a wins) from two pointwise scores: 0.5 plus half the score difference as a share of
     the scale, so ``aggregate.min_margin`` reads as a minimum score gap (a 1-point gap on a
     1-5 scale is a margin of 0.25)."""
@@ -220,11 +210,6 @@ def _pointwise_p_a(backend: JudgeBackend, results: list[tuple[_Task, dict]]) -> 
         if a is not None and b is not None:
             out[row] = 0.5 + 0.5 * max(-1.0, min(1.0, (a - b) / span))
     return out
-
-
-def _batched(backend: JudgeBackend) -> bool:
-    batch = getattr(getattr(backend, "cfg", None), "batch", None)
-    return batch is not None and batch.enabled
 
 
 def _result(task: _Task, stored: dict[str, dict], awaited: dict[str, str], budget: Budget) -> dict:
@@ -250,14 +235,12 @@ def _skipped(task: _Task, budget: Budget) -> dict:
     }
 
 
-def plan_requests(
-    backend: JudgeBackend, records: list[dict], orders: str, seed: int = 0
-) -> list[_Task]:
+def plan_requests(backend: Judge, records: list[dict], orders: str, seed: int = 0) -> list[_Task]:
     """Render every request and its cache key up front, so a rubric error surfaces before
     any call is made (and a dry run can look the keys up). A pointwise judge scores each
     answer on its own (orders ``a`` and ``b``); an answer in several pairs is asked once."""
     identity = backend.identity()
-    pointwise = _mode(backend) == "pointwise"
+    pointwise = backend.mode == "pointwise"
     tasks = []
     for row, rec in enumerate(records):
         ab = ("ab", rec["response_a"], rec["response_b"])
@@ -279,81 +262,3 @@ def plan_requests(
             key = stable_hash({"judge": identity, "input": prompt_hash})
             tasks.append(_Task(row, order, request, key, prompt_hash))
     return tasks
-
-
-def _run_claimed(
-    backend: JudgeBackend, todo: list[_Task], store: JudgmentStore, budget: Budget
-) -> None:
-    """Judge ``todo``, claiming each key first; keys another live run holds are waited for
-    (and taken over if that run dies before answering)."""
-    by_key = {t.key: t for t in todo}
-    with Claims(store.path) as claims:
-        mine, others = claims.claim(by_key)
-        _run(backend, [by_key[k] for k in mine], store, budget)
-        if others:
-            log.info(
-                "judge %s: %d judgments are being asked by another run on %s; waiting for them",
-                backend.name,
-                len(others),
-                store.path,
-            )
-        since = time.time()
-        while others and budget.allows():
-            time.sleep(WAIT_POLL_S)
-            stored = store.get_many(others)
-            # an error recorded while we waited is that run's try; the next run asks again
-            unsettled = [
-                k
-                for k in others
-                if k not in stored
-                or (stored[k]["status"] == "error" and stored[k]["created_at"] < since)
-            ]
-            mine, others = claims.claim(unsettled)
-            if mine:
-                log.info("judge %s: taking over %d judgments", backend.name, len(mine))
-                _run(backend, [by_key[k] for k in mine], store, budget)
-
-
-def _run(backend: JudgeBackend, todo: list[_Task], store: JudgmentStore, budget: Budget) -> None:
-    if not todo:
-        return
-    base = _base_record(backend)
-    failed = 0
-    with tqdm(total=len(todo), desc=f"judging ({backend.name})", unit="judgment") as bar:
-
-        def on_result(index: int, verdict: Verdict) -> None:
-            nonlocal failed
-            task = todo[index]
-            store.put(_record(base, task.key, task.prompt_hash, verdict))
-            failed += verdict.status != "ok"
-            bar.update(1)
-            if bar.n == len(todo) or bar.n % 16 == 0:  # formatting it costs more than a commit
-                bar.set_postfix(
-                    in_flight=getattr(backend, "in_flight", 0),
-                    failed=failed,
-                    cost=f"${budget.spent:.4f}",
-                    refresh=False,
-                )
-
-        backend.run([t.request for t in todo], on_result, budget)
-
-
-def _base_record(backend: JudgeBackend) -> dict[str, str]:
-    """What every stored judgment of this judge shares."""
-    identity = backend.identity()
-    return {
-        "judge": backend.name,
-        "backend": identity["backend"],
-        "model": identity.get("model", identity.get("callable")),
-        **backend.provenance(),
-    }
-
-
-def _record(base: dict[str, str], key: str, prompt_hash: str | None, verdict: Verdict) -> dict:
-    """A verdict as a store row, the same whether it came online or from a provider batch."""
-    return {
-        **base,
-        "key": key,
-        "prompt_hash": prompt_hash,
-        **{k: getattr(verdict, k) for k in _VERDICT_FIELDS},
-    }

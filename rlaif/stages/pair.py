@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import TYPE_CHECKING
 
 from datasets import Dataset
 
 from rlaif.config import PairConfig
+from rlaif.schema import pair_columns
 
-PAIR_COLUMNS = ("pair_id", "prompt_id", "prompt", "index_a", "index_b", "response_a", "response_b")
+if TYPE_CHECKING:
+    from rlaif.stage_table import Run
+
+
+def step(run: Run) -> dict:
+    out = pair(run.input("sample"), run.cfg.pair)
+    run.save("pair", out)
+    return {"pairs": len(out)}
 
 
 def pair(samples: Dataset, cfg: PairConfig) -> Dataset:
     """``all_pairs`` takes every unordered pair; ``random_pairs`` takes ``k`` of them per prompt."""
     rng = random.Random(cfg.seed)
-    columns = (*PAIR_COLUMNS, "reference") if "reference" in samples.column_names else PAIR_COLUMNS
+    columns = pair_columns(samples.column_names)
     rows: dict[str, list] = {c: [] for c in columns}
     for record in samples:
         responses = record["responses"]

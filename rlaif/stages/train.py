@@ -8,14 +8,50 @@ this process, or under ``accelerate launch`` when ``train.accelerate_config`` is
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig, TrainConfig
+from rlaif.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 from rlaif.errors import ConfigError
 from rlaif.training.job import TRL_COLUMNS, TrainJob, run_job
 from rlaif.training.launch import launch_training
+
+if TYPE_CHECKING:
+    from rlaif.stage_table import Run
+
+
+def step(run: Run) -> dict[str, Any]:
+    """The stage in a run: built in ``train.tmp`` and renamed into place; checkpoints live
+    outside it, keyed by what is trained, so an interrupted run resumes."""
+    target = run.dir.output("train")
+    tmp = fresh_dir(target.with_name(target.name + ".tmp"))
+    preferences = load_dir(run.train_input) if run.train_input else run.input("aggregate")
+    history = train(
+        preferences,
+        run.cfg.train,
+        model=run.cfg.model,
+        output_dir=tmp,
+        prompts=run.train_prompts,
+        judges=run.cfg.judge,
+        checkpoint_dir=run.dir.checkpoints(run.fingerprint("train")),
+        system_prompt=run.cfg.sample.system_prompt,
+    )
+    save_atomic(history, tmp / "log")
+    replace_dir(tmp, target)
+    counts: dict[str, Any] = {"method": run.cfg.train.method}
+    for column in ("loss", "reward", "kl"):  # DPO logs a loss; PPO a reward and a KL
+        if column in history.column_names:
+            series = [x for x in history[column] if x is not None]
+            counts[f"first_{column}"] = series[0] if series else None
+            counts[f"last_{column}"] = series[-1] if series else None
+    metrics = target / "reward_model_metrics.json"
+    if metrics.exists():
+        counts["reward_model"] = json.loads(metrics.read_text())
+    return counts
 
 
 def train(

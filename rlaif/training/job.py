@@ -108,8 +108,8 @@ def judge_reward(judges: JudgeConfig | None) -> RewardFn:
     if judges is None or not judges.judges:
         raise ConfigError("train: method 'd_rlaif' needs a judge")
     backend = build_judge(judges.judges[0])
-    rubric = getattr(backend, "rubric", None)
-    if rubric is None or rubric.mode != "pointwise":
+    rubric = backend.rubric
+    if rubric is None or backend.mode != "pointwise":
         raise ConfigError(
             f"train: method 'd_rlaif' scores rollouts with judge '{backend.name}', whose rubric "
             "must be pointwise (e.g. ultrafeedback_helpfulness)"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlaif.judges.base import Verdict
+from rlaif.judges.records import Verdict
 
 
 @dataclass(frozen=True)

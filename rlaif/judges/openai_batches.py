@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from rlaif.batches.provider import BatchStatus, failed
-from rlaif.judges.api import describe_error
-from rlaif.judges.base import Verdict
+from rlaif.judges.batch_api import BatchStatus, failed
+from rlaif.judges.failures import describe_error
+from rlaif.judges.records import Verdict
 
 if TYPE_CHECKING:
     from rlaif.judges.openai import OpenAIJudge

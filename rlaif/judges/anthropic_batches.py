@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import anthropic
 
-from rlaif.batches.provider import BatchStatus, failed
-from rlaif.judges.base import Verdict
+from rlaif.judges.batch_api import BatchStatus, failed
+from rlaif.judges.records import Verdict
 
 if TYPE_CHECKING:
     from rlaif.judges.anthropic import AnthropicJudge

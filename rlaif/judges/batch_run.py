@@ -15,52 +15,59 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rlaif.batches.ledger import BatchLedger, BatchRecord
-from rlaif.batches.provider import BatchStatus, ProviderBatches, failed
 from rlaif.hashing import stable_hash
-from rlaif.judges.api import ApiJudge, describe_error
-from rlaif.judges.base import Budget, JudgeRequest, Verdict
-from rlaif.store import JudgmentStore
+from rlaif.judges.batch_api import BatchStatus, ProviderBatches, failed
+from rlaif.judges.batch_ledger import BatchLedger, BatchRecord
+from rlaif.judges.failures import FatalJudgeError, describe_error
+from rlaif.judges.records import Budget, JudgeRequest, Verdict
+from rlaif.schema import judgment_record, record_base
+
+if TYPE_CHECKING:
+    from rlaif.config import BatchConfig
+    from rlaif.judges.base import Planned
+    from rlaif.store import JudgmentStore
 
 log = logging.getLogger(__name__)
 
-MakeRecord = Callable[[str, "str | None", Verdict], dict[str, Any]]
-"""``(key, prompt_hash, verdict) -> store row``, as the judge stage writes online answers."""
 
+class BatchingJudge(Protocol):
+    """What a batch run needs from the judge it runs for (an API judge)."""
 
-class PlannedRequest(Protocol):
-    key: str
-    prompt_hash: str
-    request: JudgeRequest
+    name: str
+    batch: BatchConfig
+
+    def identity(self) -> dict[str, Any]: ...
+    def provenance(self) -> dict[str, str]: ...
+    def render(self, request: JudgeRequest) -> Any: ...
+    def batch_client(self) -> ProviderBatches: ...
+    def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]: ...
+    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None: ...
+    def estimated_tokens(self, rendered: Any) -> tuple[int, int]: ...
+    def fatal(self, exc: BaseException) -> FatalJudgeError | None: ...
+    def retryable(self, exc: BaseException) -> bool: ...
 
 
 class BatchRun:
     """One judge's batches for one stage invocation (``run``); see the module docstring."""
 
     def __init__(
-        self,
-        backend: ApiJudge,
-        *,
-        store: JudgmentStore,
-        budget: Budget,
-        batch_dir: Path,
-        make_record: MakeRecord,
+        self, backend: BatchingJudge, *, store: JudgmentStore, budget: Budget, batch_dir: Path
     ):
         self.backend = backend
-        self.cfg = backend.cfg.batch
+        self.cfg = backend.batch
         self.store = store
         self.budget = budget
-        self.make_record = make_record
+        self.base = record_base(backend)
         self.ledger = BatchLedger(batch_dir / f"{backend.name}.jsonl")
         self.identity = stable_hash(backend.identity())
         self.prompt_hashes: dict[str, str] = {}
 
-    def run(self, todo: Sequence[PlannedRequest]) -> dict[str, str]:
+    def run(self, todo: Sequence[Planned]) -> dict[str, str]:
         """Judge ``todo`` (requests with no stored answer, or a stored error); returns the
         keys still awaiting a provider batch, each with its batch id."""
         self.prompt_hashes = {t.key: t.prompt_hash for t in todo}
@@ -112,7 +119,7 @@ class BatchRun:
         for key in record.keys:
             verdict = self._discounted(verdicts.get(key) or missing, record.batch_id)
             cost += verdict.cost_usd or 0.0
-            rows.append(self.make_record(key, self.prompt_hashes.get(key), verdict))
+            rows.append(judgment_record(self.base, key, self.prompt_hashes.get(key), verdict))
         self.store.put_many(rows)
         self.budget.add(cost)
         counts = dict(Counter(row["status"] for row in rows))
@@ -136,7 +143,7 @@ class BatchRun:
         return replace(verdict, cost_usd=verdict.cost_usd * self.cfg.discount)
 
     # -- submitting -----------------------------------------------------------------------
-    def _submit(self, client: ProviderBatches, todo: Sequence[PlannedRequest]) -> None:
+    def _submit(self, client: ProviderBatches, todo: Sequence[Planned]) -> None:
         entries = list(self._affordable(client, todo))
         if len(entries) < len(todo):
             log.warning(
@@ -173,7 +180,7 @@ class BatchRun:
             )
 
     def _affordable(
-        self, client: ProviderBatches, todo: Sequence[PlannedRequest]
+        self, client: ProviderBatches, todo: Sequence[Planned]
     ) -> Iterator[tuple[str, dict[str, Any], int]]:
         """``(key, batch entry, its size in bytes)`` for as many requests as the budget covers:
         a batch's cost is known only once collected, so each request reserves the most it
@@ -197,7 +204,7 @@ class BatchRun:
         reason = f"batch submission failed: {describe_error(exc)}"
         log.warning("judge %s: %s", self.backend.name, reason)
         self.store.put_many(
-            self.make_record(key, self.prompt_hashes.get(key), failed(reason))
+            judgment_record(self.base, key, self.prompt_hashes.get(key), failed(reason))
             for chunk in chunks
             for key, _, _ in chunk
         )

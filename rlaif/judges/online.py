@@ -1,0 +1,80 @@
+"""Judging online, as the judge stage runs it for every backend without provider batches:
+each key claimed against other runs on the same store first (:mod:`rlaif.claims`), each
+answer committed the moment it arrives, a progress bar with what is in flight, failed and
+spent."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from rlaif.claims import Claims
+from rlaif.progress import tqdm
+from rlaif.schema import judgment_record, record_base
+
+if TYPE_CHECKING:
+    from rlaif.judges.base import Judge, Planned
+    from rlaif.judges.records import Budget, Verdict
+    from rlaif.store import JudgmentStore
+
+log = logging.getLogger(__name__)
+WAIT_POLL_S = 0.5
+"""How often a run waiting on another run's answers looks at the store."""
+
+
+def judge_online(
+    judge: Judge, todo: list[Planned], *, store: JudgmentStore, budget: Budget
+) -> None:
+    """Judge ``todo``, claiming each key first; keys another live run holds are waited for
+    (and taken over if that run dies before answering)."""
+    by_key = {t.key: t for t in todo}
+    with Claims(store.path) as claims:
+        mine, others = claims.claim(by_key)
+        _run(judge, [by_key[k] for k in mine], store, budget)
+        if others:
+            log.info(
+                "judge %s: %d judgments are being asked by another run on %s; waiting for them",
+                judge.name,
+                len(others),
+                store.path,
+            )
+        since = time.time()
+        while others and budget.allows():
+            time.sleep(WAIT_POLL_S)
+            stored = store.get_many(others)
+            # an error recorded while we waited is that run's try; the next run asks again
+            unsettled = [
+                k
+                for k in others
+                if k not in stored
+                or (stored[k]["status"] == "error" and stored[k]["created_at"] < since)
+            ]
+            mine, others = claims.claim(unsettled)
+            if mine:
+                log.info("judge %s: taking over %d judgments", judge.name, len(mine))
+                _run(judge, [by_key[k] for k in mine], store, budget)
+
+
+def _run(judge: Judge, todo: list[Planned], store: JudgmentStore, budget: Budget) -> None:
+    if not todo:
+        return
+    base = record_base(judge)
+    failed = 0
+    with tqdm(total=len(todo), desc=f"judging ({judge.name})", unit="judgment") as bar:
+
+        def on_result(index: int, verdict: Verdict) -> None:
+            nonlocal failed
+            task = todo[index]
+            store.put(judgment_record(base, task.key, task.prompt_hash, verdict))
+            failed += verdict.status != "ok"
+            bar.update(1)
+            if bar.n == len(todo) or bar.n % 16 == 0:  # formatting it costs more than a commit
+                bar.set_postfix(
+                    in_flight=judge.in_flight,
+                    failed=failed,
+                    cost=f"${budget.spent:.4f}",
+                    refresh=False,
+                )
+
+        judge.run([t.request for t in todo], on_result, budget)

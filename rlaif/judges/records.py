@@ -1,0 +1,65 @@
+"""What a judge is asked and answers, and the budget that lets it ask: plain records, shared
+by the judges, the store and the stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OnResult = Callable[[int, "Verdict"], None]
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One comparison in one order: is ``first`` better than ``second`` for ``prompt``?"""
+
+    prompt: str
+    first: str
+    second: str
+    reference: str | None = None
+    """A reference answer, for rubrics that compare against one."""
+    rendered: Any = field(default=None, compare=False, repr=False)
+    """What the judge's ``render`` made of it, kept so a request is rendered once (the judge
+    stage renders every request up front to key it)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Literal["ok", "invalid", "refused", "error"]
+    """``invalid``: an answer that could not be read; ``error``: no answer (retried on re-run)."""
+    raw_output: str
+    verdict: str | None = None
+    """The label the judge chose, as the rubric spells it."""
+    p_first: float | None = None
+    """P(first wins), normalised over the two labels."""
+    label_mass: float | None = None
+    """Probability the judge put on the labels at all; low means it was not answering."""
+    score: float | None = None
+    """Pointwise rubrics: the answer's score (the expected score under label probabilities)."""
+    error: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+
+
+class Budget:
+    """What lets the judges of one stage start another call: a spending cap, and no
+    interrupt (Ctrl-C stops new calls while those in flight finish and are stored)."""
+
+    def __init__(self, max_cost_usd: float | None = None):
+        self.max_cost_usd = max_cost_usd
+        self.spent = 0.0
+        self.interrupted = False
+
+    def allows(self) -> bool:
+        if self.interrupted:
+            return False
+        return self.max_cost_usd is None or self.spent < self.max_cost_usd
+
+    def exhausted(self) -> bool:
+        """The cap (not an interrupt) is what stops new calls."""
+        return self.max_cost_usd is not None and self.spent >= self.max_cost_usd
+
+    def add(self, cost: float | None) -> None:
+        self.spent += cost or 0.0

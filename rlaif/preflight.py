@@ -1,0 +1,54 @@
+"""Everything that can be wrong with a pipeline's inputs, found before any compute or money
+is spent: the model reference, dtypes for this machine, each judge (its rubric, its labels
+against its tokenizer, a python judge's answer to an example), reference answers the rubrics
+need, the prompt file, and the judgment store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rlaif.config import PipelineConfig
+from rlaif.devices import resolved_dtypes
+from rlaif.errors import ConfigError
+from rlaif.judges import build_judge
+from rlaif.models import resolve_model
+from rlaif.prompts import load_prompts, split_prompts
+from rlaif.store import JudgmentStore
+
+log = logging.getLogger("rlaif")
+
+
+def judgment_store_path(cfg: PipelineConfig) -> Path:
+    return Path(cfg.judge.cache or Path(cfg.output_dir) / "judgments.sqlite")
+
+
+def preflight(cfg: PipelineConfig) -> dict[str, str]:
+    """Fail on bad input now; returns each judge's rubric id and file hash."""
+    resolve_model(cfg.model, field="model")
+    resolved_dtypes(cfg)  # e.g. fp16 training asked for on a CPU
+    rubrics = {}
+    for spec in cfg.judge.judges:
+        backend = build_judge(spec)
+        backend.check()
+        provenance = backend.provenance()
+        rubrics[provenance["rubric_id"]] = provenance["rubric_hash"]
+        rubric = backend.rubric
+        if rubric is not None and rubric.needs_reference and not cfg.prompts.reference_column:
+            raise ConfigError(
+                f"judge '{spec.name}': rubric {rubric.path} compares against a reference "
+                "answer, but prompts.reference_column is not set"
+            )
+        if backend.model == cfg.model:
+            log.warning(
+                "judge '%s' is the policy model itself (%s): LLM judges favour their own "
+                "outputs (self-preference), so its preferences may reward style over quality; "
+                "prefer a judge from another model family",
+                spec.name,
+                cfg.model,
+            )
+    split_prompts(load_prompts(cfg.prompts), cfg.prompts)
+    store = judgment_store_path(cfg)
+    if store.exists():  # a damaged store is said now, not after sampling
+        JudgmentStore(store).close()
+    return rubrics

@@ -1,0 +1,88 @@
+"""The pipeline's stages, declared once: order, upstream, output folder, what a stage's
+fingerprint covers, and the step that runs it.
+
+The runner (:mod:`rlaif.pipeline`) is generic over this table; a stage's step lives in its
+own module (``rlaif/stages/<name>.py``, imported only when the stage runs) and takes the
+run it is part of (:class:`Run`). Adding a stage is one entry here and its own module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from datasets import Dataset
+
+    from rlaif.config import PipelineConfig
+    from rlaif.judges import Budget
+    from rlaif.run_dir import RunDir
+    from rlaif.store import JudgmentStore
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    upstream: str | None
+    """The stage whose output this one reads (its content is part of the fingerprint)."""
+    output: str
+    """The folder in the run directory that holds the stage's output."""
+    covers: tuple[str, ...]
+    """What the fingerprint covers besides upstream: config sections (``sample``, ``judge``,
+    ``model``...) and run inputs (``train_prompts``: their content; ``rubrics``: the judges'
+    rubric file hashes; ``train_input``: a dataset given instead of the run's own)."""
+    step: str
+    """``module:function``; the function takes a :class:`Run`, writes the stage's output
+    and returns its summary counts."""
+
+    def run(self, run: Run) -> dict[str, Any]:
+        module, _, function = self.step.partition(":")
+        step: Callable[[Run], dict[str, Any]] = getattr(import_module(module), function)
+        return step(run)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("sample", None, "samples", ("model", "prompts", "sample", "train_prompts"),
+          "rlaif.stages.sample:step"),
+    Stage("pair", "sample", "pairs", ("pair",), "rlaif.stages.pair:step"),
+    Stage("judge", "pair", "judgments", ("judge", "rubrics"), "rlaif.stages.judge:step"),
+    Stage("aggregate", "judge", "preferences", ("aggregate",), "rlaif.stages.aggregate:step"),
+    Stage("train", "aggregate", "train", ("model", "train", "train_input"),
+          "rlaif.stages.train:step"),
+    Stage("evaluate", "train", "evaluation", ("evaluate", "judge", "rubrics"),
+          "rlaif.stages.evaluate:step"),
+)  # fmt: skip
+NAMES = tuple(s.name for s in STAGES)
+BY_NAME = {s.name: s for s in STAGES}
+
+
+class Run(Protocol):
+    """What a stage's step sees of the run it is part of."""
+
+    cfg: PipelineConfig
+    dir: RunDir
+    manifest: dict[str, Any]
+    train_prompts: Dataset
+    heldout: Dataset
+    budget: Budget
+    train_input: Path | None
+    """A preference dataset to train on instead of the run's own (nightly: the cumulative
+    one)."""
+
+    def input(self, stage: str) -> Dataset:
+        """The output of ``stage`` in this run directory."""
+        ...
+
+    def save(self, stage: str, output: Dataset) -> None:
+        """Write ``stage``'s output atomically."""
+        ...
+
+    def fingerprint(self, stage: str) -> str: ...
+
+    def store(self) -> JudgmentStore:
+        """The judgment store this pipeline shares with every run under its output folder."""
+        ...
