@@ -67,3 +67,21 @@ def prompt_file(tmp_path: Path, prompts: list[str], name: str = "prompts.jsonl")
     path = tmp_path / name
     path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     return path
+
+
+def prompt_pipeline(
+    tmp_path: Path,
+    model: Path,
+    questions: list[str],
+    *,
+    judges: list[dict] | None = None,
+    eval_size: int = 2,
+    name: str = "t",
+    **changes,
+) -> Path:
+    """:func:`pipeline` over every one of ``questions`` (written as a prompt file), saved as
+    YAML; returns its path."""
+    prompts = prompt_file(tmp_path, questions, name=f"{name}-prompts.jsonl")
+    source = {"source": str(prompts), "id_column": None, "limit": None, "eval_size": eval_size}
+    config = pipeline(tmp_path, model, name=name, judges=judges, prompts=source, **changes)
+    return write(tmp_path, config)

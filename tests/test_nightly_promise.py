@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run_cli
-from configs_for_tests import api_judge, pipeline, prompt_file, write
+from configs_for_tests import api_judge, pipeline, prompt_pipeline, write
 from datasets import load_from_disk
 
 from rlaif.nightly import Ledger
@@ -97,17 +97,13 @@ def test_failed_judgments_make_a_partial_stage_that_the_next_run_completes(tmp_p
     """Two prompts' judgments fail twice (the run's retries) and then succeed: the first run
     publishes nothing (exit 6, reasons counted), the second asks only those again and
     aggregate runs again on the filled-in judgments; a third run does nothing."""
-    prompts = prompt_file(tmp_path, [*QUESTIONS[:4], "[[500:2]] flaky one", "[[500:2]] flaky two"])
-    every_prompt = {"source": str(prompts), "id_column": None, "limit": None, "eval_size": 0}
     with LoopbackJudgeServer() as server:
-        cfg = write(
+        cfg = prompt_pipeline(
             tmp_path,
-            pipeline(
-                tmp_path,
-                tiny_model,
-                judges=[api_judge(server.openai_url)],
-                prompts=every_prompt,
-            ),
+            tiny_model,
+            [*QUESTIONS[:4], "[[500:2]] flaky one", "[[500:2]] flaky two"],
+            judges=[api_judge(server.openai_url)],
+            eval_size=0,
         )
         run_dir = tmp_path / "run"
         args = ["run", cfg, "--run-dir", run_dir, "--stages", "sample,pair,judge,aggregate"]
@@ -145,17 +141,14 @@ def test_failed_judgments_make_a_partial_stage_that_the_next_run_completes(tmp_p
 def test_judgments_that_keep_failing_are_given_up_and_their_prompts_come_back(tmp_path, tiny_model):
     """After judge.max_failures runs a key is given up: the night completes and publishes the
     complete pairs, and the prompt whose pairs lack evidence is not marked seen."""
-    prompts = prompt_file(tmp_path, [*QUESTIONS[:4], "[[always500]] broken"])
     with LoopbackJudgeServer() as server:
-        cfg = write(
+        cfg = prompt_pipeline(
             tmp_path,
-            pipeline(
-                tmp_path,
-                tiny_model,
-                judges=[api_judge(server.openai_url, max_retries=0)],
-                prompts={"source": str(prompts), "id_column": None, "limit": None, "eval_size": 0},
-                judge={"max_failures": 2},
-            ),
+            tiny_model,
+            [*QUESTIONS[:4], "[[always500]] broken"],
+            judges=[api_judge(server.openai_url, max_retries=0)],
+            eval_size=0,
+            judge={"max_failures": 2},
         )
         args = ["nightly", cfg, "--date", "2026-01-01"]
         assert run_cli(*args, cwd=tmp_path).returncode == 6  # failed once: try again
@@ -183,16 +176,12 @@ def test_judgments_that_keep_failing_are_given_up_and_their_prompts_come_back(tm
 
 def test_sigkill_mid_judging_reasks_only_what_was_in_flight(tmp_path, tiny_model):
     concurrency, kills = 3, 3
-    prompts = prompt_file(tmp_path, [f"Question {i}: name a colour." for i in range(24)])
     with LoopbackJudgeServer(latency_s=0.15) as server:
-        cfg = write(
+        cfg = prompt_pipeline(
             tmp_path,
-            pipeline(
-                tmp_path,
-                tiny_model,
-                judges=[api_judge(server.openai_url, max_concurrency=concurrency)],
-                prompts={"source": str(prompts), "id_column": None, "limit": None},
-            ),
+            tiny_model,
+            [f"Question {i}: name a colour." for i in range(24)],
+            judges=[api_judge(server.openai_url, max_concurrency=concurrency)],
         )
         args = ["run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge"]
         store = tmp_path / "judgments.sqlite"
@@ -208,16 +197,12 @@ def test_sigkill_mid_judging_reasks_only_what_was_in_flight(tmp_path, tiny_model
 
 
 def test_ctrl_c_lets_calls_in_flight_finish_and_pays_nothing_twice(tmp_path, tiny_model):
-    prompts = prompt_file(tmp_path, [f"Question {i}: name a fruit." for i in range(20)])
     with LoopbackJudgeServer(latency_s=0.3) as server:
-        cfg = write(
+        cfg = prompt_pipeline(
             tmp_path,
-            pipeline(
-                tmp_path,
-                tiny_model,
-                judges=[api_judge(server.openai_url, max_concurrency=4)],
-                prompts={"source": str(prompts), "id_column": None, "limit": None},
-            ),
+            tiny_model,
+            [f"Question {i}: name a fruit." for i in range(20)],
+            judges=[api_judge(server.openai_url, max_concurrency=4)],
         )
         args = ["run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge"]
         proc = start(args, tmp_path)
@@ -261,16 +246,12 @@ def test_ctrl_c_keeps_what_a_python_judge_finished(tmp_path, tiny_model):
 
 
 def test_two_runs_on_one_store_pay_once_for_each_key(tmp_path, tiny_model):
-    prompts = prompt_file(tmp_path, [f"Question {i}: name a tree." for i in range(16)])
     with LoopbackJudgeServer(latency_s=0.1) as server:
-        cfg = write(
+        cfg = prompt_pipeline(
             tmp_path,
-            pipeline(
-                tmp_path,
-                tiny_model,
-                judges=[api_judge(server.openai_url, max_concurrency=2)],
-                prompts={"source": str(prompts), "id_column": None, "limit": None},
-            ),
+            tiny_model,
+            [f"Question {i}: name a tree." for i in range(16)],
+            judges=[api_judge(server.openai_url, max_concurrency=2)],
         )
         runs = [
             start(["run", cfg, "--run-dir", tmp_path / f"run{i}", "--stages", "sample,pair,judge"],
@@ -288,16 +269,13 @@ def test_two_runs_on_one_store_pay_once_for_each_key(tmp_path, tiny_model):
 
 def test_a_key_echoed_by_the_server_is_redacted_everywhere(tmp_path, tiny_model):
     secret = "sk-live-0123456789abcdefSECRET"
-    prompts = prompt_file(tmp_path, [f"[[401]] {q}" for q in QUESTIONS[:3]])
     with LoopbackJudgeServer(echo_key=True) as server:
-        cfg = write(
+        cfg = prompt_pipeline(
             tmp_path,
-            pipeline(
-                tmp_path,
-                tiny_model,
-                judges=[api_judge(server.openai_url, api_key_env="RLAIF_TEST_SECRET")],
-                prompts={"source": str(prompts), "id_column": None, "limit": None, "eval_size": 1},
-            ),
+            tiny_model,
+            [f"[[401]] {q}" for q in QUESTIONS[:3]],
+            judges=[api_judge(server.openai_url, api_key_env="RLAIF_TEST_SECRET")],
+            eval_size=1,
         )
         done = run_cli(
             "run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge",
@@ -482,15 +460,7 @@ def test_rubrics_check_against_a_judge_reads_its_tokenizer(tmp_path, tiny_model)
 
 def test_overlong_prompts_are_skipped_and_counted(tmp_path, tiny_model):
     huge = "Please summarise this. " + "lorem ipsum dolor sit amet " * 2500  # ~65 KB
-    prompts = prompt_file(tmp_path, [*QUESTIONS[:5], huge])
-    cfg = write(
-        tmp_path,
-        pipeline(
-            tmp_path,
-            tiny_model,
-            prompts={"source": str(prompts), "id_column": None, "limit": None, "eval_size": 1},
-        ),
-    )
+    cfg = prompt_pipeline(tmp_path, tiny_model, [*QUESTIONS[:5], huge], eval_size=1)
     done = run_cli("run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "longer than prompts.max_prompt_tokens=1024" in done.stderr
@@ -511,23 +481,20 @@ def test_soak_faults_and_kills_end_equal_to_a_fault_free_run(tmp_path, tiny_mode
     import random
 
     concurrency, kills = 8, 5
-    prompts = prompt_file(tmp_path, [f"Question {i}: say something kind." for i in range(520)])
+    questions = [f"Question {i}: say something kind." for i in range(520)]
 
     def config(server: LoopbackJudgeServer, name: str) -> Path:
-        return write(
+        judge = api_judge(
+            server.openai_url, max_concurrency=concurrency, max_retries=6, timeout_s=1
+        )
+        return prompt_pipeline(
             tmp_path,
-            pipeline(
-                tmp_path,
-                tiny_model,
-                name=name,
-                judges=[
-                    api_judge(
-                        server.openai_url, max_concurrency=concurrency, max_retries=6, timeout_s=1
-                    )
-                ],
-                prompts={"source": str(prompts), "id_column": None, "limit": None, "eval_size": 10},
-                judge={"cache": str(tmp_path / f"{name}.sqlite")},
-            ),
+            tiny_model,
+            questions,
+            judges=[judge],
+            eval_size=10,
+            name=name,
+            judge={"cache": str(tmp_path / f"{name}.sqlite")},
         )
 
     stages = "sample,pair,judge,aggregate"

@@ -10,7 +10,7 @@ import pandas as pd
 
 from rlaif.preferences.bias import cohen_kappa
 from rlaif.report import plots, run_data
-from rlaif.run_dir import OUTPUT_DIRS
+from rlaif.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def write_plots(run_dir: Path) -> list[Path]:
     """Training curves, win rate and response-length drift into ``evaluation/plots/``; the
     evaluate stage calls this last. Plots whose data is missing are skipped."""
     run_dir = Path(run_dir)
-    out_dir = run_dir / OUTPUT_DIRS["evaluate"] / "plots"
+    out_dir = RunDir(run_dir).output("evaluate") / "plots"
     manifest = run_data.manifest(run_dir)
     drawn = [
         training_plot(run_dir, out_dir),

@@ -16,7 +16,7 @@ import pandas as pd
 from datasets import load_from_disk
 
 from rlaif.errors import ConfigError
-from rlaif.run_dir import OUTPUT_DIRS, read_manifest, run_cost
+from rlaif.run_dir import MANIFEST, RunDir, run_cost
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,13 @@ their titles."""
 
 
 def manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest; a ConfigError naming the file when it is absent or corrupt."""
-    try:
-        return read_manifest(run_dir)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{Path(run_dir) / 'manifest.json'}: corrupt manifest ({exc})") from exc
+    """The run's manifest; a ConfigError naming the file when it is absent or damaged."""
+    return RunDir(run_dir).read_manifest()
 
 
 def training_log(run_dir: Path) -> list[dict[str, Any]] | None:
     """One dict per logged step, from ``train/log`` or, failing that, the JSON logs."""
-    train_dir = Path(run_dir) / OUTPUT_DIRS["train"]
+    train_dir = RunDir(run_dir).output("train")
     if (train_dir / "log" / "state.json").is_file():
         return load_from_disk(str(train_dir / "log")).to_list()
     for name in ("ppo_log.json", "log_history.json"):
@@ -61,7 +58,7 @@ def training_series(rows: list[dict[str, Any]]) -> tuple[list[float], dict[str, 
 
 def evaluation_summary(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str, Any] | None:
     """``evaluation/summary.json``, else the manifest's copy."""
-    path = Path(run_dir) / OUTPUT_DIRS["evaluate"] / "summary.json"
+    path = RunDir(run_dir).evaluation_summary
     if path.is_file():
         return json.loads(path.read_text())
     return run_manifest.get("evaluation")
@@ -69,7 +66,7 @@ def evaluation_summary(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str,
 
 def evaluation_rows(run_dir: Path) -> pd.DataFrame | None:
     """The held-out comparisons: prompt, policy_response, reference_response, p_policy."""
-    folder = Path(run_dir) / OUTPUT_DIRS["evaluate"]
+    folder = RunDir(run_dir).output("evaluate")
     if not (folder / "state.json").is_file():
         return None
     return load_from_disk(str(folder)).to_pandas()
@@ -83,14 +80,14 @@ def length_drift(run_dir: Path) -> dict[str, Any]:
     rows = evaluation_rows(run_dir)
     if rows is None:
         raise ConfigError(
-            f"{Path(run_dir) / OUTPUT_DIRS['evaluate']}: no evaluation dataset; "
+            f"{RunDir(run_dir).output('evaluate')}: no evaluation dataset; "
             "run the evaluate stage first"
         )
     return drift_of(rows["policy_response"].tolist(), rows["reference_response"].tolist())
 
 
 def judgments(run_dir: Path) -> pd.DataFrame | None:
-    folder = Path(run_dir) / OUTPUT_DIRS["judge"]
+    folder = RunDir(run_dir).output("judge")
     if not (folder / "state.json").is_file():
         return None
     return load_from_disk(str(folder)).to_pandas()
@@ -100,12 +97,12 @@ def judge_report(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str, Any] 
     """The aggregate stage's judge report (manifest, then ``preferences/judge_report.json``)."""
     if run_manifest.get("judge_report"):
         return run_manifest["judge_report"]
-    path = Path(run_dir) / OUTPUT_DIRS["aggregate"] / "judge_report.json"
+    path = RunDir(run_dir).output("aggregate") / "judge_report.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def reward_model_metrics(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / OUTPUT_DIRS["train"] / "reward_model_metrics.json"
+    path = RunDir(run_dir).output("train") / "reward_model_metrics.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -116,7 +113,7 @@ def nightly_costs(run_dir: Path, run_manifest: dict[str, Any]) -> list[tuple[str
         return None
     nights = []
     for night in sorted(Path(run_dir).resolve().parent.iterdir()):
-        path = night / "manifest.json"
+        path = night / MANIFEST
         if not path.is_file():
             continue
         try:
