@@ -502,6 +502,15 @@ def rubrics_check(
             if spec is not None:
                 build_judge(spec.model_copy(update={"rubric": ref})).check()
             typer.echo(f"ok  {r.id}  {r.path}{f'  (judge {judge})' if spec else ''}")
+            exposed = r.unguarded_variables()
+            if exposed:
+                typer.secho(
+                    f"warning: {r.path}: {', '.join(exposed)} not inside a <tag>...</tag> "
+                    "block of its own, so a response can pass for the rubric's instructions; "
+                    "wrap each in a tag (delimiters the template uses are escaped in the data)",
+                    fg=typer.colors.YELLOW,
+                    err=True,
+                )
         except RlaifError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             failed = True

@@ -3,7 +3,8 @@
 Prompts and responses are passed as variables, never spliced into template
 source, so a response containing ``{{ 7*7 }}`` reaches the judge literally.
 ``StrictUndefined`` plus a parse-time check turns a misspelt variable into an
-error naming the file and line before any judge is called.
+error naming the file and line before any judge is called. What a template prints cannot
+forge the template's own delimiters (:mod:`rlaif.rubric_delimiters`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from rlaif.errors import ConfigError
+from rlaif.rubric_delimiters import SENTINEL, Neutraliser, unguarded
 
 PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
 POINTWISE_VARIABLES = ("prompt", "response")
@@ -133,6 +135,13 @@ class Rubric:
         messages.append({"role": "user", "content": self._template.render(**values).strip()})
         return messages
 
+    def unguarded_variables(self) -> list[str]:
+        """The data variables this template prints outside a ``<tag>...</tag>`` block of
+        their own, where a response's text can read as the rubric's instructions."""
+        marked = {v: SENTINEL.format(v) for v in self.variables}
+        data = tuple(v for v in self.variables if v != "principle")
+        return unguarded(self._template.render(**marked), data)
+
 
 def rubric_dirs() -> list[Path]:
     """Where rubric names are looked up: ``$RLAIF_RUBRICS``, ``./rubrics``, the project's own."""
@@ -222,7 +231,11 @@ def load_rubric(ref: str) -> Rubric:
         rationale=bool(header.get("rationale", True)),
         principles=tuple(principles),
         examples=_examples(header, variables, labels, path),
-        _template=_ENV.from_string(body),
+        _template=SandboxedEnvironment(
+            undefined=StrictUndefined,
+            keep_trailing_newline=False,
+            finalize=Neutraliser.of(body, header.get("system") or ""),
+        ).from_string(body),
     )
 
 

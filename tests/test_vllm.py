@@ -3,15 +3,12 @@ vLLM backends in-process, all on the embedded model. Skipped where vLLM is not i
 
 import importlib.util
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 import yaml
+from conftest import VLLM_ENV
 from datasets import load_from_disk
 
 from rlaif.config import AnthropicJudgeConfig, OpenAIJudgeConfig, TransformersJudgeConfig
@@ -21,7 +18,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed"),
 ]
-VLLM_ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING"}
 REQUESTS = [
     JudgeRequest(
         "What is the capital of France?", "The capital of France is Paris.", "I like turtles."
@@ -31,54 +27,6 @@ REQUESTS = [
     ),
     JudgeRequest("What is 2 + 2?", "2 + 2 = 4.", "2 + 2 = 5."),
 ]
-
-
-@pytest.fixture(scope="module")
-def vllm_server(embedded_model, tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vllm.entrypoints.openai.api_server",
-                "--model",
-                str(embedded_model),
-                "--served-model-name",
-                "smol",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--max-model-len",
-                "2048",
-                "--gpu-memory-utilization",
-                "0.5",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=VLLM_ENV,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited: {log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/v1/models", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"vLLM server did not start: {log.read_text()[-3000:]}")
-                time.sleep(2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def run(cfg):

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from rlaif.config import VllmJudgeConfig
-from rlaif.devices import hardware, pick_dtype, resolve_dtype
+from rlaif.devices import hardware, pick_dtype, resolve_dtype, vllm_enforce_eager
 from rlaif.judges.base import BatchJudge, JudgeRequest, RubricJudge, Verdict
 from rlaif.judges.verdicts import from_label_logprobs, read_text
 from rlaif.models import load_tokenizer, resolve_model
@@ -76,6 +76,7 @@ class VllmJudge(RubricJudge, BatchJudge):
                 seed=0,
                 gpu_memory_utilization=self.cfg.gpu_memory_utilization,
                 max_model_len=self.cfg.max_model_len,
+                enforce_eager=vllm_enforce_eager(),
             )
         try:
             outputs = self._llm.chat(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlaif.devices import resolve_dtype
+from rlaif.devices import resolve_dtype, vllm_enforce_eager
 from rlaif.sampling import Completion, GenerationParams
 
 
@@ -20,7 +20,7 @@ class VllmEngine:
             seed=seed,
             dtype=resolve_dtype(dtype, where="sampling (vLLM)"),
             gpu_memory_utilization=gpu_memory_utilization,
-            enforce_eager=True,
+            enforce_eager=vllm_enforce_eager(),
         )
 
     def close(self) -> None:
