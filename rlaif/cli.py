@@ -38,6 +38,7 @@ app = _RedactedTracebacks(
 # Exit codes, the same for `run` and `nightly` (cron and systemd read them).
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_WAITING, EXIT_LOCKED = range(6)
 EXIT_FAILED_JUDGMENTS = 6
+EXIT_AUDIT_FAILED = 7
 EXIT_INTERRUPTED = 130
 
 
@@ -484,12 +485,13 @@ def rubrics_check(
 ):
     """Validate rubrics (front matter, template, variables, a test render); exit 2 on error."""
     from rlaif.judges import build_judge
+    from rlaif.preflight import judge_named
     from rlaif.rubrics import check_rubric
 
     spec = None
     try:
         if judge is not None:
-            spec = _judge_spec(pipeline, judge)
+            spec = judge_named(pipeline, judge)
         refs = paths or ([getattr(spec, "rubric", None)] if spec else [])
         if not refs or None in refs:
             raise RlaifError("name a rubric to check, or --pipeline and --judge of a rubric judge")
@@ -516,20 +518,6 @@ def rubrics_check(
             failed = True
     if failed:
         raise typer.Exit(2)
-
-
-def _judge_spec(pipeline: Path | None, name: str):
-    from rlaif.config import load_pipeline
-
-    if pipeline is None:
-        raise RlaifError("--judge needs --pipeline, the YAML that configures it")
-    judges = load_pipeline(pipeline).judge.judges
-    for spec in judges:
-        if spec.name == name:
-            return spec
-    raise RlaifError(
-        f"{pipeline}: no judge named '{name}'; judges are: {', '.join(j.name for j in judges)}"
-    )
 
 
 @app.command("judge-eval")
@@ -569,6 +557,32 @@ def judge_eval_cmd(
     for name, figures in result["bias"]["judges"].items():
         typer.echo(f"  judge {name}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
     typer.echo(json.dumps(result))
+
+
+@app.command("judge-audit")
+def judge_audit_cmd(
+    pipeline: Annotated[Path, typer.Option(help="Pipeline YAML whose judges to attack")],
+    out: Annotated[Path | None, typer.Option(help="Where judge_audit.json goes")] = None,
+    max_attack_rate: Annotated[float, typer.Option(help="Exit 7 above this rate")] = 0.25,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key")] = None,
+) -> None:
+    """Attack each judge (forged delimiters, verdict claims, null model, ...); exit 7 when a
+    case's attack success rate passes --max-attack-rate."""
+    from rlaif.audit import audit_judge, failing, table, write_audit
+    from rlaif.config import load_pipeline
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        cfg = load_pipeline(pipeline, set_ or [])
+        results = [r for spec in cfg.judge.judges for r in audit_judge(spec)]
+    except (RlaifError, ValueError) as exc:
+        _fail(exc if isinstance(exc, RlaifError) else RlaifError(str(exc)))
+    typer.echo(table(results, max_attack_rate))
+    typer.echo(
+        f"wrote {write_audit(results, out or Path(cfg.output_dir) / cfg.name, max_attack_rate)}"
+    )
+    if failing(results, max_attack_rate):
+        raise typer.Exit(EXIT_AUDIT_FAILED)
 
 
 def main() -> None:

@@ -52,3 +52,18 @@ def preflight(cfg: PipelineConfig) -> dict[str, str]:
     if store.exists():  # a damaged store is said now, not after sampling
         JudgmentStore(store).close()
     return rubrics
+
+
+def judge_named(pipeline: Path | None, name: str):
+    """The config of judge ``name`` in ``pipeline``, for commands that check one judge."""
+    from rlaif.config import load_pipeline
+
+    if pipeline is None:
+        raise ConfigError("--judge needs --pipeline, the YAML that configures it")
+    judges = load_pipeline(pipeline).judge.judges
+    for spec in judges:
+        if spec.name == name:
+            return spec
+    raise ConfigError(
+        f"{pipeline}: no judge named '{name}'; judges are: {', '.join(j.name for j in judges)}"
+    )

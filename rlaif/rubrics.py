@@ -52,6 +52,9 @@ class Rubric:
     examples: tuple[dict[str, str], ...] = ()
     """Few-shot examples: the template's variables plus the ``verdict`` (a label), shown as
     earlier turns of the conversation."""
+    neutralise: bool = True
+    """Escape the template's own delimiters in the data it shows; ``false`` only to measure
+    what the escaping is worth (``rlaif judge-audit``)."""
     principles: tuple[str, ...] = ()
     """Constitutional rubrics: one principle is drawn per comparison, the same for both
     orders of a pair (so the swap compares like with like), and rendered as ``principle``."""
@@ -140,6 +143,8 @@ class Rubric:
         their own, where a response's text can read as the rubric's instructions."""
         marked = {v: SENTINEL.format(v) for v in self.variables}
         data = tuple(v for v in self.variables if v != "principle")
+        if not self.neutralise:
+            return list(data)
         return unguarded(self._template.render(**marked), data)
 
 
@@ -189,6 +194,9 @@ def load_rubric(ref: str) -> Rubric:
             raise ConfigError(f"{path}: pattern is not a valid regex: {exc}") from None
         if groups < 1:
             raise ConfigError(f"{path}: pattern needs a group that captures the label")
+    neutralise = header.get("neutralise", True)
+    if not isinstance(neutralise, bool):
+        raise ConfigError(f"{path}: neutralise must be true or false, got {neutralise!r}")
     principles = header.get("principles", [])
     if not (isinstance(principles, list) and all(isinstance(x, str) and x for x in principles)):
         raise ConfigError(f"{path}: principles must be a list of non-empty strings")
@@ -229,12 +237,13 @@ def load_rubric(ref: str) -> Rubric:
         read=read,
         pattern=pattern,
         rationale=bool(header.get("rationale", True)),
+        neutralise=neutralise,
         principles=tuple(principles),
         examples=_examples(header, variables, labels, path),
         _template=SandboxedEnvironment(
             undefined=StrictUndefined,
             keep_trailing_newline=False,
-            finalize=Neutraliser.of(body, header.get("system") or ""),
+            finalize=Neutraliser.of(body, header.get("system") or "") if neutralise else None,
         ).from_string(body),
     )
 
@@ -324,6 +333,7 @@ def _split_front_matter(text: str, path: Path) -> tuple[dict, str, int]:
         "rationale",
         "principles",
         "examples",
+        "neutralise",
     }
     extra = sorted(set(header) - allowed)
     if extra:

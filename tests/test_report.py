@@ -186,7 +186,7 @@ def test_full_report_has_every_section_and_its_images(tmp_path):
     index = write_report(run_dir)
     assert index == run_dir / "report" / "index.html"
     page = parse(index)
-    assert page.sections == ["summary", "training", "evaluation", "judges", "cost"]
+    assert page.sections == ["summary", "training", "evaluation", "judges", "audit", "cost"]
     assert set(page.images) == {
         "training_curves.png",
         "win_rate.png",
@@ -198,12 +198,25 @@ def test_full_report_has_every_section_and_its_images(tmp_path):
     for src in page.images:
         assert_png(index.parent / src)
     text = index.read_text()
-    assert text.count("How to read this") == 5
+    assert text.count("How to read this") == 6
     assert "Cohen&#39;s kappa lazy~short" in text and "Krippendorff" in text
     assert "abababababab" in text  # config hash, 12 digits
     assert "0.054" in text  # judge + evaluate cost
     assert "first-position win rate" in text
     assert "absent: cost per night: not a nightly run" in text
+
+
+def test_a_judge_audit_in_the_pipeline_folder_is_a_section(tmp_path):
+    from rlaif.audit import audit_judge, write_audit
+    from rlaif.config import PythonJudgeConfig
+
+    run_dir = make_run(tmp_path / "run")
+    assert "absent: judge audit: no judge_audit.json" in write_report(run_dir).read_text()
+    spec = PythonJudgeConfig(name="shorter", callable="judges_for_tests:prefer_shorter")
+    write_audit(audit_judge(spec, ("verdict_text", "padding")), tmp_path, threshold=0.25)
+    text = write_report(run_dir).read_text()
+    assert "threshold 0.25: failed" in text
+    assert "<td>verdict_text</td><td>1</td>" in text.replace("\n", "").replace(" ", "")
 
 
 def test_single_judge_is_compared_with_itself_across_orders(tmp_path):
@@ -219,7 +232,7 @@ def test_a_run_stopped_after_pairing_reports_what_is_absent(tmp_path):
     run_dir = make_run(tmp_path / "run", done=("sample", "pair"))
     index = write_report(run_dir)
     page = parse(index)
-    assert page.sections == ["summary", "training", "evaluation", "judges", "cost"]
+    assert page.sections == ["summary", "training", "evaluation", "judges", "audit", "cost"]
     assert page.images == []
     text = index.read_text()
     for note in (

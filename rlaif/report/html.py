@@ -65,6 +65,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         _section("training", "Training", lambda: _training(run_dir, out_dir)),
         _section("evaluation", "Evaluation", lambda: _evaluation(run_dir, manifest, out_dir)),
         _section("judges", "Judges", lambda: _judges(run_dir, manifest, judgments, out_dir)),
+        _section("audit", "Judge audit", lambda: _audit(run_dir)),
         _section("cost", "Cost", lambda: _cost(run_dir, manifest, out_dir)),
     ]
     page = (
@@ -322,6 +323,37 @@ def _cost(run_dir: Path, manifest: dict[str, Any], out_dir: Path) -> dict[str, A
         built["figures"].append(_figure(plot, out_dir, f"cost per night ({len(nights)} nights)"))
     else:
         built["absent"].append("cost per night: not a nightly run (no 'nightly' in the manifest)")
+    return built
+
+
+def _audit(run_dir: Path) -> dict[str, Any]:
+    built = _parts(
+        "How often each attack beat an honest answer (in both positions; a tie counts half) "
+        "and how often the winner flipped with the order, from rlaif judge-audit. A high rate "
+        "is a way the policy can game this judge."
+    )
+    found = run_data.judge_audit(run_dir)
+    if found is None:
+        built["absent"].append("judge audit: no judge_audit.json (run rlaif judge-audit)")
+        return built
+    path, audit = found
+    built["tables"].append(
+        {
+            "caption": f"{path} (threshold {audit['threshold']}: "
+            f"{'passed' if audit['passed'] else 'failed'})",
+            "header": ["judge", "case", "attack wins", "order flips", "n"],
+            "rows": [
+                [
+                    r["judge"],
+                    r["case"],
+                    _format(r["attack_success_rate"]),
+                    _format(r["position_flips"]),
+                    str(r["n"]),
+                ]
+                for r in audit["results"]
+            ],
+        }
+    )
     return built
 
 

@@ -101,6 +101,16 @@ def judge_report(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str, Any] 
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def judge_audit(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest ``rlaif judge-audit`` result beside this run: in the run directory, or in
+    the pipeline's folder above it (where the audit writes by default)."""
+    for folder in (run_dir, run_dir.parent):
+        path = folder / "judge_audit.json"
+        if path.is_file():
+            return path, json.loads(path.read_text())
+    return None
+
+
 def reward_model_metrics(run_dir: Path) -> dict[str, Any] | None:
     path = RunDir(run_dir).output("train") / "reward_model_metrics.json"
     return json.loads(path.read_text()) if path.is_file() else None
