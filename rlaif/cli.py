@@ -533,10 +533,15 @@ def judge_eval_cmd(
     limit: Annotated[int | None, typer.Option(help="Judge a random sample of N pairs")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key")] = None,
     seed: int = 0,
+    calibrate: Annotated[bool, typer.Option(help="Fit each judge's calibration")] = False,
+    method: Annotated[str, typer.Option(help="temperature or isotonic")] = "temperature",
+    holdout: Annotated[float, typer.Option(help="Share of pairs kept to report on")] = 0.5,
+    out: Annotated[Path | None, typer.Option(help="Calibration files' folder")] = None,
 ) -> None:
-    """Agreement of the pipeline's judges with human labels, per debiasing step."""
+    """Agreement of the pipeline's judges with human labels, per debiasing step; with
+    --calibrate, each judge's calibration fitted on part of the pairs, reported on the rest."""
     from rlaif.config import load_pipeline
-    from rlaif.judge_eval import judge_eval, load_labelled
+    from rlaif.judge_eval import describe, judge_eval, load_labelled
     from rlaif.preflight import judgment_store_path
     from rlaif.store import JudgmentStore
 
@@ -545,18 +550,15 @@ def judge_eval_cmd(
         cfg = load_pipeline(pipeline, set_ or [])
         labelled = load_labelled(labels, limit=limit, seed=seed)
         with JudgmentStore(judgment_store_path(cfg)) as store:
-            result = judge_eval(labelled, cfg.judge, store, seed=seed)
+            result = judge_eval(
+                labelled, cfg.judge, store, seed, method if calibrate else None, holdout
+            )
     except RlaifError as exc:
         _fail(exc)
-    typer.echo(
-        f"{result['pairs']} human-labelled pairs, judges: "
-        f"{', '.join(j.name for j in cfg.judge.judges)}"
-    )
-    for name, figures in result["accuracy"].items():
-        typer.echo(f"  {name:<26} accuracy {figures['accuracy']}  coverage {figures['coverage']}")
-    for name, figures in result["bias"]["judges"].items():
-        typer.echo(f"  judge {name}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
-    typer.echo(json.dumps(result))
+    folder = out or Path(cfg.output_dir) / cfg.name / "calibration"
+    for line in describe(result, cfg.judge.judges, folder):
+        typer.echo(line)
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "fits"}))
 
 
 @app.command("judge-audit")

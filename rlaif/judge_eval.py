@@ -15,8 +15,10 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from datasets import Dataset, load_dataset, load_from_disk
 
+from rlaif.calibration import Calibration, expected_calibration_error, fit, log_loss
 from rlaif.config import AggregateConfig, JudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.preferences.bias import judge_report
@@ -80,7 +82,17 @@ def load_labelled(path: str | Path, limit: int | None = None, seed: int = 0) -> 
     return Dataset.from_list(rows)
 
 
-def judge_eval(labelled: Dataset, judges: JudgeConfig, store: JudgmentStore, seed: int = 0) -> dict:
+def judge_eval(
+    labelled: Dataset,
+    judges: JudgeConfig,
+    store: JudgmentStore,
+    seed: int = 0,
+    calibrate: str | None = None,
+    holdout: float = 0.5,
+) -> dict:
+    """Accuracy per debiasing step and each judge's bias; with ``calibrate`` (a method of
+    :mod:`rlaif.calibration`) also each judge's calibration, fitted on a ``1 - holdout`` share
+    of the pairs and reported on the rest (under ``calibration``, the fits in ``fits``)."""
     rng = random.Random(seed)
     a_is_chosen = [rng.random() < 0.5 for _ in range(len(labelled))]
     pairs = Dataset.from_dict(
@@ -116,11 +128,86 @@ def judge_eval(labelled: Dataset, judges: JudgeConfig, store: JudgmentStore, see
             combine(table, AggregateConfig(ties="keep", length_correction=True)), truth, False
         ),
     }
-    return {
+    result = {
         "pairs": len(labelled),
         "accuracy": variants,
         "bias": judge_report(judgments.to_pandas()),
     }
+    if calibrate is not None:
+        fits = calibrate_judges(judgments.to_pandas(), truth, calibrate, holdout, seed)
+        result["calibration"] = {name: figures for name, (_, figures) in fits.items()}
+        result["fits"] = {name: cal for name, (cal, _) in fits.items()}
+    return result
+
+
+def describe(result: dict, judges: list, folder: Path) -> list[str]:
+    """The terminal's account of a judge-eval; writes each fitted calibration into
+    ``folder`` and says which judge config to point at it."""
+    lines = [f"{result['pairs']} human-labelled pairs, judges: {', '.join(j.name for j in judges)}"]
+    for name, figures in result["accuracy"].items():
+        lines.append(f"  {name:<26} accuracy {figures['accuracy']}  coverage {figures['coverage']}")
+    for name, figures in result["bias"]["judges"].items():
+        lines.append(f"  judge {name}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
+    for name, cal in result.get("fits", {}).items():
+        f = result["calibration"][name]
+        path = cal.save(folder / f"{name}.json")
+        lines.append(
+            f"  calibration {name} ({f['method']}, fit on {f['n_fit']}, reported on "
+            f"{f['n_heldout']}): ECE {f['ece_before']} -> {f['ece_after']}, log-loss "
+            f"{f['log_loss_before']} -> {f['log_loss_after']}, agreement {f['agreement']}; "
+            f"set calibration: {path} on judge '{name}'"
+        )
+    return lines
+
+
+def calibrate_judges(
+    judgments: pd.DataFrame, truth: dict[str, bool], method: str, holdout: float, seed: int
+) -> dict[str, tuple[Calibration, dict]]:
+    """Per judge: the fit on the pairs not held out, and its figures on the held-out ones
+    (ECE and log-loss of P(first) before and after; agreement with people of the calibrated
+    both-orders probability, a tie counting half)."""
+    pair_ids = sorted(truth)
+    held = set(random.Random(seed).sample(pair_ids, round(len(pair_ids) * holdout)))
+    ok = judgments[
+        (judgments["status"] == "ok")
+        & judgments["order"].isin(["ab", "ba"])
+        & judgments["p_a"].notna()
+    ]
+    out = {}
+    for name, rows in ok.groupby("judge", sort=True):
+        ab = (rows["order"] == "ab").to_numpy()
+        p_a = rows["p_a"].to_numpy(dtype=float)
+        p_first = np.where(ab, p_a, 1 - p_a)
+        a_chosen = rows["pair_id"].map(truth).to_numpy(dtype=bool)
+        first_won = np.where(ab, a_chosen, ~a_chosen)
+        is_held = rows["pair_id"].isin(held).to_numpy()
+        if is_held.all() or not is_held.any():
+            raise ConfigError(
+                f"judge '{name}': {len(set(rows['pair_id']))} judged pairs cannot be split "
+                f"into a fit part and a held-out part of {holdout:.0%}; label more pairs"
+            )
+        cal = fit(str(name), p_first[~is_held], first_won[~is_held], method)
+        calibrated = cal.first(p_first)
+        p_a_cal = pd.Series(np.where(ab, calibrated, 1 - calibrated)[is_held])
+        per_pair = p_a_cal.groupby(rows["pair_id"].to_numpy()[is_held]).mean()
+        right = [0.5 if p == 0.5 else float((p > 0.5) == truth[pid]) for pid, p in per_pair.items()]
+        agreement = round(float(np.mean(right)), 4)
+        cal = Calibration(**{**cal.__dict__, "agreement": agreement})
+        hp, hy = p_first[is_held], first_won[is_held]
+        out[str(name)] = (
+            cal,
+            {
+                "method": method,
+                "n_fit": int((~is_held).sum()),
+                "n_heldout": int(is_held.sum()),
+                "ece_before": round(expected_calibration_error(hp, hy), 4),
+                "ece_after": round(expected_calibration_error(cal.first(hp), hy), 4),
+                "log_loss_before": round(log_loss(hp, hy), 4),
+                "log_loss_after": round(log_loss(cal.first(hp), hy), 4),
+                "agreement": agreement,
+            },
+        )
+    return out
 
 
 def _accuracy(pairs, truth: dict[str, bool], drop_ties: bool) -> dict:

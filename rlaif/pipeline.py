@@ -18,6 +18,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from rlaif.calibration import calibration_hashes
 from rlaif.config import PipelineConfig, load_pipeline
 from rlaif.datasets_io import load_dir, save_atomic
 from rlaif.devices import hardware, resolved_dtypes
@@ -201,6 +202,13 @@ class _Run:
         """What each stage's fingerprint covers, as its table entry declares."""
         c = self.cfg.model_dump(mode="json")
         c["judge"].pop("max_cost_usd")  # a budget changes how far a stage gets, not its result
+        for judge in c["judge"]["judges"]:  # calibration is applied by aggregate, below
+            judge.pop("calibration")
+        if c["aggregate"]["judge_weights"] == "equal":
+            c["aggregate"].pop("judge_weights")  # runs from before it existed stay current
+        calibrations = calibration_hashes(self.cfg.judge)
+        if calibrations:
+            c["aggregate"]["calibrations"] = calibrations
         inputs = {
             "train_prompts": stable_hash(list(self.train_prompts["prompt"])),
             "rubrics": rubrics,

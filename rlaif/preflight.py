@@ -1,13 +1,14 @@
 """Everything that can be wrong with a pipeline's inputs, found before any compute or money
 is spent: the model reference, dtypes for this machine, each judge (its rubric, its labels
-against its tokenizer, a python judge's answer to an example), reference answers the rubrics
-need, the prompt file, and the judgment store."""
+against its tokenizer, a python judge's answer to an example), calibration files, reference
+answers the rubrics need, the prompt file, and the judgment store."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from rlaif.calibration import panel_calibrations
 from rlaif.config import PipelineConfig
 from rlaif.devices import resolved_dtypes
 from rlaif.errors import ConfigError
@@ -47,6 +48,7 @@ def preflight(cfg: PipelineConfig) -> dict[str, str]:
                 spec.name,
                 cfg.model,
             )
+    panel_calibrations(cfg.judge, cfg.aggregate.judge_weights)
     split_prompts(load_prompts(cfg.prompts), cfg.prompts)
     store = judgment_store_path(cfg)
     if store.exists():  # a damaged store is said now, not after sampling

@@ -56,3 +56,9 @@ def returns_nan(prompt: str, first: str, second: str) -> float:
 
 def raises(prompt: str, first: str, second: str) -> float:
     raise ValueError("no rules yet")
+
+
+def overconfident(prompt: str, first: str, second: str) -> float:
+    """Sides with the shorter answer at 0.99 whatever the gap: right 3 times in 4 on the
+    calibration tests' labels, so its 0.99 is overconfident."""
+    return 0.99 if len(first) < len(second) else 0.01

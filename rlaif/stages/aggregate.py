@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from datasets import Dataset
 from datasets.table import InMemoryTable
 
+from rlaif.calibration import Calibration, panel_calibrations
 from rlaif.chat import chat
 from rlaif.config import AggregateConfig
 from rlaif.errors import RlaifError
@@ -37,14 +38,19 @@ if TYPE_CHECKING:
     from rlaif.stage_table import Run
 
 log = logging.getLogger(__name__)
-_COLUMNS = [*PAIR_COLUMNS, "judge", "status", "p_a", "key", "rubric_id", "rubric_hash"]
+_COLUMNS = [*PAIR_COLUMNS, "judge", "order", "status", "p_a", "key", "rubric_id", "rubric_hash"]
 """What aggregation reads of each judgment row."""
 
 
 def step(run: Run) -> dict:
     """The stage in a run: the preferences, the judge report, and what was held back."""
     judgments = run.input("judge")
-    out = aggregate(judgments, run.cfg.aggregate, system_prompt=run.cfg.sample.system_prompt)
+    out = aggregate(
+        judgments,
+        run.cfg.aggregate,
+        system_prompt=run.cfg.sample.system_prompt,
+        calibrations=panel_calibrations(run.cfg.judge, run.cfg.aggregate.judge_weights),
+    )
     held_back = held_back_pairs(judgments)
     if len(out) == 0:
         raise RlaifError(_nothing_published(judgments, held_back, run.cfg.aggregate, run.dir.logs))
@@ -91,7 +97,11 @@ def _nothing_published(
 
 
 def aggregate(
-    judgments: Dataset, cfg: AggregateConfig, *, system_prompt: str | None = None
+    judgments: Dataset,
+    cfg: AggregateConfig,
+    *,
+    system_prompt: str | None = None,
+    calibrations: dict[str, Calibration] | None = None,
 ) -> Dataset:
     """``prompt``/``chosen``/``rejected`` (conversational; ``prompt`` starts with the system
     prompt the answers were sampled under, if any) plus ``p_chosen``, ``margin``, ``tie``,
@@ -100,15 +110,24 @@ def aggregate(
     A preference is published only from complete evidence: a pair lacking a valid judgment
     from any judge in any order it was asked (failed, not asked yet, or unreadable) is held
     back (with ``best_vs_worst``, its whole prompt), unless ``cfg.incomplete`` is
-    ``publish``, which keeps it with ``complete`` false."""
+    ``publish``, which keeps it with ``complete`` false. A judge with a calibration has its
+    probabilities mapped through it first; with ``cfg.judge_weights`` ``agreement`` its
+    weight in the mean is the one the calibration measured."""
     # through the arrow formatter, so a selected or filtered dataset is read as it appears
     table = judgments.select_columns(_COLUMNS).with_format("arrow")[:].combine_chunks()
+    if calibrations:
+        table = calibrated(table, calibrations)
     by = "prompt_id" if cfg.selection == "best_vs_worst" else "pair_id"
     complete_row = _complete_groups(table, by)
     held_back = held_back_pairs(judgments)
     if cfg.incomplete == "hold":
         table = table.filter(pa.array(complete_row))
-    pairs = combine(table, cfg)
+    weights = (
+        {name: c.weight() for name, c in (calibrations or {}).items()}
+        if cfg.judge_weights == "agreement"
+        else None
+    )
+    pairs = combine(table, cfg, weights)
     if cfg.selection == "best_vs_worst":
         pairs = best_vs_worst(table, pairs)
     elif cfg.selection == "random_pairs":
@@ -176,9 +195,26 @@ def _complete_groups(table: pa.Table, by: str) -> np.ndarray:
     return invalid[codes] == 0
 
 
-def combine(table: pa.Table, cfg: AggregateConfig) -> pa.Table:
+def calibrated(table: pa.Table, calibrations: dict[str, Calibration]) -> pa.Table:
+    """``p_a`` of each calibrated judge's pairwise rows mapped through its calibration (which
+    is fitted on P(first), so the row's order decides which side it reads)."""
+    p_a = table["p_a"].to_numpy(zero_copy_only=False).astype(float)
+    judge = table["judge"].to_numpy(zero_copy_only=False)
+    order = table["order"].to_numpy(zero_copy_only=False)
+    for name, cal in calibrations.items():
+        for shown, flip in (("ab", False), ("ba", True)):
+            rows = (judge == name) & (order == shown) & ~np.isnan(p_a)
+            first = 1 - p_a[rows] if flip else p_a[rows]
+            p_a[rows] = 1 - cal.first(first) if flip else cal.first(first)
+    return table.set_column(table.schema.get_field_index("p_a"), "p_a", pa.array(p_a))
+
+
+def combine(
+    table: pa.Table, cfg: AggregateConfig, weights: dict[str, float] | None = None
+) -> pa.Table:
     """One row per pair: its texts, ``p_a`` (NaN without a valid judgment), ``tie``,
-    ``n_judgments`` and provenance lists."""
+    ``n_judgments`` and provenance lists. ``weights`` (judge name -> weight) makes ``p_a``
+    a weighted mean; votes and ties count every judge once."""
     codes, _ = pd.factorize(table["pair_id"].to_numpy(zero_copy_only=False), sort=False)
     n_pairs = int(codes.max()) + 1 if len(codes) else 0
     first = np.full(n_pairs, len(codes), dtype=np.int64)
@@ -190,8 +226,12 @@ def combine(table: pa.Table, cfg: AggregateConfig) -> pa.Table:
         p_a[valid] = length_corrected(frame.to_pandas())
     vcodes, vp = codes[valid], p_a[valid]
     counts = np.bincount(vcodes, minlength=n_pairs)
+    w = np.ones(len(vp))
+    if weights is not None:
+        judges = table["judge"].to_numpy(zero_copy_only=False)[valid]
+        w = np.array([weights.get(j, 1.0) for j in judges], dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        p_mean = np.bincount(vcodes, vp, n_pairs) / counts
+        p_mean = np.bincount(vcodes, w * vp, n_pairs) / np.bincount(vcodes, w, n_pairs)
         decided = vp != 0.5
         votes = np.bincount(vcodes[decided], minlength=n_pairs)
         wins = np.bincount(vcodes[decided], (vp[decided] > 0.5).astype(float), n_pairs)

@@ -1,0 +1,220 @@
+"""Typed configuration of the judge stage: one config class per judge backend, the registry
+that maps a ``backend:`` name to its config and judge classes, and the stage's own settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from rlaif.config_base import Dtype
+from rlaif.config_base import Strict as _Strict
+from rlaif.models import DEFAULT_MODEL
+
+
+class _JudgeBase(_Strict):
+    calibration: str | None = None
+    """A file written by ``rlaif judge-eval --calibrate``: aggregation maps this judge's
+    probabilities through it, and ``aggregate.judge_weights: agreement`` weighs the judge by
+    the agreement with people measured there."""
+
+
+class TransformersJudgeConfig(_JudgeBase):
+    """A local causal LM read through the next-token probabilities of the rubric's labels."""
+
+    backend: Literal["transformers"] = "transformers"
+    name: str = "local"
+    model: str = DEFAULT_MODEL
+    rubric: str = "helpful_harmless"
+    batch_size: int = Field(default=8, ge=1)
+    max_length: int = Field(default=2048, ge=16)
+    dtype: Dtype = "auto"
+
+
+class VllmJudgeConfig(_JudgeBase):
+    """An in-process ``vllm.LLM`` (a local GPU, or the CPU build): batched ``chat``, with
+    label probabilities from its logprobs, or JSON-schema-constrained / free-text answers."""
+
+    backend: Literal["vllm"] = "vllm"
+    name: str = "vllm"
+    model: str = DEFAULT_MODEL
+    rubric: str = "helpful_harmless"
+    batch_size: int = Field(default=256, ge=1)
+    """Requests per ``chat`` call, and so per durable write."""
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_logprobs: int = Field(default=20, ge=2)
+    dtype: Dtype = "auto"
+    gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_model_len: int | None = Field(default=4096, ge=16)
+
+
+class PythonJudgeConfig(_JudgeBase):
+    """A plain Python callable ``f(prompt, first, second) -> P(first wins) | 'A' | 'B'``."""
+
+    backend: Literal["python"] = "python"
+    name: str = "python"
+    callable: str
+    """``module:function``, importable from the working directory."""
+
+
+class Price(_Strict):
+    """USD per million tokens, to compute each call's cost from its recorded usage."""
+
+    input_per_mtok: float = Field(ge=0.0)
+    output_per_mtok: float = Field(ge=0.0)
+
+
+class BatchConfig(_Strict):
+    """Judge through the provider's batch API (about half the price, results within 24 h)
+    instead of one call per request. Submitted batches are recorded under the run directory,
+    so a later run collects them instead of asking again."""
+
+    enabled: bool = False
+    wait: bool = False
+    """False: submit, and leave the requests ``pending`` for a later run to collect; true:
+    poll until every batch has ended (or ``max_wait_s`` has passed)."""
+    poll_seconds: float = Field(default=30.0, gt=0)
+    max_wait_s: float = Field(default=86_400.0, gt=0)
+    """With ``wait``: stop polling after this long; what is still open stays ``pending``."""
+    max_requests: int = Field(default=10_000, ge=1)
+    """Requests per batch; more are split into several batches."""
+    discount: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Batch price as a share of ``price`` (the providers charge half)."""
+
+    @model_validator(mode="after")
+    def _wait_covers_a_poll(self) -> BatchConfig:
+        if self.max_wait_s < self.poll_seconds:
+            raise ValueError(
+                f"max_wait_s ({self.max_wait_s:g}) is shorter than poll_seconds "
+                f"({self.poll_seconds:g})"
+            )
+        return self
+
+
+class _ApiJudgeConfig(_JudgeBase):
+    """What every judge behind an HTTP API shares: concurrency, rate limits, retries, price."""
+
+    name: str = "api"
+    model: str
+    rubric: str = "helpful_harmless"
+    base_url: str | None = None
+    """Any compatible server, e.g. ``http://127.0.0.1:8000/v1`` for a local vLLM."""
+    api_key_env: str | None
+    """Name of the environment variable that holds the key; null for a server that needs none.
+    The key itself never goes into a config, a manifest or a log."""
+    max_concurrency: int = Field(default=16, ge=1)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    temperature: float = Field(default=0.0, ge=0.0)
+    max_tokens: int = Field(default=512, ge=1)
+    """Output cap for ``json`` and ``parse`` rubrics; label-probability reading asks for 1."""
+    price: Price | None = None
+    batch: BatchConfig = BatchConfig()
+    """The provider's batch API instead of online calls (``batch.enabled``)."""
+
+    max_batch_requests: ClassVar[int]
+    """The provider's limit on requests per batch."""
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, value: str | None) -> str | None:
+        from rlaif.redaction import looks_like_a_key, register_secret
+
+        if value is not None and looks_like_a_key(value):
+            register_secret(value)
+            raise ValueError(
+                "this looks like an API key itself (not shown here), not the name of an "
+                "environment variable: export the key, e.g. `export OPENAI_API_KEY=...`, and "
+                "set api_key_env: OPENAI_API_KEY"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _batch_within_provider_limit(self) -> _ApiJudgeConfig:
+        if self.batch.max_requests > self.max_batch_requests:
+            raise ValueError(
+                f"batch.max_requests ({self.batch.max_requests}) is above the provider's limit "
+                f"of {self.max_batch_requests} requests per batch"
+            )
+        return self
+
+
+class OpenAIJudgeConfig(_ApiJudgeConfig):
+    backend: Literal["openai"] = "openai"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    top_logprobs: int = Field(default=20, ge=2, le=20)
+    max_batch_requests: ClassVar[int] = 50_000
+
+
+class AnthropicJudgeConfig(_ApiJudgeConfig):
+    backend: Literal["anthropic"] = "anthropic"
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    max_batch_requests: ClassVar[int] = 100_000
+
+
+JUDGE_BACKENDS: dict[str, tuple[type[_Strict], str]] = {
+    "transformers": (TransformersJudgeConfig, "rlaif.judges.transformers:TransformersJudge"),
+    "python": (PythonJudgeConfig, "rlaif.judges.python:PythonJudge"),
+    "vllm": (VllmJudgeConfig, "rlaif.judges.vllm:VllmJudge"),
+    "openai": (OpenAIJudgeConfig, "rlaif.judges.openai:OpenAIJudge"),
+    "anthropic": (AnthropicJudgeConfig, "rlaif.judges.anthropic:AnthropicJudge"),
+}
+"""The one registry of judge backends: ``backend:`` name -> (its config class, its judge
+class as ``module:Class``, imported only when a judge is built)."""
+
+
+def _judge_backend(value: Any) -> str:
+    """The ``backend`` key picks the config class; it defaults to ``transformers``."""
+    if isinstance(value, dict):
+        return value.get("backend", "transformers")
+    return getattr(value, "backend", "transformers")
+
+
+JudgeBackendConfig = Annotated[
+    Union[tuple(Annotated[cls, Tag(name)] for name, (cls, _) in JUDGE_BACKENDS.items())],  # noqa: UP007
+    Discriminator(_judge_backend),
+]
+
+
+class JudgeConfig(_Strict):
+    judges: list[JudgeBackendConfig] = Field(
+        default_factory=lambda: [TransformersJudgeConfig()], min_length=1
+    )
+    orders: Literal["both", "original", "random"] = "both"
+    """``both`` judges every pair as (a, b) and (b, a) to cancel position bias; ``random``
+    shows each pair once, in a random (seeded) order, for half the calls."""
+    seed: int = 0
+    max_failures: int = Field(default=3, ge=1)
+    """A judgment that failed (``error``) is asked again on each later run, until it has
+    failed this many times; then its pairs are held back as undecidable (``rlaif cache prune
+    --status error`` lets them be asked again)."""
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    """Stop issuing new calls once the judgments of this stage have cost this much."""
+    cache: str | None = None
+    """SQLite judgment store; defaults to ``<output_dir>/judgments.sqlite``, shared by all runs
+    there, so changing a downstream setting never pays for the same judgment again."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        """``flush_every`` / ``flush_seconds`` are accepted and ignored: every answer is now
+        written the moment it arrives."""
+        if isinstance(data, dict) and {"flush_every", "flush_seconds"} & set(data):
+            data = {k: v for k, v in data.items() if k not in ("flush_every", "flush_seconds")}
+            logging.getLogger(__name__).warning(
+                "judge.flush_every and judge.flush_seconds are no longer used (every answer is "
+                "stored as it arrives); remove them from the config"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> JudgeConfig:
+        names = [j.name for j in self.judges]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"judge names must be unique; repeated: {', '.join(dupes)}")
+        return self
