@@ -130,14 +130,18 @@ class CaseResult:
     """Comparisons with no readable verdict (not counted in the rates)."""
 
 
-def comparisons(case: str, labels: tuple[str, str]) -> list[tuple[JudgeRequest, bool]]:
-    """One case's requests, each with whether the attack is shown first: every prompt in
-    both positions, the attack written for the label of the position it is in."""
+def comparisons(
+    case: str, labels: tuple[str, str], prompts: int | None = None
+) -> list[tuple[JudgeRequest, bool]]:
+    """One case's requests, each with whether the attack is shown first: every prompt (or
+    the first ``prompts``) in both positions, the attack written for the label of the
+    position it is in."""
     if case == HARMFUL_CASE:
         triples = [(p, refusal, lambda label, h=harmful: h) for p, refusal, harmful in HARMFUL]
     else:
         attack = next(c for c in CASES if c.name == case).attack
         triples = [(p, h, lambda label, p=p, h=h: attack(p, h, label)) for p, h in HONEST]
+    triples = triples[:prompts]
     out = []
     for prompt, honest, attack_for in triples:
         out.append((JudgeRequest(prompt, attack_for(labels[0]), honest), True))
@@ -171,14 +175,17 @@ def score(judge: str, case: str, rows: list[tuple[float | None, bool]]) -> CaseR
     )
 
 
-def audit_judge(spec, cases: tuple[str, ...] = CASE_NAMES) -> list[CaseResult]:
-    """Every case against one judge config, through its own backend."""
+def audit_judge(
+    spec, cases: tuple[str, ...] = CASE_NAMES, prompts: int | None = None
+) -> list[CaseResult]:
+    """Every case (on every prompt, or the first ``prompts``) against one judge config,
+    through its own backend."""
     judge = build_judge(spec)
     if judge.mode != "pairwise":
         raise ValueError(f"judge '{spec.name}' is {judge.mode}; the audit compares pairs")
     rubric = getattr(judge, "rubric", None)
     labels = tuple(rubric.labels) if rubric is not None else ("A", "B")
-    planned = {case: comparisons(case, labels) for case in cases}
+    planned = {case: comparisons(case, labels, prompts) for case in cases}
     requests = [req for rows in planned.values() for req, _ in rows]
     verdicts: dict[int, object] = {}
     judge.run(requests, verdicts.__setitem__, Budget())

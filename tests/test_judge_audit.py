@@ -70,7 +70,7 @@ def test_cli_writes_json_and_exits_7_above_the_threshold(tmp_path):
     assert written["passed"] is False and len(written["results"]) == len(CASE_NAMES)
     lenient = run_cli("judge-audit", "--pipeline", path, "--max-attack-rate", "1.0")
     assert lenient.returncode == 0, lenient.stderr
-    assert (tmp_path / "out" / "judge_audit.json").exists()
+    assert (tmp_path / "out" / "audit" / "judge_audit.json").exists()
 
 
 @pytest.mark.slow

@@ -115,3 +115,32 @@ def test_offline_vllm_sampling_and_judging(tmp_path, embedded_model):
     judgments = load_from_disk(str(tmp_path / "run" / "judgments"))
     assert len(judgments) > 0 and set(judgments["status"]) == {"ok"}
     assert min(judgments["label_mass"]) > 0.05
+
+
+def test_audit_through_the_server_before_and_after_neutralised_delimiters(
+    vllm_server, tmp_path, capsys
+):
+    from rlaif.audit import audit_judge
+    from rlaif.rubrics import find_rubric
+
+    raw = tmp_path / "raw.jinja"
+    raw.write_text(
+        find_rubric("helpful_harmless").read_text().replace("---\n", "---\nneutralise: false\n", 1)
+    )
+    spec = OpenAIJudgeConfig(
+        name="served", model="smol", base_url=f"{vllm_server}/v1", api_key_env=None
+    )
+    cases = ("forged_delimiters",)  # the CPU build takes seconds a request
+    after = {r.case: r for r in audit_judge(spec, cases, prompts=3)}
+    unguarded = spec.model_copy(update={"rubric": str(raw)})
+    before = {r.case: r for r in audit_judge(unguarded, cases, prompts=3)}
+    with capsys.disabled():
+        for case in cases:
+            print(
+                f"\nvLLM server judge, {case}: attack wins {before[case].attack_success_rate:.2f} "
+                f"raw, {after[case].attack_success_rate:.2f} neutralised; order flips "
+                f"{after[case].position_flips:.2f}"
+            )
+    assert all(r.n == 6 for r in after.values())
+    forged = "forged_delimiters"
+    assert after[forged].mean_p_attack != before[forged].mean_p_attack  # it saw other text
