@@ -57,6 +57,21 @@ def pipeline(
     return deep_update(base, changes)
 
 
+def judges_only(tmp_path: Path, name: str, judges: dict[str, str]) -> dict[str, Any]:
+    """A pipeline for commands that only judge (judge-eval, judge-audit): python judges
+    ``{judge name: judges_for_tests function}``, outputs in ``tmp_path/out``."""
+    return {
+        "name": name,
+        "output_dir": str(tmp_path / "out"),
+        "judge": {
+            "judges": [
+                {"name": n, "backend": "python", "callable": f"judges_for_tests:{fn}"}
+                for n, fn in judges.items()
+            ]
+        },
+    }
+
+
 def write(tmp_path: Path, config: dict[str, Any], file: str | None = None) -> Path:
     path = tmp_path / (file or f"{config['name']}.yaml")
     path.write_text(yaml.safe_dump(config))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from cli_runner import run_cli
-from configs_for_tests import pipeline, write
+from configs_for_tests import judges_only, pipeline, write
 from datasets import Dataset, load_from_disk
 from test_judge_eval import HH
 
@@ -149,17 +149,8 @@ def labelled(tmp_path, n: int = 80) -> str:
 
 
 def test_judge_eval_calibrate_writes_a_file_the_pipeline_uses(tmp_path):
-    cfg = {
-        "name": "cal",
-        "output_dir": str(tmp_path / "out"),
-        "judge": {
-            "judges": [
-                {"name": "sure", "backend": "python", "callable": "judges_for_tests:overconfident"}
-            ]
-        },
-    }
-    pipeline = tmp_path / "p.yaml"
-    pipeline.write_text(yaml.safe_dump(cfg))
+    cfg = judges_only(tmp_path, "cal", {"sure": "overconfident"})
+    pipeline = write(tmp_path, cfg)
     done = run_cli("judge-eval", labelled(tmp_path), "--pipeline", pipeline, "--calibrate")
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout.splitlines()[-1])["calibration"]["sure"]
@@ -180,17 +171,7 @@ def test_judge_eval_calibrate_writes_a_file_the_pipeline_uses(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not HH.exists(), reason=f"{HH} is not here")
 def test_calibration_round_trip_on_hh_rlhf(tmp_path):
-    cfg = {
-        "name": "hh",
-        "output_dir": str(tmp_path / "out"),
-        "judge": {
-            "judges": [
-                {"name": "rule", "backend": "python", "callable": "judges_for_tests:overconfident"}
-            ]
-        },
-    }
-    pipeline = tmp_path / "p.yaml"
-    pipeline.write_text(yaml.safe_dump(cfg))
+    pipeline = write(tmp_path, judges_only(tmp_path, "hh", {"rule": "overconfident"}))
     done = run_cli("judge-eval", str(HH), "--pipeline", pipeline, "--calibrate", "--limit", "400")
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout.splitlines()[-1])["calibration"]["rule"]

@@ -5,8 +5,8 @@ import json
 import math
 
 import pytest
-import yaml
 from cli_runner import run_cli
+from configs_for_tests import judges_only, write
 
 from rlaif.audit import CASE_NAMES, HONEST, audit_judge, comparisons, score
 from rlaif.config import PythonJudgeConfig, TransformersJudgeConfig
@@ -52,17 +52,7 @@ def test_a_length_rule_falls_for_short_attacks_and_a_position_bias_shows_as_flip
 
 
 def test_cli_writes_json_and_exits_7_above_the_threshold(tmp_path):
-    cfg = {
-        "name": "audit",
-        "output_dir": str(tmp_path / "out"),
-        "judge": {
-            "judges": [
-                {"name": "s", "backend": "python", "callable": "judges_for_tests:prefer_shorter"}
-            ]
-        },
-    }
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write(tmp_path, judges_only(tmp_path, "audit", {"s": "prefer_shorter"}))
     failed = run_cli("judge-audit", "--pipeline", path, "--out", tmp_path / "a")
     assert failed.returncode == 7, failed.stderr
     assert "verdict_text" in failed.stdout and "FAIL" in failed.stdout
