@@ -281,7 +281,19 @@ class PipelineConfig(_Strict):
     nightly: NightlyConfig = NightlyConfig()
 
     def hash(self) -> str:
-        return stable_hash(self.model_dump(mode="json"))
+        return stable_hash(self.stable_dump())
+
+    def stable_dump(self) -> dict[str, Any]:
+        """The config as its hash and the stage fingerprints see it: keys added after runs
+        were named by them are left out while at their defaults, so upgrading rlaif keeps
+        existing run directories current."""
+        data = self.model_dump(mode="json")
+        for judge in data["judge"]["judges"]:
+            if judge["calibration"] is None:
+                judge.pop("calibration")
+        if data["aggregate"]["judge_weights"] == "equal":
+            data["aggregate"].pop("judge_weights")
+        return data
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -200,12 +200,10 @@ class _Run:
 
     def _covered_inputs(self, rubrics: dict[str, str]) -> dict[str, list]:
         """What each stage's fingerprint covers, as its table entry declares."""
-        c = self.cfg.model_dump(mode="json")
+        c = self.cfg.stable_dump()
         c["judge"].pop("max_cost_usd")  # a budget changes how far a stage gets, not its result
         for judge in c["judge"]["judges"]:  # calibration is applied by aggregate, below
-            judge.pop("calibration")
-        if c["aggregate"]["judge_weights"] == "equal":
-            c["aggregate"].pop("judge_weights")  # runs from before it existed stay current
+            judge.pop("calibration", None)
         calibrations = calibration_hashes(self.cfg.judge)
         if calibrations:
             c["aggregate"]["calibrations"] = calibrations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,11 @@ def prompt_pipeline(
     name: str = "t",
     **changes,
 ) -> Path:
-    """:func:`pipeline` over every one of ``questions`` (written as a prompt file), saved as
-    YAML; returns its path."""
-    prompts = prompt_file(tmp_path, questions, name=f"{name}-prompts.jsonl")
+    """:func:`pipeline` over every one of ``questions`` (written as a prompt file named by its
+    content, so pipelines that differ only in their judges share sampling's fingerprint), saved
+    as YAML; returns its path."""
+    digest = hashlib.sha256("\n".join(questions).encode()).hexdigest()[:12]
+    prompts = prompt_file(tmp_path, questions, name=f"prompts-{digest}.jsonl")
     source = {"source": str(prompts), "id_column": None, "limit": None, "eval_size": eval_size}
     config = pipeline(tmp_path, model, name=name, judges=judges, prompts=source, **changes)
     return write(tmp_path, config)

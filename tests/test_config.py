@@ -78,6 +78,21 @@ def test_config_hash_tracks_content():
     assert a.hash() != PipelineConfig(name="x", sample={"n": 5}).hash()
 
 
+def test_keys_added_since_a_run_was_named_leave_its_hash_alone_at_their_defaults():
+    judge = {"backend": "python", "callable": "m:f"}
+    named = PipelineConfig.model_validate({"name": "h", "judge": {"judges": [judge]}})
+    # computed by the release before calibration and judge weights existed
+    before = "05c1f29b74ff29ed783a876642e37ff8ba77ba2d737ce9125b35d25fe4f0e06f"
+    assert named.hash() == before
+    explicit = {"judges": [{**judge, "calibration": None}]}
+    same = {"name": "h", "judge": explicit, "aggregate": {"judge_weights": "equal"}}
+    assert PipelineConfig.model_validate(same).hash() == before
+    weighed = {**same, "aggregate": {"judge_weights": "agreement"}}
+    assert PipelineConfig.model_validate(weighed).hash() != before
+    calibrated = {"name": "h", "judge": {"judges": [{**judge, "calibration": "c.json"}]}}
+    assert PipelineConfig.model_validate(calibrated).hash() != before
+
+
 def test_shipped_pipelines_validate(repo_root):
     paths = sorted((repo_root / "pipelines").glob("*.yaml"))
     assert paths
