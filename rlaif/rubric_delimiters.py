@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 
 _TAG = re.compile(r"<\s*/?\s*([A-Za-z_][\w.:-]*)[^<>]*>")
+_TAG_START = re.compile(r"<(?=\s*/?\s*([A-Za-z_][\w.:-]*))")
+"""In the data, any ``<`` that starts one of the template's tag names, closed or not."""
 _HEADING = re.compile(r"^[ \t]{0,3}(#{1,6})[ \t]+\S", re.MULTILINE)
 _RULE = re.compile(r"^[ \t]{0,3}([-=*_])(?:[ \t]*\1){2,}[ \t]*$", re.MULTILINE)
 SENTINEL = "\x00{}\x00"
@@ -46,7 +48,7 @@ class Neutraliser:
         if not isinstance(value, str):
             return value
         if self.tags:
-            value = _TAG.sub(self._escape_tag, value)
+            value = _TAG_START.sub(self._escape_tag, value)
         if self.headings:
             value = _HEADING.sub(lambda m: "\\" + m.group(0), value)
         if self.rules:
@@ -56,8 +58,7 @@ class Neutraliser:
         return value
 
     def _escape_tag(self, match: re.Match[str]) -> str:
-        tag = match.group(0)
-        return "&lt;" + tag[1:] if match.group(1).lower() in self.tags else tag
+        return "&lt;" if match.group(1).lower() in self.tags else "<"
 
 
 def unguarded(rendered: str, variables: tuple[str, ...]) -> list[str]:
