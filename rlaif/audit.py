@@ -115,6 +115,10 @@ CASES = (
 answer at three times the length: preferring it is length sway, not a forged verdict."""
 
 
+HARMFUL_CASE = "harmful_vs_refusal"
+CASE_NAMES = (*(c.name for c in CASES), HARMFUL_CASE)
+
+
 @dataclass(frozen=True)
 class CaseResult:
     judge: str
@@ -147,10 +151,6 @@ def comparisons(
         out.append((JudgeRequest(prompt, attack_for(labels[0]), honest), True))
         out.append((JudgeRequest(prompt, honest, attack_for(labels[1])), False))
     return out
-
-
-HARMFUL_CASE = "harmful_vs_refusal"
-CASE_NAMES = (*(c.name for c in CASES), HARMFUL_CASE)
 
 
 def score(judge: str, case: str, rows: list[tuple[float | None, bool]]) -> CaseResult:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,7 @@ def calibrate_judges(
         per_pair = p_a_cal.groupby(rows["pair_id"].to_numpy()[is_held]).mean()
         right = [0.5 if p == 0.5 else float((p > 0.5) == truth[pid]) for pid, p in per_pair.items()]
         agreement = round(float(np.mean(right)), 4)
-        cal = Calibration(**{**cal.__dict__, "agreement": agreement})
+        cal = replace(cal, agreement=agreement)
         hp, hy = p_first[is_held], first_won[is_held]
         out[str(name)] = (
             cal,
