@@ -26,6 +26,7 @@ from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
 from rlaif.judge_config import (  # noqa: F401 (re-exported: the configs' public home)
     JUDGE_BACKENDS,
+    AdaptiveOrdersConfig,
     AnthropicJudgeConfig,
     BatchConfig,
     JudgeBackendConfig,
@@ -291,6 +292,8 @@ class PipelineConfig(_Strict):
         for judge in data["judge"]["judges"]:
             if judge["calibration"] is None:
                 judge.pop("calibration")
+        if data["judge"]["adaptive"] == AdaptiveOrdersConfig().model_dump(mode="json"):
+            data["judge"].pop("adaptive")
         if data["aggregate"]["judge_weights"] == "equal":
             data["aggregate"].pop("judge_weights")
         return data

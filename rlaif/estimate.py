@@ -38,7 +38,9 @@ class JudgeEstimate:
 def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[JudgeEstimate]:
     pairs_dir = RunDir(run_dir).output("pair")
     pairs = load_dir(pairs_dir) if pairs_dir.exists() else None
-    orders = 2 if cfg.judge.orders == "both" else 1
+    # adaptive orders ask between one and two per pair: the estimate is its upper bound
+    orders = 2 if cfg.judge.orders in ("both", "adaptive") else 1
+    orders_exact = cfg.judge.orders != "adaptive"
     placeholder = "x" * (cfg.sample.max_new_tokens * 4)
     prompt = "y" * 400
     n_train = (cfg.prompts.limit or 240) - cfg.prompts.eval_size
@@ -81,7 +83,7 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
                         input_tokens=calls * in_tokens,
                         output_tokens=calls * out_tokens,
                         cost_usd=cost,
-                        exact=stage == "judge" and records is not None,
+                        exact=stage == "judge" and records is not None and orders_exact,
                     )
                 )
     return out

@@ -180,13 +180,29 @@ JudgeBackendConfig = Annotated[
 ]
 
 
+class AdaptiveOrdersConfig(_Strict):
+    """How ``orders: adaptive`` decides (:mod:`rlaif.adaptive_orders`)."""
+
+    threshold: float = Field(default=0.15, gt=0, le=0.5)
+    """A first answer is unsure, and its pair asked again, when its P(first wins) less the
+    judge's measured position bias is within this of 0.5."""
+    bias_sample: float = Field(default=0.05, ge=0, le=1)
+    """Share of pairs asked in both orders up front to measure each judge's position bias
+    (at least 16 pairs; 0 takes the bias as 0)."""
+    escalate_to: str | None = None
+    """A judge of the panel asked only about unsure pairs (in the other order), instead of
+    asking their own judge again; it judges nothing else."""
+
+
 class JudgeConfig(_Strict):
     judges: list[JudgeBackendConfig] = Field(
         default_factory=lambda: [TransformersJudgeConfig()], min_length=1
     )
-    orders: Literal["both", "original", "random"] = "both"
+    orders: Literal["both", "original", "random", "adaptive"] = "both"
     """``both`` judges every pair as (a, b) and (b, a) to cancel position bias; ``random``
-    shows each pair once, in a random (seeded) order, for half the calls."""
+    shows each pair once, in a random (seeded) order, for half the calls; ``adaptive`` shows
+    it once and asks the other order only where the first answer is unsure (``adaptive:``)."""
+    adaptive: AdaptiveOrdersConfig = Field(default_factory=AdaptiveOrdersConfig)
     seed: int = 0
     max_failures: int = Field(default=3, ge=1)
     """A judgment that failed (``error``) is asked again on each later run, until it has
@@ -217,4 +233,15 @@ class JudgeConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"judge names must be unique; repeated: {', '.join(dupes)}")
+        escalate = self.adaptive.escalate_to
+        if escalate is not None:
+            if self.orders != "adaptive":
+                raise ValueError("adaptive.escalate_to is used only with orders: adaptive")
+            if escalate not in names:
+                raise ValueError(
+                    f"adaptive.escalate_to: no judge named '{escalate}' (judges: "
+                    f"{', '.join(names)})"
+                )
+            if len(names) < 2:
+                raise ValueError("adaptive.escalate_to needs another judge to escalate from")
         return self

@@ -4,8 +4,9 @@ Takes a labelled preference file (``prompt``/``chosen``/``rejected``, or HH-RLHF
 dialogues in ``chosen``/``rejected``), shows each pair to the pipeline's judges in both
 orders (the human-preferred answer placed first or second at random), and reports accuracy
 against the human label for: one order only (what most pipelines do), both orders
-averaged, order-inconsistent pairs dropped, and length correction on top; plus the judges'
-position and length bias.
+averaged, order-inconsistent pairs dropped, length correction on top, and what adaptive
+orders would have asked (with its share of the calls); plus the judges' position and length
+bias.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, load_dataset, load_from_disk
 
+from rlaif.adaptive_orders import select
 from rlaif.calibration import Calibration, expected_calibration_error, fit, log_loss
 from rlaif.config import AggregateConfig, JudgeConfig
 from rlaif.errors import ConfigError
@@ -128,6 +130,7 @@ def judge_eval(
         "length_corrected": _accuracy(
             combine(table, AggregateConfig(ties="keep", length_correction=True)), truth, False
         ),
+        "adaptive_orders": _adaptive_accuracy(judgments, judges, truth),
     }
     result = {
         "pairs": len(labelled),
@@ -146,7 +149,10 @@ def describe(result: dict, judges: list, folder: Path) -> list[str]:
     ``folder`` and says which judge config to point at it."""
     lines = [f"{result['pairs']} human-labelled pairs, judges: {', '.join(j.name for j in judges)}"]
     for name, figures in result["accuracy"].items():
-        lines.append(f"  {name:<26} accuracy {figures['accuracy']}  coverage {figures['coverage']}")
+        calls = f"  calls {figures['calls']}" if "calls" in figures else ""
+        lines.append(
+            f"  {name:<26} accuracy {figures['accuracy']}  coverage {figures['coverage']}{calls}"
+        )
     for name, figures in result["bias"]["judges"].items():
         lines.append(f"  judge {name}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
     for name, cal in result.get("fits", {}).items():
@@ -209,6 +215,25 @@ def calibrate_judges(
             },
         )
     return out
+
+
+def _adaptive_accuracy(judgments: Dataset, judges: JudgeConfig, truth: dict[str, bool]) -> dict:
+    """Accuracy of what ``orders: adaptive`` would have asked, and its calls as a share of
+    both orders'."""
+    settings = judges.adaptive
+    asked = select(
+        judgments.to_pandas(),
+        threshold=settings.threshold,
+        bias_share=settings.bias_sample,
+        seed=judges.seed,
+        escalate_to=settings.escalate_to,
+    )
+    primary = sum(j.name != settings.escalate_to for j in judges.judges)
+    table = Dataset.from_pandas(asked, preserve_index=False).with_format("arrow")[:]
+    return {
+        **_accuracy(combine(table, AggregateConfig(ties="keep")), truth, False),
+        "calls": round(len(asked) / (2 * len(truth) * primary), 4),
+    }
 
 
 def _accuracy(pairs, truth: dict[str, bool], drop_ties: bool) -> dict:

@@ -62,3 +62,12 @@ def overconfident(prompt: str, first: str, second: str) -> float:
     """Sides with the shorter answer at 0.99 whatever the gap: right 3 times in 4 on the
     calibration tests' labels, so its 0.99 is overconfident."""
     return 0.99 if len(first) < len(second) else 0.01
+
+
+def first_biased_by_length(prompt: str, first: str, second: str) -> float:
+    """Prefers the shorter answer, more surely the bigger the gap, and the first-shown one by
+    0.25 whatever the answers: its position bias, measured over both orders, is exactly 0.25."""
+    import math
+
+    CALLS.append((prompt, first, second))
+    return 0.75 + 0.2 * math.tanh((len(second) - len(first)) / 20)

@@ -55,6 +55,11 @@ def test_accuracy_per_debiasing_step(labelled_file, tmp_path):
     assert biased["accuracy"]["both_orders"]["accuracy"] == 0.5
     assert biased["accuracy"]["both_orders_ties_dropped"]["coverage"] == 0.0
     assert biased["bias"]["judges"]["python"]["first_position_win_rate"] == 1.0
+    # adaptive orders: the sure judge is asked once per pair beyond its 16-pair bias sample;
+    # the always-first judge's measured bias makes every answer unsure, so all are asked twice
+    assert steps["adaptive_orders"] == {"accuracy": 1.0, "coverage": 1.0, "calls": 0.7}
+    assert biased["accuracy"]["adaptive_orders"]["calls"] == 1.0
+    assert biased["accuracy"]["adaptive_orders"]["accuracy"] == 0.5
     assert biased["bias"]["judges"]["python"]["position_consistency"] == 0.0
 
 

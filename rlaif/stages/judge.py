@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
+from rlaif.adaptive_orders import bias_sample, first_order, other, position_bias, unsure
 from rlaif.config import JudgeConfig
+from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, Judge, JudgeRequest, build_judge
 from rlaif.judges.failures import failure_reason
@@ -58,6 +60,8 @@ def step(run: Run) -> dict[str, Any]:
         **{s: statuses.count(s) for s in sorted(set(statuses))},
         "cost_usd": round(sum(paid), 6),
     }
+    if run.cfg.judge.orders == "adaptive":
+        counts["adaptive"] = adaptive_counts(out, len(pairs), run.cfg.judge)
     failures = failure_counts(out, run.cfg.judge.max_failures)
     if failures:
         counts["failures"] = failures
@@ -82,12 +86,30 @@ def judge(
     flight, and raises ``KeyboardInterrupt``.
     """
     budget = budget or Budget(cfg.max_cost_usd)
-    backends = [build_judge(spec) for spec in cfg.judges]
+    backends = {spec.name: build_judge(spec) for spec in cfg.judges}
     records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
+    escalate_to = cfg.adaptive.escalate_to if cfg.orders == "adaptive" else None
+    if escalate_to is not None and backends[escalate_to].mode != "pairwise":
+        raise ConfigError(
+            f"judge.adaptive.escalate_to: judge '{escalate_to}' uses a pointwise rubric; "
+            "escalation asks a pairwise judge about the pairs others were unsure of"
+        )
+    ask = _Asker(records, cfg, store, budget, batch_dir)
     out: list[dict] = []
+    unsure_rows: set[int] = set()
     with _finish_in_flight_on_interrupt(budget):
-        for backend in backends:
-            out += _judge_with(backend, records, cfg, store, budget, batch_dir)
+        for name, backend in backends.items():
+            if name == escalate_to:
+                continue
+            if cfg.orders == "adaptive" and backend.mode == "pairwise":
+                rows, unsure_of = _judge_adaptively(backend, ask)
+                out += rows
+                unsure_rows |= unsure_of
+            else:
+                out += ask(backend, plan_requests(backend, records, cfg.orders, cfg.seed))
+        if escalate_to is not None:
+            wanted = [(r, other(first_order(records[r]["pair_id"], cfg.seed))) for r in unsure_rows]
+            out += ask(backends[escalate_to], plan(backends[escalate_to], records, sorted(wanted)))
     if budget.interrupted:
         raise KeyboardInterrupt("judging interrupted; every answer received is stored")
     if budget.exhausted():
@@ -100,46 +122,105 @@ def judge(
     return Dataset.from_list(out)
 
 
-def _judge_with(
-    backend: Judge,
-    records: list[dict],
-    cfg: JudgeConfig,
-    store: JudgmentStore,
-    budget: Budget,
-    batch_dir: Path | None,
-) -> list[dict]:
-    tasks = plan_requests(backend, records, cfg.orders, cfg.seed)
-    known = store.get_many(t.key for t in tasks)
-    todo = list({t.key: t for t in tasks if due(known.get(t.key), cfg.max_failures)}.values())
-    log.info(
-        "judge %s: %d requests, %d cached, %d to judge",
-        backend.name,
-        len(tasks),
-        len(tasks) - len(todo),
-        len(todo),
-    )
-    awaited = backend.judge_all(todo, store=store, budget=budget, batch_dir=batch_dir)
-    stored = store.get_many(t.key for t in tasks)
-    results = [(t, _result(t, stored, awaited, budget)) for t in tasks]
-    p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
-    rows = []
-    for t, rec in results:
-        if p_a_of is not None:
-            p_a = p_a_of.get(t.row)
-        else:
-            p_first = rec.get("p_first")
-            p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
-        rows.append(
-            {
-                **records[t.row],
-                "judge": backend.name,
-                "order": t.order,
-                "p_a": p_a,
-                "cached": t.key in known and known[t.key]["status"] != "error",
-                **{k: rec.get(k) for k in RECORD_FIELDS},
-            }
+@dataclass
+class _Asker:
+    """Judges planned requests: the cached answers are reused, the rest asked, and one row
+    returned per request."""
+
+    records: list[dict]
+    cfg: JudgeConfig
+    store: JudgmentStore
+    budget: Budget
+    batch_dir: Path | None
+
+    def __call__(self, backend: Judge, tasks: list[_Task]) -> list[dict]:
+        known = self.store.get_many(t.key for t in tasks)
+        max_failures = self.cfg.max_failures
+        todo = list({t.key: t for t in tasks if due(known.get(t.key), max_failures)}.values())
+        log.info(
+            "judge %s: %d requests, %d cached, %d to judge",
+            backend.name,
+            len(tasks),
+            len(tasks) - len(todo),
+            len(todo),
         )
-    return rows
+        awaited = backend.judge_all(
+            todo, store=self.store, budget=self.budget, batch_dir=self.batch_dir
+        )
+        stored = self.store.get_many(t.key for t in tasks)
+        results = [(t, _result(t, stored, awaited, self.budget)) for t in tasks]
+        p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
+        rows = []
+        for t, rec in results:
+            if p_a_of is not None:
+                p_a = p_a_of.get(t.row)
+            else:
+                p_first = rec.get("p_first")
+                p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
+            rows.append(
+                {
+                    **self.records[t.row],
+                    "judge": backend.name,
+                    "order": t.order,
+                    "p_a": p_a,
+                    "cached": t.key in known and known[t.key]["status"] != "error",
+                    **{k: rec.get(k) for k in RECORD_FIELDS},
+                }
+            )
+        return rows
+
+
+def _judge_adaptively(backend: Judge, ask: _Asker) -> tuple[list[dict], set[int]]:
+    """``orders: adaptive`` for one judge: the bias sample in both orders and every other
+    pair once, then the other order of the unsure ones (unless they escalate). Returns the
+    rows and the unsure pairs' row numbers."""
+    records, cfg = ask.records, ask.cfg
+    firsts = [first_order(rec["pair_id"], cfg.seed) for rec in records]
+    sample = bias_sample([rec["pair_id"] for rec in records], cfg.adaptive.bias_sample, cfg.seed)
+    wanted = [
+        (row, order)
+        for row, rec in enumerate(records)
+        for order in (("ab", "ba") if rec["pair_id"] in sample else (firsts[row],))
+    ]
+    rows = ask(backend, plan(backend, records, wanted))
+    answers: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["status"] == "ok" and r["p_first"] is not None:
+            answers.setdefault(r["pair_id"], {})[r["order"]] = r["p_first"]
+    bias = position_bias({pid: answers.get(pid, {}) for pid in sample})
+    unsure_rows = {
+        row
+        for row, rec in enumerate(records)
+        if rec["pair_id"] not in sample
+        and (p := answers.get(rec["pair_id"], {}).get(firsts[row])) is not None
+        and unsure(p, bias, cfg.adaptive.threshold)
+    }
+    log.info(
+        "judge %s: position bias %+.3f on %d pairs asked in both orders; %d of %d first "
+        "answers unsure%s",
+        backend.name,
+        bias,
+        len(sample),
+        len(unsure_rows),
+        len(records) - len(sample),
+        f" (escalated to {cfg.adaptive.escalate_to})" if cfg.adaptive.escalate_to else "",
+    )
+    if cfg.orders != "adaptive" or cfg.adaptive.escalate_to is None:
+        again = sorted((row, other(firsts[row])) for row in unsure_rows)
+        rows += ask(backend, plan(backend, records, again))
+    return rows, unsure_rows
+
+
+def adaptive_counts(judgments: Dataset, pairs: int, cfg: JudgeConfig) -> dict[str, Any]:
+    """What ``orders: adaptive`` asked, against the calls both orders would have made."""
+    judges = [j.name for j in cfg.judges if j.name != cfg.adaptive.escalate_to]
+    both = 2 * pairs * len(judges)
+    asked = len(judgments)
+    out: dict[str, Any] = {"requests": asked, "both_orders_requests": both}
+    if cfg.adaptive.escalate_to is not None:
+        out["escalated"] = judgments["judge"].count(cfg.adaptive.escalate_to)
+    out["calls_saved"] = round(1 - asked / both, 4) if both else 0.0
+    return out
 
 
 def due(record: dict | None, max_failures: int) -> bool:
@@ -236,29 +317,40 @@ def _skipped(task: _Task, budget: Budget) -> dict:
 
 
 def plan_requests(backend: Judge, records: list[dict], orders: str, seed: int = 0) -> list[_Task]:
-    """Render every request and its cache key up front, so a rubric error surfaces before
-    any call is made (and a dry run can look the keys up). A pointwise judge scores each
-    answer on its own (orders ``a`` and ``b``); an answer in several pairs is asked once."""
+    """Every request of ``orders`` (``adaptive``: both, the most it can ask), rendered with
+    its cache key up front, so a rubric error surfaces before any call is made (and a dry
+    run can look the keys up). A pointwise judge scores each answer on its own (orders ``a``
+    and ``b``); an answer in several pairs is asked once."""
+    if backend.mode == "pointwise":
+        shown: tuple[str, ...] | None = ("a", "b")
+    else:
+        shown = {"both": ("ab", "ba"), "adaptive": ("ab", "ba"), "original": ("ab",)}.get(orders)
+    wanted = [
+        (row, order)
+        for row, rec in enumerate(records)
+        for order in (shown or (first_order(rec["pair_id"], seed),))
+    ]
+    return plan(backend, records, wanted)
+
+
+def plan(backend: Judge, records: list[dict], wanted: list[tuple[int, str]]) -> list[_Task]:
+    """The requests for (row, order) items: ``ab``/``ba`` show the pair in that order,
+    ``a``/``b`` one answer alone."""
     identity = backend.identity()
-    pointwise = backend.mode == "pointwise"
     tasks = []
-    for row, rec in enumerate(records):
-        ab = ("ab", rec["response_a"], rec["response_b"])
-        ba = ("ba", rec["response_b"], rec["response_a"])
-        if pointwise:
-            options = [("a", rec["response_a"], ""), ("b", rec["response_b"], "")]
-        elif orders == "both":
-            options = [ab, ba]
-        elif orders == "random":
-            options = [ab if int(stable_hash([seed, rec["pair_id"]])[0], 16) % 2 else ba]
-        else:
-            options = [ab]
-        for order, first, second in options:
-            request = JudgeRequest(
-                prompt=rec["prompt"], first=first, second=second, reference=rec.get("reference")
-            )
-            request = replace(request, rendered=backend.render(request))
-            prompt_hash = stable_hash(request.rendered)
-            key = stable_hash({"judge": identity, "input": prompt_hash})
-            tasks.append(_Task(row, order, request, key, prompt_hash))
+    for row, order in wanted:
+        rec = records[row]
+        first, second = {
+            "ab": (rec["response_a"], rec["response_b"]),
+            "ba": (rec["response_b"], rec["response_a"]),
+            "a": (rec["response_a"], ""),
+            "b": (rec["response_b"], ""),
+        }[order]
+        request = JudgeRequest(
+            prompt=rec["prompt"], first=first, second=second, reference=rec.get("reference")
+        )
+        request = replace(request, rendered=backend.render(request))
+        prompt_hash = stable_hash(request.rendered)
+        key = stable_hash({"judge": identity, "input": prompt_hash})
+        tasks.append(_Task(row, order, request, key, prompt_hash))
     return tasks

@@ -1,0 +1,96 @@
+"""Adaptive orders: each pair shown once, the second order asked only where the first answer
+is unsure.
+
+Both orders cancel a judge's position bias at twice the calls, yet most answers are clear in
+either order. A seeded sample of pairs is asked in both orders first, to measure the judge's
+position bias (its mean P(first wins) over both orders, minus 0.5). Every other pair is shown
+once, in a seeded random order; a first answer is unsure when its P(first wins) less that bias
+lies within ``threshold`` of 0.5, and only those pairs are asked again: in the other order, or
+of the judge named by ``escalate_to``. The same rules choose the rows offline from a table
+judged in both orders, so calls saved and accuracy kept can be measured where the truth is
+known (``rlaif judge-eval``, ``benchmarks/adaptive_orders.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from rlaif.hashing import stable_hash
+
+MIN_BIAS_PAIRS = 16
+"""The bias sample has at least this many pairs (or all of them): a bias measured on two or
+three pairs would move every decision by its noise."""
+
+
+def first_order(pair_id: str, seed: int) -> str:
+    """The seeded random order a pair is shown in first: ``ab`` or ``ba``."""
+    return "ab" if int(stable_hash([seed, pair_id])[0], 16) % 2 else "ba"
+
+
+def other(order: str) -> str:
+    return "ba" if order == "ab" else "ab"
+
+
+def bias_sample(pair_ids: list[str], share: float, seed: int) -> set[str]:
+    """The pairs asked in both orders up front: a seeded ``share`` of them, at least
+    :data:`MIN_BIAS_PAIRS` (none when ``share`` is 0: the bias is then taken as 0)."""
+    if share <= 0:
+        return set()
+    k = min(len(pair_ids), max(math.ceil(share * len(pair_ids)), MIN_BIAS_PAIRS))
+    return set(sorted(pair_ids, key=lambda p: stable_hash([seed, "bias", p]))[:k])
+
+
+def position_bias(p_first: dict[str, dict[str, float]]) -> float:
+    """Mean P(first wins) over the pairs answered in both orders, minus 0.5 (0 without any)."""
+    both = [(got["ab"] + got["ba"]) / 2 for got in p_first.values() if {"ab", "ba"} <= set(got)]
+    return sum(both) / len(both) - 0.5 if both else 0.0
+
+
+def unsure(p_first: float, bias: float, threshold: float) -> bool:
+    return abs(p_first - bias - 0.5) < threshold
+
+
+def select(
+    judgments: pd.DataFrame,
+    *,
+    threshold: float,
+    bias_share: float,
+    seed: int = 0,
+    escalate_to: str | None = None,
+) -> pd.DataFrame:
+    """The rows an adaptive run would have asked, from ``judgments`` judged in both orders
+    (columns ``pair_id``, ``judge``, ``order``, ``p_first``). With ``escalate_to``, an unsure
+    pair takes that judge's row in the other order instead of its own judge's."""
+    keep: list[pd.DataFrame] = []
+    escalated: set[tuple[str, str]] = set()
+    for name, rows in judgments.groupby("judge", sort=True):
+        if name == escalate_to:
+            continue
+        pair_ids = sorted(set(rows["pair_id"]))
+        sample = bias_sample(pair_ids, bias_share, seed)
+        by_pair: dict[str, dict[str, float]] = {}
+        for pid, order, p in zip(rows["pair_id"], rows["order"], rows["p_first"], strict=True):
+            if p is not None and not pd.isna(p):
+                by_pair.setdefault(pid, {})[order] = float(p)
+        bias = position_bias({pid: by_pair.get(pid, {}) for pid in sample})
+        wanted = set()
+        for pid in pair_ids:
+            first = first_order(pid, seed)
+            wanted.add((pid, first))
+            p = by_pair.get(pid, {}).get(first)
+            if pid in sample or (p is not None and unsure(p, bias, threshold)):
+                if pid in sample or escalate_to is None:
+                    wanted.add((pid, other(first)))
+                else:
+                    escalated.add((pid, other(first)))
+        keep.append(_rows_in(rows, wanted))
+    if escalate_to is not None:
+        keep.append(_rows_in(judgments[judgments["judge"] == escalate_to], escalated))
+    return pd.concat(keep, ignore_index=True)
+
+
+def _rows_in(rows: pd.DataFrame, items: set[tuple[str, str]]) -> pd.DataFrame:
+    pairs = zip(rows["pair_id"], rows["order"], strict=True)
+    return rows[[item in items for item in pairs]]
