@@ -174,17 +174,22 @@ def bf16_slowdown(size: int = 256, repeats: int = 5) -> float:
     return best(torch.bfloat16) / max(best(torch.float32), 1e-9)
 
 
-def resolved_dtypes(config) -> dict[str, str]:
-    """Every place a model runs in a pipeline, and the dtype it runs in here (manifest)."""
-    out = {
-        "sample": pick_dtype(config.sample.dtype, hardware()),
-        "train": pick_training_dtype(config.train.dtype, hardware()),
-    }
+def configured_dtypes(config) -> dict[str, str]:
+    """Every place a model runs in a pipeline, and the dtype its config asks for."""
+    out = {"sample": config.sample.dtype, "train": config.train.dtype}
     for spec in config.judge.judges:
         dtype = getattr(spec, "dtype", None)
         if dtype is not None:
-            out[f"judge:{spec.name}"] = pick_dtype(dtype, hardware())
+            out[f"judge:{spec.name}"] = dtype
     return out
+
+
+def resolved_dtypes(config) -> dict[str, str]:
+    """Every place a model runs in a pipeline, and the dtype it runs in here (manifest)."""
+    return {
+        where: (pick_training_dtype if where == "train" else pick_dtype)(dtype, hardware())
+        for where, dtype in configured_dtypes(config).items()
+    }
 
 
 def trainer_precision(dtype: str) -> dict[str, bool]:

@@ -8,6 +8,7 @@ every load takes far longer than reading safetensors.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -108,6 +109,29 @@ def _convert_gguf(gguf_dir: Path, filename: str, target: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
+
+
+def tokenizer_identity(model: Path | str) -> str:
+    """What a model's tokenizer is, without loading it: the hash of its files for a local
+    model, the reference itself for a hub model."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return str(model)
+    digest = hashlib.sha256()
+    for name in _TOKENIZER_FILES:
+        if (folder / name).is_file():
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    return digest.hexdigest()
 
 
 def load_tokenizer(path: Path | str, padding_side: str = "right"):

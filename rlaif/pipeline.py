@@ -27,7 +27,7 @@ from rlaif.estimate import JudgeEstimate, estimate
 from rlaif.hashing import folder_hash, stable_hash
 from rlaif.judges import Budget
 from rlaif.logs import attach_run_logs, detach
-from rlaif.models import load_tokenizer, resolve_model
+from rlaif.models import load_tokenizer, resolve_model, tokenizer_identity
 from rlaif.preflight import judgment_store_path, preflight
 from rlaif.progress import add_reporter, remove_reporter
 from rlaif.prompts import drop_long_prompts, load_prompts, split_prompts
@@ -131,6 +131,7 @@ class _Run:
         self.budget = Budget(config.judge.max_cost_usd)
         """Shared by every stage that calls judges in this invocation."""
         self.ran: list[str] = []
+        self._hardware_recorded = False
         self._spent_at_start = 0.0
 
     def execute(self, wanted: list[str]) -> RunResult:
@@ -180,22 +181,34 @@ class _Run:
             train_set, heldout = self.prompt_override
         else:
             train_set, heldout = split_prompts(load_prompts(self.cfg.prompts), self.cfg.prompts)
-        tokenizer = load_tokenizer(resolve_model(self.cfg.model))
+        model = resolve_model(self.cfg.model)
         limit = self.cfg.prompts.max_prompt_tokens
+        splits = {"train": self.dir.prompts("train"), "heldout": self.dir.prompts("heldout")}
+        # the length filter needs the tokenizer (seconds to load); a re-run of the same
+        # prompts, tokenizer and limit reads the filtered sets it saved instead
+        key = stable_hash(
+            [train_set.to_dict(), heldout.to_dict(), tokenizer_identity(model), limit]
+        )
+        if self.manifest.get("prompts", {}).get("filter_key") == key and all(
+            path.exists() for path in splits.values()
+        ):
+            return load_dir(splits["train"]), load_dir(splits["heldout"])
+        tokenizer = load_tokenizer(model)
         train_set, long_train = drop_long_prompts(train_set, tokenizer, limit)
         heldout, long_heldout = drop_long_prompts(heldout, tokenizer, limit)
+        counts = {"train": len(train_set), "heldout": len(heldout)}
         self.manifest["prompts"] = {
-            "train": len(train_set),
-            "heldout": len(heldout),
+            **counts,
             "too_long": long_train + long_heldout,
+            **({"filter_key": key} if not any(p.exists() for p in splits.values()) else {}),
         }
         if len(train_set) == 0:
             raise ConfigError(
                 f"prompts: every training prompt is longer than prompts.max_prompt_tokens={limit}"
             )
         for split, ds in (("train", train_set), ("heldout", heldout)):
-            if not self.dir.prompts(split).exists():
-                save_atomic(ds, self.dir.prompts(split))
+            if not splits[split].exists():
+                save_atomic(ds, splits[split])
         return train_set, heldout
 
     def _covered_inputs(self, rubrics: dict[str, str]) -> dict[str, list]:
@@ -240,6 +253,9 @@ class _Run:
         if self._complete(name):
             log.info("stage %s: complete, skipped", name)
             return True
+        if BY_NAME[name].runs_models and not self._hardware_recorded:
+            self.manifest.update(hardware=hardware().as_dict(), dtypes=_log_dtypes(self.cfg))
+            self._hardware_recorded = True
         entry = self._started(name)
         start = time.monotonic()
         try:
@@ -327,8 +343,6 @@ class _Run:
             config_hash=self.cfg.hash(),
             rubrics=rubrics,
             versions=_versions(),
-            hardware=hardware().as_dict(),
-            dtypes=_log_dtypes(self.cfg),
             **self.extra,
         )
         return manifest

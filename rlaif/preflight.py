@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rlaif.calibration import panel_calibrations
 from rlaif.config import PipelineConfig
-from rlaif.devices import resolved_dtypes
+from rlaif.devices import configured_dtypes, resolved_dtypes
 from rlaif.errors import ConfigError
 from rlaif.judges import build_judge
 from rlaif.models import resolve_model
@@ -27,7 +27,8 @@ def judgment_store_path(cfg: PipelineConfig) -> Path:
 def preflight(cfg: PipelineConfig) -> dict[str, str]:
     """Fail on bad input now; returns each judge's rubric id and file hash."""
     resolve_model(cfg.model, field="model")
-    resolved_dtypes(cfg)  # e.g. fp16 training asked for on a CPU
+    if set(configured_dtypes(cfg).values()) - {"auto", "float32"}:
+        resolved_dtypes(cfg)  # e.g. fp16 training asked for on a CPU
     rubrics = {}
     for spec in cfg.judge.judges:
         backend = build_judge(spec)

@@ -38,6 +38,9 @@ class Stage:
     step: str
     """``module:function``; the function takes a :class:`Run`, writes the stage's output
     and returns its summary counts."""
+    runs_models: bool = True
+    """Whether it may load a model: the manifest's hardware and dtypes are recorded when such
+    a stage starts (finding them imports torch, seconds the other stages need not spend)."""
 
     def run(self, run: Run) -> dict[str, Any]:
         module, _, function = self.step.partition(":")
@@ -48,9 +51,10 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("sample", None, "samples", ("model", "prompts", "sample", "train_prompts"),
           "rlaif.stages.sample:step"),
-    Stage("pair", "sample", "pairs", ("pair",), "rlaif.stages.pair:step"),
+    Stage("pair", "sample", "pairs", ("pair",), "rlaif.stages.pair:step", runs_models=False),
     Stage("judge", "pair", "judgments", ("judge", "rubrics"), "rlaif.stages.judge:step"),
-    Stage("aggregate", "judge", "preferences", ("aggregate",), "rlaif.stages.aggregate:step"),
+    Stage("aggregate", "judge", "preferences", ("aggregate",), "rlaif.stages.aggregate:step",
+          runs_models=False),
     Stage("train", "aggregate", "train", ("model", "train", "train_input"),
           "rlaif.stages.train:step"),
     Stage("evaluate", "train", "evaluation", ("evaluate", "judge", "rubrics"),

@@ -23,7 +23,6 @@ from rlaif.preferences.bias import fit_logistic
 from rlaif.stages.judge import judge
 from rlaif.stages.sample import sample
 from rlaif.store import JudgmentStore
-from rlaif.training.kl import estimate_kl
 
 if TYPE_CHECKING:
     from rlaif.stage_table import Run
@@ -67,6 +66,8 @@ def step(run: Run) -> dict[str, Any]:
     summary["lc_win_rate"] = length_controlled_win_rate(
         out["p_policy"], out["policy_response"], out["reference_response"]
     )
+    from rlaif.training.kl import estimate_kl  # torch: loaded only when evaluation runs
+
     summary["kl_to_sft"] = estimate_kl(
         run.dir.policy,
         resolve_model(cfg.model),

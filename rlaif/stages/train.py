@@ -17,8 +17,6 @@ from datasets import Dataset
 from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 from rlaif.errors import ConfigError
-from rlaif.training.job import TRL_COLUMNS, TrainJob, run_job
-from rlaif.training.launch import launch_training
 
 if TYPE_CHECKING:
     from rlaif.stage_table import Run
@@ -72,6 +70,10 @@ def train(
     ``judges``. Checkpoints go to ``checkpoint_dir`` (default ``output_dir/checkpoints``), and
     training resumes from the newest one found there.
     """
+    # torch and TRL load only when something trains, so the CLI's other commands start fast
+    from rlaif.training.job import TRL_COLUMNS, TrainJob, run_job
+    from rlaif.training.launch import launch_training
+
     missing = [c for c in TRL_COLUMNS if c not in preferences.column_names]
     if missing:
         raise ConfigError(f"train: the preference dataset lacks column(s) {', '.join(missing)}")
