@@ -210,6 +210,11 @@ class TrainConfig(_Strict):
     """An ``accelerate`` config YAML (multi-GPU, DeepSpeed, FSDP): training runs under
     ``accelerate launch`` with it; null trains in this process."""
     seed: int = 0
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
+    """Where DPO, the reward model and PPO send their training metrics (nowhere by default):
+    TensorBoard under each phase's checkpoint folder (``tensorboard --logdir
+    <run>/checkpoints``); wandb and mlflow as their own environment variables configure them.
+    Not part of the config's hash or any fingerprint: adding a tracker retrains nothing."""
     dpo: DpoConfig = DpoConfig()
     reward_model: RewardModelConfig = RewardModelConfig()
     ppo: PPOConfig = PPOConfig()
@@ -287,13 +292,14 @@ class PipelineConfig(_Strict):
     def stable_dump(self) -> dict[str, Any]:
         """The config as its hash and the stage fingerprints see it: keys added after runs
         were named by them are left out while at their defaults, so upgrading rlaif keeps
-        existing run directories current."""
+        existing run directories current, and trackers (``train.report_to``) always."""
         data = self.model_dump(mode="json")
         for judge in data["judge"]["judges"]:
             if judge["calibration"] is None:
                 judge.pop("calibration")
         if data["judge"]["adaptive"] == AdaptiveOrdersConfig().model_dump(mode="json"):
             data["judge"].pop("adaptive")
+        data["train"].pop("report_to")  # where metrics go changes no result
         if data["aggregate"]["judge_weights"] == "equal":
             data["aggregate"].pop("judge_weights")
         return data

@@ -5,6 +5,7 @@ answers the rubrics need, the prompt file, and the judgment store."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def judgment_store_path(cfg: PipelineConfig) -> Path:
 def preflight(cfg: PipelineConfig) -> dict[str, str]:
     """Fail on bad input now; returns each judge's rubric id and file hash."""
     resolve_model(cfg.model, field="model")
+    for tracker in cfg.train.report_to:
+        if importlib.util.find_spec(tracker) is None:
+            raise ConfigError(
+                f"train.report_to: {tracker} is not installed here (pip install {tracker})"
+            )
     if set(configured_dtypes(cfg).values()) - {"auto", "float32"}:
         resolved_dtypes(cfg)  # e.g. fp16 training asked for on a CPU
     rubrics = {}

@@ -23,7 +23,7 @@ from rlaif.models import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import last_trainer_checkpoint, no_final_checkpoint
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
-from rlaif.training.trl_args import trainer_args
+from rlaif.training.trl_args import tracking_callbacks, trainer_args
 
 log = logging.getLogger(__name__)
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
@@ -83,6 +83,7 @@ def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dat
             checkpoint_dir=job.checkpoint_dir,
             save_steps=cfg.save_steps,
             dtype=cfg.dtype,
+            report_to=cfg.report_to,
         )
         scorer = RewardScorer(
             job.output_dir / "reward_model", dtype=cfg.dtype, system_prompt=job.system_prompt
@@ -100,6 +101,7 @@ def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dat
         save_steps=cfg.save_steps,
         dtype=cfg.dtype,
         system_prompt=job.system_prompt,
+        report_to=cfg.report_to,
     )
 
 
@@ -153,6 +155,7 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
             save_steps=job.cfg.save_steps,
             dtype=job.cfg.dtype,
             logging_steps=dpo.logging_steps,
+            report_to=job.cfg.report_to,
         ),
     )
     trainer = DPOTrainer(
@@ -160,7 +163,7 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
         args=args,
         train_dataset=preferences.select_columns(list(TRL_COLUMNS)),
         processing_class=tokenizer,
-        callbacks=[no_final_checkpoint()],
+        callbacks=[no_final_checkpoint(), *tracking_callbacks(job.cfg.report_to, folder)],
     )
     last = last_trainer_checkpoint(folder)
     if last:

@@ -20,7 +20,7 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,7 @@ def train_ppo(
     rollouts: TransformersRollouts | VllmRollouts | None = None,
     dtype: str = "auto",
     system_prompt: str | None = None,
+    report_to: Sequence[str] = (),
 ) -> Dataset:
     """Train the policy on ``prompts`` (a ``prompt`` column); save it to ``output_dir/model``
     and return one log row per step.
@@ -105,17 +106,27 @@ def train_ppo(
     ``rollouts`` is an engine the caller made and keeps; by default one is made from
     ``cfg.rollout_backend`` and closed at the end. ``dtype`` is the mixed-precision
     compute dtype (weights stay float32); under ``accelerate launch`` its config decides.
-    Rollouts show each prompt after ``system_prompt``, as sampling did.
+    Rollouts show each prompt after ``system_prompt``, as sampling did. Each step's log row
+    also goes to the trackers in ``report_to`` (TensorBoard under the checkpoint folder).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import AutoModelForCausalLM
 
     launched = "ACCELERATE_MIXED_PRECISION" in os.environ
+    folder = (checkpoint_dir or output_dir / "checkpoints") / "ppo"
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=None if launched else accelerate_precision(dtype),
+        log_with=list(report_to) or None,
+        project_dir=str(folder),
     )
+    if report_to:
+        settings = cfg.model_dump(mode="json").items()  # trackers take plain values only
+        accelerator.init_trackers(
+            "tensorboard",
+            config={k: v for k, v in settings if isinstance(v, (bool, int, float, str))},
+        )
     _refuse_sharded_weights(accelerator)
     set_seed(cfg.seed, device_specific=True)
     path = resolve_model(model, field="model")
@@ -143,7 +154,6 @@ def train_ppo(
         cfg.rollout_batch_size,
         type(engine).__name__,
     )
-    folder = (checkpoint_dir or output_dir / "checkpoints") / "ppo"
     done = ppo_steps(folder)
     if done:
         accelerator.load_state(str(done[-1]))
@@ -164,6 +174,7 @@ def train_ppo(
             entry = {"step": step + 1, **_step(parts, batch, progress.kl_ctl.value)}
             progress.history.append(entry)
             progress.step = step + 1
+            accelerator.log(entry, step=progress.step)
             log.info("ppo step %s", json.dumps({k: round(v, 4) for k, v in entry.items()}))
             if cfg.adaptive_kl:
                 progress.kl_ctl.update(
@@ -180,6 +191,7 @@ def train_ppo(
         accelerator.unwrap_model(net).lm.save_pretrained(target)
         tokenizer.save_pretrained(target)
         (output_dir / "ppo_log.json").write_text(json.dumps(progress.history, indent=1))
+    accelerator.end_training()
     accelerator.wait_for_everyone()
     return Dataset.from_list(progress.history)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from rlaif.training.checkpoints import (
     no_final_checkpoint,
     remove_trainer_checkpoints,
 )
-from rlaif.training.trl_args import trainer_args
+from rlaif.training.trl_args import tracking_callbacks, trainer_args
 
 log = logging.getLogger(__name__)
 METRICS = "reward_model_metrics.json"
@@ -40,6 +41,7 @@ def train_reward_model(
     checkpoint_dir: Path | None = None,
     save_steps: int = 10,
     dtype: str = "auto",
+    report_to: Sequence[str] = (),
 ) -> dict:
     """Train, save to ``output_dir/reward_model`` and return metrics (held-out accuracy).
 
@@ -54,7 +56,15 @@ def train_reward_model(
     if (final / METRICS).is_file():
         log.info("reward model: reusing the one finished in %s", final)
     else:
-        _train(preferences, cfg, model=model, folder=folder, save_steps=save_steps, dtype=dtype)
+        _train(
+            preferences,
+            cfg,
+            model=model,
+            folder=folder,
+            save_steps=save_steps,
+            dtype=dtype,
+            report_to=report_to,
+        )
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -72,6 +82,7 @@ def _train(
     folder: Path,
     save_steps: int,
     dtype: str,
+    report_to: Sequence[str],
 ) -> None:
     """Train into ``folder`` (resuming its newest checkpoint) and publish ``folder/final`` with
     the model, its tokenizer and its metrics; then drop the trainer checkpoints."""
@@ -101,7 +112,13 @@ def _train(
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         max_length=cfg.max_length,
-        **trainer_args(output_dir=folder, seed=cfg.seed, save_steps=save_steps, dtype=dtype),
+        **trainer_args(
+            output_dir=folder,
+            seed=cfg.seed,
+            save_steps=save_steps,
+            dtype=dtype,
+            report_to=report_to,
+        ),
     )
     peft_config = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r) if cfg.lora else None
     trainer = RewardTrainer(
@@ -110,7 +127,7 @@ def _train(
         train_dataset=train_set,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[no_final_checkpoint()],
+        callbacks=[no_final_checkpoint(), *tracking_callbacks(report_to, folder)],
     )
     last = last_trainer_checkpoint(folder)
     if last:
