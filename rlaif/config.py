@@ -190,15 +190,43 @@ class DpoConfig(_Strict):
     logging_steps: int = Field(default=1, ge=1)
 
 
+class GrpoConfig(_Strict):
+    """``trl.GRPOTrainer`` with the pipeline's judges as the reward: each prompt's group of
+    completions is judged against the SFT model's answer, and ``beta`` weighs the KL penalty
+    to the SFT model."""
+
+    learning_rate: float = Field(default=1e-6, gt=0.0)
+    max_steps: int = Field(default=50, ge=1)
+    beta: float = Field(default=0.04, ge=0.0)
+    num_generations: int = Field(default=4, ge=2)
+    """Completions per prompt: the group whose rewards are compared with each other."""
+    per_device_train_batch_size: int = Field(default=4, ge=1)
+    """Completions per step (a multiple of ``num_generations``)."""
+    max_completion_length: int = Field(default=64, ge=1)
+    temperature: float = Field(default=1.0, gt=0.0)
+    logging_steps: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _whole_groups(self) -> GrpoConfig:
+        if self.per_device_train_batch_size % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a "
+                f"multiple of num_generations ({self.num_generations}): each step takes whole "
+                "groups"
+            )
+        return self
+
+
 class TrainConfig(_Strict):
     """How the policy learns from the preferences.
 
     ``dpo``: ``trl.DPOTrainer`` with the SFT model as reference (``dpo``).
     ``rm_ppo``: a reward model (``reward_model``), then PPO against it (``ppo``).
     ``d_rlaif``: PPO scored directly by the first judge, which needs a pointwise rubric.
+    ``grpo``: ``trl.GRPOTrainer``, the judges scoring each step's completions live (``grpo``).
     """
 
-    method: Literal["dpo", "rm_ppo", "d_rlaif"] = "dpo"
+    method: Literal["dpo", "rm_ppo", "d_rlaif", "grpo"] = "dpo"
     dtype: Dtype = "auto"
     """Mixed-precision compute dtype of DPO, the reward model and PPO (weights and optimizer
     stay float32): ``auto`` is bf16 where the device computes it natively, else float32 on a
@@ -218,6 +246,7 @@ class TrainConfig(_Strict):
     dpo: DpoConfig = DpoConfig()
     reward_model: RewardModelConfig = RewardModelConfig()
     ppo: PPOConfig = PPOConfig()
+    grpo: GrpoConfig = GrpoConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -300,6 +329,8 @@ class PipelineConfig(_Strict):
         if data["judge"]["adaptive"] == AdaptiveOrdersConfig().model_dump(mode="json"):
             data["judge"].pop("adaptive")
         data["train"].pop("report_to")  # where metrics go changes no result
+        if data["train"]["grpo"] == GrpoConfig().model_dump(mode="json"):
+            data["train"].pop("grpo")
         if data["aggregate"]["judge_weights"] == "equal":
             data["aggregate"].pop("judge_weights")
         return data

@@ -1,9 +1,11 @@
 """Does training move the embedded SFT model toward what the judge asks for?
 
-A small version of ``pipelines/rule_dpo.yaml`` and ``pipelines/rule_ppo.yaml`` end to end
-through ``Pipeline``: a deterministic rule judge (the shorter answer wins), the embedded
-SmolLM2 as the SFT policy, and evaluation on held-out prompts against the SFT model. Both
-methods train on the same preferences in one run directory, so sampling is paid once.
+A small version of ``pipelines/rule_dpo.yaml``, ``rule_ppo.yaml`` and ``rule_grpo.yaml`` end
+to end through ``Pipeline``: a deterministic rule judge (the shorter answer wins), the embedded
+SmolLM2 as the SFT policy, and evaluation on held-out prompts against the SFT model. All
+methods train on the same preferences in one run directory, so sampling is paid once (GRPO
+takes only the prompts and the SFT model's preferred answers from them; the rule judges its
+completions live).
 """
 
 import json
@@ -42,6 +44,12 @@ RM_PPO = [
     "train.ppo.kl_coef=0.05",
     "train.ppo.kl_horizon=32",
 ]
+GRPO = [
+    "train.save_steps=100",
+    "train.grpo.max_steps=12",
+    "train.grpo.learning_rate=5e-5",
+    "train.grpo.max_completion_length=32",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +63,8 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    ("pipeline", "overrides"), [("rule_dpo.yaml", DPO), ("rule_ppo.yaml", RM_PPO)]
+    ("pipeline", "overrides"),
+    [("rule_dpo.yaml", DPO), ("rule_ppo.yaml", RM_PPO), ("rule_grpo.yaml", GRPO)],
 )
 def test_training_moves_the_policy_toward_the_rule(run_dir, pipeline, overrides, capsys):
     sampled = json.loads((run_dir / "manifest.json").read_text())["stages"]["sample"]

@@ -17,6 +17,7 @@ from datasets import Dataset
 from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 from rlaif.errors import ConfigError
+from rlaif.preflight import judgment_store_path
 
 if TYPE_CHECKING:
     from rlaif.stage_table import Run
@@ -37,6 +38,7 @@ def step(run: Run) -> dict[str, Any]:
         judges=run.cfg.judge,
         checkpoint_dir=run.dir.checkpoints(run.fingerprint("train")),
         system_prompt=run.cfg.sample.system_prompt,
+        store=judgment_store_path(run.cfg),
     )
     save_atomic(history, tmp / "log")
     replace_dir(tmp, target)
@@ -62,13 +64,15 @@ def train(
     judges: JudgeConfig | None = None,
     checkpoint_dir: Path | None = None,
     system_prompt: str | None = None,
+    store: Path | None = None,
 ) -> Dataset:
     """Train, save the policy to ``output_dir/model`` and return the training log as a dataset.
 
     PPO methods sample from ``prompts`` (the training prompts), shown after
     ``system_prompt`` as sampling showed them; ``d_rlaif`` scores rollouts with the first of
-    ``judges``. Checkpoints go to ``checkpoint_dir`` (default ``output_dir/checkpoints``), and
-    training resumes from the newest one found there.
+    ``judges``; ``grpo`` asks all of them, through the judgment ``store``. Checkpoints go to
+    ``checkpoint_dir`` (default ``output_dir/checkpoints``), and training resumes from the
+    newest one found there.
     """
     # torch and TRL load only when something trains, so the CLI's other commands start fast
     from rlaif.training.job import TRL_COLUMNS, TrainJob, run_job
@@ -79,7 +83,7 @@ def train(
         raise ConfigError(f"train: the preference dataset lacks column(s) {', '.join(missing)}")
     if len(preferences) == 0:
         raise ConfigError("train: the preference dataset is empty (every pair was dropped?)")
-    if cfg.method != "dpo" and prompts is None:
+    if cfg.method in ("rm_ppo", "d_rlaif") and prompts is None:
         raise ConfigError(f"train: method '{cfg.method}' needs the training prompts")
     job = TrainJob(
         cfg=cfg,
@@ -88,6 +92,7 @@ def train(
         checkpoint_dir=checkpoint_dir or output_dir / "checkpoints",
         judges=judges,
         system_prompt=system_prompt,
+        store=store,
     )
     if cfg.accelerate_config:
         return launch_training(job, preferences, prompts)

@@ -7,7 +7,6 @@ JSON and runs it the same way.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,10 @@ from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget, JudgeRequest, Verdict, build_judge
 from rlaif.models import load_tokenizer, resolve_model
-from rlaif.training.checkpoints import last_trainer_checkpoint, no_final_checkpoint
+from rlaif.training.checkpoints import no_final_checkpoint
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
-from rlaif.training.trl_args import tracking_callbacks, trainer_args
+from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
 
 log = logging.getLogger(__name__)
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
@@ -44,6 +43,8 @@ class TrainJob:
     system_prompt: str | None = None
     """The system prompt the preferences were sampled under; PPO rollouts and reward
     scoring show it too."""
+    store: Path | None = None
+    """The judgment store: GRPO's judges read and write it as the judge stage does."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class TrainJob:
             "checkpoint_dir": str(self.checkpoint_dir),
             "judges": self.judges.model_dump(mode="json") if self.judges else None,
             "system_prompt": self.system_prompt,
+            "store": str(self.store) if self.store else None,
         }
 
     @classmethod
@@ -64,6 +66,7 @@ class TrainJob:
             checkpoint_dir=Path(data["checkpoint_dir"]),
             judges=JudgeConfig.model_validate(data["judges"]) if data["judges"] else None,
             system_prompt=data["system_prompt"],
+            store=Path(data["store"]) if data.get("store") else None,
         )
 
 
@@ -73,6 +76,10 @@ def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dat
     cfg = job.cfg
     if cfg.method == "dpo":
         return _dpo(job, preferences)
+    if cfg.method == "grpo":
+        from rlaif.training.grpo import train_grpo
+
+        return train_grpo(job, preferences)
     assert prompts is not None
     if cfg.method == "rm_ppo":
         train_reward_model(
@@ -165,19 +172,4 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
         processing_class=tokenizer,
         callbacks=[no_final_checkpoint(), *tracking_callbacks(job.cfg.report_to, folder)],
     )
-    last = last_trainer_checkpoint(folder)
-    if last:
-        log.info("dpo: resuming from %s", last)
-    trainer.train(resume_from_checkpoint=str(last) if last else None)
-    final = job.output_dir / "model"
-    trainer.save_model(str(final))
-    history = trainer.state.log_history
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(final)
-        (job.output_dir / "log_history.json").write_text(json.dumps(history, indent=1, default=str))
-    keys = list(dict.fromkeys(k for entry in history for k in entry))
-    return Dataset.from_dict({k: [_number(e.get(k)) for e in history] for k in keys})
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
+    return train_and_save(trainer, "dpo", folder, job.output_dir)
