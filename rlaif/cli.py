@@ -542,14 +542,13 @@ def judge_eval_cmd(
     --calibrate, each judge's calibration fitted on part of the pairs, reported on the rest."""
     from rlaif.config import load_pipeline
     from rlaif.judge_eval import describe, judge_eval, load_labelled
-    from rlaif.preflight import judgment_store_path
     from rlaif.store import JudgmentStore
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         cfg = load_pipeline(pipeline, set_ or [])
         labelled = load_labelled(labels, limit=limit, seed=seed)
-        with JudgmentStore(judgment_store_path(cfg)) as store:
+        with JudgmentStore(cfg.judgment_store_path()) as store:
             result = judge_eval(
                 labelled, cfg.judge, store, seed, method if calibrate else None, holdout
             )

@@ -318,6 +318,11 @@ class PipelineConfig(_Strict):
     def hash(self) -> str:
         return stable_hash(self.stable_dump())
 
+    def judgment_store_path(self) -> Path:
+        """The SQLite judgment store (``judge.cache``; by default the one every run under
+        ``output_dir`` shares)."""
+        return Path(self.judge.cache or Path(self.output_dir) / "judgments.sqlite")
+
     def stable_dump(self) -> dict[str, Any]:
         """The config as its hash and the stage fingerprints see it: keys added after runs
         were named by them are left out while at their defaults, so upgrading rlaif keeps

@@ -28,7 +28,7 @@ from rlaif.hashing import folder_hash, stable_hash
 from rlaif.judges import Budget
 from rlaif.logs import attach_run_logs, detach
 from rlaif.models import load_tokenizer, resolve_model, tokenizer_identity
-from rlaif.preflight import judgment_store_path, preflight
+from rlaif.preflight import preflight
 from rlaif.progress import add_reporter, remove_reporter
 from rlaif.prompts import drop_long_prompts, load_prompts, split_prompts
 from rlaif.redaction import register_configured
@@ -105,7 +105,7 @@ class Pipeline:
     def estimate(self, run_dir: str | Path | None = None) -> list[JudgeEstimate]:
         """Judge calls, tokens and cost still to spend, without spending anything."""
         folder = RunDir(run_dir or self.default_run_dir())
-        return estimate(self.config, folder, judgment_store_path(self.config))
+        return estimate(self.config, folder, self.config.judgment_store_path())
 
 
 def _expand(stages: list[str] | None) -> list[str]:
@@ -161,7 +161,7 @@ class _Run:
         save_atomic(output, self.dir.output(stage))
 
     def store(self) -> JudgmentStore:
-        return JudgmentStore(judgment_store_path(self.cfg))
+        return JudgmentStore(self.cfg.judgment_store_path())
 
     def fingerprint(self, name: str) -> str:
         """A stage's covered inputs, its upstream's fingerprint and the content of its

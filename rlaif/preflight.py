@@ -16,13 +16,10 @@ from rlaif.errors import ConfigError
 from rlaif.judges import build_judge
 from rlaif.models import resolve_model
 from rlaif.prompts import load_prompts, split_prompts
+from rlaif.stages.judge import escalation_judge
 from rlaif.store import JudgmentStore
 
 log = logging.getLogger("rlaif")
-
-
-def judgment_store_path(cfg: PipelineConfig) -> Path:
-    return Path(cfg.judge.cache or Path(cfg.output_dir) / "judgments.sqlite")
 
 
 def preflight(cfg: PipelineConfig) -> dict[str, str]:
@@ -36,8 +33,9 @@ def preflight(cfg: PipelineConfig) -> dict[str, str]:
     if set(configured_dtypes(cfg).values()) - {"auto", "float32"}:
         resolved_dtypes(cfg)  # e.g. fp16 training asked for on a CPU
     rubrics = {}
+    backends = {}
     for spec in cfg.judge.judges:
-        backend = build_judge(spec)
+        backend = backends[spec.name] = build_judge(spec)
         backend.check()
         provenance = backend.provenance()
         rubrics[provenance["rubric_id"]] = provenance["rubric_hash"]
@@ -55,9 +53,10 @@ def preflight(cfg: PipelineConfig) -> dict[str, str]:
                 spec.name,
                 cfg.model,
             )
+    escalation_judge(cfg.judge, backends)
     panel_calibrations(cfg.judge, cfg.aggregate.judge_weights)
     split_prompts(load_prompts(cfg.prompts), cfg.prompts)
-    store = judgment_store_path(cfg)
+    store = cfg.judgment_store_path()
     if store.exists():  # a damaged store is said now, not after sampling
         JudgmentStore(store).close()
     return rubrics

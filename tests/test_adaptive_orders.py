@@ -9,9 +9,17 @@ from datasets import Dataset
 from pydantic import ValidationError
 
 from rlaif.adaptive_orders import MIN_BIAS_PAIRS, bias_sample, first_order, select
-from rlaif.config import AdaptiveOrdersConfig, AggregateConfig, JudgeConfig, PythonJudgeConfig
+from rlaif.config import (
+    AdaptiveOrdersConfig,
+    AggregateConfig,
+    JudgeConfig,
+    PythonJudgeConfig,
+    TransformersJudgeConfig,
+)
+from rlaif.errors import ConfigError
+from rlaif.judges import build_judge
 from rlaif.stages import aggregate, judge
-from rlaif.stages.judge import adaptive_counts
+from rlaif.stages.judge import adaptive_counts, escalation_judge
 from rlaif.store import JudgmentStore
 from rlaif.testing.simulated import SimulatedJudge, simulate
 
@@ -158,3 +166,19 @@ def test_position_biased_judge_keeps_accuracy_with_fewer_calls():
     assert accuracy(chosen) >= 0.95 * accuracy(table)
     one_order = table[table["order"] == "ab"]
     assert accuracy(one_order) < 0.95 * accuracy(table)  # one order alone would not do
+
+
+def test_escalating_to_a_pointwise_judge_is_refused_before_judging(tiny_model):
+    judges = JudgeConfig(
+        judges=[
+            PythonJudgeConfig(name="biased", callable="judges_for_tests:first_biased_by_length"),
+            TransformersJudgeConfig(
+                name="scorer", model=str(tiny_model), rubric="ultrafeedback_helpfulness"
+            ),
+        ],
+        orders="adaptive",
+        adaptive=AdaptiveOrdersConfig(escalate_to="scorer"),
+    )
+    backends = {spec.name: build_judge(spec) for spec in judges.judges}
+    with pytest.raises(ConfigError, match="'scorer' uses a pointwise rubric"):
+        escalation_judge(judges, backends)

@@ -88,12 +88,7 @@ def judge(
     budget = budget or Budget(cfg.max_cost_usd)
     backends = {spec.name: build_judge(spec) for spec in cfg.judges}
     records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
-    escalate_to = cfg.adaptive.escalate_to if cfg.orders == "adaptive" else None
-    if escalate_to is not None and backends[escalate_to].mode != "pairwise":
-        raise ConfigError(
-            f"judge.adaptive.escalate_to: judge '{escalate_to}' uses a pointwise rubric; "
-            "escalation asks a pairwise judge about the pairs others were unsure of"
-        )
+    escalate_to = escalation_judge(cfg, backends)
     ask = _Asker(records, cfg, store, budget, batch_dir)
     out: list[dict] = []
     unsure_rows: set[int] = set()
@@ -120,6 +115,18 @@ def judge(
             budget.spent,
         )
     return Dataset.from_list(out)
+
+
+def escalation_judge(cfg: JudgeConfig, backends: dict[str, Judge]) -> str | None:
+    """The judge unsure pairs escalate to under ``orders: adaptive``, checked to be pairwise
+    (``backends``: every judge of ``cfg`` by name)."""
+    name = cfg.adaptive.escalate_to if cfg.orders == "adaptive" else None
+    if name is not None and backends[name].mode != "pairwise":
+        raise ConfigError(
+            f"judge.adaptive.escalate_to: judge '{name}' uses a pointwise rubric; escalation "
+            "asks a pairwise judge about the pairs others were unsure of"
+        )
+    return name
 
 
 @dataclass

@@ -17,7 +17,6 @@ from datasets import Dataset
 from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 from rlaif.errors import ConfigError
-from rlaif.preflight import judgment_store_path
 
 if TYPE_CHECKING:
     from rlaif.stage_table import Run
@@ -38,7 +37,7 @@ def step(run: Run) -> dict[str, Any]:
         judges=run.cfg.judge,
         checkpoint_dir=run.dir.checkpoints(run.fingerprint("train")),
         system_prompt=run.cfg.sample.system_prompt,
-        store=judgment_store_path(run.cfg),
+        store=run.cfg.judgment_store_path(),
     )
     save_atomic(history, tmp / "log")
     replace_dir(tmp, target)
