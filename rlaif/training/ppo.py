@@ -191,7 +191,8 @@ def train_ppo(
         accelerator.unwrap_model(net).lm.save_pretrained(target)
         tokenizer.save_pretrained(target)
         (output_dir / "ppo_log.json").write_text(json.dumps(progress.history, indent=1))
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): it ends the process group too
+        tracker.finish()
     accelerator.wait_for_everyone()
     return Dataset.from_list(progress.history)
 
