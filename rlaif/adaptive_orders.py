@@ -48,8 +48,19 @@ def position_bias(p_first: dict[str, dict[str, float]]) -> float:
     return sum(both) / len(both) - 0.5 if both else 0.0
 
 
-def unsure(p_first: float, bias: float, threshold: float) -> bool:
-    return abs(p_first - bias - 0.5) < threshold
+def unsure_pairs(
+    answers: dict[str, dict[str, float]], sample: set[str], threshold: float, seed: int
+) -> tuple[float, set[str]]:
+    """One judge's position bias, measured on the ``sample``, and the pairs outside it whose
+    first answer is unsure, given its ``answers`` (pair -> order -> P(first wins)): the one
+    rule the stage and :func:`select` both apply."""
+    bias = position_bias({pid: answers.get(pid, {}) for pid in sample})
+    out = set()
+    for pid, got in answers.items():
+        p = got.get(first_order(pid, seed))
+        if pid not in sample and p is not None and abs(p - bias - 0.5) < threshold:
+            out.add(pid)
+    return bias, out
 
 
 def select(
@@ -74,17 +85,14 @@ def select(
         for pid, order, p in zip(rows["pair_id"], rows["order"], rows["p_first"], strict=True):
             if p is not None and not pd.isna(p):
                 by_pair.setdefault(pid, {})[order] = float(p)
-        bias = position_bias({pid: by_pair.get(pid, {}) for pid in sample})
-        wanted = set()
-        for pid in pair_ids:
-            first = first_order(pid, seed)
-            wanted.add((pid, first))
-            p = by_pair.get(pid, {}).get(first)
-            if pid in sample or (p is not None and unsure(p, bias, threshold)):
-                if pid in sample or escalate_to is None:
-                    wanted.add((pid, other(first)))
-                else:
-                    escalated.add((pid, other(first)))
+        _, again = unsure_pairs(by_pair, sample, threshold, seed)
+        wanted = {(pid, first_order(pid, seed)) for pid in pair_ids}
+        wanted |= {(pid, other(first_order(pid, seed))) for pid in sample}
+        second = {(pid, other(first_order(pid, seed))) for pid in again}
+        if escalate_to is None:
+            wanted |= second
+        else:
+            escalated |= second
         keep.append(_rows_in(rows, wanted))
     if escalate_to is not None:
         keep.append(_rows_in(judgments[judgments["judge"] == escalate_to], escalated))

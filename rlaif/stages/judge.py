@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from rlaif.adaptive_orders import bias_sample, first_order, other, position_bias, unsure
+from rlaif.adaptive_orders import bias_sample, first_order, other, unsure_pairs
 from rlaif.config import JudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
@@ -194,14 +194,8 @@ def _judge_adaptively(backend: Judge, ask: _Asker) -> tuple[list[dict], set[int]
     for r in rows:
         if r["status"] == "ok" and r["p_first"] is not None:
             answers.setdefault(r["pair_id"], {})[r["order"]] = r["p_first"]
-    bias = position_bias({pid: answers.get(pid, {}) for pid in sample})
-    unsure_rows = {
-        row
-        for row, rec in enumerate(records)
-        if rec["pair_id"] not in sample
-        and (p := answers.get(rec["pair_id"], {}).get(firsts[row])) is not None
-        and unsure(p, bias, cfg.adaptive.threshold)
-    }
+    bias, unsure = unsure_pairs(answers, sample, cfg.adaptive.threshold, cfg.seed)
+    unsure_rows = {row for row, rec in enumerate(records) if rec["pair_id"] in unsure}
     log.info(
         "judge %s: position bias %+.3f on %d pairs asked in both orders; %d of %d first "
         "answers unsure%s",
@@ -212,9 +206,9 @@ def _judge_adaptively(backend: Judge, ask: _Asker) -> tuple[list[dict], set[int]
         len(records) - len(sample),
         f" (escalated to {cfg.adaptive.escalate_to})" if cfg.adaptive.escalate_to else "",
     )
-    if cfg.orders != "adaptive" or cfg.adaptive.escalate_to is None:
-        again = sorted((row, other(firsts[row])) for row in unsure_rows)
-        rows += ask(backend, plan(backend, records, again))
+    if cfg.adaptive.escalate_to is None:
+        second = sorted((row, other(firsts[row])) for row in unsure_rows)
+        rows += ask(backend, plan(backend, records, second))
     return rows, unsure_rows
 
 
