@@ -206,7 +206,8 @@ def test_a_pipeline_aggregates_through_the_calibration_and_a_refit_reaggregates(
     assert again.manifest["stages"]["aggregate"]["started_at"] == stamp  # nothing changed
     Calibration("sure", "temperature", temperature=1.0, agreement=0.75).save(path)
     refit = Pipeline.from_yaml(cfg).run(stages=["aggregate"], run_dir=run_dir)
-    assert refit.manifest["stages"]["aggregate"]["started_at"] != stamp
+    fingerprint = first.manifest["stages"]["aggregate"]["fingerprint"]
+    assert refit.manifest["stages"]["aggregate"]["fingerprint"] != fingerprint  # re-aggregated
     assert (
         refit.manifest["stages"]["judge"]["started_at"]
         == (first.manifest["stages"]["judge"]["started_at"])

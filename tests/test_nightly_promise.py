@@ -189,7 +189,8 @@ def test_sigkill_mid_judging_reasks_only_what_was_in_flight(tmp_path, tiny_model
             tmp_path,
             tiny_model,
             [f"Question {i}: name a colour." for i in range(24)],
-            judges=[api_judge(server.openai_url, max_concurrency=concurrency)],
+            # a generous timeout: a busy machine must not turn a slow answer into a paid retry
+            judges=[api_judge(server.openai_url, max_concurrency=concurrency, timeout_s=60.0)],
         )
         args = ["run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge"]
         store = tmp_path / "judgments.sqlite"
