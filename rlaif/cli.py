@@ -11,6 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
+from rlaif.cli_cache import cache_app
+from rlaif.cli_exit import (
+    EXIT_AUDIT_FAILED,
+    exit_for,
+    fail,
+    interrupted,
+)
 from rlaif.errors import RlaifError
 
 
@@ -35,21 +42,6 @@ app = _RedactedTracebacks(
 )
 
 
-# Exit codes, the same for `run` and `nightly` (cron and systemd read them).
-EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_WAITING, EXIT_LOCKED = range(6)
-EXIT_FAILED_JUDGMENTS = 6
-EXIT_AUDIT_FAILED = 7
-EXIT_INTERRUPTED = 130
-
-
-def _fail(exc: RlaifError) -> None:
-    from rlaif.locking import LockedError
-    from rlaif.redaction import redact
-
-    typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(EXIT_LOCKED if isinstance(exc, LockedError) else EXIT_BAD_INPUT)
-
-
 def _setup_logging(json_logs: bool) -> None:
     from rlaif.logs import JsonLinesFormatter
     from rlaif.redaction import redact_handlers
@@ -64,45 +56,6 @@ def _setup_logging(json_logs: bool) -> None:
 JsonLogs = Annotated[
     bool, typer.Option("--log-json", help="Log to stderr as JSON lines (as logs/run.jsonl is)")
 ]
-
-
-def _interrupted() -> None:
-    typer.secho(
-        "interrupted: every judgment that arrived is stored; re-run the same command to "
-        "continue (nothing stored is asked again)",
-        fg=typer.colors.YELLOW,
-        err=True,
-    )
-    raise typer.Exit(EXIT_INTERRUPTED)
-
-
-def _exit_for(result) -> None:
-    """Partial runs get their own exit codes, so a scheduler can tell them from failures."""
-    if result.reason == "failures":
-        failures = result.manifest["stages"][result.partial]["counts"]["failures"]
-        typer.secho(
-            f"incomplete: stage {result.partial} has {failures['retryable']} failed judgments "
-            f"({', '.join(f'{k}: {v}' for k, v in failures['reasons'].items())}); later stages "
-            "wait. Re-run to ask them again (answers already stored are free)",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-        raise typer.Exit(EXIT_FAILED_JUDGMENTS)
-    if result.waiting:
-        typer.secho(
-            f"waiting: stage {result.partial} has judgments in provider batches; "
-            "re-run later to collect them (nothing is submitted twice)",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-        raise typer.Exit(EXIT_WAITING)
-    if result.partial:
-        typer.secho(
-            f"partial: stage {result.partial} stopped at the budget; re-run to continue",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _stage_list(text: str | None) -> list[str] | None:
@@ -145,7 +98,8 @@ def run(
     ] = False,
     json_logs: JsonLogs = False,
 ) -> None:
-    """Run a pipeline (all stages, or --stages), resuming whatever is already complete.
+    """Run a pipeline (all stages, or --stages), resuming whatever is already complete; with
+    `rounds:` in its config, the on-policy rounds one after another.
 
     Exit codes: 0 done; 1 anything unexpected; 2 bad input or a judge error that would repeat
     for every request; 3 partial (the judging budget ran out; re-run to continue); 4 waiting
@@ -160,13 +114,15 @@ def run(
         if dry_run:
             _print_estimate(pipe.estimate(run_dir))
             return
+        if pipe.config.rounds:
+            return _rounds(pipe, run_dir, stages)
         result = pipe.run(stages=_stage_list(stages), run_dir=run_dir)
     except RlaifError as exc:
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:
-        _interrupted()
+        interrupted()
     typer.echo(f"run directory: {result.run_dir}")
-    _exit_for(result)
+    exit_for(result)
     if result.preferences_dir.exists():
         typer.echo(
             f"preference dataset: {result.preferences_dir} "
@@ -184,6 +140,22 @@ def run(
             f"(95% CI {e['ci_low']:.3f}-{e['ci_high']:.3f}, n={e['n']}; "
             f"{e['wins']} wins, {e['ties']} ties, {e['losses']} losses)"
         )
+
+
+def _rounds(pipe, run_dir: Path | None, stages: str | None) -> None:
+    """``rounds:`` in the config: the chain of on-policy rounds, then its table."""
+    from rlaif.rounds import rounds_table, run_rounds
+
+    if stages is not None:
+        raise RlaifError("--stages: a pipeline with rounds runs every stage of each round")
+    result = run_rounds(pipe, run_dir)
+    typer.echo(f"rounds: {result.run_dir} (chain in rounds.json)")
+    for line in rounds_table(result.rounds):
+        typer.echo(line)
+    if result.stopped:
+        typer.echo(f"stopped early: {result.stopped}")
+    if result.last is not None:
+        exit_for(result.last)
 
 
 @app.command()
@@ -213,15 +185,15 @@ def nightly(
     try:
         result = run_nightly(Pipeline.from_yaml(pipeline, overrides=set_ or []), date)
     except RlaifError as exc:
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:
-        _interrupted()
+        interrupted()
     if result.new_prompts == 0:
         typer.echo(f"night {result.date}: no new prompts; nothing to do")
         return
     typer.echo(f"night {result.date}: {result.new_prompts} new prompts, run {result.night_dir}")
     if result.run is not None:
-        _exit_for(result.run)
+        exit_for(result.run)
     typer.echo(
         f"cumulative preferences: version {result.version} in "
         f"{result.night_dir.parent / 'preferences' / f'v{result.version:04d}'}"
@@ -250,7 +222,7 @@ def status(
     try:
         manifest = folder.read_manifest()
     except RlaifError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
         return
@@ -318,7 +290,7 @@ def report(
     try:
         index = write_report(run_dir, out)
     except RlaifError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(str(index))
 
 
@@ -339,74 +311,7 @@ def _print_estimate(rows) -> None:
         typer.echo(f"total: ${sum(priced):.4f} (judges without a price table not counted)")
 
 
-cache_app = typer.Typer(no_args_is_help=True, help="The judgment store shared across runs.")
 app.add_typer(cache_app, name="cache")
-StoreOption = Annotated[Path, typer.Option("--store", help="SQLite judgment store")]
-
-
-@cache_app.command("stats")
-def cache_stats(store: StoreOption = Path("outputs/judgments.sqlite")) -> None:
-    """Judgments per judge, model and status, with tokens and cost."""
-    from rlaif.store import JudgmentStore
-
-    if not store.is_file():
-        _fail(RlaifError(f"{store}: no judgment store here"))
-    with JudgmentStore(store) as db:
-        rows = db.stats()
-    typer.echo(f"{store}: {sum(r['count'] for r in rows)} judgments")
-    for r in rows:
-        cost = "" if r["cost_usd"] is None else f" ${r['cost_usd']:.4f}"
-        tokens = (
-            ""
-            if r["input_tokens"] is None
-            else f" tokens in={r['input_tokens']} out={r['output_tokens']}"
-        )
-        typer.echo(
-            f"  {r['judge']:<14} {r['backend']:<12} {str(r['model'])[:40]:<40} "
-            f"{r['status']:<8} {r['count']:>7}{tokens}{cost}"
-        )
-
-
-@cache_app.command("prune")
-def cache_prune(
-    store: StoreOption = Path("outputs/judgments.sqlite"),
-    older_than_days: Annotated[float | None, typer.Option(help="Only judgments older")] = None,
-    status: Annotated[
-        list[str] | None, typer.Option(help="Only these statuses (repeatable), e.g. error")
-    ] = None,
-    judge: Annotated[str | None, typer.Option(help="Only this judge's")] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Needed to delete everything")] = False,
-) -> None:
-    """Delete judgments from the store (they will be paid for again if asked again)."""
-    from rlaif.store import JudgmentStore
-
-    if older_than_days is None and not status and judge is None and not yes:
-        _fail(RlaifError("no filter given: pass --yes to delete every judgment"))
-    if not store.is_file():
-        _fail(RlaifError(f"{store}: no judgment store here"))
-    with JudgmentStore(store) as db:
-        deleted = db.prune(
-            older_than_s=None if older_than_days is None else older_than_days * 86400,
-            statuses=status,
-            judge=judge,
-        )
-    typer.echo(f"deleted {deleted} judgments from {store}")
-
-
-@cache_app.command("salvage")
-def cache_salvage(store: StoreOption = Path("outputs/judgments.sqlite")) -> None:
-    """Recover a damaged store: move it aside and copy every judgment SQLite can still read
-    into a fresh one (what could not be read is asked again on the next run)."""
-    from rlaif.store import salvage
-
-    if not store.is_file():
-        _fail(RlaifError(f"{store}: no judgment store here"))
-    done = salvage(store)
-    typer.echo(
-        f"{store}: moved the damaged file to {done['moved_to']}; salvaged "
-        f"{done['salvaged']} judgments into a fresh store ({done['unreadable_rows']} rows "
-        "unreadable)"
-    )
 
 
 rubrics_app = typer.Typer(no_args_is_help=True, help="Rubric templates: list, show, render, check.")
@@ -434,7 +339,7 @@ def rubrics_show(name: Annotated[str, typer.Argument(help="A rubric name or path
     try:
         r = load_rubric(name)
     except RlaifError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(
         f"{r.id}  {r.path}\nsha256 {r.sha256}\nmode {r.mode}, read {r.read}, "
         f"labels {list(r.labels)}, variables {list(r.variables)}"
@@ -459,12 +364,12 @@ def rubrics_render(
 
     given = {"prompt": prompt, "first": response_a, "second": response_b}
     if not example and None in given.values():
-        _fail(RlaifError("pass --example, or all of --prompt, --a and --b"))
+        fail(RlaifError("pass --example, or all of --prompt, --a and --b"))
     values = {k: v if v is not None else EXAMPLE[k] for k, v in given.items()}
     try:
         messages = load_rubric(name).messages(**values, reference=EXAMPLE["reference"])
     except RlaifError as exc:
-        _fail(exc)
+        fail(exc)
     for message in messages:
         typer.echo(f"[{message['role']}]\n{message['content']}\n")
 
@@ -496,7 +401,7 @@ def rubrics_check(
         if not refs or None in refs:
             raise RlaifError("name a rubric to check, or --pipeline and --judge of a rubric judge")
     except RlaifError as exc:
-        _fail(exc)
+        fail(exc)
     failed = False
     for ref in refs:
         try:
@@ -553,7 +458,7 @@ def judge_eval_cmd(
                 labelled, cfg.judge, store, seed, method if calibrate else None, holdout
             )
     except RlaifError as exc:
-        _fail(exc)
+        fail(exc)
     folder = out or Path(cfg.output_dir) / cfg.name / "calibration"
     for line in describe(result, cfg.judge.judges, folder):
         typer.echo(line)
@@ -577,7 +482,7 @@ def judge_audit_cmd(
         cfg = load_pipeline(pipeline, set_ or [])
         results = [r for spec in cfg.judge.judges for r in audit_judge(spec)]
     except (RlaifError, ValueError) as exc:
-        _fail(exc if isinstance(exc, RlaifError) else RlaifError(str(exc)))
+        fail(exc if isinstance(exc, RlaifError) else RlaifError(str(exc)))
     typer.echo(table(results, max_attack_rate))
     typer.echo(
         f"wrote {write_audit(results, out or Path(cfg.output_dir) / cfg.name, max_attack_rate)}"

@@ -188,6 +188,18 @@ class DpoConfig(_Strict):
     max_length: int = Field(default=512, ge=16)
     warmup_steps: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=1, ge=1)
+    soft_labels: bool = False
+    """Each pair's ``p_chosen`` is its target (the conservative DPO loss per pair), so an
+    unsure judgment asks for a small margin; needs ``loss_type: sigmoid``."""
+
+    @model_validator(mode="after")
+    def _soft_labels_need_sigmoid(self) -> DpoConfig:
+        if self.soft_labels and self.loss_type != "sigmoid":
+            raise ValueError(
+                f"soft_labels: needs loss_type 'sigmoid' (the loss it softens), not "
+                f"'{self.loss_type}'"
+            )
+        return self
 
 
 class GrpoConfig(_Strict):
@@ -299,6 +311,28 @@ class NightlyConfig(_Strict):
     """Judge spending per night (dated run), across its stages and re-invocations."""
     train: bool = False
     """Train on the cumulative preference dataset (then evaluate) after each night."""
+    policy: Literal["sft", "latest"] = "sft"
+    """Whose answers a night judges: the SFT model's, or (``latest``, with ``train``) those of
+    the policy the latest trained night made, which is also where tonight's DPO starts (the
+    SFT model stays its reference)."""
+
+
+class StopWhen(_Strict):
+    min_gain: float | None = Field(default=None, ge=0.0, le=0.5)
+    """Stop after a round whose policy beats the previous round's (round 1: the SFT model)
+    by a win rate under 0.5 + ``min_gain``."""
+
+
+class RoundsConfig(_Strict):
+    """On-policy rounds for ``rlaif run``: round r samples from round r-1's trained policy
+    (round 1 from the SFT model), judges, and trains from that policy on its preferences."""
+
+    count: int = Field(default=2, ge=1)
+    reference: Literal["sft", "previous"] = "sft"
+    """DPO's reference each round: the SFT model, or the policy the round started from."""
+    replay: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Earlier rounds' preferences added to a round's training set, as a share of its own."""
+    stop_when: StopWhen = StopWhen()
 
 
 class PipelineConfig(_Strict):
@@ -314,6 +348,25 @@ class PipelineConfig(_Strict):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     nightly: NightlyConfig = NightlyConfig()
+    rounds: RoundsConfig | None = None
+    """On-policy rounds (``rlaif run``); null: one run from the SFT model."""
+
+    @model_validator(mode="after")
+    def _start_policies_need_a_trainer_that_can_start_there(self) -> PipelineConfig:
+        """Starting from a trained policy with the SFT model as the anchor is DPO's (a
+        separate reference); PPO and GRPO anchor to the model they start from."""
+        method = self.train.method
+        if self.rounds and self.rounds.reference == "sft" and method != "dpo":
+            raise ValueError(
+                f"rounds.reference: 'sft' needs train.method dpo (method '{method}' anchors "
+                "its KL to the model it starts from: use reference: previous)"
+            )
+        if self.nightly.policy == "latest":
+            if not self.nightly.train:
+                raise ValueError("nightly.policy: 'latest' needs nightly.train: true")
+            if method != "dpo":
+                raise ValueError(f"nightly.policy: 'latest' needs train.method dpo, not {method}")
+        return self
 
     def hash(self) -> str:
         return stable_hash(self.stable_dump())
@@ -334,10 +387,16 @@ class PipelineConfig(_Strict):
         if data["judge"]["adaptive"] == AdaptiveOrdersConfig().model_dump(mode="json"):
             data["judge"].pop("adaptive")
         data["train"].pop("report_to")  # where metrics go changes no result
+        if not data["train"]["dpo"]["soft_labels"]:
+            data["train"]["dpo"].pop("soft_labels")
         if data["train"]["grpo"] == GrpoConfig().model_dump(mode="json"):
             data["train"].pop("grpo")
         if data["aggregate"]["judge_weights"] == "equal":
             data["aggregate"].pop("judge_weights")
+        if data["nightly"]["policy"] == "sft":
+            data["nightly"].pop("policy")
+        if data["rounds"] is None:
+            data.pop("rounds")
         return data
 
 

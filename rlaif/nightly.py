@@ -37,13 +37,11 @@ from rlaif.logs import attach_run_logs, detach
 from rlaif.pipeline import Pipeline, RunResult
 from rlaif.prompts import load_prompts, split_prompts
 from rlaif.run_dir import RunDir, run_cost
-from rlaif.stage_table import NAMES
+from rlaif.stage_table import DATA_STAGES, TRAIN_STAGES
 from rlaif.stages.aggregate import incomplete_prompt_ids
+from rlaif.start_policy import StartPolicy
 
 log = logging.getLogger(__name__)
-DATA_STAGES = list(NAMES[: NAMES.index("aggregate") + 1])
-"""What a night runs to publish its preferences; the rest trains on the cumulative set."""
-TRAIN_STAGES = list(NAMES[len(DATA_STAGES) :])
 
 
 @dataclass
@@ -99,12 +97,16 @@ def _night(pipeline: Pipeline, root: Path, night: str, ledger: Ledger) -> NightR
         return NightResult(night_dir, night, 0, latest["version"] if latest else None)
     info = {"date": night, "new_prompts": len(train_set), "heldout_prompts": len(heldout)}
     budget = _remaining_budget(cfg.nightly.max_cost_usd, night_dir)
+    start = _latest_policy(root, night) if cfg.nightly.policy == "latest" else None
+    if start:
+        log.info("nightly %s: sampling from and training from %s", night, start.path)
     run = pipeline.run(
         DATA_STAGES,
         night_dir,
         prompts=(train_set, heldout),
         extra={"nightly": info},
         budget_usd=budget,
+        start=start,
     )
     if run.partial:
         return NightResult(night_dir, night, len(train_set), run=run)
@@ -122,8 +124,26 @@ def _night(pipeline: Pipeline, root: Path, night: str, ledger: Ledger) -> NightR
             train_input=root / "preferences" / _version_name(published["version"]),
             extra={"nightly": info},
             budget_usd=_remaining_budget(cfg.nightly.max_cost_usd, night_dir),
+            start=start,
         )
     return result
+
+
+def _latest_policy(root: Path, night: str) -> StartPolicy | None:
+    """The policy of the latest night before ``night`` that trained one (``nightly.policy:
+    latest``); None before any did, when the SFT model is the start."""
+    earlier = sorted(
+        (p for p in root.iterdir() if _is_date(p.name) and p.name < night), reverse=True
+    )
+    return next(filter(None, map(StartPolicy.trained_by, earlier)), None)
+
+
+def _is_date(name: str) -> bool:
+    try:
+        Date.fromisoformat(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _night_prompts(

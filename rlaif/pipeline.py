@@ -34,6 +34,7 @@ from rlaif.prompts import drop_long_prompts, load_prompts, split_prompts
 from rlaif.redaction import register_configured
 from rlaif.run_dir import RunDir, stage_cost
 from rlaif.stage_table import BY_NAME, NAMES, STAGES
+from rlaif.start_policy import StartPolicy
 from rlaif.store import JudgmentStore
 
 log = logging.getLogger("rlaif")
@@ -86,14 +87,17 @@ class Pipeline:
         train_input: Path | None = None,
         extra: dict[str, Any] | None = None,
         budget_usd: float | None = None,
+        start: StartPolicy | None = None,
     ) -> RunResult:
         """Run (or resume) ``stages``. ``prompts`` (train, held-out) replaces the configured
         prompts and ``train_input`` the run's own preferences (a nightly run trains on the
         cumulative dataset); ``extra`` is recorded in the manifest; ``budget_usd`` replaces
-        ``judge.max_cost_usd`` as the cap on judge spending in this invocation. The plots of
-        an evaluated run are drawn once the run is over."""
+        ``judge.max_cost_usd`` as the cap on judge spending in this invocation; ``start`` is
+        a trained policy to sample and train from instead of the SFT model. The plots of an
+        evaluated run are drawn once the run is over."""
         run = _Run(self.config, RunDir(run_dir or self.default_run_dir()), self.source)
         run.prompt_override, run.train_input, run.extra = prompts, train_input, extra or {}
+        run.start = start
         run.budget = Budget(self.config.judge.max_cost_usd if budget_usd is None else budget_usd)
         result = run.execute(_expand(stages))
         if "evaluate" in run.ran:
@@ -127,6 +131,7 @@ class _Run:
         self.source = source
         self.prompt_override: tuple[Dataset, Dataset] | None = None
         self.train_input: Path | None = None
+        self.start: StartPolicy | None = None
         self.extra: dict[str, Any] = {}
         self.budget = Budget(config.judge.max_cost_usd)
         """Shared by every stage that calls judges in this invocation."""
@@ -224,8 +229,15 @@ class _Run:
             "train_prompts": stable_hash(list(self.train_prompts["prompt"])),
             "rubrics": rubrics,
             "train_input": str(self.train_input or ""),
+            # only a run that starts from a trained policy covers one: others keep their hashes
+            "policy": self.start.covered() if self.start else None,
         }
-        return {s.name: [c[k] if k in c else inputs[k] for k in s.covers] for s in STAGES}
+        return {
+            s.name: [
+                c[k] if k in c else inputs[k] for k in s.covers if k in c or inputs[k] is not None
+            ]
+            for s in STAGES
+        }
 
     def _plan(self, wanted: list[str]) -> list[str]:
         """The wanted stages, plus any upstream stage whose output is missing or stale."""
@@ -345,6 +357,8 @@ class _Run:
             versions=_versions(),
             **self.extra,
         )
+        if self.start:
+            manifest["start_policy"] = self.start.as_dict()
         return manifest
 
     def _write_manifest(self) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rlaif.config import PipelineConfig
     from rlaif.judges import Budget
     from rlaif.run_dir import RunDir
+    from rlaif.start_policy import StartPolicy
     from rlaif.store import JudgmentStore
 
 
@@ -34,7 +35,8 @@ class Stage:
     covers: tuple[str, ...]
     """What the fingerprint covers besides upstream: config sections (``sample``, ``judge``,
     ``model``...) and run inputs (``train_prompts``: their content; ``rubrics``: the judges'
-    rubric file hashes; ``train_input``: a dataset given instead of the run's own)."""
+    rubric file hashes; ``train_input``: a dataset given instead of the run's own;
+    ``policy``: the policy a run starts from, when it is not the SFT model)."""
     step: str
     """``module:function``; the function takes a :class:`Run`, writes the stage's output
     and returns its summary counts."""
@@ -49,19 +51,23 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("sample", None, "samples", ("model", "prompts", "sample", "train_prompts"),
+    Stage("sample", None, "samples", ("model", "prompts", "sample", "train_prompts", "policy"),
           "rlaif.stages.sample:step"),
     Stage("pair", "sample", "pairs", ("pair",), "rlaif.stages.pair:step", runs_models=False),
     Stage("judge", "pair", "judgments", ("judge", "rubrics"), "rlaif.stages.judge:step"),
     Stage("aggregate", "judge", "preferences", ("aggregate",), "rlaif.stages.aggregate:step",
           runs_models=False),
-    Stage("train", "aggregate", "train", ("model", "train", "train_input"),
+    Stage("train", "aggregate", "train", ("model", "train", "train_input", "policy"),
           "rlaif.stages.train:step"),
-    Stage("evaluate", "train", "evaluation", ("evaluate", "judge", "rubrics"),
+    Stage("evaluate", "train", "evaluation", ("evaluate", "judge", "rubrics", "policy"),
           "rlaif.stages.evaluate:step"),
 )  # fmt: skip
 NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}
+DATA_STAGES = list(NAMES[: NAMES.index("aggregate") + 1])
+"""What makes a preference dataset; the rest (:data:`TRAIN_STAGES`) trains on one (a night's
+cumulative set, a round's own with its replay share) and evaluates."""
+TRAIN_STAGES = list(NAMES[len(DATA_STAGES) :])
 
 
 class Run(Protocol):
@@ -76,6 +82,9 @@ class Run(Protocol):
     train_input: Path | None
     """A preference dataset to train on instead of the run's own (nightly: the cumulative
     one)."""
+    start: StartPolicy | None
+    """The trained policy this run samples from and trains from (on-policy rounds); None:
+    the SFT model (``cfg.model``)."""
 
     def input(self, stage: str) -> Dataset:
         """The output of ``stage`` in this run directory."""

@@ -161,6 +161,16 @@ def test_nightly_trains_on_the_cumulative_dataset(tmp_path, tiny_model, prompts_
     nightly_log = (night.parent / "logs" / "run.jsonl").read_text().splitlines()
     assert any(json.loads(line).get("event") == "published" for line in nightly_log)
 
+    # nightly.policy: latest: the next night samples from and trains from this night's policy
+    latest = ["--set", "nightly.train=true", "--set", "nightly.policy=latest"]
+    out = run_cli("nightly", config, "--date", "2026-02-02", *latest)
+    assert out.returncode == 0, out.stderr
+    second = read_manifest(night.parent / "2026-02-02")
+    assert second["start_policy"]["path"] == str(night / "train" / "model")
+    assert second["start_policy"]["identity"] == manifest["stages"]["train"]["output_hash"]
+    assert second["evaluation"]["vs_previous"]["previous"] == str(night)
+    assert "start_policy" not in manifest
+
 
 def test_second_nightly_exits_at_once_and_a_dead_holders_lock_is_taken_over(
     tmp_path, tiny_model, prompts_file

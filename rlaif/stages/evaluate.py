@@ -60,9 +60,31 @@ def step(run: Run) -> dict[str, Any]:
             store=store,
             budget=run.budget,
         )
+        if run.start:  # an on-policy round: against the policy it started from, too
+            previous = evaluate(
+                run.heldout,
+                cfg.evaluate,
+                policy=run.dir.policy,
+                reference=str(run.start.path),
+                sample_cfg=cfg.sample,
+                judge_cfg=cfg.judge,
+                store=store,
+                budget=run.budget,
+                policy_answers=out["policy_response"],
+            )
+            out = out.add_column("previous_response", previous["reference_response"])
+            out = out.add_column("p_vs_previous", previous["p_policy"])
+            out = out.add_column("cost_vs_previous_usd", previous["cost_usd"])
     run.save("evaluate", out)
     summary = win_rate(out["p_policy"], bootstrap=cfg.evaluate.bootstrap, seed=cfg.evaluate.seed)
     summary = summary.as_dict()
+    if run.start:
+        summary["vs_previous"] = {
+            **win_rate(
+                out["p_vs_previous"], bootstrap=cfg.evaluate.bootstrap, seed=cfg.evaluate.seed
+            ).as_dict(),
+            "previous": run.start.origin,
+        }
     summary["lc_win_rate"] = length_controlled_win_rate(
         out["p_policy"], out["policy_response"], out["reference_response"]
     )
@@ -82,12 +104,14 @@ def step(run: Run) -> dict[str, Any]:
     summary["length_drift"] = length_drift(out["policy_response"], out["reference_response"])
     run.dir.evaluation_summary.write_text(json.dumps(summary, indent=2))
     run.manifest["evaluation"] = summary
+    cost = sum(out["cost_usd"]) + sum(out["cost_vs_previous_usd"] if run.start else [])
+    unjudged = summary["unjudged"] + summary.get("vs_previous", {}).get("unjudged", 0)
     return {
         "prompts": len(out),
         "judged": summary["n"],
-        "cost_usd": round(sum(out["cost_usd"]), 6),
+        "cost_usd": round(cost, 6),
         # prompts left unjudged because the budget ran out make the stage partial
-        "skipped": summary["unjudged"] if run.budget.exhausted() else 0,
+        "skipped": unjudged if run.budget.exhausted() else 0,
     }
 
 
@@ -131,9 +155,11 @@ def evaluate(
     judge_cfg: JudgeConfig,
     store: JudgmentStore,
     budget: Budget | None = None,
+    policy_answers: list[str] | None = None,
 ) -> Dataset:
     """One row per held-out prompt: both responses, ``p_policy`` = P(policy wins) and the
-    ``cost_usd`` of the judge calls paid for it in this run."""
+    ``cost_usd`` of the judge calls paid for it in this run. ``policy_answers`` are the
+    policy's answers when they were sampled already (greedy, so the same)."""
     gen = sample_cfg.model_copy(
         update={
             "n": 1,
@@ -142,7 +168,11 @@ def evaluate(
             "seed": cfg.seed,
         }
     )
-    ours = sample(held_out, gen, model=str(policy))
+    ours = (
+        [r[0] for r in sample(held_out, gen, model=str(policy))["responses"]]
+        if policy_answers is None
+        else policy_answers
+    )
     theirs = sample(held_out, gen, model=reference)
     pairs = Dataset.from_dict(
         {
@@ -151,7 +181,7 @@ def evaluate(
             "prompt": held_out["prompt"],
             "index_a": [0] * len(held_out),
             "index_b": [0] * len(held_out),
-            "response_a": [r[0] for r in ours["responses"]],
+            "response_a": list(ours),
             "response_b": [r[0] for r in theirs["responses"]],
             **(
                 {"reference": held_out["reference"]} if "reference" in held_out.column_names else {}

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 def step(run: Run) -> dict:
     """The stage in a run: chunks saved under ``samples.parts/`` until the whole is written."""
     parts = run.dir.sample_parts(run.fingerprint("sample"))
-    out = sample(run.train_prompts, run.cfg.sample, model=run.cfg.model, parts_dir=parts)
+    model = str(run.start.path) if run.start else run.cfg.model  # on-policy: the latest policy
+    out = sample(run.train_prompts, run.cfg.sample, model=model, parts_dir=parts)
     run.save("sample", out)
     shutil.rmtree(parts.parent)
     finished = [f for fs in out["finished"] for f in fs]

@@ -28,10 +28,12 @@ def step(run: Run) -> dict[str, Any]:
     target = run.dir.output("train")
     tmp = fresh_dir(target.with_name(target.name + ".tmp"))
     preferences = load_dir(run.train_input) if run.train_input else run.input("aggregate")
+    start = run.start
     history = train(
         preferences,
         run.cfg.train,
-        model=run.cfg.model,
+        model=str(start.path) if start else run.cfg.model,
+        reference=run.cfg.model if start and start.reference == "sft" else None,
         output_dir=tmp,
         prompts=run.train_prompts,
         judges=run.cfg.judge,
@@ -64,6 +66,7 @@ def train(
     checkpoint_dir: Path | None = None,
     system_prompt: str | None = None,
     store: Path | None = None,
+    reference: str | None = None,
 ) -> Dataset:
     """Train, save the policy to ``output_dir/model`` and return the training log as a dataset.
 
@@ -71,17 +74,24 @@ def train(
     ``system_prompt`` as sampling showed them; ``d_rlaif`` scores rollouts with the first of
     ``judges``; ``grpo`` asks all of them, through the judgment ``store``. Checkpoints go to
     ``checkpoint_dir`` (default ``output_dir/checkpoints``), and training resumes from the
-    newest one found there.
+    newest one found there. Training starts from ``model``; DPO's reference is ``reference``
+    when given (an on-policy round: the SFT model), else ``model`` too.
     """
     # torch and TRL load only when something trains, so the CLI's other commands start fast
     from rlaif.training.job import TRL_COLUMNS, TrainJob, run_job
     from rlaif.training.launch import launch_training
 
-    missing = [c for c in TRL_COLUMNS if c not in preferences.column_names]
+    needed = [*TRL_COLUMNS, *(["p_chosen"] if cfg.method == "dpo" and cfg.dpo.soft_labels else [])]
+    missing = [c for c in needed if c not in preferences.column_names]
     if missing:
         raise ConfigError(f"train: the preference dataset lacks column(s) {', '.join(missing)}")
     if len(preferences) == 0:
         raise ConfigError("train: the preference dataset is empty (every pair was dropped?)")
+    if reference is not None and cfg.method != "dpo":
+        raise ConfigError(
+            f"train: method '{cfg.method}' keeps its start model as the KL anchor; only dpo "
+            "takes a separate reference"
+        )
     if cfg.method in ("rm_ppo", "d_rlaif") and prompts is None:
         raise ConfigError(f"train: method '{cfg.method}' needs the training prompts")
     job = TrainJob(
@@ -92,6 +102,7 @@ def train(
         judges=judges,
         system_prompt=system_prompt,
         store=store,
+        reference=reference,
     )
     if cfg.accelerate_config:
         return launch_training(job, preferences, prompts)

@@ -45,6 +45,9 @@ class TrainJob:
     scoring show it too."""
     store: Path | None = None
     """The judgment store: GRPO's judges read and write it as the judge stage does."""
+    reference: str | None = None
+    """DPO's reference when it is not ``model`` (an on-policy round starts from the previous
+    round's policy and keeps the SFT model as its reference)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class TrainJob:
             "judges": self.judges.model_dump(mode="json") if self.judges else None,
             "system_prompt": self.system_prompt,
             "store": str(self.store) if self.store else None,
+            "reference": self.reference,
         }
 
     @classmethod
@@ -67,6 +71,7 @@ class TrainJob:
             judges=JudgeConfig.model_validate(data["judges"]) if data["judges"] else None,
             system_prompt=data["system_prompt"],
             store=Path(data["store"]) if data.get("store") else None,
+            reference=data.get("reference"),
         )
 
 
@@ -142,11 +147,20 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
+    from rlaif.training.soft_dpo import SOFT_COLUMN, SoftLabelDPOTrainer
+
     dpo = job.cfg.dpo
     folder = job.checkpoint_dir / "dpo"
     model_path = resolve_model(job.model, field="model")
     tokenizer = load_tokenizer(model_path)
     policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    reference = (
+        AutoModelForCausalLM.from_pretrained(
+            resolve_model(job.reference, field="reference"), dtype=torch.float32
+        )
+        if job.reference
+        else None
+    )
     args = DPOConfig(
         beta=dpo.beta,
         loss_type=[dpo.loss_type],
@@ -156,6 +170,7 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
         gradient_accumulation_steps=dpo.gradient_accumulation_steps,
         max_length=dpo.max_length,
         warmup_steps=dpo.warmup_steps,
+        precompute_ref_log_probs=dpo.soft_labels,
         **trainer_args(
             output_dir=folder,
             seed=job.cfg.seed,
@@ -165,10 +180,12 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
             report_to=job.cfg.report_to,
         ),
     )
-    trainer = DPOTrainer(
+    columns = [*TRL_COLUMNS, *([SOFT_COLUMN] if dpo.soft_labels else [])]
+    trainer = (SoftLabelDPOTrainer if dpo.soft_labels else DPOTrainer)(
         model=policy,
+        ref_model=reference,
         args=args,
-        train_dataset=preferences.select_columns(list(TRL_COLUMNS)),
+        train_dataset=preferences.select_columns(columns),
         processing_class=tokenizer,
         callbacks=[no_final_checkpoint(), *tracking_callbacks(job.cfg.report_to, folder)],
     )

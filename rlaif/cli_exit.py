@@ -1,0 +1,61 @@
+"""How the command line ends: its exit codes (cron and systemd read them) and the messages
+that go with them."""
+
+from __future__ import annotations
+
+import typer
+
+from rlaif.errors import RlaifError
+
+# the same for `run`, `nightly` and rounds
+EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_WAITING, EXIT_LOCKED = range(6)
+EXIT_FAILED_JUDGMENTS = 6
+EXIT_AUDIT_FAILED = 7
+EXIT_INTERRUPTED = 130
+
+
+def fail(exc: RlaifError) -> None:
+    from rlaif.locking import LockedError
+    from rlaif.redaction import redact
+
+    typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(EXIT_LOCKED if isinstance(exc, LockedError) else EXIT_BAD_INPUT)
+
+
+def interrupted() -> None:
+    typer.secho(
+        "interrupted: every judgment that arrived is stored; re-run the same command to "
+        "continue (nothing stored is asked again)",
+        fg=typer.colors.YELLOW,
+        err=True,
+    )
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def exit_for(result) -> None:
+    """Partial runs get their own exit codes, so a scheduler can tell them from failures."""
+    if result.reason == "failures":
+        failures = result.manifest["stages"][result.partial]["counts"]["failures"]
+        typer.secho(
+            f"incomplete: stage {result.partial} has {failures['retryable']} failed judgments "
+            f"({', '.join(f'{k}: {v}' for k, v in failures['reasons'].items())}); later stages "
+            "wait. Re-run to ask them again (answers already stored are free)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT_FAILED_JUDGMENTS)
+    if result.waiting:
+        typer.secho(
+            f"waiting: stage {result.partial} has judgments in provider batches; "
+            "re-run later to collect them (nothing is submitted twice)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT_WAITING)
+    if result.partial:
+        typer.secho(
+            f"partial: stage {result.partial} stopped at the budget; re-run to continue",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT_PARTIAL)

@@ -1,0 +1,72 @@
+"""On-policy rounds: each round samples from and trains from the policy the round before it
+trained; the chain is recorded, evaluated by round, resumable, and stops when it stops
+gaining."""
+
+import json
+
+import pytest
+from cli_runner import run_cli
+from configs_for_tests import pipeline, write
+from datasets import load_from_disk
+
+from rlaif.config import validate_pipeline
+from rlaif.errors import ConfigError
+from rlaif.pipeline import Pipeline
+from rlaif.rounds import run_rounds
+from rlaif.run_dir import read_manifest
+
+TRAIN = {"dpo": {"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-2}}
+
+
+def rounds_config(tmp_path, tiny_model, **rounds):
+    return pipeline(tmp_path, tiny_model, train=TRAIN, rounds={"count": 2, **rounds})
+
+
+@pytest.mark.slow
+def test_each_round_starts_from_the_last_policy_and_the_chain_resumes(tmp_path, tiny_model):
+    cfg = write(tmp_path, rounds_config(tmp_path, tiny_model, replay=0.5))
+    done = run_cli("run", str(cfg), "--run-dir", str(tmp_path / "chain"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| round | vs SFT" in done.stdout
+    chain = json.loads((tmp_path / "chain" / "rounds.json").read_text())["rounds"]
+    assert [r["index"] for r in chain] == [1, 2]
+    one, two = (read_manifest(tmp_path / "chain" / f"round-{i}") for i in (1, 2))
+    assert "start_policy" not in one  # round 1 samples from the SFT model
+    assert one["round"]["sampled_from"] == str(tiny_model)
+    assert two["start_policy"]["path"] == chain[0]["policy"]
+    assert two["start_policy"]["identity"] == one["stages"]["train"]["output_hash"]
+    assert two["round"]["reference"] == str(tiny_model)  # DPO's reference stays the SFT model
+    assert chain[0]["win_rate_vs_previous"] is None
+    vs_previous = two["evaluation"]["vs_previous"]
+    assert vs_previous["previous"] == str(tmp_path / "chain" / "round-1")
+    assert chain[1]["win_rate_vs_previous"] == vs_previous["win_rate"]
+    own = load_from_disk(str(tmp_path / "chain" / "round-2" / "preferences"))
+    replayed = load_from_disk(chain[1]["train_input"])
+    assert len(replayed) == len(own) + round(0.5 * len(own))  # half as many again, replayed
+    again = run_cli("run", str(cfg), "--run-dir", str(tmp_path / "chain"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "started" not in again.stderr  # every stage of every round: complete, skipped
+    assert json.loads((tmp_path / "chain" / "rounds.json").read_text())["rounds"] == chain
+
+
+@pytest.mark.slow
+def test_a_round_that_gains_too_little_ends_the_chain(tmp_path, tiny_model):
+    stop = {"min_gain": 0.5}  # no policy beats its predecessor by a win rate over 1.0
+    cfg = validate_pipeline(rounds_config(tmp_path, tiny_model, count=3, stop_when=stop))
+    result = run_rounds(Pipeline(cfg), tmp_path / "chain")
+    assert len(result.rounds) == 1
+    assert "round 1 gained" in result.stopped and "min_gain 0.5" in result.stopped
+    assert not (tmp_path / "chain" / "round-2").exists()
+    saved = json.loads((tmp_path / "chain" / "rounds.json").read_text())
+    assert saved["stopped"] == result.stopped
+
+
+def test_rounds_config_errors_say_what_to_change(tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match="rounds.reference: 'sft' needs train.method dpo"):
+        validate_pipeline(pipeline(tmp_path, tiny_model, rounds={}, train={"method": "grpo"}))
+    with pytest.raises(ConfigError, match="nightly.policy: 'latest' needs nightly.train"):
+        validate_pipeline(pipeline(tmp_path, tiny_model, nightly={"policy": "latest"}))
+    cfg = write(tmp_path, rounds_config(tmp_path, tiny_model))
+    done = run_cli("run", str(cfg), "--stages", "sample")
+    assert done.returncode == 2
+    assert "a pipeline with rounds runs every stage" in done.stderr
