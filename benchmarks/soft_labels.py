@@ -29,8 +29,11 @@ from rlaif.config import DpoConfig, TrainConfig
 from rlaif.models import DEFAULT_MODEL, load_tokenizer, resolve_model
 from rlaif.stages import train
 from rlaif.testing.simulated import SimulatedJudge
+from rlaif.testing.tiny_model import write_tiny_model
 
 WORDS = ("red", "blue", "green", "black", "white", "pink", "grey", "brown")
+PROMPT = "Colours:"
+"""Plain text, no chat template: short sequences keep a step fast on a CPU."""
 
 
 def answers(rng: np.random.Generator, n: int, length: int = 6) -> list[list[int]]:
@@ -47,80 +50,54 @@ def preferences(
     """``n`` preferences as the aggregate stage writes them: chosen is the judge's pick,
     ``p_chosen`` its probability for it."""
     rows = []
-    for i, (a, b) in enumerate(zip(answers(rng, n), answers(rng, n), strict=True)):
+    for a, b in zip(answers(rng, n), answers(rng, n), strict=True):
         gap = values[a].sum() - values[b].sum()
         p_a = 1.0 / (1.0 + np.exp(-(judge.skill * gap + judge.noise * rng.normal())))
         chosen, rejected = (a, b) if p_a >= 0.5 else (b, a)
         rows.append(
             {
-                "prompt": [{"role": "user", "content": f"Name some colours ({i})."}],
-                "chosen": [{"role": "assistant", "content": text(chosen)}],
-                "rejected": [{"role": "assistant", "content": text(rejected)}],
+                "prompt": PROMPT,
+                "chosen": " " + text(chosen),
+                "rejected": " " + text(rejected),
                 "p_chosen": float(max(p_a, 1.0 - p_a)),
+                "wrong": bool(values[chosen].sum() < values[rejected].sum()),
             }
         )
     return Dataset.from_list(rows)
 
 
-def tiny_model(folder: Path) -> Path:
-    """A 2-layer random Llama with the embedded model's tokenizer (as the tests use)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = load_tokenizer(resolve_model(DEFAULT_MODEL))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def completion_logps(model_dir: Path | str, rows: list[tuple[str, str]]) -> np.ndarray:
-    """log P(answer | prompt) under the chat template, one per (prompt, answer)."""
+def completion_logps(model_dir: Path | str, answers: list[str]) -> np.ndarray:
+    """log P(answer | prompt), one per answer, tokenized as DPO tokenized them."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    head = tokenizer(PROMPT)["input_ids"]
     out = []
     with torch.no_grad():
-        for prompt, answer in rows:
-            user = [{"role": "user", "content": prompt}]
-            head = tokens(tokenizer, user, add_generation_prompt=True)
-            full = tokens(tokenizer, [*user, {"role": "assistant", "content": answer}])
-            ids = torch.tensor([full])
+        for answer in answers:
+            ids = torch.tensor([head + tokenizer(answer)["input_ids"]])
             logps = torch.log_softmax(model(ids).logits[0, :-1], dim=-1)
             token_logps = logps.gather(1, ids[0, 1:, None])[:, 0]
             out.append(token_logps[len(head) - 1 :].sum().item())
     return np.array(out)
 
 
-def tokens(tokenizer, conversation: list[dict], **kwargs) -> list[int]:
-    chat = tokenizer.apply_chat_template(conversation, tokenize=False, **kwargs)
-    return tokenizer(chat, add_special_tokens=False)["input_ids"]
-
-
 def heldout_accuracy(policy: Path, reference: Path, values: np.ndarray, seed: int) -> float:
     rng = np.random.default_rng(10_000 + seed)
     a, b = answers(rng, 200), answers(rng, 200)
     truth = np.array([values[x].sum() > values[y].sum() for x, y in zip(a, b, strict=True)])
-    prompt = "Name some colours (held out)."
-    rows = [(prompt, text(x)) for x in a] + [(prompt, text(y)) for y in b]
-    ratio = completion_logps(policy, rows) - completion_logps(reference, rows)
+    texts = [" " + text(x) for x in a] + [" " + text(y) for y in b]
+    ratio = completion_logps(policy, texts) - completion_logps(reference, texts)
     margin = ratio[: len(a)] - ratio[len(a) :]
     return float(np.mean((margin > 0) == truth))
 
 
-def run(model: Path, noise: float, seed: int, soft: bool, pairs: int, work: Path) -> float:
+def run(
+    model: Path, noise: float, seed: int, soft: bool, pairs: int, work: Path
+) -> tuple[float, float]:
+    """Held-out accuracy of the trained policy's implicit reward, and the share of its
+    training labels that were wrong."""
     rng = np.random.default_rng(seed)
     values = rng.normal(size=len(WORDS))
     judge = SimulatedJudge(skill=1.0, noise=noise)
@@ -138,7 +115,7 @@ def run(model: Path, noise: float, seed: int, soft: bool, pairs: int, work: Path
     started = time.monotonic()
     train(data, TrainConfig(dpo=dpo, save_steps=10_000), model=str(model), output_dir=out)
     print(f"  noise {noise} seed {seed} soft {soft}: trained in {time.monotonic() - started:.0f}s")
-    return heldout_accuracy(out / "model", model, values, seed)
+    return heldout_accuracy(out / "model", model, values, seed), float(np.mean(data["wrong"]))
 
 
 def main() -> None:
@@ -151,14 +128,15 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = tiny_model(work / "sft")
+        model = write_tiny_model(work / "sft", resolve_model(DEFAULT_MODEL))
         for noise in args.noise:
             figures = {}
             for soft in (False, True):
-                scores = [
+                runs = [
                     run(model, noise, seed, soft, args.pairs, work) for seed in range(args.seeds)
                 ]
-                figures["soft" if soft else "hard"] = round(statistics.mean(scores), 3)
+                figures["soft" if soft else "hard"] = round(statistics.mean(a for a, _ in runs), 3)
+            figures["wrong_labels"] = round(statistics.mean(w for _, w in runs), 3)
             results[str(noise)] = figures
             print(f"judge noise {noise}: held-out accuracy {figures}", flush=True)
     emit({"benchmark": "soft_labels", "pairs": args.pairs, "seeds": args.seeds, **results})

@@ -112,6 +112,10 @@ def run(
     try:
         pipe = Pipeline.from_yaml(pipeline, overrides=set_ or [])
         if dry_run:
+            rounds = pipe.config.rounds
+            if rounds:  # later rounds sample from policies not trained yet: about the same
+                run_dir = Path(run_dir or pipe.default_run_dir()) / "round-1"
+                typer.echo(f"round 1 of {rounds.count}; each later round asks about as many")
             _print_estimate(pipe.estimate(run_dir))
             return
         if pipe.config.rounds:
@@ -212,12 +216,21 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest")] = False,
 ) -> None:
     """Show each stage's status, progress, counts, cost and timing for a run; for a nightly
-    directory (<output_dir>/<name>/nightly), one line per night."""
+    directory (<output_dir>/<name>/nightly), one line per night; for on-policy rounds, the
+    finished rounds' table."""
     from rlaif.run_dir import RunDir, run_cost
 
     folder = RunDir(run_dir)
     if (run_dir / "ledger.sqlite").exists() and not folder.has_manifest():
         _nights_status(run_dir)
+        return
+    if (run_dir / "rounds.json").exists() and not folder.has_manifest():
+        from rlaif.rounds import rounds_table
+
+        chain = json.loads((run_dir / "rounds.json").read_text())
+        typer.echo("\n".join([f"rounds in {run_dir}", *rounds_table(chain["rounds"])]))
+        if chain["stopped"]:
+            typer.echo(f"stopped early: {chain['stopped']}")
         return
     try:
         manifest = folder.read_manifest()

@@ -47,6 +47,13 @@ def test_each_round_starts_from_the_last_policy_and_the_chain_resumes(tmp_path, 
     assert again.returncode == 0, again.stderr[-3000:]
     assert "started" not in again.stderr  # every stage of every round: complete, skipped
     assert json.loads((tmp_path / "chain" / "rounds.json").read_text())["rounds"] == chain
+    status = run_cli("status", str(tmp_path / "chain"))
+    assert status.returncode == 0, status.stderr
+    assert len([line for line in status.stdout.splitlines() if line.startswith("| 2 |")]) == 1
+    page = run_cli("report", str(tmp_path / "chain"))
+    assert page.returncode == 0, page.stderr
+    html = (tmp_path / "chain" / "report" / "index.html").read_text()
+    assert "2 rounds" in html and str(tmp_path / "chain" / "round-2") in html
 
 
 @pytest.mark.slow
@@ -70,3 +77,6 @@ def test_rounds_config_errors_say_what_to_change(tmp_path, tiny_model):
     done = run_cli("run", str(cfg), "--stages", "sample")
     assert done.returncode == 2
     assert "a pipeline with rounds runs every stage" in done.stderr
+    estimate = run_cli("run", str(cfg), "--dry-run")
+    assert estimate.returncode == 0, estimate.stderr
+    assert "round 1 of 2; each later round asks about as many" in estimate.stdout

@@ -1,11 +1,12 @@
 """Does training move the embedded SFT model toward what the judge asks for?
 
-A small version of ``pipelines/rule_dpo.yaml``, ``rule_ppo.yaml`` and ``rule_grpo.yaml`` end
-to end through ``Pipeline``: a deterministic rule judge (the shorter answer wins), the embedded
-SmolLM2 as the SFT policy, and evaluation on held-out prompts against the SFT model. All
-methods train on the same preferences in one run directory, so sampling is paid once (GRPO
-takes only the prompts and the SFT model's preferred answers from them; the rule judges its
-completions live).
+A small version of ``pipelines/rule_rounds.yaml``, ``rule_dpo.yaml``, ``rule_ppo.yaml`` and
+``rule_grpo.yaml`` end to end through ``Pipeline``: a deterministic rule judge (the shorter
+answer wins), the embedded SmolLM2 as the SFT policy, and evaluation on held-out prompts
+against the SFT model. All methods train on the same preferences in one run directory, so
+sampling is paid once (GRPO takes only the prompts and the SFT model's preferred answers from
+them; the rule judges its completions live). That directory is the rounds' first round, whose
+DPO run the DPO case then finds complete.
 """
 
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rlaif import Pipeline
+from rlaif.rounds import rounds_table, run_rounds
 
 pytestmark = [pytest.mark.slow, pytest.mark.evidence]
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
@@ -54,12 +56,28 @@ GRPO = [
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """One run directory with the shared stages done: sample, pair, judge, aggregate."""
+    """One run directory with the shared stages done: sample, pair, judge, aggregate (the
+    first round of the rounds' chain)."""
     root = tmp_path_factory.mktemp("evidence")
     Pipeline.from_yaml(PIPELINES / "rule_dpo.yaml", [*SMALL, f"output_dir={root}"]).run(
-        stages=["aggregate"], run_dir=root / "run"
+        stages=["aggregate"], run_dir=root / "chain" / "round-1"
     )
-    return root / "run"
+    return root / "chain" / "round-1"
+
+
+def test_a_second_on_policy_round_beats_the_first(run_dir, capsys):
+    pipeline = Pipeline.from_yaml(
+        PIPELINES / "rule_rounds.yaml", [*SMALL, *DPO, f"output_dir={run_dir.parent.parent}"]
+    )
+    start = time.monotonic()
+    result = run_rounds(pipeline, run_dir.parent)
+    with capsys.disabled():
+        print(f"\nrule_rounds.yaml, {(time.monotonic() - start) / 60:.1f} min:")
+        print("\n".join(rounds_table(result.rounds)))
+    one, two = result.rounds
+    assert one["win_rate_vs_sft"] > 0.5 and two["win_rate_vs_sft"] > 0.5
+    assert two["win_rate_vs_previous"] > 0.5
+    assert two["mean_chars"] < one["mean_chars"]
 
 
 @pytest.mark.parametrize(

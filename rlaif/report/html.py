@@ -19,7 +19,7 @@ import jinja2
 import pandas as pd
 
 from rlaif.report import figures, run_data
-from rlaif.run_dir import OUTPUT_DIRS, run_cost, stage_cost
+from rlaif.run_dir import OUTPUT_DIRS, RunDir, run_cost, stage_cost
 from rlaif.stage_table import NAMES
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ _EVALUATION_ROWS = (
     ("kl_to_sft", "KL(policy || SFT), nats"),
     ("mean_chars_policy", "mean characters, policy"),
     ("mean_chars_reference", "mean characters, SFT"),
+    ("vs_previous", "against the policy this run started from (on-policy rounds)"),
 )
 
 
@@ -56,9 +57,12 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     """Write ``index.html`` and its PNGs into ``out`` (default ``RUN_DIR/report``) and return
     the page's path. Whatever the run lacks is named on the page as absent."""
     run_dir = Path(run_dir)
-    manifest = run_data.manifest(run_dir)
     out_dir = Path(out) if out is not None else run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "rounds.json").is_file() and not RunDir(run_dir).has_manifest():
+        sections = [_section("rounds", "Rounds", lambda: _rounds(run_dir))]
+        return _write_page(out_dir, f"rlaif report: rounds in {run_dir}", run_dir, sections)
+    manifest = run_data.manifest(run_dir)
     judgments = _guarded("judgments", lambda: run_data.judgments(run_dir))
     sections = [
         _section("summary", "Run summary", lambda: _summary(run_dir, manifest)),
@@ -68,14 +72,15 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         _section("audit", "Judge audit", lambda: _audit(run_dir)),
         _section("cost", "Cost", lambda: _cost(run_dir, manifest, out_dir)),
     ]
+    title = f"rlaif report: {manifest.get('pipeline', run_dir.name)}"
+    return _write_page(out_dir, title, run_dir, sections)
+
+
+def _write_page(out_dir: Path, title: str, run_dir: Path, sections: list[dict]) -> Path:
     page = (
         _environment()
         .get_template("report.html.jinja")
-        .render(
-            title=f"rlaif report: {manifest.get('pipeline', run_dir.name)}",
-            run_dir=str(run_dir),
-            sections=sections,
-        )
+        .render(title=title, run_dir=str(run_dir), sections=sections)
     )
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
@@ -175,6 +180,51 @@ def _training(run_dir: Path, out_dir: Path) -> dict[str, Any]:
     metrics = run_data.reward_model_metrics(run_dir)
     if metrics:
         built["tables"].append(_key_values("reward model", metrics))
+    return built
+
+
+def _rounds(run_dir: Path) -> dict[str, Any]:
+    """The chain of on-policy rounds: how each round's policy did, by round."""
+    built = _parts(
+        "Each round sampled from the policy before it (round 1: the SFT model) and trained "
+        "from it. Win rates are on the same held-out prompts: against the SFT model, and "
+        "against the round before (the gain a round adds; round 1's is against SFT). Each "
+        "round's own report: rlaif report <its run directory>."
+    )
+    chain = json.loads((run_dir / "rounds.json").read_text())
+    built["tables"].append(
+        {
+            "caption": f"{len(chain['rounds'])} rounds"
+            + (f"; stopped early: {chain['stopped']}" if chain.get("stopped") else ""),
+            "header": [
+                "round",
+                "sampled from",
+                "vs SFT",
+                "95% CI",
+                "LC vs SFT",
+                "vs previous",
+                "95% CI",
+                "KL to SFT",
+                "mean chars",
+                "run directory",
+            ],
+            "rows": [
+                [
+                    r["index"],
+                    r["sampled_from"],
+                    _format(r["win_rate_vs_sft"]),
+                    _format(r["ci_vs_sft"]),
+                    _format(r["lc_win_rate_vs_sft"]),
+                    _format(r["win_rate_vs_previous"]),
+                    _format(r["ci_vs_previous"]),
+                    _format(r["kl_to_sft"]),
+                    _format(r["mean_chars"]),
+                    r["run_dir"],
+                ]
+                for r in chain["rounds"]
+            ],
+        }
+    )
     return built
 
 
