@@ -307,6 +307,25 @@ def report(
     typer.echo(str(index))
 
 
+@app.command()
+def export(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory, a rounds run (its last round) or a nightly one")
+    ],
+    format_: Annotated[str, typer.Option("--format", help="openrlhf, verl or jsonl")],
+    out: Annotated[Path, typer.Option(help="Folder for the exported files")],
+) -> None:
+    """Write the preferences and prompts in the layout another trainer reads as is (OpenRLHF's
+    train_dpo/train_rm/train_ppo_ray, verl's RL parquet) or as JSON lines; prints the files."""
+    from rlaif.export import export as export_run
+
+    try:
+        for path in export_run(run_dir, format_, out):
+            typer.echo(str(path))
+    except RlaifError as exc:
+        fail(exc)
+
+
 def _print_estimate(rows) -> None:
     typer.echo(
         f"{'stage':<9} {'judge':<14} {'backend':<12} {'calls':>7} {'in tokens':>11} "

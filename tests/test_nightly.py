@@ -16,6 +16,7 @@ import yaml
 from cli_runner import run_cli
 from datasets import load_from_disk
 
+from rlaif.export import export
 from rlaif.nightly import Ledger, latest_preferences, nightly_root, run_nightly
 from rlaif.pipeline import Pipeline
 from rlaif.run_dir import read_manifest, run_cost
@@ -170,6 +171,9 @@ def test_nightly_trains_on_the_cumulative_dataset(tmp_path, tiny_model, prompts_
     assert second["start_policy"]["identity"] == manifest["stages"]["train"]["output_hash"]
     assert second["evaluation"]["vs_previous"]["previous"] == str(night)
     assert "start_policy" not in manifest
+    exported = export(night.parent, "openrlhf", tmp_path / "export")[0]
+    cumulative = load_from_disk(str(latest_preferences(night.parent)))
+    assert len(exported.read_text().splitlines()) == len(cumulative)
 
 
 def test_second_nightly_exits_at_once_and_a_dead_holders_lock_is_taken_over(

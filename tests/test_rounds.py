@@ -11,6 +11,7 @@ from datasets import load_from_disk
 
 from rlaif.config import validate_pipeline
 from rlaif.errors import ConfigError
+from rlaif.export import export
 from rlaif.pipeline import Pipeline
 from rlaif.rounds import run_rounds
 from rlaif.run_dir import read_manifest
@@ -54,6 +55,8 @@ def test_each_round_starts_from_the_last_policy_and_the_chain_resumes(tmp_path, 
     assert page.returncode == 0, page.stderr
     html = (tmp_path / "chain" / "report" / "index.html").read_text()
     assert "2 rounds" in html and str(tmp_path / "chain" / "round-2") in html
+    exported = export(tmp_path / "chain", "jsonl", tmp_path / "export")[0]
+    assert len(exported.read_text().splitlines()) == len(own)  # the last round's preferences
 
 
 @pytest.mark.slow

@@ -1,0 +1,156 @@
+"""``rlaif export``: a run's preferences and prompts in the layouts other trainers read as is,
+for training past one node (OpenRLHF, verl) or anything that reads JSON lines.
+
+- ``openrlhf``: ``preferences.jsonl`` with ``prompt`` (chat messages), ``chosen``,
+  ``rejected`` (the assistant's message) and ``margin``, as ``train_dpo``/``train_rm`` read
+  with ``--apply_chat_template --prompt_key prompt``; ``prompts.jsonl`` (``prompt`` as chat
+  messages) for ``train_ppo_ray --input_key prompt --apply_chat_template``.
+- ``verl``: ``train.parquet`` and ``test.parquet`` (the held-out prompts) with verl's RL
+  dataset columns: ``data_source``, ``prompt`` (chat messages), ``ability``,
+  ``reward_model: {style, ground_truth}`` and ``extra_info: {split, index, prompt_id}``.
+- ``jsonl``: every column of the preferences and of both prompt splits, one object a line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from rlaif.chat import chat
+from rlaif.datasets_io import load_dir
+from rlaif.errors import ConfigError
+from rlaif.run_dir import RunDir
+
+FORMATS = ("openrlhf", "verl", "jsonl")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What is exported, found from a run directory, a rounds chain (its last round) or a
+    nightly folder (the newest cumulative version and the frozen held-out prompts)."""
+
+    preferences: Dataset
+    train_prompts: Dataset
+    heldout: Dataset
+    name: str
+    system_prompt: str | None
+
+
+def find_source(path: Path) -> Source:
+    if (path / "ledger.sqlite").exists() and not RunDir(path).has_manifest():
+        return _nightly(path)
+    if (path / "rounds.json").exists() and not RunDir(path).has_manifest():
+        rounds = json.loads((path / "rounds.json").read_text())["rounds"]
+        if not rounds:
+            raise ConfigError(f"{path}: no round has finished yet; nothing to export")
+        path = Path(rounds[-1]["run_dir"])
+    run = RunDir(path)
+    manifest = run.read_manifest()
+    if not run.output("aggregate").exists():
+        raise ConfigError(f"{path}: no preferences yet (run the aggregate stage first)")
+    return Source(
+        load_dir(run.output("aggregate")),
+        load_dir(run.prompts("train")),
+        load_dir(run.prompts("heldout")),
+        manifest.get("pipeline", path.name),
+        manifest.get("config", {}).get("sample", {}).get("system_prompt"),
+    )
+
+
+def _nightly(root: Path) -> Source:
+    from rlaif.nightly import latest_preferences
+
+    latest = latest_preferences(root)
+    if latest is None:
+        raise ConfigError(f"{root}: no night has published preferences yet; nothing to export")
+    nights = sorted(p for p in root.iterdir() if RunDir(p).has_manifest())
+    manifest = RunDir(nights[-1]).read_manifest()
+    preferences = load_dir(latest)
+    return Source(
+        preferences,
+        _prompts_of(preferences),
+        load_dir(root / "heldout"),
+        manifest.get("pipeline", root.parent.name),
+        manifest.get("config", {}).get("sample", {}).get("system_prompt"),
+    )
+
+
+def _prompts_of(preferences: Dataset) -> Dataset:
+    """The distinct prompts behind a cumulative preference dataset (the user's turn)."""
+    seen: dict[str, str] = {}
+    for prompt_id, conversation in zip(
+        preferences["prompt_id"], preferences["prompt"], strict=True
+    ):
+        seen.setdefault(prompt_id, conversation[-1]["content"])
+    return Dataset.from_dict({"prompt_id": list(seen), "prompt": list(seen.values())})
+
+
+def export(path: Path, fmt: str, out: Path) -> list[Path]:
+    """Write ``path``'s data in format ``fmt`` under ``out``; returns the files written."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
+    source = find_source(Path(path))
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "openrlhf":
+        return [
+            _jsonl(out / "preferences.jsonl", map(_openrlhf_pair, source.preferences)),
+            _jsonl(out / "prompts.jsonl", _openrlhf_prompts(source)),
+        ]
+    if fmt == "verl":
+        return [
+            _parquet(out / "train.parquet", _verl_rows(source, source.train_prompts, "train")),
+            _parquet(out / "test.parquet", _verl_rows(source, source.heldout, "test")),
+        ]
+    return [
+        _jsonl(out / "preferences.jsonl", source.preferences),
+        _jsonl(out / "prompts.train.jsonl", source.train_prompts),
+        _jsonl(out / "prompts.heldout.jsonl", source.heldout),
+    ]
+
+
+def _openrlhf_pair(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("prompt", "chosen", "rejected", "margin")}
+
+
+def _openrlhf_prompts(source: Source) -> list[dict[str, Any]]:
+    prompts = source.train_prompts
+    return [
+        {"prompt": chat(prompt, source.system_prompt), "prompt_id": prompt_id}
+        for prompt_id, prompt in zip(prompts["prompt_id"], prompts["prompt"], strict=True)
+    ]
+
+
+def _verl_rows(source: Source, prompts: Dataset, split: str) -> list[dict[str, Any]]:
+    """verl's RL dataset row: a model scores the answers (``style: model``: a reward model
+    or a judge); ``ground_truth`` is the prompt's reference answer, if it has one."""
+    n = len(prompts)
+    columns = prompts.column_names
+    references = prompts["reference"] if "reference" in columns else [None] * n
+    categories = prompts["category"] if "category" in columns else [None] * n
+    rows = zip(prompts["prompt_id"], prompts["prompt"], references, categories, strict=True)
+    return [
+        {
+            "data_source": f"rlaif/{source.name}",
+            "prompt": chat(prompt, source.system_prompt),
+            "ability": category or "general",
+            "reward_model": {"style": "model", "ground_truth": reference or ""},
+            "extra_info": {"split": split, "index": i, "prompt_id": prompt_id},
+        }
+        for i, (prompt_id, prompt, reference, category) in enumerate(rows)
+    ]
+
+
+def _jsonl(path: Path, rows) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def _parquet(path: Path, rows: list[dict[str, Any]]) -> Path:
+    Dataset.from_list(rows).to_parquet(str(path))
+    return path
