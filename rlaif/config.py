@@ -61,9 +61,27 @@ class PromptsConfig(_Strict):
     shuffle_seed: int = 0
 
 
+class ServedModelConfig(_Strict):
+    """Where the SFT model is served (``sample.backend: openai``): any OpenAI-compatible
+    ``/v1/chat/completions`` (vLLM, SGLang, TGI, a hosted endpoint)."""
+
+    base_url: str
+    """e.g. ``http://gpu-box:8000/v1``."""
+    served_model: str | None = None
+    """The model's name at the server (default: the pipeline's ``model``)."""
+    api_key_env: str | None = "OPENAI_API_KEY"
+    """The environment variable holding the key; null for a server without keys."""
+    max_concurrency: int = Field(default=16, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+
+
 class SampleConfig(_Strict):
-    backend: Literal["auto", "transformers", "vllm"] = "auto"
-    """``auto`` uses vLLM when it is importable and a GPU is present, transformers otherwise."""
+    backend: Literal["auto", "transformers", "vllm", "openai"] = "auto"
+    """``auto`` uses vLLM when it is importable and a GPU is present, transformers otherwise;
+    ``openai`` asks the server in ``server`` for the SFT model's answers (a trained policy,
+    which no server serves yet, samples with ``auto``)."""
+    server: ServedModelConfig | None = None
     n: int = Field(default=4, ge=1)
     max_new_tokens: int = Field(default=64, ge=1)
     temperature: float = Field(default=0.8, ge=0.0)
@@ -79,6 +97,19 @@ class SampleConfig(_Strict):
     """Prompts per durable chunk: a crash loses at most the chunk being sampled."""
     gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
     """GPU memory share of the vLLM engine (``backend: vllm``)."""
+
+    @model_validator(mode="after")
+    def _served_needs_a_server(self) -> SampleConfig:
+        if self.backend == "openai" and self.server is None:
+            raise ValueError(
+                "backend: 'openai' samples from a served model: set sample.server.base_url "
+                "(e.g. http://localhost:8000/v1)"
+            )
+        return self
+
+    def local(self) -> SampleConfig:
+        """These settings for a model on this machine (a trained policy: no server has it)."""
+        return self.model_copy(update={"backend": "auto"}) if self.backend == "openai" else self
 
 
 class PairConfig(_Strict):
@@ -393,6 +424,8 @@ class PipelineConfig(_Strict):
             data["train"].pop("grpo")
         if data["aggregate"]["judge_weights"] == "equal":
             data["aggregate"].pop("judge_weights")
+        if data["sample"]["server"] is None:
+            data["sample"].pop("server")
         if data["nightly"]["policy"] == "sft":
             data["nightly"].pop("policy")
         if data["rounds"] is None:

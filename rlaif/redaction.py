@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from rlaif.errors import ConfigError
+
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 4
 """Shorter values (a placeholder such as ``no``) are not secrets worth mangling text for."""
@@ -29,6 +31,21 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= MIN_SECRET_LENGTH:
         _secrets.add(value)
         _secrets.add(json.dumps(value)[1:-1])
+
+
+def secret_from_env(env: str | None, where: str) -> str:
+    """The API key in environment variable ``env`` (``"none"`` when ``env`` is None: a server
+    without keys), registered for redaction; a clear error naming ``where`` when unset."""
+    if env is None:
+        return "none"
+    key = os.environ.get(env)
+    if not key:
+        raise ConfigError(
+            f"{where}: the environment variable {env} (api_key_env) is not set; export the key "
+            "there, or set api_key_env: null for a server without keys"
+        )
+    register_secret(key)
+    return key
 
 
 def register_configured(config: dict[str, Any]) -> None:

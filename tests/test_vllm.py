@@ -5,14 +5,24 @@ import importlib.util
 import json
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 import yaml
 from conftest import VLLM_ENV
 from datasets import load_from_disk
 
-from rlaif.config import AnthropicJudgeConfig, OpenAIJudgeConfig, TransformersJudgeConfig
+from rlaif.config import (
+    AnthropicJudgeConfig,
+    OpenAIJudgeConfig,
+    SampleConfig,
+    TransformersJudgeConfig,
+    validate_pipeline,
+)
+from rlaif.errors import RlaifError
 from rlaif.judges import Budget, JudgeRequest, build_judge
+from rlaif.pipeline import Pipeline
+from rlaif.stages.sample import sample
 
 pytestmark = [
     pytest.mark.slow,
@@ -78,6 +88,52 @@ def test_anthropic_messages_endpoint(vllm_server):
         assert verdict.input_tokens > 50 and verdict.output_tokens > 0
         if verdict.status == "invalid":
             assert "pattern" in verdict.error
+
+
+def served_requests(url: str) -> float:
+    """Requests the server has finished, from its Prometheus metrics."""
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vllm:request_success_total")
+    )
+
+
+def test_sampling_from_a_served_model(tmp_path, vllm_server, embedded_model):
+    server = {"base_url": f"{vllm_server}/v1", "served_model": "smol", "api_key_env": None}
+    cfg = {
+        "name": "served",
+        "model": str(embedded_model),
+        "output_dir": str(tmp_path / "out"),
+        "prompts": {"limit": 5, "eval_size": 1},
+        "sample": {"backend": "openai", "server": server, "n": 2, "max_new_tokens": 12},
+        "judge": {"judges": [{"backend": "python", "callable": "judges_for_tests:prefer_shorter"}]},
+        "aggregate": {"ties": "keep"},
+    }
+    before = served_requests(vllm_server)
+    Pipeline(validate_pipeline(cfg)).run(stages=["aggregate"], run_dir=tmp_path / "run")
+    assert served_requests(vllm_server) - before == 4 * 2  # vLLM counts each of the n answers
+    samples = load_from_disk(str(tmp_path / "run" / "samples"))
+    assert [len(r) for r in samples["responses"]] == [2, 2, 2, 2]
+    tokens = [t for ts in samples["n_tokens"] for t in ts]
+    assert all(0 < t <= 13 for t in tokens)
+    assert len(load_from_disk(str(tmp_path / "run" / "preferences"))) > 0
+
+    wrong = SampleConfig(backend="openai", server={**server, "served_model": "nope"})
+    with pytest.raises(RlaifError, match="answered 404 for model 'nope'"):
+        sample(
+            load_from_disk(str(tmp_path / "run" / "prompts" / "train")),
+            wrong,
+            model=str(embedded_model),
+        )
+    closed = {**server, "base_url": "http://127.0.0.1:9/v1", "max_retries": 0}
+    with pytest.raises(RlaifError, match="no answer from http://127.0.0.1:9/v1 after 0 retries"):
+        sample(
+            load_from_disk(str(tmp_path / "run" / "prompts" / "train")),
+            SampleConfig(backend="openai", server=closed),
+            model=str(embedded_model),
+        )
 
 
 def test_offline_vllm_sampling_and_judging(tmp_path, embedded_model):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from rlaif.errors import ConfigError
 from rlaif.judges.base import Budget, JudgeRequest, OnResult, Planned, RubricJudge, Verdict
 from rlaif.judges.batch_run import BatchRun
 from rlaif.judges.failures import FatalJudgeError, describe_error, retry_after, status_of
-from rlaif.redaction import register_secret
+from rlaif.redaction import secret_from_env
 from rlaif.rubrics import load_rubric
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -66,17 +65,7 @@ class ApiJudge(RubricJudge):
         self.attempts = 0
 
     def _api_key(self) -> str:
-        env = self.cfg.api_key_env
-        if env is None:
-            return "none"
-        key = os.environ.get(env)
-        if not key:
-            raise ConfigError(
-                f"judge '{self.cfg.name}': the environment variable {env} (api_key_env) is not "
-                "set; export the key there, or set api_key_env: null for a server without keys"
-            )
-        register_secret(key)
-        return key
+        return secret_from_env(self.cfg.api_key_env, f"judge '{self.cfg.name}'")
 
     def identity(self) -> dict[str, Any]:
         decoding: dict[str, Any] = {"temperature": self.cfg.temperature, "read": self.rubric.read}

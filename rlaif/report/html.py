@@ -58,11 +58,12 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     the page's path. Whatever the run lacks is named on the page as absent."""
     run_dir = Path(run_dir)
     out_dir = Path(out) if out is not None else run_dir / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "rounds.json").is_file() and not RunDir(run_dir).has_manifest():
+        out_dir.mkdir(parents=True, exist_ok=True)
         sections = [_section("rounds", "Rounds", lambda: _rounds(run_dir))]
         return _write_page(out_dir, f"rlaif report: rounds in {run_dir}", run_dir, sections)
-    manifest = run_data.manifest(run_dir)
+    manifest = run_data.manifest(run_dir)  # no run here: said before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
     judgments = _guarded("judgments", lambda: run_data.judgments(run_dir))
     sections = [
         _section("summary", "Run summary", lambda: _summary(run_dir, manifest)),

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,19 @@ def open_engine(
     dtype: str = "auto",
     seed: int = 0,
     gpu_memory_utilization: float = 0.5,
+    server: Any = None,
 ) -> Iterator[Engine]:
     """The engine ``backend`` names for ``model``, closed when the block ends. ``seed`` seeds
-    a vLLM engine (a per-request seed crashes its CPU build); transformers seeds each call."""
-    if pick_backend(backend) == "vllm":
+    a vLLM engine (a per-request seed crashes its CPU build); transformers seeds each call;
+    ``openai`` asks ``server`` (a ``ServedModelConfig``) for ``model``'s answers."""
+    if backend == "openai":
+        from rlaif.sampling.served import ServedEngine
+
+        engine: Engine = ServedEngine(server, model)
+    elif pick_backend(backend) == "vllm":
         from rlaif.sampling.vllm import VllmEngine
 
-        engine: Engine = VllmEngine(model, dtype, seed, gpu_memory_utilization)
+        engine = VllmEngine(model, dtype, seed, gpu_memory_utilization)
     else:
         from rlaif.sampling.transformers import TransformersEngine
 

@@ -66,7 +66,7 @@ def step(run: Run) -> dict[str, Any]:
                 cfg.evaluate,
                 policy=run.dir.policy,
                 reference=str(run.start.path),
-                sample_cfg=cfg.sample,
+                sample_cfg=cfg.sample.local(),
                 judge_cfg=cfg.judge,
                 store=store,
                 budget=run.budget,
@@ -159,7 +159,8 @@ def evaluate(
 ) -> Dataset:
     """One row per held-out prompt: both responses, ``p_policy`` = P(policy wins) and the
     ``cost_usd`` of the judge calls paid for it in this run. ``policy_answers`` are the
-    policy's answers when they were sampled already (greedy, so the same)."""
+    policy's answers when they were sampled already (greedy, so the same). The policy samples
+    here; the reference as ``sample_cfg`` says (a served SFT model through its server)."""
     gen = sample_cfg.model_copy(
         update={
             "n": 1,
@@ -169,7 +170,7 @@ def evaluate(
         }
     )
     ours = (
-        [r[0] for r in sample(held_out, gen, model=str(policy))["responses"]]
+        [r[0] for r in sample(held_out, gen.local(), model=str(policy))["responses"]]
         if policy_answers is None
         else policy_answers
     )

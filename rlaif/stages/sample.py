@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
 from rlaif.chat import chat
-from rlaif.config import SampleConfig
+from rlaif.config import SampleConfig, ServedModelConfig
 from rlaif.datasets_io import save_atomic
 from rlaif.models import resolve_model
 from rlaif.sampling import Completion, Engine, GenerationParams, open_engine
@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 def step(run: Run) -> dict:
     """The stage in a run: chunks saved under ``samples.parts/`` until the whole is written."""
     parts = run.dir.sample_parts(run.fingerprint("sample"))
-    model = str(run.start.path) if run.start else run.cfg.model  # on-policy: the latest policy
-    out = sample(run.train_prompts, run.cfg.sample, model=model, parts_dir=parts)
+    cfg = run.cfg.sample
+    if run.start:  # on-policy: the latest trained policy, which only this machine has
+        out = sample(run.train_prompts, cfg.local(), model=str(run.start.path), parts_dir=parts)
+    else:
+        out = sample(run.train_prompts, cfg, model=run.cfg.model, parts_dir=parts)
     run.save("sample", out)
     shutil.rmtree(parts.parent)
     finished = [f for fs in out["finished"] for f in fs]
@@ -60,6 +63,7 @@ def sample(
                         dtype=cfg.dtype,
                         seed=cfg.seed + index,
                         gpu_memory_utilization=cfg.gpu_memory_utilization,
+                        server=_named(cfg.server, model),
                     )
                 )
             chunk = prompts.select(range(lo, min(lo + cfg.chunk_size, len(prompts))))
@@ -91,3 +95,10 @@ def _with_completions(rows: Dataset, completions: list[list[Completion]]) -> Dat
         .add_column("n_tokens", [[c.n_tokens for c in cs] for cs in completions])
         .add_column("finished", [[c.finished for c in cs] for cs in completions])
     )
+
+
+def _named(server: ServedModelConfig | None, model: str) -> ServedModelConfig | None:
+    """The server, with the name it knows the model by (default: the pipeline's name)."""
+    if server is None or server.served_model:
+        return server
+    return server.model_copy(update={"served_model": model})
