@@ -91,6 +91,13 @@ def test_keys_added_since_a_run_was_named_leave_its_hash_alone_at_their_defaults
     assert PipelineConfig.model_validate(weighed).hash() != before
     calibrated = {"name": "h", "judge": {"judges": [{**judge, "calibration": "c.json"}]}}
     assert PipelineConfig.model_validate(calibrated).hash() != before
+    for added in (  # rounds, latest-policy nights, soft labels, served sampling: set, they count
+        {"rounds": {}},
+        {"nightly": {"train": True, "policy": "latest"}},
+        {"train": {"dpo": {"soft_labels": True}}},
+        {"sample": {"backend": "openai", "server": {"base_url": "http://gpu:8000/v1"}}},
+    ):
+        assert PipelineConfig.model_validate({**same, **added}).hash() != before
 
 
 def test_shipped_pipelines_validate(repo_root):
