@@ -326,6 +326,37 @@ def export(
         fail(exc)
 
 
+@app.command("serve-reward")
+def serve_reward(
+    pipeline: Annotated[Path, typer.Option(help="The pipeline whose judges score answers")],
+    reward_model: Annotated[
+        Path | None, typer.Option(help="Score with this reward model instead (train/reward_model)")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one)")] = 8765,
+    json_logs: JsonLogs = False,
+) -> None:
+    """Serve rewards over HTTP (POST /get_reward, OpenRLHF's remote reward API) from the
+    pipeline's judges, through its judgment store and budget, or from a reward model."""
+    from rlaif.config import load_pipeline
+    from rlaif.reward_server import Rewards, make_server
+
+    _setup_logging(json_logs)
+    try:
+        rewards = Rewards(load_pipeline(pipeline), reward_model)
+    except RlaifError as exc:
+        fail(exc)
+    server = make_server(rewards, host, port)
+    typer.echo(f"serving rewards at http://{host}:{server.server_address[1]}/get_reward", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        rewards.close()
+
+
 def _print_estimate(rows) -> None:
     typer.echo(
         f"{'stage':<9} {'judge':<14} {'backend':<12} {'calls':>7} {'in tokens':>11} "

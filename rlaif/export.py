@@ -4,10 +4,13 @@ for training past one node (OpenRLHF, verl) or anything that reads JSON lines.
 - ``openrlhf``: ``preferences.jsonl`` with ``prompt`` (chat messages), ``chosen``,
   ``rejected`` (the assistant's message) and ``margin``, as ``train_dpo``/``train_rm`` read
   with ``--apply_chat_template --prompt_key prompt``; ``prompts.jsonl`` (``prompt`` as chat
-  messages) for ``train_ppo_ray --input_key prompt --apply_chat_template``.
+  messages, ``label`` the reference answer where prompts have one) for ``train_ppo_ray
+  --input_key prompt --label_key label --apply_chat_template``.
 - ``verl``: ``train.parquet`` and ``test.parquet`` (the held-out prompts) with verl's RL
   dataset columns: ``data_source``, ``prompt`` (chat messages), ``ability``,
-  ``reward_model: {style, ground_truth}`` and ``extra_info: {split, index, prompt_id}``.
+  ``reward_model: {style, ground_truth}`` and ``extra_info: {split, index, prompt_id,
+  question}`` (the plain prompt, which ``rlaif/integrations/verl_reward.py`` sends to
+  ``rlaif serve-reward``).
 - ``jsonl``: every column of the preferences and of both prompt splits, one object a line.
 """
 
@@ -118,9 +121,16 @@ def _openrlhf_pair(row: dict[str, Any]) -> dict[str, Any]:
 
 def _openrlhf_prompts(source: Source) -> list[dict[str, Any]]:
     prompts = source.train_prompts
+    references = prompts["reference"] if "reference" in prompts.column_names else None
     return [
-        {"prompt": chat(prompt, source.system_prompt), "prompt_id": prompt_id}
-        for prompt_id, prompt in zip(prompts["prompt_id"], prompts["prompt"], strict=True)
+        {
+            "prompt": chat(prompt, source.system_prompt),
+            "prompt_id": prompt_id,
+            **({"label": references[i]} if references else {}),
+        }
+        for i, (prompt_id, prompt) in enumerate(
+            zip(prompts["prompt_id"], prompts["prompt"], strict=True)
+        )
     ]
 
 
@@ -138,7 +148,7 @@ def _verl_rows(source: Source, prompts: Dataset, split: str) -> list[dict[str, A
             "prompt": chat(prompt, source.system_prompt),
             "ability": category or "general",
             "reward_model": {"style": "model", "ground_truth": reference or ""},
-            "extra_info": {"split": split, "index": i, "prompt_id": prompt_id},
+            "extra_info": {"split": split, "index": i, "prompt_id": prompt_id, "question": prompt},
         }
         for i, (prompt_id, prompt, reference, category) in enumerate(rows)
     ]

@@ -66,6 +66,7 @@ def test_verl_parquet_has_its_rl_dataset_columns(run_dir, tmp_path, tiny_model):
     assert row["data_source"] == "rlaif/t" and row["ability"] == prompts[0]["category"]
     assert row["reward_model"]["style"] == "model"
     assert row["extra_info"]["split"] == "train" and test.iloc[0]["extra_info"]["split"] == "test"
+    assert row["extra_info"]["question"] == prompts[0]["prompt"]  # what the verl shim sends
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     rendered = tokenizer.apply_chat_template(list(row["prompt"]), tokenize=False)
     assert "Be brief." in rendered  # verl renders the prompt column with the chat template

@@ -1,0 +1,1 @@
+"""Files other trainers load by path (they import nothing else from rlaif)."""
