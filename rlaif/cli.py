@@ -224,10 +224,9 @@ def status(
     if (run_dir / "ledger.sqlite").exists() and not folder.has_manifest():
         _nights_status(run_dir)
         return
-    if (run_dir / "rounds.json").exists() and not folder.has_manifest():
-        from rlaif.rounds import rounds_table
+    from rlaif.rounds import read_chain, rounds_table
 
-        chain = json.loads((run_dir / "rounds.json").read_text())
+    if (chain := read_chain(run_dir)) is not None:
         typer.echo("\n".join([f"rounds in {run_dir}", *rounds_table(chain["rounds"])]))
         if chain["stopped"]:
             typer.echo(f"stopped early: {chain['stopped']}")

@@ -23,6 +23,7 @@ from pydantic import (
 from rlaif.config_base import Dtype
 from rlaif.config_base import Strict as _Strict
 from rlaif.errors import ConfigError
+from rlaif.executors.config import RayConfig
 from rlaif.hashing import stable_hash
 from rlaif.judge_config import (  # noqa: F401 (re-exported: the configs' public home)
     JUDGE_BACKENDS,
@@ -381,6 +382,13 @@ class PipelineConfig(_Strict):
     nightly: NightlyConfig = NightlyConfig()
     rounds: RoundsConfig | None = None
     """On-policy rounds (``rlaif run``); null: one run from the SFT model."""
+    executor: Literal["local", "ray"] = "local"
+    """Where sampling and judging run: this process, or Ray actors (``ray:``)."""
+    ray: RayConfig = RayConfig()
+
+    def ray_executor(self) -> RayConfig | None:
+        """The Ray settings when ``executor: ray``; None runs the stages here."""
+        return self.ray if self.executor == "ray" else None
 
     @model_validator(mode="after")
     def _start_policies_need_a_trainer_that_can_start_there(self) -> PipelineConfig:
@@ -430,6 +438,8 @@ class PipelineConfig(_Strict):
             data["nightly"].pop("policy")
         if data["rounds"] is None:
             data.pop("rounds")
+        data.pop("executor")  # where work runs changes no result
+        data.pop("ray")
         return data
 
 

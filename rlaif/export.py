@@ -26,6 +26,7 @@ from datasets import Dataset
 from rlaif.chat import chat
 from rlaif.datasets_io import load_dir
 from rlaif.errors import ConfigError
+from rlaif.rounds import read_chain
 from rlaif.run_dir import RunDir
 
 FORMATS = ("openrlhf", "verl", "jsonl")
@@ -46,8 +47,8 @@ class Source:
 def find_source(path: Path) -> Source:
     if (path / "ledger.sqlite").exists() and not RunDir(path).has_manifest():
         return _nightly(path)
-    if (path / "rounds.json").exists() and not RunDir(path).has_manifest():
-        rounds = json.loads((path / "rounds.json").read_text())["rounds"]
+    if (chain := read_chain(path)) is not None:
+        rounds = chain["rounds"]
         if not rounds:
             raise ConfigError(f"{path}: no round has finished yet; nothing to export")
         path = Path(rounds[-1]["run_dir"])

@@ -168,11 +168,23 @@ def _entry(info: dict[str, Any], round_dir: Path, evaluation: dict[str, Any]) ->
     }
 
 
+CHAIN_FILE = "rounds.json"
+
+
 def _save(result: RoundsResult) -> RoundsResult:
-    (result.run_dir / "rounds.json").write_text(
+    (result.run_dir / CHAIN_FILE).write_text(
         json.dumps({"rounds": result.rounds, "stopped": result.stopped}, indent=2)
     )
     return result
+
+
+def read_chain(path: Path) -> dict[str, Any] | None:
+    """The chain of a rounds run (``{"rounds": [...], "stopped": ...}``); None when ``path``
+    is not a rounds run (an ordinary run directory has a manifest at its top)."""
+    file = Path(path) / CHAIN_FILE
+    if not file.is_file() or RunDir(path).has_manifest():
+        return None
+    return json.loads(file.read_text())
 
 
 def rounds_table(rounds: list[dict[str, Any]]) -> list[str]:

@@ -10,14 +10,12 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import run_cli, start, stored, wait_for
 from configs_for_tests import api_judge, pipeline, prompt_pipeline, write
 from datasets import load_from_disk
 
@@ -35,42 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """The CLI in a child process, its output in a file (a pipe nobody reads would stall it)."""
-    log = cwd / f"run-{time.monotonic_ns()}.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rlaif.cli", *args],
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(TESTS), **(env or {})},
-        )
-    proc.log = log
-    return proc
-
-
-def stored(path: Path) -> int:
-    """Judgments in the store, read without writing (the run under test owns the writes)."""
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
-    try:
-        return db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
-    except sqlite3.OperationalError:  # the run has not created the table yet
-        return 0
-    finally:
-        db.close()
-
-
-def wait_for(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert proc.poll() is None, f"the run ended first: {proc.log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, "never ready"
-        time.sleep(0.02)
 
 
 def stage(run_dir: Path, name: str) -> dict:

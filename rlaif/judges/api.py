@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from rlaif.errors import ConfigError
+from rlaif.executors.config import RayConfig
 from rlaif.judges.base import Budget, JudgeRequest, OnResult, Planned, RubricJudge, Verdict
 from rlaif.judges.batch_run import BatchRun
 from rlaif.judges.failures import FatalJudgeError, describe_error, retry_after, status_of
@@ -100,13 +101,19 @@ class ApiJudge(RubricJudge):
         return self.batch.discount if self.batch.enabled else 1.0
 
     def judge_all(
-        self, todo: list[Planned], *, store: Any, budget: Budget, batch_dir: Path | None
+        self,
+        todo: list[Planned],
+        *,
+        store: Any,
+        budget: Budget,
+        batch_dir: Path | None,
+        ray: RayConfig | None = None,
     ) -> dict[str, str]:
         """Through the provider's batch API when ``batch.enabled`` and the stage keeps batch
         records (``batch_dir``; evaluation needs its answers now and judges online)."""
         if self.batch.enabled and batch_dir is not None:
             return BatchRun(self, store=store, budget=budget, batch_dir=batch_dir).run(todo)
-        return super().judge_all(todo, store=store, budget=budget, batch_dir=batch_dir)
+        return super().judge_all(todo, store=store, budget=budget, batch_dir=batch_dir, ray=ray)
 
     # -- provider hooks -------------------------------------------------------------------
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from rlaif.judges.records import Budget, JudgeRequest, OnResult, Verdict
 from rlaif.rubrics import Rubric
 
 if TYPE_CHECKING:
+    from rlaif.executors.config import RayConfig
     from rlaif.store import JudgmentStore
 
 
@@ -79,12 +80,19 @@ class Judge:
         raise NotImplementedError
 
     def judge_all(
-        self, todo: list[Planned], *, store: JudgmentStore, budget: Budget, batch_dir: Path | None
+        self,
+        todo: list[Planned],
+        *,
+        store: JudgmentStore,
+        budget: Budget,
+        batch_dir: Path | None,
+        ray: RayConfig | None = None,
     ) -> dict[str, str]:
         """Answer ``todo`` into ``store``; returns the keys left awaiting a provider batch
         (with their batch ids). Online by default: every answer stored as it arrives, keys
-        claimed against other runs on the same store (:mod:`rlaif.judges.online`)."""
-        judge_online(self, todo, store=store, budget=budget)
+        claimed against other runs on the same store (:mod:`rlaif.judges.online`), asked
+        here or, with ``ray``, by Ray actors."""
+        judge_online(self, todo, store=store, budget=budget, ray=ray)
         return {}
 
 

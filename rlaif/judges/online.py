@@ -14,6 +14,7 @@ from rlaif.progress import tqdm
 from rlaif.schema import judgment_record, record_base
 
 if TYPE_CHECKING:
+    from rlaif.executors.config import RayConfig
     from rlaif.judges.base import Judge, Planned
     from rlaif.judges.records import Budget, Verdict
     from rlaif.store import JudgmentStore
@@ -24,14 +25,20 @@ WAIT_POLL_S = 0.5
 
 
 def judge_online(
-    judge: Judge, todo: list[Planned], *, store: JudgmentStore, budget: Budget
+    judge: Judge,
+    todo: list[Planned],
+    *,
+    store: JudgmentStore,
+    budget: Budget,
+    ray: RayConfig | None = None,
 ) -> None:
     """Judge ``todo``, claiming each key first; keys another live run holds are waited for
-    (and taken over if that run dies before answering)."""
+    (and taken over if that run dies before answering). With ``ray`` the calls are made by
+    Ray actors; claims and the store stay with this process."""
     by_key = {t.key: t for t in todo}
     with Claims(store.path) as claims:
         mine, others = claims.claim(by_key)
-        _run(judge, [by_key[k] for k in mine], store, budget)
+        _run(judge, [by_key[k] for k in mine], store, budget, ray)
         if others:
             log.info(
                 "judge %s: %d judgments are being asked by another run on %s; waiting for them",
@@ -53,10 +60,16 @@ def judge_online(
             mine, others = claims.claim(unsettled)
             if mine:
                 log.info("judge %s: taking over %d judgments", judge.name, len(mine))
-                _run(judge, [by_key[k] for k in mine], store, budget)
+                _run(judge, [by_key[k] for k in mine], store, budget, ray)
 
 
-def _run(judge: Judge, todo: list[Planned], store: JudgmentStore, budget: Budget) -> None:
+def _run(
+    judge: Judge,
+    todo: list[Planned],
+    store: JudgmentStore,
+    budget: Budget,
+    ray: RayConfig | None,
+) -> None:
     if not todo:
         return
     base = record_base(judge)
@@ -77,4 +90,10 @@ def _run(judge: Judge, todo: list[Planned], store: JudgmentStore, budget: Budget
                     refresh=False,
                 )
 
-        judge.run([t.request for t in todo], on_result, budget)
+        requests = [t.request for t in todo]
+        if ray is None:
+            judge.run(requests, on_result, budget)
+        else:
+            from rlaif.executors.ray_data import judge_requests
+
+            judge_requests(ray, judge, requests, on_result, budget)

@@ -19,7 +19,8 @@ import jinja2
 import pandas as pd
 
 from rlaif.report import figures, run_data
-from rlaif.run_dir import OUTPUT_DIRS, RunDir, run_cost, stage_cost
+from rlaif.rounds import read_chain
+from rlaif.run_dir import OUTPUT_DIRS, run_cost, stage_cost
 from rlaif.stage_table import NAMES
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,9 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     the page's path. Whatever the run lacks is named on the page as absent."""
     run_dir = Path(run_dir)
     out_dir = Path(out) if out is not None else run_dir / "report"
-    if (run_dir / "rounds.json").is_file() and not RunDir(run_dir).has_manifest():
+    if (chain := read_chain(run_dir)) is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        sections = [_section("rounds", "Rounds", lambda: _rounds(run_dir))]
+        sections = [_section("rounds", "Rounds", lambda: _rounds(chain))]
         return _write_page(out_dir, f"rlaif report: rounds in {run_dir}", run_dir, sections)
     manifest = run_data.manifest(run_dir)  # no run here: said before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,7 +185,7 @@ def _training(run_dir: Path, out_dir: Path) -> dict[str, Any]:
     return built
 
 
-def _rounds(run_dir: Path) -> dict[str, Any]:
+def _rounds(chain: dict[str, Any]) -> dict[str, Any]:
     """The chain of on-policy rounds: how each round's policy did, by round."""
     built = _parts(
         "Each round sampled from the policy before it (round 1: the SFT model) and trained "
@@ -192,7 +193,6 @@ def _rounds(run_dir: Path) -> dict[str, Any]:
         "against the round before (the gain a round adds; round 1's is against SFT). Each "
         "round's own report: rlaif report <its run directory>."
     )
-    chain = json.loads((run_dir / "rounds.json").read_text())
     built["tables"].append(
         {
             "caption": f"{len(chain['rounds'])} rounds"

@@ -25,6 +25,7 @@ from datasets import Dataset
 from rlaif.adaptive_orders import bias_sample, first_order, other, unsure_pairs
 from rlaif.config import JudgeConfig
 from rlaif.errors import ConfigError
+from rlaif.executors.config import RayConfig
 from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, Judge, JudgeRequest, build_judge
 from rlaif.judges.failures import failure_reason
@@ -50,7 +51,14 @@ def step(run: Run) -> dict[str, Any]:
     """The stage in a run: judgments with what they cost and why any failed."""
     with run.store() as store:
         pairs = run.input("pair")
-        out = judge(pairs, run.cfg.judge, store=store, budget=run.budget, batch_dir=run.dir.batches)
+        out = judge(
+            pairs,
+            run.cfg.judge,
+            store=store,
+            budget=run.budget,
+            batch_dir=run.dir.batches,
+            ray=run.cfg.ray_executor(),
+        )
     run.save("judge", out)
     statuses = out["status"]
     paid = [c or 0 for c, cached in zip(out["cost_usd"], out["cached"], strict=True) if not cached]
@@ -75,6 +83,7 @@ def judge(
     store: JudgmentStore,
     budget: Budget | None = None,
     batch_dir: Path | None = None,
+    ray: RayConfig | None = None,
 ) -> Dataset:
     """One row per (pair, judge, order), with ``p_a`` = P(response_a wins) in the pair's order.
 
@@ -83,13 +92,14 @@ def judge(
     recording their batches under ``batch_dir``; requests awaiting a batch are rows with
     status ``pending`` (a later run collects them). Without ``batch_dir`` (evaluation, which
     needs its answers now) they are judged online. Ctrl-C stops new calls, stores what is in
-    flight, and raises ``KeyboardInterrupt``.
+    flight, and raises ``KeyboardInterrupt``. With ``ray`` the online calls are made by Ray
+    actors (:mod:`rlaif.executors.ray_data`); what is asked and stored is decided here.
     """
     budget = budget or Budget(cfg.max_cost_usd)
     backends = {spec.name: build_judge(spec) for spec in cfg.judges}
     records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
     escalate_to = escalation_judge(cfg, backends)
-    ask = _Asker(records, cfg, store, budget, batch_dir)
+    ask = _Asker(records, cfg, store, budget, batch_dir, ray)
     out: list[dict] = []
     unsure_rows: set[int] = set()
     with _finish_in_flight_on_interrupt(budget):
@@ -139,6 +149,7 @@ class _Asker:
     store: JudgmentStore
     budget: Budget
     batch_dir: Path | None
+    ray: RayConfig | None
 
     def __call__(self, backend: Judge, tasks: list[_Task]) -> list[dict]:
         known = self.store.get_many(t.key for t in tasks)
@@ -152,7 +163,7 @@ class _Asker:
             len(todo),
         )
         awaited = backend.judge_all(
-            todo, store=self.store, budget=self.budget, batch_dir=self.batch_dir
+            todo, store=self.store, budget=self.budget, batch_dir=self.batch_dir, ray=self.ray
         )
         stored = self.store.get_many(t.key for t in tasks)
         results = [(t, _result(t, stored, awaited, self.budget)) for t in tasks]

@@ -10,7 +10,7 @@ draws from the same distribution).
 from __future__ import annotations
 
 import shutil
-from contextlib import ExitStack
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +19,9 @@ from datasets import Dataset, concatenate_datasets, load_from_disk
 from rlaif.chat import chat
 from rlaif.config import SampleConfig, ServedModelConfig
 from rlaif.datasets_io import save_atomic
+from rlaif.executors.config import RayConfig
 from rlaif.models import resolve_model
-from rlaif.sampling import Completion, Engine, GenerationParams, open_engine
+from rlaif.sampling import Completion, GenerationParams, open_engine
 
 if TYPE_CHECKING:
     from rlaif.stage_table import Run
@@ -33,7 +34,8 @@ def step(run: Run) -> dict:
     if run.start:  # on-policy: the latest trained policy, which only this machine has
         out = sample(run.train_prompts, cfg.local(), model=str(run.start.path), parts_dir=parts)
     else:
-        out = sample(run.train_prompts, cfg, model=run.cfg.model, parts_dir=parts)
+        ray = run.cfg.ray_executor()
+        out = sample(run.train_prompts, cfg, model=run.cfg.model, parts_dir=parts, ray=ray)
     run.save("sample", out)
     shutil.rmtree(parts.parent)
     finished = [f for fs in out["finished"] for f in fs]
@@ -41,52 +43,72 @@ def step(run: Run) -> dict:
 
 
 def sample(
-    prompts: Dataset, cfg: SampleConfig, *, model: str, parts_dir: Path | None = None
+    prompts: Dataset,
+    cfg: SampleConfig,
+    *,
+    model: str,
+    parts_dir: Path | None = None,
+    ray: RayConfig | None = None,
 ) -> Dataset:
     """Add ``responses`` (N texts), ``n_tokens`` and ``finished`` (stopped at EOS) per prompt.
 
-    The engine is opened once, for the first chunk not already saved, and kept for the rest."""
+    Chunks already saved are read back; the rest are sampled here (one engine, opened for
+    the first of them) or, with ``ray``, by Ray actors, and each is saved as it finishes."""
     model_path = resolve_model(model, field="model")
-    parts = []
-    with ExitStack() as stack:
-        engine: Engine | None = None
-        for index, lo in enumerate(range(0, len(prompts), cfg.chunk_size)):
-            part = parts_dir / f"chunk-{index:05d}" if parts_dir else None
-            if part is not None and part.exists():
-                parts.append(load_from_disk(str(part)))
-                continue
-            if engine is None:
-                engine = stack.enter_context(
-                    open_engine(
-                        model_path,
-                        backend=cfg.backend,
-                        dtype=cfg.dtype,
-                        seed=cfg.seed + index,
-                        gpu_memory_utilization=cfg.gpu_memory_utilization,
-                        server=_named(cfg.server, model),
-                    )
-                )
-            chunk = prompts.select(range(lo, min(lo + cfg.chunk_size, len(prompts))))
-            done = _sample_chunk(engine, chunk, cfg, seed=cfg.seed + index)
-            if part is not None:
-                save_atomic(done, part)
-            parts.append(done)
-    return concatenate_datasets(parts) if parts else _with_completions(prompts, [])
+    cfg = cfg.model_copy(update={"server": _named(cfg.server, model)})
+    chunks, parts = {}, {}
+    for index, lo in enumerate(range(0, len(prompts), cfg.chunk_size)):
+        part = parts_dir / f"chunk-{index:05d}" if parts_dir else None
+        if part is not None and part.exists():
+            parts[index] = load_from_disk(str(part))
+        else:
+            chunks[index] = prompts.select(range(lo, min(lo + cfg.chunk_size, len(prompts))))
+    conversations = {
+        i: [chat(p, cfg.system_prompt) for p in chunk["prompt"]] for i, chunk in chunks.items()
+    }
+    if ray is not None:
+        from rlaif.executors.ray_data import sample_chunks
+
+        sampled = sample_chunks(ray, model_path, cfg, conversations)
+    else:
+        sampled = _sample_here(model_path, cfg, conversations)
+    for index, completions in sampled:
+        parts[index] = _with_completions(chunks[index], completions)
+        if parts_dir is not None:
+            save_atomic(parts[index], parts_dir / f"chunk-{index:05d}")
+    ordered = [parts[i] for i in sorted(parts)]
+    return concatenate_datasets(ordered) if ordered else _with_completions(prompts, [])
 
 
-def _sample_chunk(engine: Engine, chunk: Dataset, cfg: SampleConfig, seed: int) -> Dataset:
-    completions = engine.generate(
-        [chat(p, cfg.system_prompt) for p in chunk["prompt"]],
-        GenerationParams(
-            n=cfg.n,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            batch_size=cfg.batch_size,
-            seed=seed,
-        ),
+def _sample_here(
+    model: Path, cfg: SampleConfig, chunks: dict[int, list]
+) -> Iterator[tuple[int, list[list[Completion]]]]:
+    """Each chunk in turn with one engine, opened for the first (chunk ``i`` with seed
+    ``seed + i``, so a resumed stage samples as an uninterrupted one)."""
+    if not chunks:
+        return
+    first = min(chunks)
+    with open_engine(
+        model,
+        backend=cfg.backend,
+        dtype=cfg.dtype,
+        seed=cfg.seed + first,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        server=cfg.server,
+    ) as engine:
+        for index, conversations in sorted(chunks.items()):
+            yield index, engine.generate(conversations, generation_params(cfg, cfg.seed + index))
+
+
+def generation_params(cfg: SampleConfig, seed: int) -> GenerationParams:
+    return GenerationParams(
+        n=cfg.n,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        batch_size=cfg.batch_size,
+        seed=seed,
     )
-    return _with_completions(chunk, completions)
 
 
 def _with_completions(rows: Dataset, completions: list[list[Completion]]) -> Dataset:

@@ -180,6 +180,9 @@ class LoopbackJudgeServer:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("content-length", 0))
                 raw = self.rfile.read(length)
+                if len(raw) < length:  # the client died mid-send: no request, nothing paid
+                    self.close_connection = True
+                    return
                 routed = server.route("POST", self.path, self.headers.get("content-type"), raw)
                 if routed is not None:
                     self._send(*routed)
