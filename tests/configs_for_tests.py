@@ -103,3 +103,19 @@ def prompt_pipeline(
     source = {"source": str(prompts), "id_column": None, "limit": None, "eval_size": eval_size}
     config = pipeline(tmp_path, model, name=name, judges=judges, prompts=source, **changes)
     return write(tmp_path, config)
+
+
+SECRET = "sk-live-0123456789abcdefSECRET"
+"""The key in ``$RLAIF_TEST_SECRET`` for :func:`echoed_key_pipeline`."""
+
+
+def echoed_key_pipeline(tmp_path: Path, model: Path, url: str) -> Path:
+    """Three prompts whose every judgment gets a 401 from the loopback server at ``url``
+    (``echo_key=True``), its body repeating the key sent (:data:`SECRET`, from the environment)."""
+    return prompt_pipeline(
+        tmp_path,
+        model,
+        [f"[[401]] Question {i}: how many legs does a spider have?" for i in range(3)],
+        judges=[api_judge(url, api_key_env="RLAIF_TEST_SECRET")],
+        eval_size=1,
+    )

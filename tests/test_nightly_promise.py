@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run_cli, start, stored, wait_for
-from configs_for_tests import api_judge, pipeline, prompt_pipeline, write
+from configs_for_tests import (
+    SECRET,
+    api_judge,
+    echoed_key_pipeline,
+    pipeline,
+    prompt_pipeline,
+    write,
+)
 from datasets import load_from_disk
 
 from rlaif.nightly import Ledger
@@ -240,25 +247,18 @@ def test_two_runs_on_one_store_pay_once_for_each_key(tmp_path, tiny_model):
 
 
 def test_a_key_echoed_by_the_server_is_redacted_everywhere(tmp_path, tiny_model):
-    secret = "sk-live-0123456789abcdefSECRET"
     with LoopbackJudgeServer(echo_key=True) as server:
-        cfg = prompt_pipeline(
-            tmp_path,
-            tiny_model,
-            [f"[[401]] {q}" for q in QUESTIONS[:3]],
-            judges=[api_judge(server.openai_url, api_key_env="RLAIF_TEST_SECRET")],
-            eval_size=1,
-        )
+        cfg = echoed_key_pipeline(tmp_path, tiny_model, server.openai_url)
         done = run_cli(
             "run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge",
-            cwd=tmp_path, env={"RLAIF_TEST_SECRET": secret},
+            cwd=tmp_path, env={"RLAIF_TEST_SECRET": SECRET},
         )  # fmt: skip
     assert done.returncode == 2
     assert "invalid api key" in done.stderr and "[REDACTED]" in done.stderr
-    assert secret not in done.stdout + done.stderr
+    assert SECRET not in done.stdout + done.stderr
     for path in tmp_path.rglob("*"):
         if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+            assert SECRET.encode() not in path.read_bytes(), path
 
 
 def test_a_key_pasted_into_api_key_env_is_refused_without_being_printed(tmp_path, tiny_model):

@@ -5,6 +5,7 @@ local executor says it."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -14,11 +15,16 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run_cli, start, stored, wait_for
-from configs_for_tests import RULE, api_judge, prompt_pipeline
-from datasets import load_from_disk
+from configs_for_tests import RULE, SECRET, api_judge, echoed_key_pipeline, prompt_pipeline
+from datasets import Dataset, load_from_disk
 
 from rlaif.cli_exit import EXIT_BAD_INPUT
+from rlaif.config import EvaluateConfig, JudgeConfig, Price, PythonJudgeConfig, SampleConfig
+from rlaif.executors.config import RayConfig
 from rlaif.run_dir import read_manifest
+from rlaif.stages.evaluate import evaluate
+from rlaif.stages.judge import judge
+from rlaif.store import JudgmentStore
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 pytest.importorskip("ray")
@@ -91,7 +97,7 @@ def test_ray_gives_what_the_local_executor_gives(tmp_path, tiny_model):
         assert local_stage["counts"] == ray_stage["counts"], name
 
 
-def test_a_killed_ray_run_resumes_and_pays_only_for_what_was_in_flight(tmp_path, tiny_model):
+def test_ctrl_c_and_kill_9_on_ray_pay_only_for_what_was_in_flight(tmp_path, tiny_model):
     before = ray_processes()
     with LoopbackJudgeServer(latency_s=0.2) as server:
         cfg = prompt_pipeline(
@@ -106,13 +112,22 @@ def test_a_killed_ray_run_resumes_and_pays_only_for_what_was_in_flight(tmp_path,
         store = tmp_path / "judgments.sqlite"
         proc = start(args, tmp_path)
         wait_for(proc, lambda: stored(store) >= 8)
+        os.kill(proc.pid, signal.SIGINT)  # batches in flight finish and are stored
+        assert proc.wait(timeout=120) == 130, proc.log.read_text()[-3000:]
+        assert "interrupted: every judgment that arrived is stored" in proc.log.read_text()
+        assert read_manifest(tmp_path / "run")["stages"]["judge"]["status"] == "interrupted"
+        kept = stored(store)
+        assert max(server.answers.values()) == 1 and kept < 44
+        proc = start(args, tmp_path)
+        wait_for(proc, lambda: stored(store) >= kept + 8)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         final = run_cli(*args, cwd=tmp_path)
         assert final.returncode == 0, final.stderr[-3000:]
     paid_twice = sum(n - 1 for n in server.answers.values())
+    assert server.peak_in_flight <= 4  # max_concurrency, split between the two actors
     assert len(server.answers) == stored(store) == 44
-    # in flight at the kill: the batch each actor was answering
+    # in flight at the kill -9: the batch each actor was answering
     assert paid_twice <= 2 * 4, server.answers.most_common(10)
     judge = read_manifest(tmp_path / "run")["stages"]["judge"]
     assert judge["status"] == "completed" and judge["counts"]["ok"] == 44
@@ -122,22 +137,77 @@ def test_a_killed_ray_run_resumes_and_pays_only_for_what_was_in_flight(tmp_path,
 def test_a_fatal_judge_error_in_an_actor_stops_the_run_saying_why_without_the_key(
     tmp_path, tiny_model
 ):
-    secret = "sk-live-0123456789abcdefSECRET"
     with LoopbackJudgeServer(echo_key=True) as server:
-        cfg = prompt_pipeline(
-            tmp_path,
-            tiny_model,
-            [f"[[401]] {q}" for q in QUESTIONS[:3]],
-            judges=[api_judge(server.openai_url, api_key_env="RLAIF_TEST_SECRET")],
-            eval_size=1,
-        )
+        cfg = echoed_key_pipeline(tmp_path, tiny_model, server.openai_url)
         args = ["run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge"]
-        env = {"RLAIF_TEST_SECRET": secret}
-        on_ray = run_cli(*args, *sets(RAY), cwd=tmp_path, env=env)
+        on_ray = run_cli(*args, *sets(RAY), cwd=tmp_path, env={"RLAIF_TEST_SECRET": SECRET})
     assert on_ray.returncode == EXIT_BAD_INPUT, on_ray.stderr[-3000:]
     assert "invalid api key Bearer [REDACTED]" in on_ray.stderr
     assert "Traceback" not in on_ray.stderr
     ray_logs = Path(tempfile.gettempdir()) / "ray" / "session_latest" / "logs"
     for path in [*tmp_path.rglob("*"), *ray_logs.rglob("*")]:
         if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.fixture(scope="module")
+def ray_here():
+    """A Ray started in this process for the tests that call stages directly (the CLI tests
+    start their own, as a user's run does)."""
+    import ray
+
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(Path(__file__).parent)  # the actors' judge module
+    yield RayConfig(num_cpus=2, judge_workers=2, cpus_per_worker=0.5, batch_size=2)
+    ray.shutdown()
+    if path is None:
+        os.environ.pop("PYTHONPATH")
+    else:
+        os.environ["PYTHONPATH"] = path
+
+
+def test_evaluation_on_ray_equals_evaluation_here(tmp_path, tiny_model, embedded_model, ray_here):
+    """The SFT model's answers sampled and the comparisons judged by Ray actors, against the
+    same evaluation here."""
+    held_out = Dataset.from_dict(
+        {"prompt_id": ["a", "b", "c"], "prompt": ["Hi?", "Why is the sky blue?", "Name a fruit."]}
+    )
+    args = dict(
+        cfg=EvaluateConfig(max_new_tokens=8),
+        policy=str(tiny_model),
+        reference=str(embedded_model),
+        sample_cfg=SampleConfig(backend="transformers", dtype="float32"),
+        judge_cfg=JudgeConfig(judges=[PythonJudgeConfig(callable=RULE)]),
+    )
+    with JudgmentStore(tmp_path / "here.sqlite") as here:
+        local = evaluate(held_out, store=here, **args)
+        judged_here = len(here)
+    with JudgmentStore(tmp_path / "ray.sqlite") as there:
+        remote = evaluate(held_out, store=there, ray=ray_here, **args)
+        assert len(there) == judged_here > 0
+    assert remote.to_list() == local.to_list()
+
+
+def test_the_budget_stops_the_actors(tmp_path, ray_here):
+    """Past judge.max_cost_usd actors start no batch; those in flight are paid and stored."""
+    price = Price(input_per_mtok=1000.0, output_per_mtok=0.0)  # about $0.13 a call
+    with LoopbackJudgeServer(latency_s=0.1) as server:
+        spec = api_judge(server.openai_url, max_concurrency=2, price=price.model_dump())
+        cfg = JudgeConfig(judges=[spec], max_cost_usd=0.3)
+        data = Dataset.from_list(
+            [
+                {"pair_id": f"p{i}", "prompt_id": f"q{i}", "prompt": f"Question {i}?",
+                 "index_a": 0, "index_b": 1, "response_a": "Yes.", "response_b": "No, never."}
+                for i in range(10)
+            ]
+        )  # fmt: skip
+        with JudgmentStore(tmp_path / "j.sqlite") as store:
+            out = judge(data, cfg, store=store, ray=ray_here)
+            kept = len(store)
+        paid = sum(server.answers.values())
+    assert server.peak_in_flight <= 2
+    statuses = out["status"]
+    assert paid == kept == statuses.count("ok")
+    assert statuses.count("skipped") == 20 - kept > 0
+    # over the cap by at most what the actors had in flight when it was reached
+    assert kept <= math.ceil(0.3 / 0.13) + ray_here.judge_workers * ray_here.batch_size

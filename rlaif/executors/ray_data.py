@@ -45,15 +45,16 @@ def start_ray(cfg: RayConfig) -> Any:
             'executor: ray needs Ray Data: pip install -e ".[ray]" (ray[data])'
         ) from exc
     if not ray.is_initialized():
-        # actors import judge callables and rubrics the way this process does
-        path = os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH")] if p)
-        ray.init(
-            address=cfg.address,
-            num_cpus=cfg.num_cpus if cfg.address is None else None,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": path}},
-        )
+        if cfg.address is None:  # here: actors import judge modules as this process does
+            path = os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH")] if p)
+            ray.init(
+                num_cpus=cfg.num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+            )
+        else:  # a cluster: the job's runtime environment (ray job submit --working-dir)
+            ray.init(address=cfg.address, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         log.info("ray: %s", ray.cluster_resources())

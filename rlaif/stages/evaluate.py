@@ -17,6 +17,7 @@ import numpy as np
 from datasets import Dataset
 
 from rlaif.config import EvaluateConfig, JudgeConfig, SampleConfig
+from rlaif.executors.config import RayConfig
 from rlaif.judges import Budget
 from rlaif.models import resolve_model
 from rlaif.preferences.bias import fit_logistic
@@ -59,6 +60,7 @@ def step(run: Run) -> dict[str, Any]:
             judge_cfg=cfg.judge,
             store=store,
             budget=run.budget,
+            ray=cfg.ray_executor(),
         )
         if run.start:  # an on-policy round: against the policy it started from, too
             previous = evaluate(
@@ -156,11 +158,13 @@ def evaluate(
     store: JudgmentStore,
     budget: Budget | None = None,
     policy_answers: list[str] | None = None,
+    ray: RayConfig | None = None,
 ) -> Dataset:
     """One row per held-out prompt: both responses, ``p_policy`` = P(policy wins) and the
     ``cost_usd`` of the judge calls paid for it in this run. ``policy_answers`` are the
     policy's answers when they were sampled already (greedy, so the same). The policy samples
-    here; the reference as ``sample_cfg`` says (a served SFT model through its server)."""
+    here (only this machine has it); the reference as ``sample_cfg`` says (a served SFT model
+    through its server), on Ray actors with ``ray``, which also judge."""
     gen = sample_cfg.model_copy(
         update={
             "n": 1,
@@ -174,7 +178,7 @@ def evaluate(
         if policy_answers is None
         else policy_answers
     )
-    theirs = sample(held_out, gen, model=reference)
+    theirs = sample(held_out, gen, model=reference, ray=ray)
     pairs = Dataset.from_dict(
         {
             "pair_id": [f"eval:{p}" for p in held_out["prompt_id"]],
@@ -197,7 +201,7 @@ def evaluate(
     p_by_pair: dict[str, list[float]] = {}
     cost_by_pair: dict[str, float] = {}
     if len(different):
-        for rec in judge(different, judge_cfg, store=store, budget=budget):
+        for rec in judge(different, judge_cfg, store=store, budget=budget, ray=ray):
             if rec["status"] == "ok" and rec["p_a"] is not None:
                 p_by_pair.setdefault(rec["pair_id"], []).append(rec["p_a"])
             if not rec["cached"]:
