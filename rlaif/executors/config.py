@@ -24,5 +24,7 @@ class RayConfig(Strict):
     """CPUs each actor reserves; torch in a sampling actor uses that many threads."""
     gpus_per_worker: float = Field(default=0.0, ge=0)
     """GPUs each sampling or local-judge actor reserves (vLLM or transformers on GPU nodes)."""
-    batch_size: int = Field(default=16, ge=1)
-    """Judge requests per actor call: an actor answers a batch, then looks at the budget."""
+    batch_size: int = Field(default=64, ge=1)
+    """Judge requests per actor call: an actor answers a batch, then looks at the budget. A
+    kill -9 of the driver re-asks at most ``judge_workers x batch_size``; smaller batches
+    lose throughput to the wait for each batch's slowest answer."""

@@ -52,6 +52,7 @@ class ApiJudge(RubricJudge):
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
+        self.probed = False
         self.name = cfg.name
         self.model = cfg.model
         self.batch = cfg.batch
@@ -165,12 +166,15 @@ class ApiJudge(RubricJudge):
         workers: list[asyncio.Future] = []
         try:
             # One request alone first: a judge nothing answers for fails once, clearly,
-            # instead of every request failing after its retries.
-            if budget.allows():
+            # instead of every request failing after its retries. Once per judge: a Ray actor
+            # calls run for every batch, and a probe each time would halve its throughput.
+            probing = budget.allows() and not self.probed
+            if probing:
                 await answer(*next(pending), probe=True)
+                self.probed = True
             workers = [
                 asyncio.ensure_future(worker())
-                for _ in range(min(self.cfg.max_concurrency, len(requests) - 1))
+                for _ in range(min(self.cfg.max_concurrency, len(requests) - probing))
             ]
             await asyncio.gather(*workers)
         finally:
