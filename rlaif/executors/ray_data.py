@@ -75,6 +75,7 @@ class _SampleWorker:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from rlaif.sampling import open_engine
+        from rlaif.stages.sample import generation_params
 
         if self.engine is None:
             cfg = self.cfg
@@ -88,8 +89,6 @@ class _SampleWorker:
                     server=cfg.server,
                 )
             )
-        from rlaif.stages.sample import generation_params
-
         out = []
         for index, conversations in zip(batch["index"], batch["conversations"], strict=True):
             params = generation_params(self.cfg, self.cfg.seed + int(index))
@@ -187,20 +186,21 @@ def judge_requests(
         num_gpus=cfg.gpus_per_worker if judge.cfg.backend in LOCAL_MODEL_JUDGES else 0,
     )
     stopped = False
-    for batch in _streamed(answered):
-        for index, verdict in zip(batch["index"], batch["verdict"], strict=True):
-            if not verdict:
-                continue
-            got = Verdict(**json.loads(verdict))
-            budget.add(got.cost_usd)
-            on_result(int(index), got)
-        if fatal := next((f for f in batch["fatal"] if f), None):
-            switch.close.remote()
-            raise FatalJudgeError(fatal)
-        if not stopped and not budget.allows():
-            stopped = True
-            switch.close.remote()
-    ray.kill(switch)
+    try:
+        for batch in _streamed(answered):
+            for index, verdict in zip(batch["index"], batch["verdict"], strict=True):
+                if not verdict:
+                    continue
+                got = Verdict(**json.loads(verdict))
+                budget.add(got.cost_usd)
+                on_result(int(index), got)
+            if fatal := next((f for f in batch["fatal"] if f), None):
+                raise FatalJudgeError(fatal)
+            if not stopped and not budget.allows():
+                stopped = True
+                switch.close.remote()
+    finally:
+        ray.kill(switch)  # a batch still to start finds it gone and fails: no call is made
 
 
 def _pool(ray: Any, size: int) -> Any:
