@@ -128,6 +128,25 @@ def test_concurrency_is_bounded(server):
     assert 0.75 <= elapsed < 2.0  # 4 waves of 0.2 s
 
 
+@pytest.mark.parametrize("keep_open", [False, True])
+def test_a_judge_kept_open_reuses_its_connections_across_runs(server, keep_open):
+    """A Ray actor or a live reward calls ``run`` per batch: kept open, a judge answers every
+    batch over the connections it opened for the first."""
+    judge = build_judge(openai_cfg(server, max_concurrency=4))
+    if keep_open:
+        judge.keep_open()
+    server.latency_s = 0.05
+    for batch in range(3):
+        got = {}
+        judge.run([req(f"b{batch} q{i}") for i in range(8)], got.__setitem__, Budget())
+        assert [got[i].status for i in range(8)] == ["ok"] * 8
+    assert server.requests == 24
+    if keep_open:
+        assert server.connections <= 4
+    else:
+        assert server.connections >= 3 * 4 - 1  # each run opens its own (the probe's is reused)
+
+
 def test_requests_per_minute_limit_avoids_429s():
     with LoopbackJudgeServer(max_per_second=12) as strict:
         start = time.monotonic()

@@ -11,6 +11,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,40 @@ def test_the_budget_stops_the_actors(tmp_path, ray_here):
     assert statuses.count("skipped") == 20 - kept > 0
     # over the cap by at most what the actors had in flight when it was reached
     assert kept <= math.ceil(0.3 / 0.13) + ray_here.judge_workers * ray_here.batch_size
+
+
+def test_a_killed_actor_s_batch_is_retried_and_only_it_is_paid_twice(tmp_path, ray_here):
+    """Ray restarts a SIGKILLed judge actor and retries its batch: every judgment arrives,
+    and what is paid twice is at most that batch."""
+    with LoopbackJudgeServer(latency_s=0.2) as server:
+        spec = api_judge(server.openai_url, max_concurrency=4, timeout_s=60.0)
+        data = Dataset.from_list(
+            [
+                {"pair_id": f"p{i}", "prompt_id": f"q{i}", "prompt": f"Question {i}?",
+                 "index_a": 0, "index_b": 1, "response_a": "Yes.", "response_b": "No, never."}
+                for i in range(16)
+            ]
+        )  # fmt: skip
+        killed: list[int] = []
+
+        def kill_an_actor() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                actors = subprocess.run(
+                    ["pgrep", "-f", r"MapBatches\(_JudgeWorker\)"], capture_output=True, text=True
+                ).stdout.split()
+                if actors and sum(server.answers.values()) >= 6:
+                    os.kill(int(actors[0]), signal.SIGKILL)
+                    killed.append(int(actors[0]))
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_an_actor)
+        killer.start()
+        with JudgmentStore(tmp_path / "j.sqlite") as store:
+            out = judge(data, JudgeConfig(judges=[spec]), store=store, ray=ray_here)
+            kept = len(store)
+        killer.join()
+    assert killed, "no judge actor was found to kill"
+    assert out["status"].count("ok") == kept == len(server.answers) == 32
+    paid_twice = sum(n - 1 for n in server.answers.values())
+    assert paid_twice <= ray_here.batch_size, server.answers.most_common(6)

@@ -139,6 +139,7 @@ class _JudgeWorker:
         from rlaif.judges import build_judge
 
         self.judge = build_judge(spec)
+        self.judge.keep_open()
         self.switch = switch
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +178,14 @@ def judge_requests(
         {"index": i, "request": json.dumps(asdict(r), ensure_ascii=False)}
         for i, r in enumerate(requests)
     ]
-    answered = ray.data.from_items(rows).map_batches(
+    # One block per batch: a block is not split across batches, so blocks of another size
+    # would leave a small batch at each block's end, which costs a round of answers.
+    blocks = math.ceil(len(rows) / cfg.batch_size)
+    answered = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         _JudgeWorker,
         fn_constructor_args=(_shared_limits(judge.cfg, cfg.judge_workers), switch),
         batch_size=cfg.batch_size,
-        compute=_pool(ray, min(cfg.judge_workers, math.ceil(len(rows) / cfg.batch_size))),
+        compute=_pool(ray, min(cfg.judge_workers, blocks)),
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker if judge.cfg.backend in LOCAL_MODEL_JUDGES else 0,
     )

@@ -65,6 +65,7 @@ class ApiJudge(RubricJudge):
         self.api_key = self._api_key()
         self.in_flight = 0
         self.attempts = 0
+        self._session: _Session | None = None
 
     def _api_key(self) -> str:
         return secret_from_env(self.cfg.api_key_env, f"judge '{self.cfg.name}'")
@@ -137,12 +138,22 @@ class ApiJudge(RubricJudge):
 
     # -- running --------------------------------------------------------------------------
     def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
-        if requests:
-            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-                runner.run(self._run(requests, on_result, budget))
+        if not requests:
+            return
+        session = self._session or _Session()
+        try:
+            session.runner.run(self._run(session, requests, on_result, budget))
+        finally:
+            if session is not self._session:
+                session.close()
 
-    async def _run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget):
-        client = self._client()
+    def keep_open(self) -> None:
+        self._session = self._session or _Session()
+
+    async def _run(
+        self, session: _Session, requests: list[JudgeRequest], on_result: OnResult, budget: Budget
+    ) -> None:
+        client = session.client = session.client or self._client()
         # Requests are spaced evenly (a bucket of one), so no 60-second window ever holds more
         # than the limit; tokens may burst by one second's worth.
         rpm_limit, tpm_limit = self.cfg.requests_per_minute, self.cfg.tokens_per_minute
@@ -180,7 +191,6 @@ class ApiJudge(RubricJudge):
         finally:
             for w in workers:
                 w.cancel()
-            await client.close()
 
     async def _judge_one(
         self,
@@ -271,6 +281,21 @@ class ApiJudge(RubricJudge):
             f"judge '{self.name}': {where} answered {describe_error(exc)}; stopping the stage "
             f"(every request would fail the same way){'; ' + hint if hint else ''}"
         )
+
+
+class _Session:
+    """An event loop and the HTTP client made in it: one per ``run``, or one for the judge's
+    life after ``keep_open`` (a client per batch would pay its set-up and new connections,
+    new TLS handshakes against a real API, every batch)."""
+
+    def __init__(self) -> None:
+        self.runner = asyncio.Runner(loop_factory=_loop_factory())
+        self.client: Any = None
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.runner.run(self.client.close())
+        self.runner.close()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

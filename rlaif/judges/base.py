@@ -79,6 +79,11 @@ class Judge:
         """
         raise NotImplementedError
 
+    def keep_open(self) -> None:
+        """Keep what ``run`` sets up (an API judge's event loop, client and connections)
+        across calls, for callers that call ``run`` once per batch for a process's life: a
+        Ray actor, a live reward. Nothing to keep by default."""
+
     def judge_all(
         self,
         todo: list[Planned],

@@ -69,6 +69,8 @@ class LoopbackJudgeServer:
         self.answers: Counter[str] = Counter()
         self.served: Counter[int] = Counter()
         self.requests = 0
+        self.connections = 0
+        """TCP connections accepted: what a client that reuses its connections keeps low."""
         self.in_flight = 0
         self.peak_in_flight = 0
         self._recent: deque[float] = deque()
@@ -176,6 +178,11 @@ class LoopbackJudgeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server.connections += 1
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("content-length", 0))

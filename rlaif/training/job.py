@@ -122,6 +122,7 @@ def judge_reward(judges: JudgeConfig | None) -> RewardFn:
     if judges is None or not judges.judges:
         raise ConfigError("train: method 'd_rlaif' needs a judge")
     backend = build_judge(judges.judges[0])
+    backend.keep_open()  # asked once per PPO step
     rubric = backend.rubric
     if rubric is None or backend.mode != "pointwise":
         raise ConfigError(
