@@ -9,7 +9,9 @@ only what was in flight, and the store stays the one source of truth.
 Actors run the engines and judge backends the local executor uses: a sampling actor opens
 the same engine for each chunk's seed, so a chunk sampled on Ray equals the chunk sampled
 here; a judge actor builds the judge from its config. A switch actor carries "stop" from the
-driver (budget spent, Ctrl-C) to the judge actors, which look at it before each batch.
+driver (Ctrl-C) to the judge actors, which look at it before each batch, and counts what
+they spend, closing itself when the budget is spent: the driver sees a batch's cost only when
+it streams back, after the actor may have started its next one.
 """
 
 from __future__ import annotations
@@ -120,13 +122,20 @@ def sample_chunks(
 
 
 class _Switch:
-    """Open until the driver says stop (budget spent or Ctrl-C)."""
+    """Open until the driver says stop (Ctrl-C, its budget) or the actors have spent
+    ``allowance`` USD (None: no cap)."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowance: float | None) -> None:
         self.open = True
+        self.allowance = allowance
 
     def close(self) -> None:
         self.open = False
+
+    def spend(self, usd: float) -> None:
+        if self.allowance is not None:
+            self.allowance -= usd
+            self.open = self.open and self.allowance > 0
 
     def is_open(self) -> bool:
         return self.open
@@ -154,10 +163,13 @@ class _JudgeWorker:
             def keep(i: int, verdict: Verdict) -> None:
                 verdicts[i] = redact(json.dumps(asdict(verdict)))
 
+            spent = Budget()
             try:
-                self.judge.run(requests, keep, Budget())
+                self.judge.run(requests, keep, spent)
             except FatalJudgeError as exc:  # said by the driver, with the answers before it
                 fatal = redact(str(exc))
+            # before this actor's next look at the switch: calls to one actor run in order
+            self.switch.spend.remote(spent.spent)
         return {"index": batch["index"], "verdict": verdicts, "fatal": [fatal] * rows}
 
 
@@ -173,7 +185,8 @@ def judge_requests(
     the budget stops allowing calls, actors stop starting batches; batches in flight finish
     and are handed on, since their calls are paid."""
     ray = start_ray(cfg)
-    switch = ray.remote(num_cpus=0)(_Switch).remote()
+    allowance = None if budget.max_cost_usd is None else budget.max_cost_usd - budget.spent
+    switch = ray.remote(num_cpus=0)(_Switch).remote(allowance)
     rows = [
         {"index": i, "request": json.dumps(asdict(r), ensure_ascii=False)}
         for i, r in enumerate(requests)
