@@ -49,6 +49,17 @@ def sets(items: list[str]) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 
 
+def yes_no_pairs(n: int) -> Dataset:
+    """``n`` pairs for the API judge tests, one prompt each."""
+    return Dataset.from_list(
+        [
+            {"pair_id": f"p{i}", "prompt_id": f"q{i}", "prompt": f"Question {i}?",
+             "index_a": 0, "index_b": 1, "response_a": "Yes.", "response_b": "No, never."}
+            for i in range(n)
+        ]
+    )  # fmt: skip
+
+
 def ray_processes() -> set[int]:
     """The Ray clusters' own processes on this machine (their agents follow within a minute)."""
     out = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True)
@@ -196,13 +207,7 @@ def test_the_budget_stops_the_actors(tmp_path, ray_here):
     with LoopbackJudgeServer(latency_s=0.1) as server:
         spec = api_judge(server.openai_url, max_concurrency=2, price=price.model_dump())
         cfg = JudgeConfig(judges=[spec], max_cost_usd=0.3)
-        data = Dataset.from_list(
-            [
-                {"pair_id": f"p{i}", "prompt_id": f"q{i}", "prompt": f"Question {i}?",
-                 "index_a": 0, "index_b": 1, "response_a": "Yes.", "response_b": "No, never."}
-                for i in range(10)
-            ]
-        )  # fmt: skip
+        data = yes_no_pairs(10)
         with JudgmentStore(tmp_path / "j.sqlite") as store:
             out = judge(data, cfg, store=store, ray=ray_here)
             kept = len(store)
@@ -220,13 +225,7 @@ def test_a_killed_actor_s_batch_is_retried_and_only_it_is_paid_twice(tmp_path, r
     and what is paid twice is at most that batch."""
     with LoopbackJudgeServer(latency_s=0.2) as server:
         spec = api_judge(server.openai_url, max_concurrency=4, timeout_s=60.0)
-        data = Dataset.from_list(
-            [
-                {"pair_id": f"p{i}", "prompt_id": f"q{i}", "prompt": f"Question {i}?",
-                 "index_a": 0, "index_b": 1, "response_a": "Yes.", "response_b": "No, never."}
-                for i in range(16)
-            ]
-        )  # fmt: skip
+        data = yes_no_pairs(16)
         killed: list[int] = []
 
         def kill_an_actor() -> None:
