@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from datasets import Dataset, Features, load_from_disk
+from datasets.table import InMemoryTable
 
 
 def save_atomic(ds: Dataset, target: Path) -> None:
@@ -14,6 +17,19 @@ def save_atomic(ds: Dataset, target: Path) -> None:
     tmp = fresh_dir(target.with_name(target.name + ".tmp"))
     ds.save_to_disk(str(tmp))
     replace_dir(tmp, target)
+
+
+def save_shard(ds: Dataset, target: Path) -> None:
+    """One parquet file, written whole or not at all: the unit a resumed stage reads back.
+    The features go in the file's metadata, so :func:`load_shard` returns them unchanged."""
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(ds.with_format("arrow")[:].cast(ds.features.arrow_schema), tmp)
+    os.replace(tmp, target)
+
+
+def load_shard(path: Path) -> Dataset:
+    return Dataset(InMemoryTable(pq.read_table(path)))
 
 
 def fresh_dir(path: Path) -> Path:

@@ -123,9 +123,9 @@ def test_kill_9_mid_sample_and_mid_judge_then_resume_equals_an_uninterrupted_run
         # 1. in the middle of sampling: some chunks saved, the stage not finished
         proc = start(cfg, run_dir)
         chunks = run_dir / "samples.parts"
-        kill_when(proc, lambda: len(list(chunks.glob("*/chunk-*[0-9]"))) >= 3)
+        kill_when(proc, lambda: len(list(chunks.glob("*/chunk-*.parquet"))) >= 3)
         assert not (run_dir / "samples").exists()
-        saved = {p.name for p in chunks.glob("*/chunk-*[0-9]")}
+        saved = {p.name for p in chunks.glob("*/chunk-*.parquet")}
 
         # 2. in the middle of judging: some judgments stored, the stage not finished
         proc = start(cfg, run_dir)

@@ -5,8 +5,10 @@ local executor says it."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from cli_runner import run_cli, start, stored, wait_for
 from configs_for_tests import RULE, SECRET, api_judge, echoed_key_pipeline, prompt_pipeline
+from conftest import VLLM_ENV
 from datasets import Dataset, load_from_disk
 
 from rlaif.cli_exit import EXIT_BAD_INPUT
@@ -249,3 +252,59 @@ def test_a_killed_actor_s_batch_is_retried_and_only_it_is_paid_twice(tmp_path, r
     assert out["status"].count("ok") == kept == len(server.answers) == 32
     paid_twice = sum(n - 1 for n in server.answers.values())
     assert paid_twice <= ray_here.batch_size, server.answers.most_common(6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
+def test_vllm_sampling_on_ray_goes_through_ray_data_s_vllm_stage(tmp_path, embedded_model):
+    """``sample.backend: vllm`` on Ray: Ray Data's vLLM stage, a prompt sent as ``n`` rows and
+    gathered back into its chunk, gives what the same engine gives here (greedy, so equal)."""
+    questions = ["Name a fruit.", "What is 2 + 2?", "Say hello.", "Name a colour.", "Hi?"]
+    cfg = prompt_pipeline(tmp_path, embedded_model, questions, eval_size=1)
+    greedy = ["sample.backend=vllm", "sample.temperature=0", "sample.n=2",
+              "sample.max_new_tokens=8", "sample.chunk_size=2", "sample.dtype=float32"]  # fmt: skip
+    on_ray = ["executor=ray", "ray.num_cpus=2", "ray.sample_workers=1", "ray.cpus_per_worker=0.5"]
+    samples = {}
+    for where, extra in (("local", []), ("ray", on_ray)):
+        args = ["run", cfg, "--run-dir", tmp_path / where, "--stages", "sample"]
+        done = run_cli(*args, *sets(greedy + extra), cwd=tmp_path, env=VLLM_ENV, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        samples[where] = load_from_disk(str(tmp_path / where / "samples")).to_list()
+    log = (tmp_path / "ray" / "logs" / "run.log").read_text()
+    assert "Ray Data's vLLM stage: 4 rows (one per answer)" in log  # greedy: 1 per prompt
+    assert samples["ray"] == samples["local"]
+    assert [len(set(r["responses"])) for r in samples["ray"]] == [1, 1, 1, 1]  # greedy copies
+    tokens = [t for r in samples["ray"] for t in r["n_tokens"]]
+    assert all(0 < t <= 8 for t in tokens) and any(t == 8 for t in tokens)
+
+
+def test_answers_streamed_in_any_order_are_gathered_into_their_chunks():
+    """Ray Data's vLLM stage gives one row per answer, in no set order: each chunk is handed on
+    once complete, its prompts and answers in place, a greedy answer repeated ``n`` times."""
+    from rlaif.executors.ray_vllm import gather
+
+    def answers(sizes: dict[int, int], copies: int) -> list[dict]:
+        rows = [
+            {"chunk": c, "row": r, "copy": k, "text": f"{c}/{r}/{k}", "n_tokens": k + 1,
+             "finished": k % 2 == 0}
+            for c, size in sizes.items() for r in range(size) for k in range(copies)
+        ]  # fmt: skip
+        random.Random(0).shuffle(rows)
+        return rows
+
+    sizes = {3: 2, 7: 1, 8: 3}
+    sampled = list(gather(answers(sizes, 2), sizes, copies=2, n=2))
+    assert sorted(index for index, _ in sampled) == [3, 7, 8]
+    for index, chunk in sampled:
+        assert [[c.text for c in cs] for cs in chunk] == [
+            [f"{index}/{r}/0", f"{index}/{r}/1"] for r in range(sizes[index])
+        ]
+        assert [[(c.n_tokens, c.finished) for c in cs] for cs in chunk][0] == [
+            (1, True),
+            (2, False),
+        ]
+    # a chunk is handed on when its last answer arrives, before later chunks are complete
+    rows = sorted(answers(sizes, 2), key=lambda row: row["chunk"] != 7)
+    assert next(gather(iter(rows), sizes, copies=2, n=2))[0] == 7
+
+    greedy = dict(gather(answers({0: 2}, 1), {0: 2}, copies=1, n=3))
+    assert [[c.text for c in cs] for cs in greedy[0]] == [["0/0/0"] * 3, ["0/1/0"] * 3]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import RlaifError
+from rlaif.executors import ray_vllm
 from rlaif.executors.config import RayConfig
 from rlaif.judges.failures import FatalJudgeError
 from rlaif.judges.records import Budget, JudgeRequest, Verdict
@@ -103,8 +104,12 @@ def sample_chunks(
     cfg: RayConfig, model: Path | str, sample_cfg: Any, chunks: dict[int, list]
 ) -> Iterator[tuple[int, list[list[Completion]]]]:
     """``chunks`` (index -> conversations) sampled by ``cfg.sample_workers`` actors, yielded
-    as each finishes (in no particular order)."""
+    as each finishes (in no particular order). ``backend: vllm`` goes through Ray Data's own
+    vLLM stage where Ray's LLM API is installed."""
     if not chunks:
+        return
+    if sample_cfg.backend == "vllm" and ray_vllm.available():
+        yield from ray_vllm.sample_chunks(cfg, model, sample_cfg, chunks)
         return
     ray = start_ray(cfg)
     rows = [{"index": i, "conversations": json.dumps(c)} for i, c in sorted(chunks.items())]

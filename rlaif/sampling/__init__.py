@@ -33,6 +33,12 @@ class GenerationParams:
     batch_size: int = 16
     seed: int = 0
 
+    @property
+    def asked(self) -> int:
+        """Answers to ask an engine for: greedy decoding has one, repeated ``n`` times (vLLM
+        refuses ``n > 1`` without sampling)."""
+        return 1 if self.temperature == 0 else self.n
+
 
 class Engine(Protocol):
     def generate(

@@ -57,13 +57,14 @@ class ServedEngine:
                 response = await client.chat.completions.create(
                     model=self.model,
                     messages=conversation,
-                    n=params.n,
+                    n=params.asked,
                     temperature=params.temperature,
                     top_p=params.top_p if params.temperature > 0 else 1.0,
                     max_tokens=params.max_new_tokens,
                 )
             bar.update(1)
-            return [self._completion(c) for c in sorted(response.choices, key=lambda c: c.index)]
+            got = sorted(response.choices, key=lambda c: c.index)
+            return [self._completion(c) for c in got] * (params.n // params.asked)
 
         try:
             return await asyncio.gather(*(answers(c) for c in conversations))

@@ -50,8 +50,7 @@ class TransformersEngine:
         eos = lm.generation_config.eos_token_id
         stop_ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
         greedy = params.temperature == 0.0
-        # Greedy decoding gives one answer; generate it once and repeat it n times.
-        per_prompt = 1 if greedy else params.n
+        per_prompt = params.asked
         torch.manual_seed(params.seed)
         results: list[list[Completion] | None] = [None] * len(texts)
         with tqdm(total=len(texts), desc=desc, unit="prompt") as bar:

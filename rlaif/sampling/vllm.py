@@ -32,7 +32,7 @@ class VllmEngine:
         from vllm import SamplingParams
 
         sampling = SamplingParams(
-            n=params.n,
+            n=params.asked,
             temperature=params.temperature,
             top_p=params.top_p if params.temperature > 0 else 1.0,
             max_tokens=params.max_new_tokens,
@@ -47,5 +47,6 @@ class VllmEngine:
                 )
                 for o in request.outputs
             ]
+            * (params.n // params.asked)
             for request in outputs
         ]

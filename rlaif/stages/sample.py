@@ -1,7 +1,8 @@
 """Stage 1: N responses per prompt from the SFT policy.
 
 Prompts are sampled in chunks of ``sample.chunk_size``; with a ``parts_dir`` each finished
-chunk is saved at once, so a crashed stage resumes from the last saved chunk. Chunk ``i``
+chunk is saved at once as a parquet shard (on either executor), so a crashed stage resumes
+from the last saved chunk, on Ray or here. Chunk ``i``
 is sampled with seed ``seed + i``: with transformers a resumed stage gives exactly the
 rows of an uninterrupted one (vLLM seeds its engine once, so resumed chunks are fresh
 draws from the same distribution).
@@ -14,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from datasets import Dataset, concatenate_datasets, load_from_disk
+from datasets import Dataset, concatenate_datasets
 
 from rlaif.chat import chat
 from rlaif.config import SampleConfig, ServedModelConfig
-from rlaif.datasets_io import save_atomic
+from rlaif.datasets_io import load_shard, save_shard
 from rlaif.executors.config import RayConfig
 from rlaif.models import resolve_model
 from rlaif.sampling import Completion, GenerationParams, open_engine
@@ -58,9 +59,9 @@ def sample(
     cfg = cfg.model_copy(update={"server": _named(cfg.server, model)})
     chunks, parts = {}, {}
     for index, lo in enumerate(range(0, len(prompts), cfg.chunk_size)):
-        part = parts_dir / f"chunk-{index:05d}" if parts_dir else None
+        part = parts_dir / f"chunk-{index:05d}.parquet" if parts_dir else None
         if part is not None and part.exists():
-            parts[index] = load_from_disk(str(part))
+            parts[index] = load_shard(part)
         else:
             chunks[index] = prompts.select(range(lo, min(lo + cfg.chunk_size, len(prompts))))
     conversations = {
@@ -75,7 +76,7 @@ def sample(
     for index, completions in sampled:
         parts[index] = _with_completions(chunks[index], completions)
         if parts_dir is not None:
-            save_atomic(parts[index], parts_dir / f"chunk-{index:05d}")
+            save_shard(parts[index], parts_dir / f"chunk-{index:05d}.parquet")
     ordered = [parts[i] for i in sorted(parts)]
     return concatenate_datasets(ordered) if ordered else _with_completions(prompts, [])
 
