@@ -120,6 +120,15 @@ def test_sampling_from_a_served_model(tmp_path, vllm_server, embedded_model):
     assert all(0 < t <= 13 for t in tokens)
     assert len(load_from_disk(str(tmp_path / "run" / "preferences"))) > 0
 
+    # greedy: vLLM refuses n > 1 without sampling, so one answer is asked for and repeated
+    prompts = load_from_disk(str(tmp_path / "run" / "prompts" / "train"))
+    greedy = SampleConfig(backend="openai", server=server, n=3, temperature=0, max_new_tokens=6)
+    before = served_requests(vllm_server)
+    answers = sample(prompts, greedy, model=str(embedded_model))["responses"]
+    assert served_requests(vllm_server) - before == len(prompts)
+    assert [len(r) for r in answers] == [3] * len(prompts)
+    assert all(len(set(r)) == 1 and r[0] for r in answers)
+
     wrong = SampleConfig(backend="openai", server={**server, "served_model": "nope"})
     with pytest.raises(RlaifError, match="answered 404 for model 'nope'"):
         sample(

@@ -21,7 +21,10 @@ class RayConfig(Strict):
     """Judging actors. API judges' ``max_concurrency`` and ``requests_per_minute`` are split
     between them, so the provider sees the limits the config names."""
     cpus_per_worker: float = Field(default=1.0, gt=0)
-    """CPUs each actor reserves; torch in a sampling actor uses that many threads."""
+    """CPUs each sampling actor reserves (torch there uses that many threads), and each judging
+    actor that holds a model."""
+    judge_cpus_per_worker: float = Field(default=0.25, gt=0)
+    """CPUs each API judging actor reserves: it waits on the network, so four share a core."""
     gpus_per_worker: float = Field(default=0.0, ge=0)
     """GPUs each sampling or local-judge actor reserves (vLLM or transformers on GPU nodes)."""
     batch_size: int = Field(default=64, ge=1)

@@ -199,13 +199,14 @@ def judge_requests(
     # One block per batch: a block is not split across batches, so blocks of another size
     # would leave a small batch at each block's end, which costs a round of answers.
     blocks = math.ceil(len(rows) / cfg.batch_size)
+    holds_model = judge.cfg.backend in LOCAL_MODEL_JUDGES
     answered = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         _JudgeWorker,
         fn_constructor_args=(_shared_limits(judge.cfg, cfg.judge_workers), switch),
         batch_size=cfg.batch_size,
         compute=_pool(ray, min(cfg.judge_workers, blocks)),
-        num_cpus=cfg.cpus_per_worker,
-        num_gpus=cfg.gpus_per_worker if judge.cfg.backend in LOCAL_MODEL_JUDGES else 0,
+        num_cpus=cfg.cpus_per_worker if holds_model else cfg.judge_cpus_per_worker,
+        num_gpus=cfg.gpus_per_worker if holds_model else 0,
     )
     stopped = False
     try:
