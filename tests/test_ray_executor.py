@@ -29,6 +29,7 @@ from rlaif.executors.config import RayConfig
 from rlaif.run_dir import read_manifest
 from rlaif.stages.evaluate import evaluate
 from rlaif.stages.judge import judge
+from rlaif.stages.sample import sample
 from rlaif.store import JudgmentStore
 from rlaif.testing.loopback import LoopbackJudgeServer
 
@@ -202,6 +203,22 @@ def test_evaluation_on_ray_equals_evaluation_here(tmp_path, tiny_model, embedded
         remote = evaluate(held_out, store=there, ray=ray_here, **args)
         assert len(there) == judged_here > 0
     assert remote.to_list() == local.to_list()
+
+
+def test_sampling_resumes_from_the_shards_on_either_executor(tmp_path, tiny_model, ray_here):
+    """Chunks sampled here and saved as shards; one lost; the re-run on Ray samples only it,
+    and the whole equals the run here (chunk ``i`` is seeded with ``seed + i`` everywhere)."""
+    prompts = Dataset.from_dict({"prompt": [f"Question {i}: name a tree." for i in range(6)]})
+    cfg = SampleConfig(backend="transformers", dtype="float32", n=2, max_new_tokens=6, chunk_size=2)
+    parts = tmp_path / "parts"
+    here = sample(prompts, cfg, model=str(tiny_model), parts_dir=parts).to_list()
+    assert sorted(p.name for p in parts.iterdir()) == [f"chunk-0000{i}.parquet" for i in range(3)]
+    (parts / "chunk-00001.parquet").unlink()
+    kept = {p: p.stat().st_mtime_ns for p in parts.iterdir()}
+    resumed = sample(prompts, cfg, model=str(tiny_model), parts_dir=parts, ray=ray_here)
+    assert resumed.to_list() == here
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # read back, not sampled again
+    assert (parts / "chunk-00001.parquet").exists()
 
 
 def test_the_budget_stops_the_actors(tmp_path, ray_here):
