@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rlaif.devices import resolve_dtype, vllm_enforce_eager
+from rlaif.devices import resolve_dtype
 from rlaif.executors.config import RayConfig
 from rlaif.models import load_tokenizer
 from rlaif.sampling import Completion, GenerationParams
@@ -71,7 +71,7 @@ def sample_chunks(
                 else resolve_dtype(sample_cfg.dtype, where="sampling (vLLM on Ray)"),
                 "seed": params.seed,
                 "gpu_memory_utilization": sample_cfg.gpu_memory_utilization,
-                "enforce_eager": not on_gpu and vllm_enforce_eager(),
+                "enforce_eager": not on_gpu,  # compiling takes minutes on a CPU, wins nothing
             },
             concurrency=cfg.sample_workers,
             batch_size=sample_cfg.batch_size,

@@ -1,11 +1,10 @@
 """Stage 1: N responses per prompt from the SFT policy.
 
 Prompts are sampled in chunks of ``sample.chunk_size``; with a ``parts_dir`` each finished
-chunk is saved at once as a parquet shard (on either executor), so a crashed stage resumes
-from the last saved chunk, on Ray or here. Chunk ``i``
-is sampled with seed ``seed + i``: with transformers a resumed stage gives exactly the
-rows of an uninterrupted one (vLLM seeds its engine once, so resumed chunks are fresh
-draws from the same distribution).
+chunk is saved at once as a parquet shard (by either executor), so a crashed stage resumes
+from the last saved chunk, on Ray or here. Chunk ``i`` is sampled with seed ``seed + i``:
+with transformers a resumed stage gives exactly the rows of an uninterrupted one (vLLM seeds
+its engine once, so resumed chunks are fresh draws from the same distribution).
 """
 
 from __future__ import annotations
