@@ -315,10 +315,8 @@ def test_answers_streamed_in_any_order_are_gathered_into_their_chunks():
         assert [[c.text for c in cs] for cs in chunk] == [
             [f"{index}/{r}/0", f"{index}/{r}/1"] for r in range(sizes[index])
         ]
-        assert [[(c.n_tokens, c.finished) for c in cs] for cs in chunk][0] == [
-            (1, True),
-            (2, False),
-        ]
+        first_prompt = [(c.n_tokens, c.finished) for c in chunk[0]]
+        assert first_prompt == [(1, True), (2, False)]
     # a chunk is handed on when its last answer arrives, before later chunks are complete
     rows = sorted(answers(sizes, 2), key=lambda row: row["chunk"] != 7)
     assert next(gather(iter(rows), sizes, copies=2, n=2))[0] == 7
