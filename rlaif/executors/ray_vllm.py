@@ -131,7 +131,7 @@ class _Request:
         self.params = {
             "n": 1,
             "temperature": params.temperature,
-            "top_p": params.top_p if params.temperature > 0 else 1.0,
+            "top_p": params.asked_top_p,
             "max_tokens": params.max_new_tokens,
         }
 

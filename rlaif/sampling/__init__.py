@@ -39,6 +39,11 @@ class GenerationParams:
         refuses ``n > 1`` without sampling)."""
         return 1 if self.temperature == 0 else self.n
 
+    @property
+    def asked_top_p(self) -> float:
+        """``top_p`` when sampling; 1.0 when greedy, where it means nothing."""
+        return self.top_p if self.temperature > 0 else 1.0
+
 
 class Engine(Protocol):
     def generate(

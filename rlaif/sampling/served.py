@@ -59,7 +59,7 @@ class ServedEngine:
                     messages=conversation,
                     n=params.asked,
                     temperature=params.temperature,
-                    top_p=params.top_p if params.temperature > 0 else 1.0,
+                    top_p=params.asked_top_p,
                     max_tokens=params.max_new_tokens,
                 )
             bar.update(1)

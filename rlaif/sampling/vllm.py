@@ -34,7 +34,7 @@ class VllmEngine:
         sampling = SamplingParams(
             n=params.asked,
             temperature=params.temperature,
-            top_p=params.top_p if params.temperature > 0 else 1.0,
+            top_p=params.asked_top_p,
             max_tokens=params.max_new_tokens,
         )
         outputs = self.llm.chat(conversations, sampling, use_tqdm=True)
