@@ -7,8 +7,11 @@ BASE   := $(VENV)/.installed-base
 DEV    := $(VENV)/.installed-dev
 # A CPU torch first: an unpinned torch pulls several GB of CUDA wheels.
 TORCH  ?= torch==2.13.0
+# Each test target prints how long its tests took, apart from the installs before them.
+SHELL  := /bin/bash
+TIMED   = start=$$(date +%s); trap 'echo "$@: tests $$(( $$(date +%s) - start )) s"' EXIT;
 
-.PHONY: install quickstart test test-fast lint bench clean
+.PHONY: install dev quickstart test test-fast evidence lint bench clean
 
 $(BASE): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,15 +30,22 @@ $(DEV): $(BASE)
 
 install: $(BASE)
 
+dev: $(DEV)
+
 quickstart: $(BASE)
 	$(VENV)/bin/rlaif run pipelines/quickstart.yaml
 
+# The unit tier runs on both cores (pytest-xdist); the integration tier one test at a time,
+# since its servers, engines and trainers each keep the machine busy.
 test: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks
-	$(PY) -m pytest -v --durations=25 tests
+	@$(TIMED) $(PY) -m pytest -n 2 -q tests/unit && $(PY) -m pytest -v --durations=15 tests/integration
 
 test-fast: $(DEV)
-	$(PY) -m pytest -m "not slow and not evidence" tests
+	@$(TIMED) $(PY) -m pytest -n 2 -q tests/unit
+
+evidence: $(DEV)
+	@$(TIMED) $(PY) -m pytest -v --durations=0 tests/evidence
 
 lint: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks

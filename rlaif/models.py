@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock
+
 from rlaif.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,12 @@ def _builtin_model_dir(name: str) -> Path:
     gguf_dir = Path(next(iter(spec.submodule_search_locations)))
     if not (gguf_dir / filename).is_file():
         raise ConfigError(f"model '{name}': {gguf_dir / filename} is missing")
-    log.info("converting %s to safetensors in %s (once)", gguf_dir / filename, target)
-    _convert_gguf(gguf_dir, filename, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes asking at once (test workers, two jobs on one machine) convert it once.
+    with FileLock(target.parent / f".{name}.lock"):
+        if not (target / "model.safetensors").is_file():
+            log.info("converting %s to safetensors in %s (once)", gguf_dir / filename, target)
+            _convert_gguf(gguf_dir, filename, target)
     return target
 
 

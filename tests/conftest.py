@@ -1,7 +1,10 @@
-"""Shared fixtures: a tiny random model with the embedded model's tokenizer, and helpers."""
+"""What every tier shares: its marker from its folder, skips for what a test needs and this
+machine lacks, and the expensive fixtures built once per test run (the embedded model, a tiny
+random model, a vLLM server). Helpers live in ``tests/support/``."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -11,11 +14,53 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-VLLM_ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING"}
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+
+from cli_runner import VLLM_ENV  # noqa: E402
+
+TIERS = ("unit", "integration", "evidence")
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# What a marker needs, and the reason a test that carries it is skipped without it.
+NEEDS = {
+    "vllm": (lambda: importlib.util.find_spec("vllm") is not None, "vllm is not installed"),
+    "ray": (lambda: importlib.util.find_spec("ray") is not None, "ray is not installed"),
+    "gpu": (_has_gpu, "no CUDA device here"),
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Each test carries its tier's marker (``-m integration``), and one that needs what this
+    machine lacks is skipped saying what. Under pytest-xdist (``--dist loadgroup``) the tests
+    that need vLLM share one worker, so the test run starts one vLLM server; those that need
+    Ray share another's turn, so two local Rays never split the machine."""
+    root = Path(__file__).parent
+    available: dict[str, bool] = {}
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier in TIERS:
+            item.add_marker(tier)
+        for name, (check, reason) in NEEDS.items():
+            if item.get_closest_marker(name) is None:
+                continue
+            if name not in available:
+                available[name] = check()
+            if not available[name]:
+                item.add_marker(pytest.mark.skip(reason=reason))
+            elif name != "gpu" and item.get_closest_marker("xdist_group") is None:
+                item.add_marker(pytest.mark.xdist_group(name))
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +80,40 @@ def tiny_model(tmp_path_factory, embedded_model) -> Path:
 
 
 @pytest.fixture
+def pipeline_yaml(tmp_path, tiny_model) -> Path:
+    """The whole loop on the tiny model: a python rule and a tiny transformers judge."""
+    config = {
+        "name": "tiny",
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "outputs"),
+        "prompts": {"limit": 8, "eval_size": 3},
+        "sample": {"backend": "transformers", "n": 3, "max_new_tokens": 12, "dtype": "float32"},
+        "judge": {
+            "judges": [
+                {
+                    "name": "rule",
+                    "backend": "python",
+                    "callable": "judges_for_tests:prefer_shorter",
+                },
+                {
+                    "name": "tiny",
+                    "backend": "transformers",
+                    "model": str(tiny_model),
+                    "rubric": "concise",
+                    "dtype": "float32",
+                },
+            ]
+        },
+        "aggregate": {"ties": "keep"},
+        "train": {"max_steps": 2, "per_device_train_batch_size": 2},
+        "evaluate": {"max_new_tokens": 8, "bootstrap": 200},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
@@ -42,7 +121,9 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(embedded_model, tmp_path_factory):
     """A real vLLM server (the CPU build) on 127.0.0.1 serving the embedded model as ``smol``,
-    started once per session: eager, since compiling at start costs minutes on a CPU."""
+    started once per test run (once per pytest-xdist worker that needs it: the ``vllm`` tests
+    share one): eager, since compiling at start costs minutes on a CPU, and float32 like the
+    tests' offline engines, so greedy answers compare."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -66,10 +147,12 @@ def vllm_server(embedded_model, tmp_path_factory):
                 "--gpu-memory-utilization",
                 "0.5",
                 "--enforce-eager",
+                "--dtype",
+                "float32",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=VLLM_ENV,
+            env={**os.environ, **VLLM_ENV},
         )
     url = f"http://127.0.0.1:{port}"
     try:
