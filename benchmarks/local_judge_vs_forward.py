@@ -69,7 +69,7 @@ def raw_forward(model_path, dtype: str, rubric_name: str, requests, batch_size: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=48)
+    parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dtype", default="auto", help="auto (for this machine), float32, ...")
     parser.add_argument("--rubric", default="helpful_harmless")

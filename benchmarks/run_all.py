@@ -19,14 +19,15 @@ import torch
 from rlaif.devices import cpu_flags, hardware
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = {
-    "sample_vs_generate": ["--prompts", "8", "--repeats", "5"],
-    "dtype_auto": [],
-    "dpo_vs_trl": [],
-    "local_judge_vs_forward": ["--pairs", "32"],
-    "judge_throughput": [],
-    "judge_vs_distilabel": [],
-}
+BENCHMARKS = [
+    "sample_vs_generate",
+    "dtype_auto",
+    "dpo_vs_trl",
+    "local_judge_vs_forward",
+    "judge_throughput",
+    "judge_vs_distilabel",
+]
+"""Each with its defaults (a few minutes at most here); run one alone with flags to go bigger."""
 _FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16")
 
 
@@ -41,7 +42,7 @@ def machine() -> str:
 
 
 def run(name: str) -> dict:
-    command = [sys.executable, str(HERE / f"{name}.py"), *BENCHMARKS[name]]
+    command = [sys.executable, str(HERE / f"{name}.py")]
     print(f"== {name}: {' '.join(command[1:])}", flush=True)
     start = time.monotonic()
     done = subprocess.run(command, cwd=HERE, capture_output=True, text=True)
@@ -74,7 +75,7 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), default=list(BENCHMARKS))
+    parser.add_argument("--only", nargs="*", choices=BENCHMARKS, default=BENCHMARKS)
     parser.add_argument("--out", type=Path, help="also write every benchmark's JSON here")
     args = parser.parse_args()
     results = [run(name) for name in args.only]

@@ -71,9 +71,9 @@ def raw_generate(model_path, prompts: list[str], cfg: SampleConfig) -> tuple[int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--n", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per generate call")
     parser.add_argument("--dtype", default="auto", help="auto (for this machine), float32, ...")
     parser.add_argument("--repeats", type=int, default=3)

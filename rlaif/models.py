@@ -81,9 +81,10 @@ def _builtin_model_dir(name: str) -> Path:
     gguf_dir = Path(next(iter(spec.submodule_search_locations)))
     if not (gguf_dir / filename).is_file():
         raise ConfigError(f"model '{name}': {gguf_dir / filename} is missing")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
     # Two processes asking at once (test workers, two jobs on one machine) convert it once.
-    with FileLock(target.parent / f".{name}.lock"):
+    with FileLock(locks / f"{name}.lock"):
         if not (target / "model.safetensors").is_file():
             log.info("converting %s to safetensors in %s (once)", gguf_dir / filename, target)
             _convert_gguf(gguf_dir, filename, target)

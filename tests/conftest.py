@@ -40,12 +40,9 @@ NEEDS = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Each test carries its tier's marker (``-m integration``), and one that needs what this
-    machine lacks is skipped saying what. Under pytest-xdist (``--dist loadgroup``) the tests
-    that need vLLM share one worker, so the test run starts one vLLM server; those that need
-    Ray share another's turn, so two local Rays never split the machine."""
+    machine lacks is skipped saying what."""
     root = Path(__file__).parent
     available: dict[str, bool] = {}
     for item in items:
@@ -59,8 +56,6 @@ def pytest_collection_modifyitems(config, items):
                 available[name] = check()
             if not available[name]:
                 item.add_marker(pytest.mark.skip(reason=reason))
-            elif name != "gpu" and item.get_closest_marker("xdist_group") is None:
-                item.add_marker(pytest.mark.xdist_group(name))
 
 
 @pytest.fixture(scope="session")
@@ -121,9 +116,8 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(embedded_model, tmp_path_factory):
     """A real vLLM server (the CPU build) on 127.0.0.1 serving the embedded model as ``smol``,
-    started once per test run (once per pytest-xdist worker that needs it: the ``vllm`` tests
-    share one): eager, since compiling at start costs minutes on a CPU, and float32 like the
-    tests' offline engines, so greedy answers compare."""
+    started once per test run: eager, since compiling at start costs minutes on a CPU, and
+    float32 like the tests' offline engines, so greedy answers compare."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

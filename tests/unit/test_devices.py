@@ -69,6 +69,13 @@ def test_this_machine_is_read_from_its_own_flags():
     assert hw.cpu_capability == torch.backends.cpu.get_cpu_capability()
 
 
+@pytest.mark.gpu
+def test_a_gpu_is_the_device_and_auto_picks_its_half_precision():
+    hw = hardware()
+    assert hw.device == "cuda" and hw.name == torch.cuda.get_device_name(0)
+    assert pick_dtype("auto", hw) == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+
+
 def test_explicit_bf16_on_an_emulating_cpu_warns_with_the_measured_cost(caplog):
     with caplog.at_level(logging.INFO, logger="rlaif.devices"):
         assert resolve_dtype("bfloat16", where="test-warn", hw=AVX2_EPYC) == "bfloat16"
