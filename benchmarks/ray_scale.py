@@ -44,7 +44,7 @@ def main() -> None:
     )
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--n", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--chunk-size", type=int, default=4)
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
     parser.add_argument("--pairs", type=int, default=256)
