@@ -33,7 +33,7 @@ install: $(BASE)
 dev: $(DEV)
 
 quickstart: $(BASE)
-	$(VENV)/bin/rlaif run pipelines/quickstart.yaml
+	$(VENV)/bin/rlaif run quickstart
 
 # The unit tier runs on both cores (pytest-xdist); the integration tier one test at a time:
 # its engines, trainers and CLI runs each keep both cores busy, so side by side they only

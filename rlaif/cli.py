@@ -38,8 +38,52 @@ class _RedactedTracebacks(typer.Typer):
 app = _RedactedTracebacks(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # a docstring's paragraphs reflow to the terminal's width
     help="Turn an SFT model into an aligned one with AI feedback.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"rlaif {version('rlaif')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version"),
+    ] = False,
+) -> None:
+    """Turn an SFT model into an aligned one with AI feedback."""
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The project folder to create")],
+    template: Annotated[
+        str,
+        typer.Option(
+            "--from", help="The shipped pipeline to start from: quickstart, nightly or ray_cluster"
+        ),
+    ] = "quickstart",
+) -> None:
+    """Write a starter project: pipeline.yaml, prompts.jsonl, a rubric to edit, the cron line.
+
+    Then `cd FOLDER && rlaif run pipeline.yaml` runs it end to end on the embedded model.
+    """
+    from rlaif.pipelines.starter import write_project
+
+    try:
+        written = write_project(folder, template)
+    except RlaifError as exc:
+        fail(exc)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"next: cd {folder} && rlaif run pipeline.yaml")
 
 
 def _setup_logging(json_logs: bool) -> None:
@@ -70,11 +114,11 @@ def _stage_list(text: str | None) -> list[str] | None:
 
 @app.command()
 def run(
-    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, e.g. pipelines/quickstart.yaml")],
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, or a shipped one by name")],
     run_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Run directory (default: <output_dir>/<name>/<config-hash>, so a re-run resumes)"
+            help="Run directory (default: `<output_dir>/<name>/<config-hash>`, so a re-run resumes)"
         ),
     ] = None,
     stages: Annotated[
@@ -164,7 +208,7 @@ def _rounds(pipe, run_dir: Path | None, stages: str | None) -> None:
 
 @app.command()
 def nightly(
-    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, e.g. pipelines/nightly.yaml")],
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML, or a shipped one by name")],
     date: Annotated[
         str | None,
         typer.Option(help="The night to run or resume, YYYY-MM-DD (default: today)"),
@@ -216,7 +260,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest")] = False,
 ) -> None:
     """Show each stage's status, progress, counts, cost and timing for a run; for a nightly
-    directory (<output_dir>/<name>/nightly), one line per night; for on-policy rounds, the
+    directory (`<output_dir>/<name>/nightly`), one line per night; for on-policy rounds, the
     finished rounds' table."""
     from rlaif.run_dir import RunDir, run_cost
 
@@ -376,13 +420,17 @@ def _print_estimate(rows) -> None:
 app.add_typer(cache_app, name="cache")
 
 
-rubrics_app = typer.Typer(no_args_is_help=True, help="Rubric templates: list, show, render, check.")
+rubrics_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Rubric templates: list, show, render, check.",
+)
 app.add_typer(rubrics_app, name="rubrics")
 
 
 @rubrics_app.command("list")
 def rubrics_list() -> None:
-    """Every rubric found in $RLAIF_RUBRICS, ./rubrics and the project's rubrics/."""
+    """Every rubric found in $RLAIF_RUBRICS, ./rubrics and the shipped ones."""
     from rlaif.rubrics import list_rubrics, load_rubric
 
     for path in list_rubrics():

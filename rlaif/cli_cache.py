@@ -10,7 +10,9 @@ import typer
 from rlaif.cli_exit import fail
 from rlaif.errors import RlaifError
 
-cache_app = typer.Typer(no_args_is_help=True, help="The judgment store shared across runs.")
+cache_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode="markdown", help="The judgment store shared across runs."
+)
 StoreOption = Annotated[Path, typer.Option("--store", help="SQLite judgment store")]
 
 

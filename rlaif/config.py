@@ -1,4 +1,4 @@
-"""Typed pipeline configuration, loaded from YAML under ``pipelines/``.
+"""Typed pipeline configuration, loaded from YAML (the shipped ones in ``rlaif/pipelines/``).
 
 Every model forbids unknown keys, so a typo in a nightly config fails before any
 compute is spent, with the file, line and field named.
@@ -39,6 +39,7 @@ from rlaif.judge_config import (  # noqa: F401 (re-exported: the configs' public
     VllmJudgeConfig,
 )
 from rlaif.models import DEFAULT_MODEL
+from rlaif.pipelines import accelerate_configs, builtin_pipelines
 from rlaif.stage_table import NAMES
 
 STAGES = NAMES
@@ -279,8 +280,9 @@ class TrainConfig(_Strict):
     """Checkpoint every this many optimizer steps (DPO, reward model and PPO); training
     resumes from the newest complete checkpoint."""
     accelerate_config: str | None = None
-    """An ``accelerate`` config YAML (multi-GPU, DeepSpeed, FSDP): training runs under
-    ``accelerate launch`` with it; null trains in this process."""
+    """An ``accelerate`` config YAML (multi-GPU, DeepSpeed, FSDP), or a shipped one by name
+    (``cpu``, ``multi_gpu``, ``fsdp``, ``deepspeed_zero2``): training runs under ``accelerate
+    launch`` with it; null trains in this process."""
     seed: int = 0
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     """Where DPO, the reward model and PPO send their training metrics (nowhere by default):
@@ -318,8 +320,8 @@ class TrainConfig(_Strict):
     @field_validator("accelerate_config")
     @classmethod
     def _accelerate_config_exists(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"accelerate config file '{value}' does not exist")
+        if value is not None:
+            accelerate_config_path(value)
         return value
 
 
@@ -444,8 +446,9 @@ class PipelineConfig(_Strict):
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
-    """Read a pipeline YAML, apply ``key=value`` overrides and validate it."""
-    path = Path(path)
+    """Read a pipeline YAML (a path, or a shipped pipeline's name such as ``quickstart``),
+    apply ``key=value`` overrides and validate it."""
+    path = resolve_pipeline(path)
     try:
         text = path.read_text()
     except OSError as exc:
@@ -461,6 +464,32 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     for item in overrides or []:
         apply_override(data, item)
     return validate_pipeline(data, source=str(path), lines=_key_lines(text))
+
+
+def resolve_pipeline(ref: str | Path) -> Path:
+    """A pipeline file's path: ``ref`` itself, or the shipped pipeline of that name."""
+    path = Path(ref)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    shipped = builtin_pipelines()
+    if str(ref) in shipped:
+        return shipped[str(ref)]
+    raise ConfigError(
+        f"{ref}: no such pipeline file, and not the name of a shipped pipeline "
+        f"({', '.join(shipped)})"
+    )
+
+
+def accelerate_config_path(ref: str) -> Path:
+    """An accelerate config file: ``ref`` itself, or the shipped config of that name."""
+    if Path(ref).is_file():
+        return Path(ref)
+    shipped = {p.stem: p for p in accelerate_configs()}
+    if ref in shipped:
+        return shipped[ref]
+    raise ValueError(
+        f"accelerate config '{ref}' is neither a file nor a shipped one ({', '.join(shipped)})"
+    )
 
 
 def validate_pipeline(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from datasets import Dataset, load_from_disk
 
+from rlaif.config import accelerate_config_path
 from rlaif.errors import RlaifError
 from rlaif.training.job import TrainJob, run_job
 
@@ -40,7 +41,7 @@ def launch_training(job: TrainJob, preferences: Dataset, prompts: Dataset | None
     }
     args_file = folder / "args.json"
     args_file.write_text(json.dumps(args, indent=2))
-    config = job.cfg.accelerate_config
+    config = accelerate_config_path(job.cfg.accelerate_config)
     command = [
         sys.executable,
         "-m",

@@ -1,12 +1,20 @@
-"""The shipped quickstart pipeline on the real embedded model, scaled down through --set."""
+"""rlaif as a user gets it: the wheel built from this checkout, installed into a fresh virtualenv
+outside the repository, ``rlaif init`` and the starter project (the shipped quickstart) run end
+to end on the real embedded model, scaled down through --set."""
 
+import json
 import os
 import subprocess
 import sys
+import sysconfig
+import venv
+from pathlib import Path
 
 from datasets import load_from_disk
 
 from rlaif.models import DEFAULT_MODEL, resolve_model
+from rlaif.rubrics import BUILTIN, load_rubric
+from rlaif.run_dir import read_manifest
 
 SMALL = [
     "prompts.limit=6",
@@ -31,26 +39,75 @@ def test_gguf_converts_once_to_safetensors(tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
 
 
-def test_quickstart_pipeline_end_to_end(tmp_path, repo_root, embedded_model):
-    sets = [arg for item in [*SMALL, f"output_dir={tmp_path}"] for arg in ("--set", item)]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlaif.cli",
-            "run",
-            str(repo_root / "pipelines/quickstart.yaml"),
-            *sets,
-        ],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=dict(os.environ),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+def fresh_venv(root: Path) -> Path:
+    """A new virtualenv whose only packages besides pip are this environment's dependencies of
+    rlaif (linked, so nothing downloads), never rlaif itself: what imports as rlaif there is
+    what the wheel installs."""
+    venv.create(root / "venv", with_pip=True)
+    deps = root / "deps"
+    deps.mkdir()
+    here = Path(sysconfig.get_paths()["purelib"])
+    for entry in here.iterdir():
+        if not entry.name.startswith(("rlaif", "__editable__", "_virtualenv")):
+            (deps / entry.name).symlink_to(entry)
+    site = next((root / "venv" / "lib").glob("python*/site-packages"))
+    (site / "deps.pth").write_text(f"{deps}\n")
+    return root / "venv" / "bin"
+
+
+def test_the_wheel_installs_and_its_starter_project_runs_end_to_end(
+    tmp_path, repo_root, embedded_model
+):
+    dist = tmp_path / "dist"
+    build = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(repo_root)]
+    built = subprocess.run(build, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    wheel = next(dist.glob("rlaif-*.whl"))
+    assert next(dist.glob("rlaif-*.tar.gz"))
+    bin_dir = fresh_venv(tmp_path)
+    # --no-index: every dependency the wheel names must already be met, in range, by the
+    # linked environment; nothing is fetched
+    pip = [bin_dir / "python", "-m", "pip", "install", "--no-index", "-q", wheel]
+    installed = subprocess.run(pip, capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+
+    home = tmp_path / "home"  # outside the repository: no ./rubrics, no checkout on the path
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+    def rlaif(*args: str, cwd: Path = home) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [bin_dir / "rlaif", *args], cwd=cwd, env=env, capture_output=True, text=True,
+            timeout=900,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    where = subprocess.run(
+        [bin_dir / "python", "-c", "import rlaif; print(rlaif.__file__)"],
+        cwd=home, env=env, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert where.startswith(str(tmp_path / "venv")), where
+    assert rlaif("--version").stdout.strip() == "rlaif 0.1.0"
+    listed = {line.split()[0] for line in rlaif("rubrics", "list").stdout.splitlines()}
+    assert listed == {p.stem for p in BUILTIN.glob("*.jinja")}
+
+    rlaif("init", "my-project")
+    project = home / "my-project"
+    assert (project / "rubrics" / "my_rubric.jinja").read_text() == (
+        BUILTIN / "helpful_harmless.jinja"
+    ).read_text()
+    assert "nightly pipeline.yaml" in (project / "crontab.txt").read_text()
+    rubric = project / "rubrics" / "my_rubric.jinja"
+    rubric.write_text(rubric.read_text() + "{# edited by the team #}\n")
+    sets = [arg for item in SMALL for arg in ("--set", item)]
+    done = rlaif("run", "pipeline.yaml", *sets, cwd=project)
     assert "evaluation: policy vs SFT win rate" in done.stdout
-    run_dir = next((tmp_path / "quickstart").iterdir())
+    run_dir = next((project / "outputs" / "my-project").iterdir())
+    mine = {json.loads(line)["prompt"] for line in (project / "prompts.jsonl").open()}
+    asked = load_from_disk(str(run_dir / "prompts" / "train"))["prompt"]
+    assert asked and set(asked) <= mine
+    assert list(read_manifest(run_dir)["rubrics"].values()) == [load_rubric(str(rubric)).sha256]
     prefs = load_from_disk(str(run_dir / "preferences"))
     assert len(prefs) > 0
 

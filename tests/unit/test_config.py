@@ -2,9 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.config import PipelineConfig, load_pipeline
+from rlaif.config import (
+    PipelineConfig,
+    accelerate_config_path,
+    load_pipeline,
+    validate_pipeline,
+)
 from rlaif.errors import ConfigError
 from rlaif.models import resolve_model
+from rlaif.pipelines import builtin_pipelines
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -100,11 +106,24 @@ def test_keys_added_since_a_run_was_named_leave_its_hash_alone_at_their_defaults
         assert PipelineConfig.model_validate({**same, **added}).hash() != before
 
 
-def test_shipped_pipelines_validate(repo_root):
-    paths = sorted((repo_root / "pipelines").glob("*.yaml"))
-    assert paths
-    for path in paths:
-        load_pipeline(path)
+def test_shipped_pipelines_validate_and_load_by_name():
+    shipped = builtin_pipelines()
+    assert {"quickstart", "nightly", "rule_dpo"} <= set(shipped)
+    for name, path in shipped.items():
+        assert load_pipeline(name) == load_pipeline(path)
+    with pytest.raises(ConfigError, match=r"quickstrat: no such pipeline file.*quickstart"):
+        load_pipeline("quickstrat")
+    with pytest.raises(ConfigError, match="cannot read pipeline file"):
+        load_pipeline("missing.yaml")  # a path is never taken for a name
+
+
+def test_accelerate_config_by_name_or_path(tmp_path):
+    assert accelerate_config_path("cpu").name == "cpu.yaml"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("num_processes: 1\n")
+    assert accelerate_config_path(str(mine)) == mine
+    with pytest.raises(ConfigError, match="'gpu9' is neither a file nor a shipped one"):
+        validate_pipeline({"train": {"accelerate_config": "gpu9"}})
 
 
 def test_unknown_model_reference_is_named():

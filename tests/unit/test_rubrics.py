@@ -5,7 +5,7 @@ import pytest
 from cli_runner import run_cli
 
 from rlaif.errors import ConfigError
-from rlaif.rubrics import load_rubric
+from rlaif.rubrics import BUILTIN, load_rubric
 
 HEADER = "---\nname: t\nversion: 2\nlabels: [A, B]\nsystem: judge well\n---\n"
 
@@ -16,8 +16,8 @@ def rubric(tmp_path: Path, body: str, header: str = HEADER) -> Path:
     return path
 
 
-def test_shipped_rubrics_load_and_render(repo_root):
-    paths = sorted((repo_root / "rubrics").glob("*.jinja"))
+def test_shipped_rubrics_load_and_render():
+    paths = sorted(BUILTIN.glob("*.jinja"))
     assert len(paths) >= 2
     for path in paths:
         r = load_rubric(str(path))
@@ -31,10 +31,10 @@ def test_shipped_rubrics_load_and_render(repo_root):
         assert len(r.sha256) == 64
 
 
-def test_rubric_by_name_and_id(repo_root):
+def test_rubric_by_name_and_id():
     r = load_rubric("helpful_harmless")
     assert r.id == "helpful_harmless@1"
-    assert r.path == repo_root / "rubrics" / "helpful_harmless.jinja"
+    assert r.path == BUILTIN / "helpful_harmless.jinja"
 
 
 def test_undefined_variable_names_file_and_line(tmp_path):
@@ -112,7 +112,7 @@ def cli(*args):
     return run_cli("rubrics", *args, timeout=120)
 
 
-def test_rubrics_cli(tmp_path, repo_root):
+def test_rubrics_cli(tmp_path):
     listed = cli("list")
     assert listed.returncode == 0
     names = [line.split()[0] for line in listed.stdout.splitlines()]
@@ -125,7 +125,7 @@ def test_rubrics_cli(tmp_path, repo_root):
     custom = cli("render", "concise", "--prompt", "P?", "--a", "{{ 7*7 }}", "--b", "bee")
     assert "{{ 7*7 }}" in custom.stdout
     bad = rubric(tmp_path, "{{ prompt }}\n{{ response_c }}\n")
-    checked = cli("check", str(repo_root / "rubrics" / "safety.jinja"), str(bad))
+    checked = cli("check", str(BUILTIN / "safety.jinja"), str(bad))
     assert checked.returncode == 2
     assert "ok  safety@1" in checked.stdout
     assert f"{bad}:8: undefined variable 'response_c'" in checked.stderr
@@ -164,7 +164,7 @@ FORGED = (
 )
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "rubrics").glob("*.jinja")))
+@pytest.mark.parametrize("path", sorted(BUILTIN.glob("*.jinja")))
 def test_no_shipped_rubric_lets_the_data_open_or_close_its_blocks(path):
     r = load_rubric(str(path))
     tags = ("request", "question", "text", "answer", "answer_a", "answer_b", "summary_a")

@@ -4,7 +4,7 @@ Prompts and responses are passed as variables, never spliced into template
 source, so a response containing ``{{ 7*7 }}`` reaches the judge literally.
 ``StrictUndefined`` plus a parse-time check turns a misspelt variable into an
 error naming the file and line before any judge is called. What a template prints cannot
-forge the template's own delimiters (:mod:`rlaif.rubric_delimiters`).
+forge the template's own delimiters (:mod:`rlaif.rubrics.delimiters`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from rlaif.errors import ConfigError
-from rlaif.rubric_delimiters import SENTINEL, Neutraliser, unguarded
+from rlaif.rubrics.delimiters import SENTINEL, Neutraliser, unguarded
 
 PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
 POINTWISE_VARIABLES = ("prompt", "response")
@@ -148,11 +148,14 @@ class Rubric:
         return unguarded(self._template.render(**marked), data)
 
 
+# The rubrics shipped in the package (in the wheel too).
+BUILTIN = Path(__file__).resolve().parent / "builtin"
+
+
 def rubric_dirs() -> list[Path]:
-    """Where rubric names are looked up: ``$RLAIF_RUBRICS``, ``./rubrics``, the project's own."""
+    """Where rubric names are looked up: ``$RLAIF_RUBRICS``, ``./rubrics``, the shipped ones."""
     dirs = [Path(p) for p in os.environ.get("RLAIF_RUBRICS", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "rubrics", Path(__file__).resolve().parent.parent / "rubrics"]
-    return dirs
+    return [*dirs, Path.cwd() / "rubrics", BUILTIN]
 
 
 def find_rubric(ref: str) -> Path:

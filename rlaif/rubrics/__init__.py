@@ -1,0 +1,24 @@
+"""Jinja rubrics with YAML front matter: the shipped ones in ``builtin/``, a user's found by
+path or by name on the search path."""
+
+from rlaif.rubrics.rubric import (
+    BUILTIN,
+    EXAMPLE,
+    Rubric,
+    check_rubric,
+    find_rubric,
+    list_rubrics,
+    load_rubric,
+    rubric_dirs,
+)
+
+__all__ = [
+    "BUILTIN",
+    "EXAMPLE",
+    "Rubric",
+    "check_rubric",
+    "find_rubric",
+    "list_rubrics",
+    "load_rubric",
+    "rubric_dirs",
+]
