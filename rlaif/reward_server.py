@@ -45,7 +45,7 @@ class Rewards:
             self._score = lambda prompts, responses, _labels: scorer.score(prompts, responses)
             self.store = None
             return
-        from rlaif.training.grpo import JudgeReward
+        from rlaif.training.judge_reward import JudgeReward
 
         self.store = JudgmentStore(cfg.judgment_store_path())
         judged = JudgeReward(cfg.judge, self.store, Budget(cfg.judge.max_cost_usd))

@@ -84,6 +84,7 @@ def judge(
     budget: Budget | None = None,
     batch_dir: Path | None = None,
     ray: RayConfig | None = None,
+    backends: dict[str, Judge] | None = None,
 ) -> Dataset:
     """One row per (pair, judge, order), with ``p_a`` = P(response_a wins) in the pair's order.
 
@@ -94,9 +95,12 @@ def judge(
     needs its answers now) they are judged online. Ctrl-C stops new calls, stores what is in
     flight, and raises ``KeyboardInterrupt``. With ``ray`` the online calls are made by Ray
     actors (:mod:`rlaif.executors.ray_data`); what is asked and stored is decided here.
+    ``backends`` are ``cfg``'s judges already built, for a caller that judges again and again
+    (a live reward).
     """
     budget = budget or Budget(cfg.max_cost_usd)
-    backends = {spec.name: build_judge(spec) for spec in cfg.judges}
+    if backends is None:
+        backends = {spec.name: build_judge(spec) for spec in cfg.judges}
     records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
     escalate_to = escalation_judge(cfg, backends)
     ask = _Asker(records, cfg, store, budget, batch_dir, ray)

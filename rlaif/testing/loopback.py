@@ -8,7 +8,9 @@ attempts of that request get a 429), ``[[500:1]]``, ``[[hang:1]]``, ``[[garbage:
 in it). ``fault_rates`` adds faults at random to every attempt (``429``, ``500``, ``garbage``,
 and ``drop``: hang, then close the connection without an answer), as a bad night would.
 Without a fault the judge is deterministic: the shorter of the two answers wins with
-probability 0.8. ``answers`` counts the real answers sent for each distinct input.
+probability 0.8; a pointwise request (one ``<answer>`` block) scores the answer 5, 3 or 1 on
+a 1-5 scale as it is short (under 20 characters), middling or long (60 and over).
+``answers`` counts the real answers sent for each distinct input.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 _MARKER = re.compile(r"\[\[(429|500|hang|garbage):(\d+)\]\]")
 _ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
+_ONE_ANSWER = re.compile(r"<answer>\n(.*?)\n</answer>", re.DOTALL)
 
 
 DROP = (0, {}, b"")
@@ -135,11 +138,10 @@ class LoopbackJudgeServer:
             return DROP
         if self.latency_s:
             time.sleep(self.latency_s)
-        answers = dict(_ANSWER.findall(text))
-        a, b = len(answers.get("A", "")), len(answers.get("B", ""))
-        p_a = 0.5 if a == b else 0.8 if a < b else 0.2
         refuse = "[[refuse]]" in text
-        payload = (_anthropic if path.endswith("/messages") else _openai)(body, p_a, refuse, text)
+        payload = (_anthropic if path.endswith("/messages") else _openai)(
+            body, _label_probs(text), refuse, text
+        )
         with self._lock:
             self.answers[key] += 1
         return 200, {}, json.dumps(payload).encode()
@@ -238,31 +240,47 @@ def _content(message: dict[str, Any]) -> str:
     return content
 
 
-def _verdict_text(body: dict[str, Any], p_a: float, prompt: str) -> str:
+def _label_probs(text: str) -> dict[str, float]:
+    """The judge's belief over its labels: A/B for a pair, 1-5 for one answer."""
+    one = _ONE_ANSWER.search(text)
+    if one:
+        size = len(one.group(1))
+        score = "5" if size < 20 else "3" if size < 60 else "1"
+        return {label: 0.9 if label == score else 0.025 for label in "12345"}
+    answers = dict(_ANSWER.findall(text))
+    a, b = len(answers.get("A", "")), len(answers.get("B", ""))
+    p_a = 0.5 if a == b else 0.8 if a < b else 0.2
+    return {"A": p_a, "B": 1 - p_a}
+
+
+def _verdict_text(body: dict[str, Any], probs: dict[str, float], prompt: str) -> str:
     if "[[nonsense]]" in prompt:
         return "Both answers have merit; I cannot decide."
-    winner = "A" if p_a >= 0.5 else "B"
+    winner = max(probs, key=probs.__getitem__)  # A on a tie, as before
+    if winner not in "AB":
+        return winner
     if "response_format" in body or "JSON" in prompt:
         return json.dumps({"rationale": "shorter is better", "winner": winner})
     return f"The {winner} answer is more to the point.\nWinner: {winner}"
 
 
-def _openai(body: dict[str, Any], p_a: float, refuse: bool, prompt: str) -> dict[str, Any]:
+def _openai(
+    body: dict[str, Any], probs: dict[str, float], refuse: bool, prompt: str
+) -> dict[str, Any]:
     usage = {"prompt_tokens": len(prompt) // 4, "completion_tokens": 1, "total_tokens": 0}
     logprobs = None
     if refuse:
         message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
     elif body.get("logprobs"):
         top = [
-            {"token": "A", "logprob": math.log(p_a * 0.9), "bytes": None},
-            {"token": "B", "logprob": math.log((1 - p_a) * 0.9), "bytes": None},
+            *({"token": t, "logprob": math.log(p * 0.9), "bytes": None} for t, p in probs.items()),
             {"token": "The", "logprob": math.log(0.1), "bytes": None},
         ]
         best = max(top, key=lambda t: t["logprob"])
         logprobs = {"content": [{**best, "top_logprobs": top}]}
         message = {"role": "assistant", "content": best["token"], "refusal": None}
     else:
-        text = _verdict_text(body, p_a, prompt)
+        text = _verdict_text(body, probs, prompt)
         usage["completion_tokens"] = len(text) // 4
         message = {"role": "assistant", "content": text, "refusal": None}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -278,8 +296,10 @@ def _openai(body: dict[str, Any], p_a: float, refuse: bool, prompt: str) -> dict
     }
 
 
-def _anthropic(body: dict[str, Any], p_a: float, refuse: bool, prompt: str) -> dict[str, Any]:
-    text = "" if refuse else _verdict_text(body, p_a, prompt)
+def _anthropic(
+    body: dict[str, Any], probs: dict[str, float], refuse: bool, prompt: str
+) -> dict[str, Any]:
+    text = "" if refuse else _verdict_text(body, probs, prompt)
     return {
         "id": "msg_loopback",
         "type": "message",

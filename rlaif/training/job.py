@@ -17,9 +17,11 @@ from datasets import Dataset
 
 from rlaif.config import JudgeConfig, TrainConfig
 from rlaif.errors import ConfigError
-from rlaif.judges import Budget, JudgeRequest, Verdict, build_judge
+from rlaif.judges import Budget
 from rlaif.models import load_tokenizer, resolve_model
+from rlaif.store import JudgmentStore
 from rlaif.training.checkpoints import no_final_checkpoint
+from rlaif.training.judge_reward import PointwiseReward
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
 from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
@@ -44,7 +46,8 @@ class TrainJob:
     """The system prompt the preferences were sampled under; PPO rollouts and reward
     scoring show it too."""
     store: Path | None = None
-    """The judgment store: GRPO's judges read and write it as the judge stage does."""
+    """The judgment store: the judges as a reward (GRPO, d-RLAIF) read and write it as the judge
+    stage does."""
     reference: str | None = None
     """DPO's reference when it is not ``model`` (an on-policy round starts from the previous
     round's policy and keeps the SFT model as its reference)."""
@@ -100,9 +103,16 @@ def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dat
         scorer = RewardScorer(
             job.output_dir / "reward_model", dtype=cfg.dtype, system_prompt=job.system_prompt
         )
-        reward_fn = scorer.score
-    else:
-        reward_fn = judge_reward(job.judges)
+        return _ppo(job, prompts, scorer.score)
+    if job.judges is None or job.store is None:
+        raise ConfigError("train: method 'd_rlaif' needs the pipeline's judges and judgment store")
+    with JudgmentStore(job.store) as store:
+        reward = PointwiseReward(job.judges, store, Budget(job.judges.max_cost_usd))
+        return _ppo(job, prompts, reward)
+
+
+def _ppo(job: TrainJob, prompts: Dataset, reward_fn: RewardFn) -> Dataset:
+    cfg = job.cfg
     return train_ppo(
         prompts,
         cfg.ppo,
@@ -115,33 +125,6 @@ def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dat
         system_prompt=job.system_prompt,
         report_to=cfg.report_to,
     )
-
-
-def judge_reward(judges: JudgeConfig | None) -> RewardFn:
-    """d-RLAIF: the first judge scores each rollout directly with a pointwise rubric."""
-    if judges is None or not judges.judges:
-        raise ConfigError("train: method 'd_rlaif' needs a judge")
-    backend = build_judge(judges.judges[0])
-    backend.keep_open()  # asked once per PPO step
-    rubric = backend.rubric
-    if rubric is None or backend.mode != "pointwise":
-        raise ConfigError(
-            f"train: method 'd_rlaif' scores rollouts with judge '{backend.name}', whose rubric "
-            "must be pointwise (e.g. ultrafeedback_helpfulness)"
-        )
-
-    def reward(prompts: list[str], responses: list[str]) -> list[float]:
-        verdicts: dict[int, Verdict] = {}
-        requests = [JudgeRequest(p, r, "") for p, r in zip(prompts, responses, strict=True)]
-        backend.run(requests, verdicts.__setitem__, Budget())
-        # an unreadable verdict scores as the middle of the scale: no push either way
-        middle = (min(rubric.scores) + max(rubric.scores)) / 2
-        return [
-            v.score if v.status == "ok" else middle
-            for v in (verdicts[i] for i in range(len(requests)))
-        ]
-
-    return reward
 
 
 def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:

@@ -11,6 +11,7 @@ from rlaif import Pipeline
 from rlaif.config import STAGES
 from rlaif.rubrics import load_rubric
 from rlaif.run_dir import read_manifest
+from rlaif.store import JudgmentStore
 
 
 def test_full_run_then_resume_then_partial_change(pipeline_yaml):
@@ -100,7 +101,15 @@ def test_ppo_methods_through_the_pipeline(pipeline_yaml, tiny_model, tmp_path, m
             f"judge.judges=[{{name: uf, model: {tiny_model}, "
             "rubric: ultrafeedback_helpfulness, dtype: float32}]"
         )
-    result = Pipeline.from_yaml(pipeline_yaml, overrides).run(run_dir=tmp_path / method)
+    pipe = Pipeline.from_yaml(pipeline_yaml, overrides)
+    pipe.run(stages=["aggregate"], run_dir=tmp_path / method)
+    with JudgmentStore(pipe.config.judgment_store_path()) as store:
+        before_training = len(store)
+    result = pipe.run(stages=["train"], run_dir=tmp_path / method)
+    with JudgmentStore(pipe.config.judgment_store_path()) as store:
+        # d-RLAIF's judge scores the rollouts through the store, as the judge stage does
+        assert (len(store) > before_training) == (method == "d_rlaif")
+    result = pipe.run(run_dir=tmp_path / method)
     counts = result.manifest["stages"]["train"]["counts"]
     assert counts["method"] == method and counts["first_kl"] == pytest.approx(0.0, abs=1e-5)
     assert "last_reward" in counts

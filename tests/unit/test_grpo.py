@@ -12,7 +12,8 @@ from rlaif.config import GrpoConfig, JudgeConfig, PythonJudgeConfig, TrainConfig
 from rlaif.judges import Budget
 from rlaif.stages import train
 from rlaif.store import JudgmentStore
-from rlaif.training.grpo import JudgeReward, grpo_prompts
+from rlaif.training.grpo import grpo_prompts
+from rlaif.training.judge_reward import JudgeReward
 
 
 def judges():

@@ -52,9 +52,12 @@ def test_self_preference_warning(pipeline_yaml, tiny_model, caplog):
     assert "judge 'rule'" not in caplog.text
 
 
-def test_d_rlaif_needs_a_pointwise_judge(pipeline_yaml):
-    from rlaif.training.job import judge_reward
+def test_d_rlaif_needs_a_pointwise_judge(pipeline_yaml, tmp_path):
+    from rlaif.judges import Budget
+    from rlaif.store import JudgmentStore
+    from rlaif.training.judge_reward import PointwiseReward
 
     judges = Pipeline.from_yaml(pipeline_yaml).config.judge  # [python rule, tiny "concise"]
-    with pytest.raises(ConfigError, match="must be pointwise"):
-        judge_reward(judges.model_copy(update={"judges": judges.judges[1:]}))
+    concise = judges.model_copy(update={"judges": judges.judges[1:]})
+    with JudgmentStore(tmp_path / "j.sqlite") as store, pytest.raises(ConfigError, match="must be"):
+        PointwiseReward(concise, store, Budget())

@@ -1,0 +1,150 @@
+"""The judges as a live reward, asked through the judge stage's own function: the judgment
+store answers what was judged before (a resumed run pays nothing for it), claims keep two
+processes from paying for one key, and one budget across the whole training run stops new
+calls once it is spent. The judges are built once and kept open for every call (a local judge
+loads its weights once, an API judge keeps its client and connections).
+
+``JudgeReward`` scores a completion against reference answers (GRPO, ``serve-reward``);
+``PointwiseReward`` scores a rollout on its own with a pointwise rubric (d-RLAIF's PPO).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+from datasets import Dataset
+
+from rlaif.config import JudgeConfig
+from rlaif.errors import ConfigError
+from rlaif.hashing import stable_hash
+from rlaif.judges import Budget, build_judge
+from rlaif.stages.judge import judge
+from rlaif.store import JudgmentStore
+
+log = logging.getLogger(__name__)
+NEUTRAL = 0.5
+"""The reward of a completion no judge could answer for (budget reached, judge failed):
+no push either way."""
+
+
+class _JudgedReward:
+    """What both rewards share: the judges built once, the store, the budget, and one account
+    per call (``steps``: judgments, cache hits, cost, unanswered)."""
+
+    def __init__(self, judges: JudgeConfig, store: JudgmentStore, budget: Budget) -> None:
+        self.judges, self.store, self.budget = judges, store, budget
+        self.backends = {spec.name: build_judge(spec) for spec in judges.judges}
+        for backend in self.backends.values():
+            backend.keep_open()
+        self.steps: list[dict[str, Any]] = []
+        self.trainer: Any = None
+        """The trainer whose step each account names (set once the trainer exists)."""
+
+    def _judge(self, answers: list[tuple[str, str, str]]) -> tuple[list[str], Dataset]:
+        """Judge (prompt, response_a, response_b) items; return each item's pair id and the
+        judgment rows."""
+        ids = [stable_hash(list(item))[:16] for item in answers]
+        unique = dict(zip(ids, answers, strict=True))
+        pairs = Dataset.from_dict(
+            {
+                "pair_id": list(unique),
+                "prompt_id": [stable_hash(p)[:12] for p, _, _ in unique.values()],
+                "prompt": [p for p, _, _ in unique.values()],
+                "index_a": [0] * len(unique),
+                "index_b": [1] * len(unique),
+                "response_a": [a for _, a, _ in unique.values()],
+                "response_b": [b for _, _, b in unique.values()],
+            }
+        )
+        rows = judge(
+            pairs, self.judges, store=self.store, budget=self.budget, backends=self.backends
+        )
+        return ids, rows
+
+    def _account(self, rows: Dataset, unanswered: int, neutral: float) -> None:
+        cached = sum(rows["cached"])
+        # a key shown twice (a pointwise answer in both places) was paid once
+        paid = {
+            key: cost or 0
+            for key, cost, hit in zip(rows["key"], rows["cost_usd"], rows["cached"], strict=True)
+            if not hit
+        }
+        entry = {
+            "step": self.trainer.state.global_step if self.trainer is not None else None,
+            "judgments": len(rows),
+            "cache_hit_rate": round(cached / len(rows), 4) if len(rows) else 0.0,
+            "cost_usd": round(sum(paid.values()), 6),
+            "unanswered": unanswered,
+        }
+        self.steps.append(entry)
+        log.info("judge reward %s", json.dumps(entry))
+        if unanswered:
+            log.warning(
+                "judge reward: %d answer(s) got no judgment (budget or judge failures); they "
+                "count as %.2f",
+                unanswered,
+                neutral,
+            )
+
+
+class JudgeReward(_JudgedReward):
+    """A ``trl`` reward function: P(completion beats each reference answer), averaged over the
+    references, orders and judges (a pointwise rubric's score gap on the same 0-1 scale)."""
+
+    __name__ = "judge"  # trl logs this reward as rewards/judge/...
+
+    def __call__(
+        self,
+        prompts: list,
+        completions: list,
+        prompt_text: list[str],
+        baselines: list[list[str]],
+        **_: Any,
+    ) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
+        items = [
+            [(prompt, text, answer) for answer in answers]
+            for prompt, text, answers in zip(prompt_text, texts, baselines, strict=True)
+        ]
+        ids, rows = self._judge([item for group in items for item in group])
+        p_a: dict[str, list[float]] = defaultdict(list)
+        for pair_id, p in zip(rows["pair_id"], rows["p_a"], strict=True):
+            if p is not None:
+                p_a[pair_id].append(p)
+        sizes = [len(group) for group in items]
+        got, start = [], 0
+        for size in sizes:
+            got.append([p for i in ids[start : start + size] for p in p_a[i]])
+            start += size
+        self._account(rows, sum(not g for g in got), NEUTRAL)
+        return [sum(g) / len(g) if g else NEUTRAL for g in got]
+
+
+class PointwiseReward(_JudgedReward):
+    """d-RLAIF: the first judge scores each rollout on its own with its pointwise rubric; a
+    rollout it could not score (budget, failure) gets the scale's middle: no push either way."""
+
+    def __init__(self, judges: JudgeConfig, store: JudgmentStore, budget: Budget) -> None:
+        if not judges.judges:
+            raise ConfigError("train: method 'd_rlaif' needs a judge")
+        first = judges.model_copy(update={"judges": judges.judges[:1]})
+        super().__init__(first, store, budget)
+        backend = next(iter(self.backends.values()))
+        if backend.rubric is None or backend.mode != "pointwise":
+            raise ConfigError(
+                f"train: method 'd_rlaif' scores rollouts with judge '{backend.name}', whose "
+                "rubric must be pointwise (e.g. ultrafeedback_helpfulness)"
+            )
+        scores = backend.rubric.scores
+        self.middle = (min(scores) + max(scores)) / 2
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> list[float]:
+        # the rollout on both sides: a pointwise judge asks each answer once
+        ids, rows = self._judge([(p, r, r) for p, r in zip(prompts, responses, strict=True)])
+        found = zip(rows["pair_id"], rows["score"], rows["status"], strict=True)
+        score = {i: s for i, s, status in found if status == "ok" and s is not None}
+        self._account(rows, sum(i not in score for i in ids), self.middle)
+        return [score.get(i, self.middle) for i in ids]
