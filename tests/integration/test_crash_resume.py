@@ -30,11 +30,11 @@ def config(tmp_path: Path, tiny_model: Path, server: LoopbackJudgeServer, name: 
         "name": name,
         "model": str(tiny_model),
         "output_dir": str(tmp_path / "outputs"),
-        "prompts": {"limit": 14, "eval_size": 2},
+        "prompts": {"limit": 10, "eval_size": 2},
         "sample": {
             "backend": "transformers",
             "n": 3,
-            "max_new_tokens": 48,
+            "max_new_tokens": 24,
             "dtype": "float32",
             "chunk_size": 1,
         },

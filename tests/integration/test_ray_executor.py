@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_runner import SUPPORT, VLLM_ENV, run_cli, start, stored, wait_for
+from cli_runner import SUPPORT, run_cli, sets, start, stored, wait_for
 from configs_for_tests import RULE, SECRET, api_judge, echoed_key_pipeline, prompt_pipeline
 from datasets import Dataset, load_from_disk
 
-from rlaif.cli_exit import EXIT_BAD_INPUT
+from rlaif.cli.exit_codes import EXIT_BAD_INPUT
 from rlaif.config import EvaluateConfig, JudgeConfig, Price, PythonJudgeConfig, SampleConfig
 from rlaif.executors.config import RayConfig
 from rlaif.run_dir import read_manifest
@@ -43,10 +43,6 @@ RAY = [
 ]
 STAGES = "sample,pair,judge,aggregate"
 JUDGED = ["pair_id", "judge", "order", "p_a", "status", "verdict", "key"]
-
-
-def sets(items: list[str]) -> list[str]:
-    return [arg for item in items for arg in ("--set", item)]
 
 
 def yes_no_pairs(n: int) -> Dataset:
@@ -265,34 +261,3 @@ def test_a_killed_actor_s_batch_is_retried_and_only_it_is_paid_twice(tmp_path, r
     assert out["status"].count("ok") == kept == len(server.answers) == 32
     paid_twice = sum(n - 1 for n in server.answers.values())
     assert paid_twice <= ray_here.batch_size, server.answers.most_common(6)
-
-
-@pytest.mark.vllm
-def test_vllm_sampling_on_ray_goes_through_ray_data_s_vllm_stage(
-    tmp_path, embedded_model, vllm_server
-):
-    """``sample.backend: vllm`` on Ray: Ray Data's vLLM stage, a prompt sent as ``n`` rows and
-    gathered back into its chunk, gives what the same vLLM engine answers here (greedy, so
-    equal): the test run's vLLM server, float32 like the stage."""
-    questions = ["Name a fruit.", "What is 2 + 2?", "Say hello.", "Name a colour.", "Hi?"]
-    cfg = prompt_pipeline(tmp_path, embedded_model, questions, eval_size=1)
-    greedy = ["sample.temperature=0", "sample.n=2", "sample.max_new_tokens=8",
-              "sample.chunk_size=2", "sample.dtype=float32"]  # fmt: skip
-    served = ["sample.backend=openai", f"sample.server.base_url={vllm_server}/v1",
-              "sample.server.served_model=smol", "sample.server.api_key_env=null"]  # fmt: skip
-    on_ray = ["sample.backend=vllm", "executor=ray", "ray.num_cpus=2", "ray.sample_workers=1",
-              "ray.cpus_per_worker=0.5"]  # fmt: skip
-    samples = {}
-    for where, extra in (("here", served), ("ray", on_ray)):
-        args = ["run", cfg, "--run-dir", tmp_path / where, "--stages", "sample"]
-        done = run_cli(*args, *sets(greedy + extra), cwd=tmp_path, env=VLLM_ENV, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
-        rows = load_from_disk(str(tmp_path / where / "samples"))
-        samples[where] = rows.select_columns(["prompt_id", "responses", "finished"]).to_list()
-        if where == "ray":
-            tokens = [t for ts in rows["n_tokens"] for t in ts]
-    log = (tmp_path / "ray" / "logs" / "run.log").read_text()
-    assert "Ray Data's vLLM stage: 4 rows (one per answer)" in log  # greedy: 1 per prompt
-    assert samples["ray"] == samples["here"]
-    assert [len(set(r["responses"])) for r in samples["ray"]] == [1, 1, 1, 1]  # greedy copies
-    assert all(0 < t <= 8 for t in tokens) and any(t == 8 for t in tokens)

@@ -1,12 +1,11 @@
-"""The API backends against a real vLLM server (the CPU build) on 127.0.0.1, and the offline
-vLLM backends in-process, all on the embedded model. Skipped where vLLM is not installed."""
+"""The API backends and served sampling against a real vLLM server (the CPU build) on
+127.0.0.1, started once per test run, on the embedded model (the offline engines' proofs are in
+the evidence tier). Skipped where vLLM is not installed."""
 
 import json
 import urllib.request
 
 import pytest
-import yaml
-from cli_runner import VLLM_ENV, run_cli
 from datasets import load_from_disk
 
 from rlaif.config import (
@@ -137,28 +136,6 @@ def test_sampling_from_a_served_model(tmp_path, vllm_server, embedded_model):
             SampleConfig(backend="openai", server=closed),
             model=str(embedded_model),
         )
-
-
-def test_offline_vllm_sampling_and_judging(tmp_path, embedded_model):
-    """sample.backend=vllm and a vllm judge, through the CLI in a fresh process (vLLM's
-    engine spawns workers that need a real main module)."""
-    config = {
-        "name": "vllm-offline",
-        "output_dir": str(tmp_path / "out"),
-        "prompts": {"limit": 4, "eval_size": 1},
-        "sample": {"backend": "vllm", "n": 2, "max_new_tokens": 12},
-        "judge": {"judges": [{"name": "v", "backend": "vllm", "max_model_len": 1024}]},
-    }
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(config))
-    args = ["run", path, "--stages", "judge", "--run-dir", tmp_path / "run"]
-    done = run_cli(*args, cwd=tmp_path, env=VLLM_ENV, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    samples = load_from_disk(str(tmp_path / "run" / "samples"))
-    assert [len(r) for r in samples["responses"]] == [2, 2, 2]
-    judgments = load_from_disk(str(tmp_path / "run" / "judgments"))
-    assert len(judgments) > 0 and set(judgments["status"]) == {"ok"}
-    assert min(judgments["label_mass"]) > 0.05
 
 
 def test_audit_through_the_server_before_and_after_neutralised_delimiters(

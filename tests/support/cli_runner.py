@@ -65,3 +65,8 @@ def wait_for(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
         assert proc.poll() is None, f"the run ended first: {proc.log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, "never ready"
         time.sleep(0.02)
+
+
+def sets(items: list[str]) -> list[str]:
+    """``--set`` before each ``key=value`` override."""
+    return [arg for item in items for arg in ("--set", item)]

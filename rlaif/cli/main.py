@@ -1,4 +1,5 @@
-"""``rlaif`` command line: the same entrypoints as the Python API."""
+"""The ``rlaif`` app and its pipeline commands (run, nightly, status, report, export, serve-reward,
+judge-eval, judge-audit, init)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
-from rlaif.cli_cache import cache_app
-from rlaif.cli_exit import (
+from rlaif.cli.cache import cache_app
+from rlaif.cli.exit_codes import (
     EXIT_AUDIT_FAILED,
     exit_for,
     fail,
     interrupted,
 )
+from rlaif.cli.rubrics import rubrics_app
 from rlaif.errors import RlaifError
 
 
@@ -418,121 +420,7 @@ def _print_estimate(rows) -> None:
 
 
 app.add_typer(cache_app, name="cache")
-
-
-rubrics_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-    help="Rubric templates: list, show, render, check.",
-)
 app.add_typer(rubrics_app, name="rubrics")
-
-
-@rubrics_app.command("list")
-def rubrics_list() -> None:
-    """Every rubric found in $RLAIF_RUBRICS, ./rubrics and the shipped ones."""
-    from rlaif.rubrics import list_rubrics, load_rubric
-
-    for path in list_rubrics():
-        try:
-            r = load_rubric(str(path))
-            typer.echo(f"{r.name:<24} v{r.version:<4} {r.mode:<9} {r.read:<12} {r.description}")
-        except RlaifError as exc:
-            typer.secho(f"{path.stem:<24} INVALID  {exc}", fg=typer.colors.RED)
-
-
-@rubrics_app.command("show")
-def rubrics_show(name: Annotated[str, typer.Argument(help="A rubric name or path")]) -> None:
-    """A rubric's file, hash and settings, and its template."""
-    from rlaif.rubrics import load_rubric
-
-    try:
-        r = load_rubric(name)
-    except RlaifError as exc:
-        fail(exc)
-    typer.echo(
-        f"{r.id}  {r.path}\nsha256 {r.sha256}\nmode {r.mode}, read {r.read}, "
-        f"labels {list(r.labels)}, variables {list(r.variables)}"
-    )
-    if r.pattern:
-        typer.echo(f"pattern {r.pattern}")
-    if r.principles:
-        typer.echo("principles:\n" + "\n".join(f"  - {p}" for p in r.principles))
-    typer.echo(f"system: {r.system or '(none)'}\n---\n{r.body.strip()}")
-
-
-@rubrics_app.command("render")
-def rubrics_render(
-    name: Annotated[str, typer.Argument(help="A rubric name or path")],
-    example: Annotated[bool, typer.Option("--example", help="Use a built-in example")] = False,
-    prompt: Annotated[str | None, typer.Option(help="The user request")] = None,
-    response_a: Annotated[str | None, typer.Option("--a", help="First response")] = None,
-    response_b: Annotated[str | None, typer.Option("--b", help="Second response")] = None,
-) -> None:
-    """Print the chat messages a judge would receive."""
-    from rlaif.rubrics import EXAMPLE, load_rubric
-
-    given = {"prompt": prompt, "first": response_a, "second": response_b}
-    if not example and None in given.values():
-        fail(RlaifError("pass --example, or all of --prompt, --a and --b"))
-    values = {k: v if v is not None else EXAMPLE[k] for k, v in given.items()}
-    try:
-        messages = load_rubric(name).messages(**values, reference=EXAMPLE["reference"])
-    except RlaifError as exc:
-        fail(exc)
-    for message in messages:
-        typer.echo(f"[{message['role']}]\n{message['content']}\n")
-
-
-@rubrics_app.command("check")
-def rubrics_check(
-    paths: Annotated[
-        list[str] | None, typer.Argument(help="Rubric names or paths (default: the judge's own)")
-    ] = None,
-    judge: Annotated[
-        str | None,
-        typer.Option(
-            help="A judge of --pipeline: also check the rubric against it (labels must be "
-            "single tokens of its tokenizer)"
-        ),
-    ] = None,
-    pipeline: Annotated[Path | None, typer.Option(help="Pipeline YAML that names --judge")] = None,
-):
-    """Validate rubrics (front matter, template, variables, a test render); exit 2 on error."""
-    from rlaif.judges import build_judge
-    from rlaif.preflight import judge_named
-    from rlaif.rubrics import check_rubric
-
-    spec = None
-    try:
-        if judge is not None:
-            spec = judge_named(pipeline, judge)
-        refs = paths or ([getattr(spec, "rubric", None)] if spec else [])
-        if not refs or None in refs:
-            raise RlaifError("name a rubric to check, or --pipeline and --judge of a rubric judge")
-    except RlaifError as exc:
-        fail(exc)
-    failed = False
-    for ref in refs:
-        try:
-            r = check_rubric(ref)
-            if spec is not None:
-                build_judge(spec.model_copy(update={"rubric": ref})).check()
-            typer.echo(f"ok  {r.id}  {r.path}{f'  (judge {judge})' if spec else ''}")
-            exposed = r.unguarded_variables()
-            if exposed:
-                typer.secho(
-                    f"warning: {r.path}: {', '.join(exposed)} not inside a <tag>...</tag> "
-                    "block of its own, so a response can pass for the rubric's instructions; "
-                    "wrap each in a tag (delimiters the template uses are escaped in the data)",
-                    fg=typer.colors.YELLOW,
-                    err=True,
-                )
-        except RlaifError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            failed = True
-    if failed:
-        raise typer.Exit(2)
 
 
 @app.command("judge-eval")
@@ -599,11 +487,3 @@ def judge_audit_cmd(
     )
     if failing(results, max_attack_rate):
         raise typer.Exit(EXIT_AUDIT_FAILED)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rlaif.cli_exit import fail
+from rlaif.cli.exit_codes import fail
 from rlaif.errors import RlaifError
 
 cache_app = typer.Typer(

@@ -28,11 +28,13 @@ def preferences(n=40):
     )
 
 
-def test_reward_model_learns_a_rule_and_reports_heldout_accuracy(tmp_path, embedded_model):
-    cfg = RewardModelConfig(max_steps=15, learning_rate=5e-5, eval_fraction=0.2)
-    metrics = train_reward_model(preferences(), cfg, model=str(embedded_model), output_dir=tmp_path)
+def test_reward_model_learns_a_rule_and_reports_heldout_accuracy(tmp_path, tiny_model):
+    """RewardTrainer on the tiny model learns "the short answer wins" from 32 pairs (the real
+    SmolLM2's reward model is trained in the evidence tier's RM + PPO proof)."""
+    cfg = RewardModelConfig(max_steps=15, learning_rate=1e-3, eval_fraction=0.2)
+    metrics = train_reward_model(preferences(), cfg, model=str(tiny_model), output_dir=tmp_path)
     assert metrics["heldout_pairs"] == 8 and metrics["train_pairs"] == 32
-    assert metrics["heldout_accuracy"] >= 0.75
+    assert metrics["heldout_accuracy"] >= 0.875  # 7 of 8: by chance about 1 time in 30
     assert json.loads((tmp_path / "reward_model_metrics.json").read_text()) == metrics
     scorer = RewardScorer(tmp_path / "reward_model")
     short, long = scorer.score(["Hi?", "Hi?"], ["You matter.", "Well, in a long way... " * 3])

@@ -1,0 +1,5 @@
+"""``python -m rlaif.cli``, as the ``rlaif`` script."""
+
+from rlaif.cli.main import app
+
+app()
