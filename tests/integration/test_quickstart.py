@@ -40,12 +40,11 @@ def test_gguf_converts_once_to_safetensors(tmp_path, monkeypatch):
 
 
 def fresh_venv(root: Path) -> Path:
-    """A new virtualenv whose only packages besides pip are this environment's dependencies of
-    rlaif (linked, so nothing downloads), never rlaif itself: what imports as rlaif there is
-    what the wheel installs."""
-    venv.create(root / "venv", with_pip=True)
-    deps = root / "deps"
-    deps.mkdir()
+    """A new virtualenv whose only packages are this environment's (linked, so nothing
+    downloads), never rlaif itself: what imports as rlaif there is what the wheel installs."""
+    venv.create(root / "venv", with_pip=False)  # its own old setuptools would shadow ours
+    deps = root / "deps" / "site-packages"  # dill pickles modules from elsewhere by value
+    deps.mkdir(parents=True)
     here = Path(sysconfig.get_paths()["purelib"])
     for entry in here.iterdir():
         if not entry.name.startswith(("rlaif", "__editable__", "_virtualenv")):
@@ -67,7 +66,8 @@ def test_the_wheel_installs_and_its_starter_project_runs_end_to_end(
     bin_dir = fresh_venv(tmp_path)
     # --no-index: every dependency the wheel names must already be met, in range, by the
     # linked environment; nothing is fetched
-    pip = [bin_dir / "python", "-m", "pip", "install", "--no-index", "-q", wheel]
+    pip = [sys.executable, "-m", "pip", "--python", bin_dir / "python", "install", "--no-index"]
+    pip += ["-q", wheel]
     installed = subprocess.run(pip, capture_output=True, text=True, timeout=300)
     assert installed.returncode == 0, installed.stderr[-3000:]
 
