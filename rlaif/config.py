@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from rlaif.config_base import Dtype
+from rlaif.config_base import Dtype, UniqueKeyLoader, key_lines
 from rlaif.config_base import Strict as _Strict
 from rlaif.errors import ConfigError
 from rlaif.executors.config import RayConfig
@@ -454,7 +454,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read pipeline file ({exc.strerror})") from exc
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -463,7 +463,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     for item in overrides or []:
         apply_override(data, item)
-    return validate_pipeline(data, source=str(path), lines=_key_lines(text))
+    return validate_pipeline(data, source=str(path), lines=key_lines(text))
 
 
 def resolve_pipeline(ref: str | Path) -> Path:
@@ -516,10 +516,15 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             raise ConfigError(f"--set {item!r}: '{part}' is not a mapping")
         node = node.setdefault(part, {})
     last = parts[-1]
+    try:
+        value = yaml.load(raw, Loader=UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({problem})") from exc
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = yaml.safe_load(raw)
+        node[int(last)] = value
     elif isinstance(node, dict):
-        node[last] = yaml.safe_load(raw)
+        node[last] = value
     else:
         raise ConfigError(f"--set {item!r}: cannot set '{last}' here")
 
@@ -569,27 +574,3 @@ def _suggestion(loc: tuple) -> str:
         return ""
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _key_lines(text: str) -> dict[tuple, int]:
-    """Map each key path in a YAML document to its 1-based line, for error messages."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return {}
-    out: dict[tuple, int] = {}
-
-    def walk(node: yaml.Node, prefix: tuple) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                path = (*prefix, key.value)
-                out[path] = key.start_mark.line + 1
-                walk(value, path)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                out[(*prefix, i)] = item.start_mark.line + 1
-                walk(item, (*prefix, i))
-
-    if root is not None:
-        walk(root, ())
-    return out

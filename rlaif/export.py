@@ -26,8 +26,7 @@ from datasets import Dataset
 from rlaif.chat import chat
 from rlaif.datasets_io import load_dir
 from rlaif.errors import ConfigError
-from rlaif.rounds import read_chain
-from rlaif.run_dir import RunDir
+from rlaif.run_dir import RunDir, read_chain
 
 FORMATS = ("openrlhf", "verl", "jsonl")
 

@@ -22,7 +22,7 @@ from rlaif.datasets_io import load_dir, save_atomic
 from rlaif.hashing import stable_hash
 from rlaif.locking import RunLock
 from rlaif.pipeline import Pipeline, RunResult
-from rlaif.run_dir import RunDir, run_cost
+from rlaif.run_dir import CHAIN_FILE, RunDir, run_cost
 from rlaif.stage_table import DATA_STAGES, TRAIN_STAGES
 from rlaif.start_policy import StartPolicy
 
@@ -168,23 +168,11 @@ def _entry(info: dict[str, Any], round_dir: Path, evaluation: dict[str, Any]) ->
     }
 
 
-CHAIN_FILE = "rounds.json"
-
-
 def _save(result: RoundsResult) -> RoundsResult:
     (result.run_dir / CHAIN_FILE).write_text(
         json.dumps({"rounds": result.rounds, "stopped": result.stopped}, indent=2)
     )
     return result
-
-
-def read_chain(path: Path) -> dict[str, Any] | None:
-    """The chain of a rounds run (``{"rounds": [...], "stopped": ...}``); None when ``path``
-    is not a rounds run (an ordinary run directory has a manifest at its top)."""
-    file = Path(path) / CHAIN_FILE
-    if not file.is_file() or RunDir(path).has_manifest():
-        return None
-    return json.loads(file.read_text())
 
 
 def rounds_table(rounds: list[dict[str, Any]]) -> list[str]:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from rlaif.errors import ConfigError
 from rlaif.locking import RunLock
 from rlaif.redaction import redact
@@ -111,13 +113,17 @@ class RunDir:
         if not self.has_manifest():
             raise ConfigError(f"{self.path}: no manifest.json here; is this a run directory?")
         try:
-            return json.loads(self.manifest_path.read_text())
+            manifest = json.loads(self.manifest_path.read_text())
+            problem = manifest_problem(manifest)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"{self.manifest_path}: damaged manifest ({exc}); the next `rlaif run` on this "
-                "directory moves it aside and rebuilds it (stages run again, judgments come "
-                "from the store for free)"
-            ) from None
+            problem = str(exc)
+        if problem is None:
+            return manifest
+        raise ConfigError(
+            f"{self.manifest_path}: damaged manifest ({problem}); the next `rlaif run` on this "
+            "directory moves it aside and rebuilds it (stages run again, judgments come from "
+            "the store for free)"
+        )
 
     def recover_manifest(self) -> dict[str, Any]:
         """The run's manifest, or an empty one. A damaged manifest (a crash mid-write on a
@@ -127,9 +133,9 @@ class RunDir:
             return {}
         try:
             manifest = json.loads(self.manifest_path.read_text())
-            if isinstance(manifest, dict):
+            problem = manifest_problem(manifest)
+            if problem is None:
                 return manifest
-            problem = "not a JSON object"
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             problem = str(exc)
         aside = self.path / f"{MANIFEST}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -192,5 +198,45 @@ def prepare_run_dir(run_dir: Path) -> None:
         ) from None
 
 
+class _StageRecord(BaseModel, extra="allow"):
+    status: str
+    counts: dict[str, Any] = {}
+
+
+class _Manifest(BaseModel, extra="allow"):
+    """The shape every reader of a manifest relies on (each key is optional until written)."""
+
+    stages: dict[str, _StageRecord] = {}
+    config: dict[str, Any] = {}
+    evaluation: dict[str, Any] | None = None
+    nightly: dict[str, Any] | None = None
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """What is wrong with a parsed manifest's shape, or None when it is whole."""
+    if not isinstance(manifest, dict):
+        kinds = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+        return f"a JSON {kinds.get(type(manifest), 'null')}, not an object"
+    try:
+        _Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        return f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+    return None
+
+
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     return RunDir(run_dir).read_manifest()
+
+
+CHAIN_FILE = "rounds.json"
+"""A rounds run's chain, at the top of its directory (each round is a run directory below)."""
+
+
+def read_chain(path: Path) -> dict[str, Any] | None:
+    """The chain of a rounds run (``{"rounds": [...], "stopped": ...}``); None when ``path``
+    is not a rounds run (an ordinary run directory has a manifest at its top)."""
+    file = Path(path) / CHAIN_FILE
+    if not file.is_file() or RunDir(path).has_manifest():
+        return None
+    return json.loads(file.read_text())

@@ -270,7 +270,8 @@ def status(
     if (run_dir / "ledger.sqlite").exists() and not folder.has_manifest():
         _nights_status(run_dir)
         return
-    from rlaif.rounds import read_chain, rounds_table
+    from rlaif.rounds import rounds_table
+    from rlaif.run_dir import read_chain
 
     if (chain := read_chain(run_dir)) is not None:
         typer.echo("\n".join([f"rounds in {run_dir}", *rounds_table(chain["rounds"])]))
@@ -378,7 +379,7 @@ def serve_reward(
         Path | None, typer.Option(help="Score with this reward model instead (train/reward_model)")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0: any free one)")] = 8765,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one)")] = 8765,
     json_logs: JsonLogs = False,
 ) -> None:
     """Serve rewards over HTTP (POST /get_reward, OpenRLHF's remote reward API) from the

@@ -32,7 +32,7 @@ from rlaif.executors.config import RayConfig
 from rlaif.judges.failures import FatalJudgeError
 from rlaif.judges.records import Budget, JudgeRequest, Verdict
 from rlaif.redaction import redact
-from rlaif.sampling import Completion
+from rlaif.sampling.engine import Completion
 
 log = logging.getLogger(__name__)
 LOCAL_MODEL_JUDGES = ("transformers", "vllm")

@@ -23,7 +23,7 @@ from typing import Any
 from rlaif.devices import resolve_dtype
 from rlaif.executors.config import RayConfig
 from rlaif.models import load_tokenizer
-from rlaif.sampling import Completion, GenerationParams
+from rlaif.sampling.engine import Completion, GenerationParams
 
 log = logging.getLogger(__name__)
 SMALL_STEP_CPUS = 0.25

@@ -19,8 +19,7 @@ import jinja2
 import pandas as pd
 
 from rlaif.report import figures, run_data
-from rlaif.rounds import read_chain
-from rlaif.run_dir import OUTPUT_DIRS, run_cost, stage_cost
+from rlaif.run_dir import OUTPUT_DIRS, read_chain, run_cost, stage_cost
 from rlaif.stage_table import NAMES
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 from rlaif.errors import RlaifError
 from rlaif.progress import tqdm
 from rlaif.redaction import redact, secret_from_env
-from rlaif.sampling import Completion, GenerationParams
+from rlaif.sampling.engine import Completion, GenerationParams
 
 
 class ServedEngine:

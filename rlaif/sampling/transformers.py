@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 from rlaif.devices import resolve_dtype
 from rlaif.models import load_tokenizer
 from rlaif.progress import tqdm
-from rlaif.sampling import Completion, GenerationParams
+from rlaif.sampling.engine import Completion, GenerationParams
 
 
 def load_causal_lm(model: Path | str, dtype: str, *, where: str = "sampling"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlaif.devices import resolve_dtype, vllm_enforce_eager
-from rlaif.sampling import Completion, GenerationParams
+from rlaif.sampling.engine import Completion, GenerationParams
 
 
 class VllmEngine:

@@ -21,7 +21,8 @@ from rlaif.config import SampleConfig, ServedModelConfig
 from rlaif.datasets_io import load_shard, save_shard
 from rlaif.executors.config import RayConfig
 from rlaif.models import resolve_model
-from rlaif.sampling import Completion, GenerationParams, open_engine
+from rlaif.sampling import open_engine
+from rlaif.sampling.engine import Completion, GenerationParams
 
 if TYPE_CHECKING:
     from rlaif.stage_table import Run

@@ -27,3 +27,10 @@ def test_help_paragraphs_are_whole_lines(words, doc):
     for paragraph in inspect.cleandoc(doc).split("\n\n"):
         whole = " ".join(paragraph.split()).replace("`", "")
         assert whole in lines, f"{' '.join(words)}: {whole!r} not on one line"
+
+
+def test_a_port_out_of_range_is_refused_before_anything_starts():
+    args = ["serve-reward", "--pipeline", "x.yaml", "--port", "99999"]
+    done = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert done.exit_code == 2
+    assert "Invalid value for '--port': Input should be less than or equal to 65535" in done.output

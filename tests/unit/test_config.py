@@ -144,3 +144,21 @@ def test_retired_flush_keys_are_accepted_with_a_warning(caplog):
         cfg = PipelineConfig.model_validate(old)
     assert cfg.hash() == PipelineConfig(name="x").hash()  # they change nothing
     assert "flush_every and judge.flush_seconds are no longer used" in caplog.text
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: t\nsample:\n  n: 2\n  max_new_tokens: 8\n  n: 4\n")
+    twice = r"p.yaml:5: invalid YAML: duplicate key 'n' \(first given on line 3\)"
+    with pytest.raises(ConfigError, match=twice):
+        load_pipeline(path)
+    path.write_text("name: t\n")
+    with pytest.raises(ConfigError, match="--set 'sample={a: 1, a: 2}'.*duplicate key 'a'"):
+        load_pipeline(path, overrides=["sample={a: 1, a: 2}"])
+
+
+def test_an_override_that_is_not_yaml_says_which(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: t\n")
+    with pytest.raises(ConfigError, match=r"--set 'sample.n=\[1,': the value is not valid YAML"):
+        load_pipeline(path, overrides=["sample.n=[1,"])
