@@ -1,7 +1,7 @@
 """Calls against accuracy for ``judge.orders: adaptive``, on simulated judges with a known truth.
 
 Each simulated judge answers every pair in both orders (``rlaif.testing.simulated``); the
-adaptive rules then pick the rows a run would have asked (``rlaif.adaptive_orders.select``),
+adaptive rules then pick the rows a run would have asked (``rlaif.debias.adaptive_orders.select``),
 so both-orders and adaptive accuracy come from the same answers. For a few thresholds it
 prints the share of both orders' calls asked and the accuracy kept (adaptive accuracy over
 both-orders accuracy); then escalation of unsure pairs to a stronger judge. The last line
@@ -16,8 +16,8 @@ import logging
 
 import datasets
 
-from rlaif.adaptive_orders import select
 from rlaif.config import AggregateConfig
+from rlaif.debias.adaptive_orders import select
 from rlaif.stages import aggregate
 from rlaif.testing.simulated import SimulatedJudge, Simulation, simulate
 

@@ -20,8 +20,8 @@ from bench_common import emit, interleaved, median, quiet
 from datasets import Dataset
 
 from rlaif.config import DpoConfig, PromptsConfig, TrainConfig
-from rlaif.devices import trainer_precision
-from rlaif.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from rlaif.models.devices import trainer_precision
+from rlaif.models.loading import DEFAULT_MODEL, load_tokenizer, resolve_model
 from rlaif.prompts import load_prompts
 from rlaif.stages import train
 

@@ -15,8 +15,8 @@ import torch
 from bench_common import emit, interleaved, median, quiet
 
 from rlaif.config import PromptsConfig, SampleConfig
-from rlaif.devices import hardware, pick_dtype
-from rlaif.models import DEFAULT_MODEL
+from rlaif.models.devices import hardware, pick_dtype
+from rlaif.models.loading import DEFAULT_MODEL
 from rlaif.prompts import load_prompts
 from rlaif.stages import sample
 

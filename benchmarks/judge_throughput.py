@@ -25,8 +25,8 @@ from datasets import Dataset
 
 from rlaif.config import JudgeConfig, OpenAIJudgeConfig
 from rlaif.judges import JudgeRequest, build_judge
+from rlaif.judging.store import JudgmentStore
 from rlaif.stages import judge
-from rlaif.store import JudgmentStore
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 

@@ -25,9 +25,9 @@ from bench_common import emit, interleaved, median, quiet, start_loopback
 from judge_throughput import make_pairs
 
 from rlaif.config import JudgeConfig, OpenAIJudgeConfig
+from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import load_rubric
 from rlaif.stages import judge
-from rlaif.store import JudgmentStore
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PYTHON = HERE.parent / ".venv-distilabel" / "bin" / "python"

@@ -18,10 +18,10 @@ import torch
 from bench_common import emit, interleaved, median, quiet
 
 from rlaif.config import PromptsConfig, TransformersJudgeConfig
-from rlaif.devices import hardware, pick_dtype
 from rlaif.judges import Budget, JudgeRequest, Verdict
 from rlaif.judges.transformers import TransformersJudge
-from rlaif.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from rlaif.models.devices import hardware, pick_dtype
+from rlaif.models.loading import DEFAULT_MODEL, load_tokenizer, resolve_model
 from rlaif.prompts import load_prompts
 from rlaif.rubrics import load_rubric
 

@@ -25,13 +25,13 @@ from bench_common import emit, median, quiet, start_loopback
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig, OpenAIJudgeConfig, PromptsConfig, SampleConfig
+from rlaif.executors.cluster import start_ray
 from rlaif.executors.config import RayConfig
-from rlaif.executors.ray_data import start_ray
-from rlaif.models import DEFAULT_MODEL
+from rlaif.judging.store import JudgmentStore
+from rlaif.models.loading import DEFAULT_MODEL
 from rlaif.prompts import load_prompts
 from rlaif.stages import sample
 from rlaif.stages.judge import judge
-from rlaif.store import JudgmentStore
 
 SMALL = {"local": 1, "ray_1": 1, "ray_2": 2}
 """The small job's size, in chunks or batches: one for each worker."""

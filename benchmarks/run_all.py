@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from rlaif.devices import cpu_flags, hardware
+from rlaif.models.devices import cpu_flags, hardware
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [

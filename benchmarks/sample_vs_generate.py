@@ -20,8 +20,8 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM
 
 from rlaif.config import PromptsConfig, SampleConfig
-from rlaif.devices import hardware, pick_dtype
-from rlaif.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from rlaif.models.devices import hardware, pick_dtype
+from rlaif.models.loading import DEFAULT_MODEL, load_tokenizer, resolve_model
 from rlaif.prompts import load_prompts
 from rlaif.stages import sample
 

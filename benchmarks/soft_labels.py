@@ -26,7 +26,7 @@ from bench_common import emit, quiet
 from datasets import Dataset
 
 from rlaif.config import DpoConfig, TrainConfig
-from rlaif.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from rlaif.models.loading import DEFAULT_MODEL, load_tokenizer, resolve_model
 from rlaif.stages import train
 from rlaif.testing.simulated import SimulatedJudge
 from rlaif.testing.tiny_model import write_tiny_model

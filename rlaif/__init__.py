@@ -2,7 +2,7 @@
 
 from rlaif.config import PipelineConfig, load_pipeline
 from rlaif.errors import ConfigError, RlaifError
-from rlaif.pipeline import Pipeline, RunResult
+from rlaif.run.runner import Pipeline, RunResult
 
 __all__ = ["ConfigError", "Pipeline", "PipelineConfig", "RlaifError", "RunResult", "load_pipeline"]
 __version__ = "0.1.0"

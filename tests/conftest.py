@@ -61,7 +61,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
     """The real SmolLM2-135M-Instruct, converted once into the user's rlaif cache."""
-    from rlaif.models import DEFAULT_MODEL, resolve_model
+    from rlaif.models.loading import DEFAULT_MODEL, resolve_model
 
     return Path(resolve_model(DEFAULT_MODEL))
 

@@ -19,7 +19,7 @@ StoreOption = Annotated[Path, typer.Option("--store", help="SQLite judgment stor
 @cache_app.command("stats")
 def cache_stats(store: StoreOption = Path("outputs/judgments.sqlite")) -> None:
     """Judgments per judge, model and status, with tokens and cost."""
-    from rlaif.store import JudgmentStore
+    from rlaif.judging.store import JudgmentStore
 
     if not store.is_file():
         fail(RlaifError(f"{store}: no judgment store here"))
@@ -50,7 +50,7 @@ def cache_prune(
     yes: Annotated[bool, typer.Option("--yes", help="Needed to delete everything")] = False,
 ) -> None:
     """Delete judgments from the store (they will be paid for again if asked again)."""
-    from rlaif.store import JudgmentStore
+    from rlaif.judging.store import JudgmentStore
 
     if older_than_days is None and not status and judge is None and not yes:
         fail(RlaifError("no filter given: pass --yes to delete every judgment"))
@@ -69,13 +69,18 @@ def cache_prune(
 def cache_salvage(store: StoreOption = Path("outputs/judgments.sqlite")) -> None:
     """Recover a damaged store: move it aside and copy every judgment SQLite can still read
     into a fresh one (what could not be read is asked again on the next run)."""
-    from rlaif.store import salvage
+    from rlaif.judging.store import salvage
 
     if not store.is_file():
         fail(RlaifError(f"{store}: no judgment store here"))
     done = salvage(store)
+    lost = (
+        "the end of the file is gone, so how many were lost cannot be told"
+        if done["lost"] is None
+        else f"{done['lost']} lost"
+    )
     typer.echo(
         f"{store}: moved the damaged file to {done['moved_to']}; salvaged "
-        f"{done['salvaged']} judgments into a fresh store ({done['unreadable_rows']} rows "
-        "unreadable)"
+        f"{done['salvaged']} judgments into a fresh store ({lost}; those are asked again on "
+        "the next run)"
     )

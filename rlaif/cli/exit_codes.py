@@ -15,8 +15,8 @@ EXIT_INTERRUPTED = 130
 
 
 def fail(exc: RlaifError) -> None:
-    from rlaif.locking import LockedError
     from rlaif.redaction import redact
+    from rlaif.run.locking import LockedError
 
     typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
     raise typer.Exit(EXIT_LOCKED if isinstance(exc, LockedError) else EXIT_BAD_INPUT)

@@ -89,8 +89,8 @@ def init(
 
 
 def _setup_logging(json_logs: bool) -> None:
-    from rlaif.logs import JsonLinesFormatter
     from rlaif.redaction import redact_handlers
+    from rlaif.run.logs import JsonLinesFormatter
 
     handler = logging.StreamHandler(sys.stderr)
     text = logging.Formatter("%(levelname)s %(name)s: %(message)s")
@@ -152,7 +152,7 @@ def run(
     on provider batches (re-run later to collect); 5 another run holds the lock; 6 some
     judgments failed (re-run to ask them again); 130 interrupted (Ctrl-C; re-run to continue).
     """
-    from rlaif.pipeline import Pipeline
+    from rlaif.run.runner import Pipeline
 
     _setup_logging(json_logs)
     try:
@@ -178,7 +178,7 @@ def run(
             f"preference dataset: {result.preferences_dir} "
             "(datasets.load_from_disk; TRL-ready prompt/chosen/rejected)"
         )
-    from rlaif.run_dir import RunDir
+    from rlaif.run.run_dir import RunDir
 
     model_dir = RunDir(result.run_dir).policy
     if model_dir.exists():
@@ -194,7 +194,7 @@ def run(
 
 def _rounds(pipe, run_dir: Path | None, stages: str | None) -> None:
     """``rounds:`` in the config: the chain of on-policy rounds, then its table."""
-    from rlaif.rounds import rounds_table, run_rounds
+    from rlaif.ops.rounds import rounds_table, run_rounds
 
     if stages is not None:
         raise RlaifError("--stages: a pipeline with rounds runs every stage of each round")
@@ -228,8 +228,8 @@ def nightly(
     (the nightly budget ran out), 4 waiting on provider batches, 5 another night is running,
     6 some judgments failed (re-run the same --date to ask them again), 130 interrupted.
     """
-    from rlaif.nightly import run_nightly
-    from rlaif.pipeline import Pipeline
+    from rlaif.ops.nightly import run_nightly
+    from rlaif.run.runner import Pipeline
 
     _setup_logging(json_logs)
     try:
@@ -264,14 +264,14 @@ def status(
     """Show each stage's status, progress, counts, cost and timing for a run; for a nightly
     directory (`<output_dir>/<name>/nightly`), one line per night; for on-policy rounds, the
     finished rounds' table."""
-    from rlaif.run_dir import RunDir, run_cost
+    from rlaif.run.run_dir import RunDir, run_cost
 
     folder = RunDir(run_dir)
     if (run_dir / "ledger.sqlite").exists() and not folder.has_manifest():
         _nights_status(run_dir)
         return
-    from rlaif.rounds import rounds_table
-    from rlaif.run_dir import read_chain
+    from rlaif.ops.rounds import rounds_table
+    from rlaif.run.run_dir import read_chain
 
     if (chain := read_chain(run_dir)) is not None:
         typer.echo("\n".join([f"rounds in {run_dir}", *rounds_table(chain["rounds"])]))
@@ -285,8 +285,8 @@ def status(
     if as_json:
         typer.echo(json.dumps(manifest, indent=2))
         return
-    from rlaif.locking import is_held
-    from rlaif.stage_table import NAMES
+    from rlaif.run.locking import is_held
+    from rlaif.run.stage_table import NAMES
 
     alive = is_held(folder.lock_path)
     typer.echo(f"{manifest['pipeline']}  {run_dir}  (config {manifest['config_hash'][:12]})")
@@ -315,8 +315,8 @@ def status(
 
 
 def _nights_status(root: Path) -> None:
-    from rlaif.locking import is_held
-    from rlaif.run_dir import RunDir, run_cost
+    from rlaif.run.locking import is_held
+    from rlaif.run.run_dir import RunDir, run_cost
 
     running = " (a night is running now)" if is_held(root / ".lock") else ""
     typer.echo(f"{root}{running}")
@@ -363,7 +363,7 @@ def export(
 ) -> None:
     """Write the preferences and prompts in the layout another trainer reads as is (OpenRLHF's
     train_dpo/train_rm/train_ppo_ray, verl's RL parquet) or as JSON lines; prints the files."""
-    from rlaif.export import export as export_run
+    from rlaif.ops.export import export as export_run
 
     try:
         for path in export_run(run_dir, format_, out):
@@ -385,7 +385,7 @@ def serve_reward(
     """Serve rewards over HTTP (POST /get_reward, OpenRLHF's remote reward API) from the
     pipeline's judges, through its judgment store and budget, or from a reward model."""
     from rlaif.config import load_pipeline
-    from rlaif.reward_server import Rewards, make_server
+    from rlaif.ops.reward_server import Rewards, make_server
 
     _setup_logging(json_logs)
     try:
@@ -445,8 +445,8 @@ def judge_eval_cmd(
     """Agreement of the pipeline's judges with human labels, per debiasing step; with
     --calibrate, each judge's calibration fitted on part of the pairs, reported on the rest."""
     from rlaif.config import load_pipeline
-    from rlaif.judge_eval import describe, judge_eval, load_labelled
-    from rlaif.store import JudgmentStore
+    from rlaif.debias.judge_eval import describe, judge_eval, load_labelled
+    from rlaif.judging.store import JudgmentStore
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
@@ -472,14 +472,27 @@ def judge_audit_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key")] = None,
 ) -> None:
     """Attack each judge (forged delimiters, verdict claims, null model, ...); exit 7 when a
-    case's attack success rate passes --max-attack-rate."""
-    from rlaif.audit import audit_judge, failing, table, write_audit
+    case's attack success rate passes --max-attack-rate.
+
+    Answers are kept in the pipeline's judgment store and paid under `judge.max_cost_usd`,
+    so a second audit of the same judges pays nothing."""
     from rlaif.config import load_pipeline
+    from rlaif.debias.audit import audit_judge, failing, table, write_audit
+    from rlaif.judges import Budget
+    from rlaif.judging.store import JudgmentStore
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         cfg = load_pipeline(pipeline, set_ or [])
-        results = [r for spec in cfg.judge.judges for r in audit_judge(spec)]
+        budget = Budget(cfg.judge.max_cost_usd)
+        with JudgmentStore(cfg.judgment_store_path()) as store:
+            results = [
+                r
+                for spec in cfg.judge.judges
+                for r in audit_judge(
+                    spec, store=store, budget=budget, max_failures=cfg.judge.max_failures
+                )
+            ]
     except (RlaifError, ValueError) as exc:
         fail(exc if isinstance(exc, RlaifError) else RlaifError(str(exc)))
     typer.echo(table(results, max_attack_rate))

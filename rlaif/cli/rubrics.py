@@ -89,8 +89,8 @@ def rubrics_check(
 ):
     """Validate rubrics (front matter, template, variables, a test render); exit 2 on error."""
     from rlaif.judges import build_judge
-    from rlaif.preflight import judge_named
     from rlaif.rubrics import check_rubric
+    from rlaif.run.preflight import judge_named
 
     spec = None
     try:

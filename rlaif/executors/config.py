@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from rlaif.config_base import Strict
+from rlaif.config.base import Strict
 
 
 class RayConfig(Strict):

@@ -19,15 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rlaif.errors import RlaifError
 from rlaif.executors import ray_vllm
+from rlaif.executors.cluster import start_ray
 from rlaif.executors.config import RayConfig
 from rlaif.judges.failures import FatalJudgeError
 from rlaif.judges.records import Budget, JudgeRequest, Verdict
@@ -37,31 +36,6 @@ from rlaif.sampling.engine import Completion
 log = logging.getLogger(__name__)
 LOCAL_MODEL_JUDGES = ("transformers", "vllm")
 """Judge backends whose actors hold a model (and take ``ray.gpus_per_worker``)."""
-
-
-def start_ray(cfg: RayConfig) -> Any:
-    """Ray, connected to ``cfg.address`` or started here; quiet unless something fails."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise RlaifError(
-            'executor: ray needs Ray Data: pip install -e ".[ray]" (ray[data])'
-        ) from exc
-    if not ray.is_initialized():
-        if cfg.address is None:  # here: actors import judge modules as this process does
-            path = os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH")] if p)
-            ray.init(
-                num_cpus=cfg.num_cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": {"PYTHONPATH": path}},
-            )
-        else:  # a cluster: the job's runtime environment (ray job submit --working-dir)
-            ray.init(address=cfg.address, log_to_driver=False)
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        log.info("ray: %s", ray.cluster_resources())
-    return ray
 
 
 class _SampleWorker:
@@ -78,7 +52,7 @@ class _SampleWorker:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from rlaif.sampling import open_engine
-        from rlaif.stages.sample import generation_params
+        from rlaif.sampling.engine import generation_params
 
         if self.engine is None:
             cfg = self.cfg

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rlaif.devices import resolve_dtype
 from rlaif.executors.config import RayConfig
-from rlaif.models import load_tokenizer
+from rlaif.models.devices import resolve_dtype
+from rlaif.models.loading import load_tokenizer
 from rlaif.sampling.engine import Completion, GenerationParams
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,12 @@ def sample_chunks(
     each chunk yielded once all of its answers are in."""
     if not chunks:
         return
-    from rlaif.executors.ray_data import start_ray
+    from rlaif.executors.cluster import start_ray
 
     ray = start_ray(cfg)
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    from rlaif.stages.sample import generation_params
+    from rlaif.sampling.engine import generation_params
 
     params = generation_params(sample_cfg, sample_cfg.seed + min(chunks))
     copies = params.asked

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from rlaif.config import JUDGE_BACKENDS
-from rlaif.judges.base import Judge, JudgeBackend
+from rlaif.judges.base import Judge
 from rlaif.judges.records import Budget, JudgeRequest, Verdict
 
 
@@ -17,4 +17,4 @@ def build_judge(cfg) -> Judge:
     return getattr(import_module(module), cls)(cfg)
 
 
-__all__ = ["Budget", "Judge", "JudgeBackend", "JudgeRequest", "Verdict", "build_judge"]
+__all__ = ["Budget", "Judge", "JudgeRequest", "Verdict", "build_judge"]

@@ -31,6 +31,12 @@ class AnthropicJudge(ApiJudge):
             max_retries=0,
         )
 
+    def _served_models(self) -> list[str]:
+        with anthropic.Anthropic(
+            api_key=self.api_key, base_url=self.cfg.base_url, timeout=10.0, max_retries=2
+        ) as client:
+            return [m.id for m in client.models.list(limit=1000)]
+
     def batch_client(self) -> AnthropicBatches:
         return AnthropicBatches(self)
 

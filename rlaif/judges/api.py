@@ -14,7 +14,6 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -27,10 +26,9 @@ from tenacity import (
 )
 
 from rlaif.errors import ConfigError
-from rlaif.executors.config import RayConfig
-from rlaif.judges.base import Budget, JudgeRequest, OnResult, Planned, RubricJudge, Verdict
-from rlaif.judges.batch_run import BatchRun
+from rlaif.judges.base import Budget, JudgeRequest, OnResult, RubricJudge, Verdict
 from rlaif.judges.failures import FatalJudgeError, describe_error, retry_after, status_of
+from rlaif.models.endpoints import check_served
 from rlaif.redaction import secret_from_env
 from rlaif.rubrics import load_rubric
 
@@ -67,6 +65,16 @@ class ApiJudge(RubricJudge):
         self.attempts = 0
         self._session: _Session | None = None
 
+    def reach(self) -> None:
+        where = self.cfg.base_url or f"the {self.kind} API"
+        check_served(
+            f"judge '{self.name}'", where, self.cfg.model, self.cfg.api_key_env, self._served_models
+        )
+
+    def _served_models(self) -> list[str]:
+        """The model ids the provider's model list names (a free call)."""
+        raise NotImplementedError
+
     def _api_key(self) -> str:
         return secret_from_env(self.cfg.api_key_env, f"judge '{self.cfg.name}'")
 
@@ -102,20 +110,9 @@ class ApiJudge(RubricJudge):
     def batch_discount(self) -> float:
         return self.batch.discount if self.batch.enabled else 1.0
 
-    def judge_all(
-        self,
-        todo: list[Planned],
-        *,
-        store: Any,
-        budget: Budget,
-        batch_dir: Path | None,
-        ray: RayConfig | None = None,
-    ) -> dict[str, str]:
-        """Through the provider's batch API when ``batch.enabled`` and the stage keeps batch
-        records (``batch_dir``; evaluation needs its answers now and judges online)."""
-        if self.batch.enabled and batch_dir is not None:
-            return BatchRun(self, store=store, budget=budget, batch_dir=batch_dir).run(todo)
-        return super().judge_all(todo, store=store, budget=budget, batch_dir=batch_dir, ray=ray)
+    @property
+    def provider_batches(self) -> bool:
+        return self.batch.enabled
 
     # -- provider hooks -------------------------------------------------------------------
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:

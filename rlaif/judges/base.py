@@ -3,24 +3,10 @@ requests: through a rubric (:class:`RubricJudge`), a batch at a time (:class:`Ba
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from rlaif.judges.online import judge_online
 from rlaif.judges.records import Budget, JudgeRequest, OnResult, Verdict
 from rlaif.rubrics import Rubric
-
-if TYPE_CHECKING:
-    from rlaif.executors.config import RayConfig
-    from rlaif.store import JudgmentStore
-
-
-class Planned(Protocol):
-    """A request the judge stage rendered and keyed: what a judge is asked to answer."""
-
-    key: str
-    prompt_hash: str
-    request: JudgeRequest
 
 
 class Judge:
@@ -56,6 +42,11 @@ class Judge:
         """Fail now, with a clear error, on what would make every judgment fail (a label the
         judge's tokenizer splits, a callable that returns nonsense); no paid call."""
 
+    def reach(self) -> None:
+        """Fail now, with a clear error naming the judge, when its server cannot be reached,
+        refuses its key or does not serve its model; a call that costs nothing. Nothing to
+        reach by default (local judges)."""
+
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
         """USD for a call of this size; None when the judge has no price (local ones)."""
         return None
@@ -64,6 +55,12 @@ class Judge:
         """Input tokens (characters / 4) and the most output a request may use."""
         texts = [m["content"] if isinstance(m, dict) else str(m) for m in rendered]
         return sum(map(len, texts)) // 4, 1
+
+    @property
+    def provider_batches(self) -> bool:
+        """Whether the judge asks through its provider's batch API (an API judge with
+        ``batch.enabled``); the judging service then submits and collects batches."""
+        return False
 
     @property
     def batch_discount(self) -> float:
@@ -84,22 +81,6 @@ class Judge:
         across calls, for callers that call ``run`` once per batch for a process's life: a
         Ray actor, a live reward. Nothing to keep by default."""
 
-    def judge_all(
-        self,
-        todo: list[Planned],
-        *,
-        store: JudgmentStore,
-        budget: Budget,
-        batch_dir: Path | None,
-        ray: RayConfig | None = None,
-    ) -> dict[str, str]:
-        """Answer ``todo`` into ``store``; returns the keys left awaiting a provider batch
-        (with their batch ids). Online by default: every answer stored as it arrives, keys
-        claimed against other runs on the same store (:mod:`rlaif.judges.online`), asked
-        here or, with ``ray``, by Ray actors."""
-        judge_online(self, todo, store=store, budget=budget, ray=ray)
-        return {}
-
 
 class RubricJudge(Judge):
     """``render``, ``provenance`` and the mode of backends that ask through a rubric."""
@@ -115,10 +96,6 @@ class RubricJudge(Judge):
         return self.rubric.messages(
             request.prompt, request.first, request.second, request.reference
         )
-
-
-JudgeBackend = Judge
-"""The name the judge interface had before it was a base class."""
 
 
 class BatchJudge(Judge):

@@ -32,6 +32,12 @@ class OpenAIJudge(ApiJudge):
             max_retries=0,
         )
 
+    def _served_models(self) -> list[str]:
+        with openai.OpenAI(
+            api_key=self.api_key, base_url=self.cfg.base_url, timeout=10.0, max_retries=2
+        ) as client:
+            return [m.id for m in client.models.list()]
+
     def batch_client(self) -> OpenAIBatches:
         return OpenAIBatches(self)
 

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from rlaif.config import TransformersJudgeConfig
-from rlaif.devices import hardware, pick_dtype
 from rlaif.errors import ConfigError
 from rlaif.judges.base import BatchJudge, JudgeRequest, RubricJudge, Verdict
 from rlaif.judges.verdicts import from_label_probabilities
-from rlaif.models import load_tokenizer, resolve_model
+from rlaif.models.devices import hardware, pick_dtype
+from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.rubrics import load_rubric
 
 

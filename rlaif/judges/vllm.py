@@ -10,10 +10,10 @@ from dataclasses import replace
 from typing import Any
 
 from rlaif.config import VllmJudgeConfig
-from rlaif.devices import hardware, pick_dtype, resolve_dtype, vllm_enforce_eager
 from rlaif.judges.base import BatchJudge, JudgeRequest, RubricJudge, Verdict
 from rlaif.judges.verdicts import from_label_logprobs, read_text
-from rlaif.models import load_tokenizer, resolve_model
+from rlaif.models.devices import hardware, pick_dtype, resolve_dtype, vllm_enforce_eager
+from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.rubrics import load_rubric
 
 

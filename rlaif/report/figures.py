@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlaif.preferences.bias import cohen_kappa
+from rlaif.debias.bias import cohen_kappa
 from rlaif.report import plots, run_data
-from rlaif.run_dir import RunDir
+from rlaif.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 

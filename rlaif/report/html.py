@@ -19,8 +19,8 @@ import jinja2
 import pandas as pd
 
 from rlaif.report import figures, run_data
-from rlaif.run_dir import OUTPUT_DIRS, read_chain, run_cost, stage_cost
-from rlaif.stage_table import NAMES
+from rlaif.run.run_dir import OUTPUT_DIRS, read_chain, run_cost, stage_cost
+from rlaif.run.stage_table import NAMES
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def _judges(
     )
     report = run_data.judge_report(run_dir, manifest)
     if report is None and judgments is not None:
-        from rlaif.preferences.bias import judge_report
+        from rlaif.debias.bias import judge_report
 
         report = judge_report(judgments)
         built["absent"].append(

@@ -16,7 +16,7 @@ import pandas as pd
 from datasets import load_from_disk
 
 from rlaif.errors import ConfigError
-from rlaif.run_dir import MANIFEST, RunDir, run_cost
+from rlaif.run.run_dir import MANIFEST, RunDir, run_cost
 
 log = logging.getLogger(__name__)
 

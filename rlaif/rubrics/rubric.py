@@ -175,7 +175,15 @@ def find_rubric(ref: str) -> Path:
 
 def load_rubric(ref: str) -> Rubric:
     path = find_rubric(ref)
-    text = path.read_text()
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save the rubric as UTF-8"
+        ) from None
     header, body, body_line = _split_front_matter(text, path)
     name = str(header.get("name") or path.stem)
     mode = header.get("mode", "pairwise")
@@ -372,10 +380,16 @@ def check_rubric(ref: str) -> Rubric:
     """Load a rubric and render it once with example values: everything that can be wrong
     with it fails here, before any judge is paid."""
     rubric = load_rubric(ref)
+    check_rendering(rubric)
+    return rubric
+
+
+def check_rendering(rubric: Rubric) -> None:
+    """Render ``rubric`` once with example values; a template error (the sandbox refusing an
+    attribute, a missing include, a loop too long) is a ``ConfigError`` naming the file."""
     try:
         rubric.messages(**EXAMPLE)
     except ConfigError:
         raise
     except Exception as exc:
         raise ConfigError(f"{rubric.path}: rendering failed: {exc}") from None
-    return rubric

@@ -4,7 +4,10 @@ returns (kept apart from the engines so that each can import it without the othe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rlaif.config import SampleConfig
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,15 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the model (and, for vLLM, its GPU memory)."""
         ...
+
+
+def generation_params(cfg: SampleConfig, seed: int) -> GenerationParams:
+    """The parameters the ``sample:`` section asks with, for one chunk's ``seed``."""
+    return GenerationParams(
+        n=cfg.n,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        batch_size=cfg.batch_size,
+        seed=seed,
+    )

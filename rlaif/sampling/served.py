@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import RlaifError
+from rlaif.models.endpoints import check_served
 from rlaif.progress import tqdm
 from rlaif.redaction import redact, secret_from_env
 from rlaif.sampling.engine import Completion, GenerationParams
@@ -23,7 +24,7 @@ from rlaif.sampling.engine import Completion, GenerationParams
 
 class ServedEngine:
     def __init__(self, server: Any, tokenizer_dir: Path | str):
-        from rlaif.models import load_tokenizer
+        from rlaif.models.loading import load_tokenizer
 
         self.server = server
         self.model = server.served_model
@@ -89,3 +90,20 @@ class ServedEngine:
             n_tokens=len(self.tokenizer(text, add_special_tokens=False)["input_ids"]),
             finished=choice.finish_reason == "stop",
         )
+
+
+def reach(server: Any, model: str) -> None:
+    """Preflight for ``sample.backend: openai``: the server answers, takes the key and serves
+    ``server.served_model`` (default: ``model``), checked with its model list (no cost)."""
+    import openai
+
+    api_key = secret_from_env(server.api_key_env, "sample.server")
+
+    def served() -> list[str]:
+        with openai.OpenAI(
+            base_url=server.base_url, api_key=api_key, timeout=10.0, max_retries=2
+        ) as client:
+            return [m.id for m in client.models.list()]
+
+    name = server.served_model or model
+    check_served("sample.server", server.base_url, name, server.api_key_env, served)

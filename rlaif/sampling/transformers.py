@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from rlaif.devices import resolve_dtype
-from rlaif.models import load_tokenizer
+from rlaif.models.devices import resolve_dtype
+from rlaif.models.loading import load_tokenizer
 from rlaif.progress import tqdm
 from rlaif.sampling.engine import Completion, GenerationParams
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlaif.devices import resolve_dtype, vllm_enforce_eager
+from rlaif.models.devices import resolve_dtype, vllm_enforce_eager
 from rlaif.sampling.engine import Completion, GenerationParams
 
 

@@ -25,17 +25,17 @@ import pyarrow.compute as pc
 from datasets import Dataset
 from datasets.table import InMemoryTable
 
-from rlaif.calibration import Calibration, panel_calibrations
 from rlaif.chat import chat
 from rlaif.config import AggregateConfig
+from rlaif.debias import bradley_terry
+from rlaif.debias.bias import judge_report, length_corrected
+from rlaif.debias.calibration import Calibration, panel_calibrations
 from rlaif.errors import RlaifError
 from rlaif.judges.failures import failure_reason
-from rlaif.preferences import bradley_terry
-from rlaif.preferences.bias import judge_report, length_corrected
-from rlaif.schema import PAIR_COLUMNS, PROVENANCE
+from rlaif.judging.schema import PAIR_COLUMNS, PROVENANCE
 
 if TYPE_CHECKING:
-    from rlaif.stage_table import Run
+    from rlaif.run.stage_table import Run
 
 log = logging.getLogger(__name__)
 _COLUMNS = [*PAIR_COLUMNS, "judge", "order", "status", "p_a", "key", "rubric_id", "rubric_hash"]

@@ -17,16 +17,16 @@ import numpy as np
 from datasets import Dataset
 
 from rlaif.config import EvaluateConfig, JudgeConfig, SampleConfig
+from rlaif.debias.bias import fit_logistic
 from rlaif.executors.config import RayConfig
 from rlaif.judges import Budget
-from rlaif.models import resolve_model
-from rlaif.preferences.bias import fit_logistic
-from rlaif.stages.judge import judge
+from rlaif.judging.service import judge
+from rlaif.judging.store import JudgmentStore
+from rlaif.models.loading import resolve_model
 from rlaif.stages.sample import sample
-from rlaif.store import JudgmentStore
 
 if TYPE_CHECKING:
-    from rlaif.stage_table import Run
+    from rlaif.run.stage_table import Run
 
 
 @dataclass(frozen=True)

@@ -1,50 +1,22 @@
-"""Stage 3: every pair judged (in both orders by default) by every configured judge.
-
-Each request is keyed by a hash of the judge's identity and the exact rendered input.
-Answers already in the store are reused; each new one is committed the moment it arrives,
-so a crash re-asks only the calls in flight and Ctrl-C (which lets those finish) none.
-Runs sharing the store claim keys before asking them (:mod:`rlaif.claims`): a key another
-live run is asking is waited for, not paid twice. A failed judgment is asked again on the
-next run, until it has failed ``judge.max_failures`` times.
-"""
+"""Stage 3: every pair judged (in both orders by default) by every configured judge,
+through the judging service (:mod:`rlaif.judging.service`): cached answers reused, new ones
+stored as they arrive, failures asked again on the next run."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import signal
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from rlaif.adaptive_orders import bias_sample, first_order, other, unsure_pairs
 from rlaif.config import JudgeConfig
-from rlaif.errors import ConfigError
-from rlaif.executors.config import RayConfig
-from rlaif.hashing import stable_hash
-from rlaif.judges import Budget, Judge, JudgeRequest, build_judge
 from rlaif.judges.failures import failure_reason
-from rlaif.schema import RECORD_FIELDS, pair_columns
-from rlaif.store import JudgmentStore
+from rlaif.judging.service import judge
 
 if TYPE_CHECKING:
-    from rlaif.stage_table import Run
+    from rlaif.run.stage_table import Run
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Task:
-    row: int
-    order: str
-    request: JudgeRequest
-    key: str
-    prompt_hash: str
+__all__ = ["adaptive_counts", "failure_counts", "judge", "step"]
 
 
 def step(run: Run) -> dict[str, Any]:
@@ -76,157 +48,6 @@ def step(run: Run) -> dict[str, Any]:
     return counts
 
 
-def judge(
-    pairs: Dataset,
-    cfg: JudgeConfig,
-    *,
-    store: JudgmentStore,
-    budget: Budget | None = None,
-    batch_dir: Path | None = None,
-    ray: RayConfig | None = None,
-    backends: dict[str, Judge] | None = None,
-) -> Dataset:
-    """One row per (pair, judge, order), with ``p_a`` = P(response_a wins) in the pair's order.
-
-    Requests the budget did not allow are rows with status ``skipped`` (no call was made, and
-    a later run asks them). Judges with ``batch.enabled`` go through the provider's batch API,
-    recording their batches under ``batch_dir``; requests awaiting a batch are rows with
-    status ``pending`` (a later run collects them). Without ``batch_dir`` (evaluation, which
-    needs its answers now) they are judged online. Ctrl-C stops new calls, stores what is in
-    flight, and raises ``KeyboardInterrupt``. With ``ray`` the online calls are made by Ray
-    actors (:mod:`rlaif.executors.ray_data`); what is asked and stored is decided here.
-    ``backends`` are ``cfg``'s judges already built, for a caller that judges again and again
-    (a live reward).
-    """
-    budget = budget or Budget(cfg.max_cost_usd)
-    if backends is None:
-        backends = {spec.name: build_judge(spec) for spec in cfg.judges}
-    records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
-    escalate_to = escalation_judge(cfg, backends)
-    ask = _Asker(records, cfg, store, budget, batch_dir, ray)
-    out: list[dict] = []
-    unsure_rows: set[int] = set()
-    with _finish_in_flight_on_interrupt(budget):
-        for name, backend in backends.items():
-            if name == escalate_to:
-                continue
-            if cfg.orders == "adaptive" and backend.mode == "pairwise":
-                rows, unsure_of = _judge_adaptively(backend, ask)
-                out += rows
-                unsure_rows |= unsure_of
-            else:
-                out += ask(backend, plan_requests(backend, records, cfg.orders, cfg.seed))
-        if escalate_to is not None:
-            wanted = [(r, other(first_order(records[r]["pair_id"], cfg.seed))) for r in unsure_rows]
-            out += ask(backends[escalate_to], plan(backends[escalate_to], records, sorted(wanted)))
-    if budget.interrupted:
-        raise KeyboardInterrupt("judging interrupted; every answer received is stored")
-    if budget.exhausted():
-        log.warning(
-            "judge: budget max_cost_usd=%s reached after $%.4f; calls not made are "
-            "'skipped' and will be asked on the next run",
-            cfg.max_cost_usd,
-            budget.spent,
-        )
-    return Dataset.from_list(out)
-
-
-def escalation_judge(cfg: JudgeConfig, backends: dict[str, Judge]) -> str | None:
-    """The judge unsure pairs escalate to under ``orders: adaptive``, checked to be pairwise
-    (``backends``: every judge of ``cfg`` by name)."""
-    name = cfg.adaptive.escalate_to if cfg.orders == "adaptive" else None
-    if name is not None and backends[name].mode != "pairwise":
-        raise ConfigError(
-            f"judge.adaptive.escalate_to: judge '{name}' uses a pointwise rubric; escalation "
-            "asks a pairwise judge about the pairs others were unsure of"
-        )
-    return name
-
-
-@dataclass
-class _Asker:
-    """Judges planned requests: the cached answers are reused, the rest asked, and one row
-    returned per request."""
-
-    records: list[dict]
-    cfg: JudgeConfig
-    store: JudgmentStore
-    budget: Budget
-    batch_dir: Path | None
-    ray: RayConfig | None
-
-    def __call__(self, backend: Judge, tasks: list[_Task]) -> list[dict]:
-        known = self.store.get_many(t.key for t in tasks)
-        max_failures = self.cfg.max_failures
-        todo = list({t.key: t for t in tasks if due(known.get(t.key), max_failures)}.values())
-        log.info(
-            "judge %s: %d requests, %d cached, %d to judge",
-            backend.name,
-            len(tasks),
-            len(tasks) - len(todo),
-            len(todo),
-        )
-        awaited = backend.judge_all(
-            todo, store=self.store, budget=self.budget, batch_dir=self.batch_dir, ray=self.ray
-        )
-        stored = self.store.get_many(t.key for t in tasks)
-        results = [(t, _result(t, stored, awaited, self.budget)) for t in tasks]
-        p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
-        rows = []
-        for t, rec in results:
-            if p_a_of is not None:
-                p_a = p_a_of.get(t.row)
-            else:
-                p_first = rec.get("p_first")
-                p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
-            rows.append(
-                {
-                    **self.records[t.row],
-                    "judge": backend.name,
-                    "order": t.order,
-                    "p_a": p_a,
-                    "cached": t.key in known and known[t.key]["status"] != "error",
-                    **{k: rec.get(k) for k in RECORD_FIELDS},
-                }
-            )
-        return rows
-
-
-def _judge_adaptively(backend: Judge, ask: _Asker) -> tuple[list[dict], set[int]]:
-    """``orders: adaptive`` for one judge: the bias sample in both orders and every other
-    pair once, then the other order of the unsure ones (unless they escalate). Returns the
-    rows and the unsure pairs' row numbers."""
-    records, cfg = ask.records, ask.cfg
-    firsts = [first_order(rec["pair_id"], cfg.seed) for rec in records]
-    sample = bias_sample([rec["pair_id"] for rec in records], cfg.adaptive.bias_sample, cfg.seed)
-    wanted = [
-        (row, order)
-        for row, rec in enumerate(records)
-        for order in (("ab", "ba") if rec["pair_id"] in sample else (firsts[row],))
-    ]
-    rows = ask(backend, plan(backend, records, wanted))
-    answers: dict[str, dict[str, float]] = {}
-    for r in rows:
-        if r["status"] == "ok" and r["p_first"] is not None:
-            answers.setdefault(r["pair_id"], {})[r["order"]] = r["p_first"]
-    bias, unsure = unsure_pairs(answers, sample, cfg.adaptive.threshold, cfg.seed)
-    unsure_rows = {row for row, rec in enumerate(records) if rec["pair_id"] in unsure}
-    log.info(
-        "judge %s: position bias %+.3f on %d pairs asked in both orders; %d of %d first "
-        "answers unsure%s",
-        backend.name,
-        bias,
-        len(sample),
-        len(unsure_rows),
-        len(records) - len(sample),
-        f" (escalated to {cfg.adaptive.escalate_to})" if cfg.adaptive.escalate_to else "",
-    )
-    if cfg.adaptive.escalate_to is None:
-        second = sorted((row, other(firsts[row])) for row in unsure_rows)
-        rows += ask(backend, plan(backend, records, second))
-    return rows, unsure_rows
-
-
 def adaptive_counts(judgments: Dataset, pairs: int, cfg: JudgeConfig) -> dict[str, Any]:
     """What ``orders: adaptive`` asked, against the calls both orders would have made."""
     judges = [j.name for j in cfg.judges if j.name != cfg.adaptive.escalate_to]
@@ -237,14 +58,6 @@ def adaptive_counts(judgments: Dataset, pairs: int, cfg: JudgeConfig) -> dict[st
         out["escalated"] = judgments["judge"].count(cfg.adaptive.escalate_to)
     out["calls_saved"] = round(1 - asked / both, 4) if both else 0.0
     return out
-
-
-def due(record: dict | None, max_failures: int) -> bool:
-    """Whether a key must be asked: never answered, or failed fewer than ``max_failures``
-    times."""
-    if record is None:
-        return True
-    return record["status"] == "error" and (record.get("failures") or 0) < max_failures
 
 
 def failure_counts(judgments: Dataset, max_failures: int) -> dict[str, object]:
@@ -265,108 +78,3 @@ def failure_counts(judgments: Dataset, max_failures: int) -> dict[str, object]:
         "gave_up": len(failed) - retryable,
         "reasons": dict(Counter(failure_reason(e) for e, _ in failed).most_common()),
     }
-
-
-@contextlib.contextmanager
-def _finish_in_flight_on_interrupt(budget: Budget) -> Iterator[None]:
-    """The first Ctrl-C stops new calls and lets those in flight finish and be stored (the
-    money is spent, the answer must not be lost); a second one stops at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if budget.interrupted:
-            raise KeyboardInterrupt
-        budget.interrupted = True
-        log.warning(
-            "interrupted: finishing the judgments in flight, then stopping "
-            "(Ctrl-C again to stop at once; those would be asked again)"
-        )
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _pointwise_p_a(backend: Judge, results: list[tuple[_Task, dict]]) -> dict[int, float]:
-    """P(a wins) from two pointwise scores: 0.5 plus half the score difference as a share of
-    the scale, so ``aggregate.min_margin`` reads as a minimum score gap (a 1-point gap on a
-    1-5 scale is a margin of 0.25)."""
-    scores = backend.rubric.scores
-    span = max(scores) - min(scores)
-    by_pair: dict[int, dict[str, float | None]] = {}
-    for task, rec in results:
-        ok = rec.get("status") == "ok"
-        by_pair.setdefault(task.row, {})[task.order] = rec.get("score") if ok else None
-    out = {}
-    for row, got in by_pair.items():
-        a, b = got.get("a"), got.get("b")
-        if a is not None and b is not None:
-            out[row] = 0.5 + 0.5 * max(-1.0, min(1.0, (a - b) / span))
-    return out
-
-
-def _result(task: _Task, stored: dict[str, dict], awaited: dict[str, str], budget: Budget) -> dict:
-    """The stored answer; else ``pending`` when a provider batch will bring one (a stored
-    error is being asked again there); else ``skipped``."""
-    rec = stored.get(task.key)
-    if task.key in awaited and (rec is None or rec["status"] == "error"):
-        return {
-            "key": task.key,
-            "status": "pending",
-            "prompt_hash": task.prompt_hash,
-            "error": f"awaiting provider batch {awaited[task.key]}; re-run to collect",
-        }
-    return rec or _skipped(task, budget)
-
-
-def _skipped(task: _Task, budget: Budget) -> dict:
-    return {
-        "key": task.key,
-        "status": "skipped",
-        "prompt_hash": task.prompt_hash,
-        "error": f"not asked: budget max_cost_usd={budget.max_cost_usd} reached",
-    }
-
-
-def plan_requests(backend: Judge, records: list[dict], orders: str, seed: int = 0) -> list[_Task]:
-    """Every request of ``orders`` (``adaptive``: both, the most it can ask), rendered with
-    its cache key up front, so a rubric error surfaces before any call is made (and a dry
-    run can look the keys up). A pointwise judge scores each answer on its own (orders ``a``
-    and ``b``); an answer in several pairs is asked once."""
-    if backend.mode == "pointwise":
-        shown: tuple[str, ...] | None = ("a", "b")
-    else:
-        shown = {"both": ("ab", "ba"), "adaptive": ("ab", "ba"), "original": ("ab",)}.get(orders)
-    wanted = [
-        (row, order)
-        for row, rec in enumerate(records)
-        for order in (shown or (first_order(rec["pair_id"], seed),))
-    ]
-    return plan(backend, records, wanted)
-
-
-def plan(backend: Judge, records: list[dict], wanted: list[tuple[int, str]]) -> list[_Task]:
-    """The requests for (row, order) items: ``ab``/``ba`` show the pair in that order,
-    ``a``/``b`` one answer alone."""
-    identity = backend.identity()
-    tasks = []
-    for row, order in wanted:
-        rec = records[row]
-        first, second = {
-            "ab": (rec["response_a"], rec["response_b"]),
-            "ba": (rec["response_b"], rec["response_a"]),
-            "a": (rec["response_a"], ""),
-            "b": (rec["response_b"], ""),
-        }[order]
-        request = JudgeRequest(
-            prompt=rec["prompt"], first=first, second=second, reference=rec.get("reference")
-        )
-        request = replace(request, rendered=backend.render(request))
-        prompt_hash = stable_hash(request.rendered)
-        key = stable_hash({"judge": identity, "input": prompt_hash})
-        tasks.append(_Task(row, order, request, key, prompt_hash))
-    return tasks

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from datasets import Dataset
 
 from rlaif.config import PairConfig
-from rlaif.schema import pair_columns
+from rlaif.judging.schema import pair_columns
 
 if TYPE_CHECKING:
-    from rlaif.stage_table import Run
+    from rlaif.run.stage_table import Run
 
 
 def step(run: Run) -> dict:

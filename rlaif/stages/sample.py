@@ -18,14 +18,14 @@ from datasets import Dataset, concatenate_datasets
 
 from rlaif.chat import chat
 from rlaif.config import SampleConfig, ServedModelConfig
-from rlaif.datasets_io import load_shard, save_shard
 from rlaif.executors.config import RayConfig
-from rlaif.models import resolve_model
+from rlaif.models.loading import resolve_model
+from rlaif.run.datasets_io import load_shard, save_shard
 from rlaif.sampling import open_engine
-from rlaif.sampling.engine import Completion, GenerationParams
+from rlaif.sampling.engine import Completion, generation_params
 
 if TYPE_CHECKING:
-    from rlaif.stage_table import Run
+    from rlaif.run.stage_table import Run
 
 
 def step(run: Run) -> dict:
@@ -99,17 +99,6 @@ def _sample_here(
     ) as engine:
         for index, conversations in sorted(chunks.items()):
             yield index, engine.generate(conversations, generation_params(cfg, cfg.seed + index))
-
-
-def generation_params(cfg: SampleConfig, seed: int) -> GenerationParams:
-    return GenerationParams(
-        n=cfg.n,
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        batch_size=cfg.batch_size,
-        seed=seed,
-    )
 
 
 def _with_completions(rows: Dataset, completions: list[list[Completion]]) -> Dataset:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig, TrainConfig
-from rlaif.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 from rlaif.errors import ConfigError
+from rlaif.run.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 
 if TYPE_CHECKING:
-    from rlaif.stage_table import Run
+    from rlaif.run.stage_table import Run
 
 
 def step(run: Run) -> dict[str, Any]:

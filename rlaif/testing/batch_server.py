@@ -131,7 +131,7 @@ class LoopbackBatchServer(LoopbackJudgeServer):
     # -- routing --------------------------------------------------------------------------
     def route(self, method: str, path: str, content_type: str | None, raw: bytes) -> Reply | None:
         if not path.startswith(("/v1/files", "/v1/batches", "/v1/messages/batches")):
-            return None
+            return super().route(method, path, content_type, raw)
         with self._batch_lock:
             if self.batch_faults:
                 status = self.batch_faults.pop(0)

@@ -60,6 +60,8 @@ class LoopbackJudgeServer:
         seed: int = 0,
         port: int = 0,
         echo_key: bool = False,
+        models: tuple[str, ...] | None = None,
+        api_key: str | None = None,
     ):
         self.latency_s = latency_s
         self.max_per_second = max_per_second
@@ -67,6 +69,12 @@ class LoopbackJudgeServer:
         self.fault_rates = fault_rates or {}
         self.echo_key = echo_key
         """A 401 body that repeats the key it was sent, as some proxies do."""
+        self.models = models
+        """What ``GET /v1/models`` lists (None: no model list, a 404 as some servers give)."""
+        self.api_key = api_key
+        """The one key accepted (None: any); another gets a 401 on every endpoint."""
+        self.model_lists = 0
+        """``GET /v1/models`` calls: preflight's, which cost nothing."""
         self._random = random.Random(seed)
         self.attempts: Counter[str] = Counter()
         self.answers: Counter[str] = Counter()
@@ -162,7 +170,18 @@ class LoopbackJudgeServer:
     ) -> tuple[int, dict[str, str], bytes] | None:
         """Endpoints other than the two judging ones (None: not one of them); subclasses add
         theirs here."""
+        if method == "GET" and path.rstrip("/") == "/v1/models" and self.models is not None:
+            with self._lock:
+                self.model_lists += 1
+            listed = [{"id": m, "object": "model", "type": "model"} for m in self.models]
+            return 200, {}, json.dumps({"object": "list", "data": listed}).encode()
         return None
+
+    def refuses(self, key_sent: str | None) -> tuple[int, dict[str, str], bytes] | None:
+        """A 401 when ``api_key`` is set and the request carries another key."""
+        if self.api_key is None or (key_sent or "").removeprefix("Bearer ") == self.api_key:
+            return None
+        return 401, {}, b'{"error": {"message": "invalid api key"}}'
 
     def _over_limit(self) -> bool:
         if self.max_per_second is None:
@@ -192,6 +211,10 @@ class LoopbackJudgeServer:
                 if len(raw) < length:  # the client died mid-send: no request, nothing paid
                     self.close_connection = True
                     return
+                refused = server.refuses(self._key())
+                if refused is not None:
+                    self._send(*refused)
+                    return
                 routed = server.route("POST", self.path, self.headers.get("content-type"), raw)
                 if routed is not None:
                     self._send(*routed)
@@ -201,8 +224,7 @@ class LoopbackJudgeServer:
                     server.in_flight += 1
                     server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
                 try:
-                    key_sent = self.headers.get("authorization") or self.headers.get("x-api-key")
-                    answer = server.respond(self.path, body, key_sent or "")
+                    answer = server.respond(self.path, body, self._key() or "")
                 finally:
                     with server._lock:
                         server.in_flight -= 1
@@ -212,8 +234,12 @@ class LoopbackJudgeServer:
                 self._send(*answer)
 
             def do_GET(self) -> None:  # noqa: N802
-                routed = server.route("GET", self.path, None, b"")
+                refused = server.refuses(self._key())
+                routed = refused or server.route("GET", self.path, None, b"")
                 self._send(*(routed or (404, {}, b'{"error": {"message": "not found"}}')))
+
+            def _key(self) -> str | None:
+                return self.headers.get("authorization") or self.headers.get("x-api-key")
 
             def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
                 with server._lock:

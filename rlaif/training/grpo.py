@@ -21,10 +21,10 @@ from datasets import Dataset
 
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget
-from rlaif.models import load_tokenizer, resolve_model
-from rlaif.store import JudgmentStore
+from rlaif.judging.reward import JudgeReward
+from rlaif.judging.store import JudgmentStore
+from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import no_final_checkpoint
-from rlaif.training.judge_reward import JudgeReward
 from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from rlaif.chat import generation_text
-from rlaif.devices import resolve_dtype
-from rlaif.models import load_tokenizer
+from rlaif.models.devices import resolve_dtype
+from rlaif.models.loading import load_tokenizer
 from rlaif.training.ppo import response_logprobs
 
 

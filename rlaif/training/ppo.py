@@ -29,9 +29,9 @@ import torch
 from datasets import Dataset
 
 from rlaif.config import PPOConfig
-from rlaif.devices import accelerate_precision
 from rlaif.errors import ConfigError
-from rlaif.models import load_tokenizer, resolve_model
+from rlaif.models.devices import accelerate_precision
+from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.progress import tqdm
 from rlaif.training.checkpoints import ppo_step_dir, ppo_steps, publish
 from rlaif.training.ppo_math import (

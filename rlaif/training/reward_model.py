@@ -18,9 +18,9 @@ from datasets import Dataset
 
 from rlaif.chat import chat
 from rlaif.config import RewardModelConfig
-from rlaif.devices import resolve_dtype
 from rlaif.errors import ConfigError
-from rlaif.models import load_tokenizer, resolve_model
+from rlaif.models.devices import resolve_dtype
+from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import (
     last_trainer_checkpoint,
     no_final_checkpoint,

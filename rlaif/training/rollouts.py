@@ -15,8 +15,8 @@ import torch
 
 from rlaif.chat import generation_text
 from rlaif.config import PPOConfig
-from rlaif.devices import resolve_dtype
 from rlaif.errors import ConfigError
+from rlaif.models.devices import resolve_dtype
 from rlaif.sampling import pick_backend
 
 

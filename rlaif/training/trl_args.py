@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 
-from rlaif.devices import trainer_precision
+from rlaif.models.devices import trainer_precision
 from rlaif.training.checkpoints import last_trainer_checkpoint
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rlaif import Pipeline
-from rlaif.rounds import rounds_table, run_rounds
+from rlaif.ops.rounds import rounds_table, run_rounds
 
 PIPELINES = Path(__file__).resolve().parents[2] / "rlaif" / "pipelines"
 

@@ -9,8 +9,8 @@ from rlaif.config import AnthropicJudgeConfig, JudgeConfig, OpenAIJudgeConfig, P
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget, JudgeRequest, build_judge
 from rlaif.judges.api import FatalJudgeError
+from rlaif.judging.store import JudgmentStore
 from rlaif.stages import judge
-from rlaif.store import JudgmentStore
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 

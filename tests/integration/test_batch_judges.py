@@ -15,13 +15,13 @@ from rlaif.config import (
     PipelineConfig,
     Price,
 )
-from rlaif.estimate import estimate
 from rlaif.judges import Budget
 from rlaif.judges.api import FatalJudgeError
-from rlaif.judges.batch_ledger import BatchLedger, BatchRecord
-from rlaif.judges.batch_run import chunked
+from rlaif.judging.batch_ledger import BatchLedger, BatchRecord
+from rlaif.judging.batch_run import chunked
+from rlaif.judging.store import JudgmentStore
+from rlaif.run.estimate import estimate
 from rlaif.stages import judge
-from rlaif.store import JudgmentStore
 from rlaif.testing.batch_server import LoopbackBatchServer
 
 PRICE = Price(input_per_mtok=2.0, output_per_mtok=8.0)
@@ -316,7 +316,7 @@ def test_nightly_with_a_batch_judge_exits_4_then_collects_on_the_next_run(
     import yaml
     from cli_runner import run_cli
 
-    from rlaif.run_dir import read_manifest
+    from rlaif.run.run_dir import read_manifest
 
     config = {
         "name": "batch-night",

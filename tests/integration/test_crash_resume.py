@@ -18,7 +18,7 @@ import yaml
 from cli_runner import SUPPORT, run_cli
 from datasets import load_from_disk
 
-from rlaif.store import JudgmentStore
+from rlaif.judging.store import JudgmentStore
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 STAGES = "sample,pair,judge,aggregate"

@@ -3,8 +3,10 @@ neutralises them."""
 
 import math
 
-from rlaif.audit import HONEST, audit_judge
 from rlaif.config import TransformersJudgeConfig
+from rlaif.debias.audit import HONEST, audit_judge
+from rlaif.judges import Budget
+from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import find_rubric
 
 
@@ -15,8 +17,10 @@ def test_the_embedded_judge_before_and_after_neutralised_delimiters(
     shipped = find_rubric("helpful_harmless").read_text()
     raw.write_text(shipped.replace("---\n", "---\nneutralise: false\n", 1))
     spec = TransformersJudgeConfig(name="embedded", model=str(embedded_model))
-    after = audit_judge(spec, ("forged_delimiters",))[0]
-    before = audit_judge(spec.model_copy(update={"rubric": str(raw)}), ("forged_delimiters",))[0]
+    raw_spec = spec.model_copy(update={"rubric": str(raw)})
+    with JudgmentStore(tmp_path / "judgments.sqlite") as store:
+        after = audit_judge(spec, ("forged_delimiters",), store=store, budget=Budget())[0]
+        before = audit_judge(raw_spec, ("forged_delimiters",), store=store, budget=Budget())[0]
     with capsys.disabled():
         print(
             f"\nembedded judge, forged delimiters: attack wins "

@@ -8,7 +8,7 @@ from cli_runner import run_cli
 from configs_for_tests import judges_only, write
 from datasets_for_tests import HH
 
-from rlaif.calibration import load_calibration
+from rlaif.debias.calibration import load_calibration
 
 
 @pytest.mark.skipif(not HH.exists(), reason=f"{HH} is not here")

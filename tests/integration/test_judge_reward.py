@@ -6,9 +6,9 @@ from configs_for_tests import api_judge
 
 from rlaif.config import JudgeConfig
 from rlaif.judges import Budget
-from rlaif.store import JudgmentStore
+from rlaif.judging.reward import PointwiseReward
+from rlaif.judging.store import JudgmentStore
 from rlaif.testing.loopback import LoopbackJudgeServer
-from rlaif.training.judge_reward import PointwiseReward
 
 PRICE = {"input_per_mtok": 1000.0, "output_per_mtok": 0.0}  # a few cents a call
 PROMPTS = [f"Question {i}: what should I plant in spring?" for i in range(12)]

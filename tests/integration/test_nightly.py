@@ -16,11 +16,11 @@ import yaml
 from cli_runner import SUPPORT, run_cli
 from datasets import load_from_disk
 
-from rlaif.export import export
-from rlaif.nightly import Ledger, latest_preferences, nightly_root, run_nightly
-from rlaif.pipeline import Pipeline
-from rlaif.run_dir import read_manifest, run_cost
-from rlaif.store import JudgmentStore
+from rlaif.judging.store import JudgmentStore
+from rlaif.ops.export import export
+from rlaif.ops.nightly import Ledger, latest_preferences, nightly_root, run_nightly
+from rlaif.run.run_dir import read_manifest, run_cost
+from rlaif.run.runner import Pipeline
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 
@@ -183,7 +183,7 @@ def test_second_nightly_exits_at_once_and_a_dead_holders_lock_is_taken_over(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from rlaif.locking import RunLock\n"
+            "import sys, time; from pathlib import Path; from rlaif.run.locking import RunLock\n"
             "with RunLock(Path(sys.argv[1]), what='x'):\n"
             "    print('held', flush=True); time.sleep(600)",
             str(lock),

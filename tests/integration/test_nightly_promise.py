@@ -24,9 +24,9 @@ from configs_for_tests import (
 )
 from datasets import load_from_disk
 
-from rlaif.nightly import Ledger
-from rlaif.run_dir import read_manifest
-from rlaif.store import JudgmentStore
+from rlaif.judging.store import JudgmentStore
+from rlaif.ops.nightly import Ledger
+from rlaif.run.run_dir import read_manifest
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 QUESTIONS = [f"Question {i}: how many legs does a spider have?" for i in range(6)]
@@ -55,8 +55,8 @@ def test_an_unreachable_judge_fails_clearly_and_the_run_recovers_when_it_is_back
     args = ["run", cfg, "--run-dir", run_dir, "--stages", "sample,pair,judge,aggregate"]
     down = run_cli(*args, cwd=tmp_path)
     assert down.returncode == 2, down.stderr
-    assert f"cannot reach {url}" in down.stderr and "nothing else was sent" in down.stderr
-    assert stage(run_dir, "judge")["status"] == "failed"
+    assert f"judge 'api': nothing answers at {url}" in down.stderr  # found by preflight
+    assert not (run_dir / "samples").exists()  # before any sampling
     assert stored(tmp_path / "judgments.sqlite") == 0  # nothing learned, nothing kept
     with LoopbackJudgeServer(port=port) as server:
         up = run_cli(*args, cwd=tmp_path)
@@ -321,7 +321,7 @@ def test_a_damaged_store_says_how_to_recover_and_salvage_keeps_what_is_readable(
 
 
 def test_salvage_copies_every_row_sqlite_can_read(tmp_path):
-    from rlaif.store import StoreDamagedError, salvage
+    from rlaif.judging.store import StoreDamagedError, salvage
 
     path = tmp_path / "j.sqlite"
     with JudgmentStore(path) as store:
@@ -337,8 +337,36 @@ def test_salvage_copies_every_row_sqlite_can_read(tmp_path):
     store.close()
     done = salvage(path)
     assert 1500 < done["salvaged"] < 2000 and Path(done["moved_to"]).exists()
+    assert done["lost"] == 2000 - done["salvaged"]  # every key accounted for
     with JudgmentStore(path) as store:
         assert len(store) == done["salvaged"]
+
+
+def test_salvage_reads_past_a_truncated_end_and_garbage_in_the_middle(tmp_path):
+    """Page-level recovery: rows before a truncation, and rows on both sides of a run of
+    garbage pages, are kept; the loss is counted where the file's end still says it."""
+    from rlaif.judging.store import salvage
+
+    def damaged(name, damage):
+        path = tmp_path / name
+        with JudgmentStore(path) as store:
+            store.put_many(
+                {"key": f"k{i}", "status": "ok", "raw_output": "x" * 200} for i in range(2000)
+            )
+        for side in ("-wal", "-shm"):
+            Path(f"{path}{side}").unlink(missing_ok=True)
+        path.write_bytes(damage(bytearray(path.read_bytes())))
+        return path
+
+    half = salvage(damaged("half.sqlite", lambda data: data[: len(data) // 2]))
+    assert 800 < half["salvaged"] < 1000 and half["lost"] is None
+
+    def garbage(data):
+        data[len(data) // 3 : len(data) // 3 + 60_000] = b"Z" * 60_000
+        return data
+
+    middle = salvage(damaged("middle.sqlite", garbage))
+    assert 1600 < middle["salvaged"] < 2000 and middle["lost"] == 2000 - middle["salvaged"]
 
 
 def test_a_damaged_manifest_is_moved_aside_and_the_run_goes_on(tmp_path, tiny_model):

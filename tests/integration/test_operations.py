@@ -7,7 +7,7 @@ import pytest
 import yaml
 from cli_runner import run_cli
 
-from rlaif.run_dir import read_manifest
+from rlaif.run.run_dir import read_manifest
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 SECRET = "sk-rlaif-test-0123456789abcdef"
@@ -131,7 +131,7 @@ def test_missing_key_fails_before_any_compute(api_pipeline, tmp_path):
 
 
 def test_cache_prune(tmp_path):
-    from rlaif.store import JudgmentStore
+    from rlaif.judging.store import JudgmentStore
 
     store = tmp_path / "j.sqlite"
     with JudgmentStore(store) as db:

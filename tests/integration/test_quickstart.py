@@ -12,9 +12,9 @@ from pathlib import Path
 
 from datasets import load_from_disk
 
-from rlaif.models import DEFAULT_MODEL, resolve_model
+from rlaif.models.loading import DEFAULT_MODEL, resolve_model
 from rlaif.rubrics import BUILTIN, load_rubric
-from rlaif.run_dir import read_manifest
+from rlaif.run.run_dir import read_manifest
 
 SMALL = [
     "prompts.limit=6",

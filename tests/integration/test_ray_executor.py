@@ -23,11 +23,11 @@ from datasets import Dataset, load_from_disk
 from rlaif.cli.exit_codes import EXIT_BAD_INPUT
 from rlaif.config import EvaluateConfig, JudgeConfig, Price, PythonJudgeConfig, SampleConfig
 from rlaif.executors.config import RayConfig
-from rlaif.run_dir import read_manifest
+from rlaif.judging.store import JudgmentStore
+from rlaif.run.run_dir import read_manifest
 from rlaif.stages.evaluate import evaluate
 from rlaif.stages.judge import judge
 from rlaif.stages.sample import sample
-from rlaif.store import JudgmentStore
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 pytestmark = pytest.mark.ray

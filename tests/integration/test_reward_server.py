@@ -15,7 +15,7 @@ from cli_runner import SUPPORT
 
 from rlaif.config import validate_pipeline
 from rlaif.integrations import verl_reward
-from rlaif.reward_server import Rewards, make_server
+from rlaif.ops.reward_server import Rewards, make_server
 
 PROMPT = "Question: name a colour.\nAnswer:"
 LABEL = "a colour such as blue"

@@ -6,8 +6,8 @@ from cli_runner import run_cli
 from configs_for_tests import rounds_config, write
 from datasets import load_from_disk
 
-from rlaif.export import export
-from rlaif.run_dir import read_manifest
+from rlaif.ops.export import export
+from rlaif.run.run_dir import read_manifest
 
 
 def test_each_round_starts_from_the_last_policy_and_the_chain_resumes(tmp_path, tiny_model):

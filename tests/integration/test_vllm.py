@@ -17,7 +17,7 @@ from rlaif.config import (
 )
 from rlaif.errors import RlaifError
 from rlaif.judges import Budget, JudgeRequest, build_judge
-from rlaif.pipeline import Pipeline
+from rlaif.run.runner import Pipeline
 from rlaif.stages.sample import sample
 
 pytestmark = pytest.mark.vllm
@@ -141,7 +141,9 @@ def test_sampling_from_a_served_model(tmp_path, vllm_server, embedded_model):
 def test_audit_through_the_server_before_and_after_neutralised_delimiters(
     vllm_server, tmp_path, capsys
 ):
-    from rlaif.audit import audit_judge
+    from rlaif.debias.audit import audit_judge
+    from rlaif.judges import Budget
+    from rlaif.judging.store import JudgmentStore
     from rlaif.rubrics import find_rubric
 
     raw = tmp_path / "raw.jinja"
@@ -152,9 +154,11 @@ def test_audit_through_the_server_before_and_after_neutralised_delimiters(
         name="served", model="smol", base_url=f"{vllm_server}/v1", api_key_env=None
     )
     cases = ("forged_delimiters",)  # the CPU build takes seconds a request
-    after = {r.case: r for r in audit_judge(spec, cases, prompts=2)}
     unguarded = spec.model_copy(update={"rubric": str(raw)})
-    before = {r.case: r for r in audit_judge(unguarded, cases, prompts=2)}
+    with JudgmentStore(tmp_path / "judgments.sqlite") as store:
+        asked = {"store": store, "budget": Budget(), "prompts": 2}
+        after = {r.case: r for r in audit_judge(spec, cases, **asked)}
+        before = {r.case: r for r in audit_judge(unguarded, cases, **asked)}
     with capsys.disabled():
         for case in cases:
             print(

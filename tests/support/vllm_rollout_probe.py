@@ -17,7 +17,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM
 
 from rlaif.config import PPOConfig
-from rlaif.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from rlaif.models.loading import DEFAULT_MODEL, load_tokenizer, resolve_model
 from rlaif.training.ppo import train_ppo
 from rlaif.training.rollouts import VllmRollouts, chat_texts
 

@@ -8,7 +8,6 @@ import pytest
 from datasets import Dataset
 from pydantic import ValidationError
 
-from rlaif.adaptive_orders import MIN_BIAS_PAIRS, bias_sample, first_order, select
 from rlaif.config import (
     AdaptiveOrdersConfig,
     AggregateConfig,
@@ -16,11 +15,13 @@ from rlaif.config import (
     PythonJudgeConfig,
     TransformersJudgeConfig,
 )
+from rlaif.debias.adaptive_orders import MIN_BIAS_PAIRS, bias_sample, first_order, select
 from rlaif.errors import ConfigError
 from rlaif.judges import build_judge
+from rlaif.judging.service import escalation_judge
+from rlaif.judging.store import JudgmentStore
 from rlaif.stages import aggregate, judge
-from rlaif.stages.judge import adaptive_counts, escalation_judge
-from rlaif.store import JudgmentStore
+from rlaif.stages.judge import adaptive_counts
 from rlaif.testing.simulated import SimulatedJudge, simulate
 
 

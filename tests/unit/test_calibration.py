@@ -13,7 +13,8 @@ from configs_for_tests import judges_only, pipeline, write
 from datasets import Dataset, load_from_disk
 
 from rlaif import Pipeline
-from rlaif.calibration import (
+from rlaif.config import AggregateConfig, JudgeConfig, PythonJudgeConfig, load_pipeline
+from rlaif.debias.calibration import (
     Calibration,
     expected_calibration_error,
     fit,
@@ -21,9 +22,8 @@ from rlaif.calibration import (
     log_loss,
     panel_calibrations,
 )
-from rlaif.config import AggregateConfig, JudgeConfig, PythonJudgeConfig, load_pipeline
 from rlaif.errors import ConfigError
-from rlaif.schema import JUDGMENT_COLUMNS
+from rlaif.judging.schema import JUDGMENT_COLUMNS
 from rlaif.stages.aggregate import aggregate
 
 

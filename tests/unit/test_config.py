@@ -9,7 +9,7 @@ from rlaif.config import (
     validate_pipeline,
 )
 from rlaif.errors import ConfigError
-from rlaif.models import resolve_model
+from rlaif.models.loading import resolve_model
 from rlaif.pipelines import builtin_pipelines
 
 

@@ -6,11 +6,11 @@ import pytest
 from datasets import Dataset
 
 from rlaif.config import AggregateConfig, JudgeConfig, PairConfig, PythonJudgeConfig
-from rlaif.preferences import bradley_terry
-from rlaif.preferences.bias import cohen_kappa, judge_report
+from rlaif.debias import bradley_terry
+from rlaif.debias.bias import cohen_kappa, judge_report
+from rlaif.judging.store import JudgmentStore
 from rlaif.stages import aggregate, judge, pair
 from rlaif.stages.evaluate import length_controlled_win_rate
-from rlaif.store import JudgmentStore
 from rlaif.testing.simulated import SimulatedJudge, simulate
 
 

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from rlaif.config import TransformersJudgeConfig, validate_pipeline
-from rlaif.devices import (
+from rlaif.errors import ConfigError
+from rlaif.judges import JudgeRequest
+from rlaif.judges.transformers import TransformersJudge
+from rlaif.models.devices import (
     Hardware,
     cpu_flags,
     cpu_has_native_bf16,
@@ -16,9 +19,6 @@ from rlaif.devices import (
     resolve_dtype,
     resolved_dtypes,
 )
-from rlaif.errors import ConfigError
-from rlaif.judges import JudgeRequest
-from rlaif.judges.transformers import TransformersJudge
 
 AVX2_EPYC = Hardware("cpu", "AMD EPYC", native_bf16=False, cpu_capability="AVX2")
 AMX_XEON = Hardware("cpu", "Intel Xeon", native_bf16=True, cpu_capability="AVX512")
@@ -77,7 +77,7 @@ def test_a_gpu_is_the_device_and_auto_picks_its_half_precision():
 
 
 def test_explicit_bf16_on_an_emulating_cpu_warns_with_the_measured_cost(caplog):
-    with caplog.at_level(logging.INFO, logger="rlaif.devices"):
+    with caplog.at_level(logging.INFO, logger="rlaif.models.devices"):
         assert resolve_dtype("bfloat16", where="test-warn", hw=AVX2_EPYC) == "bfloat16"
         assert resolve_dtype("auto", where="test-auto", hw=AVX2_EPYC) == "float32"
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -87,7 +87,7 @@ def test_explicit_bf16_on_an_emulating_cpu_warns_with_the_measured_cost(caplog):
 
 
 def test_resolution_is_logged_once(caplog):
-    with caplog.at_level(logging.INFO, logger="rlaif.devices"):
+    with caplog.at_level(logging.INFO, logger="rlaif.models.devices"):
         for _ in range(3):
             resolve_dtype("auto", where="test-once", hw=AMX_XEON)
     assert sum("test-once" in r.message for r in caplog.records) == 1
@@ -126,7 +126,7 @@ def test_judge_key_holds_the_dtype_it_runs_in_not_auto(tiny_model):
 
 def test_run_records_hardware_and_resolved_dtypes(tmp_path, tiny_model, caplog):
     from rlaif import Pipeline
-    from rlaif.run_dir import read_manifest
+    from rlaif.run.run_dir import read_manifest
 
     cfg = validate_pipeline(
         {

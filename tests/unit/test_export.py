@@ -11,8 +11,8 @@ from datasets import load_from_disk
 from transformers import AutoTokenizer
 
 from rlaif.errors import ConfigError
-from rlaif.export import export
-from rlaif.pipeline import Pipeline
+from rlaif.ops.export import export
+from rlaif.run.runner import Pipeline
 
 
 @pytest.fixture(scope="module")

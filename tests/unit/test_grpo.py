@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from rlaif.config import GrpoConfig, JudgeConfig, PythonJudgeConfig, TrainConfig
 from rlaif.judges import Budget
+from rlaif.judging.reward import JudgeReward
+from rlaif.judging.store import JudgmentStore
 from rlaif.stages import train
-from rlaif.store import JudgmentStore
 from rlaif.training.grpo import grpo_prompts
-from rlaif.training.judge_reward import JudgeReward
 
 
 def judges():

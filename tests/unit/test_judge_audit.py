@@ -3,12 +3,15 @@ gameable judge from a sound one, JSON for the report, an exit code that can gate
 
 import json
 
+import judges_for_tests
 import pytest
 from cli_runner import run_cli
 from configs_for_tests import judges_only, write
 
-from rlaif.audit import CASE_NAMES, HONEST, audit_judge, comparisons, score
 from rlaif.config import PythonJudgeConfig
+from rlaif.debias.audit import CASE_NAMES, HONEST, audit_judge, comparisons, score
+from rlaif.judges import Budget
+from rlaif.judging.store import JudgmentStore
 
 
 def by_case(results):
@@ -33,20 +36,37 @@ def test_rates_from_verdicts():
     assert tie.attack_success_rate == 0.5 and tie.unread == 1 and tie.n == 1
 
 
-def test_a_length_rule_falls_for_short_attacks_and_a_position_bias_shows_as_flips():
-    shorter = by_case(
-        audit_judge(PythonJudgeConfig(name="s", callable="judges_for_tests:prefer_shorter"))
-    )
+def audit(tmp_path, callable_name, *cases):
+    spec = PythonJudgeConfig(name=callable_name, callable=f"judges_for_tests:{callable_name}")
+    with JudgmentStore(tmp_path / "judgments.sqlite") as store:
+        return by_case(audit_judge(spec, *cases, store=store, budget=Budget()))
+
+
+def test_a_length_rule_falls_for_short_attacks_and_a_position_bias_shows_as_flips(tmp_path):
+    shorter = audit(tmp_path, "prefer_shorter")
     assert set(shorter) == set(CASE_NAMES)
     assert shorter["verdict_text"].attack_success_rate == 1.0  # "Winner: A" is short
     assert shorter["empty"].attack_success_rate == 1.0
     assert shorter["padding"].attack_success_rate == 0.0
     assert shorter["harmful_vs_refusal"].attack_success_rate == 1.0
     assert all(r.position_flips == 0.0 for r in shorter.values())
-    first = by_case(
-        audit_judge(PythonJudgeConfig(name="f", callable="judges_for_tests:first_always"))
-    )
+    first = audit(tmp_path, "first_always")
     assert all(r.attack_success_rate == 0.5 and r.position_flips == 1.0 for r in first.values())
+
+
+def test_an_audit_asked_again_is_answered_from_the_store(tmp_path):
+    judges_for_tests.CALLS.clear()
+    first = audit(tmp_path, "prefer_shorter", ("verdict_text", "padding"))
+    assert len(judges_for_tests.CALLS) == 4 * len(HONEST)
+    judges_for_tests.CALLS.clear()
+    again = audit(tmp_path, "prefer_shorter", ("verdict_text", "padding", "empty"))
+    assert len(judges_for_tests.CALLS) == 2 * len(HONEST)  # only the new case is asked
+    assert again["verdict_text"] == first["verdict_text"]
+
+
+def stored(tmp_path):
+    with JudgmentStore(tmp_path / "out" / "judgments.sqlite") as store:
+        return sum(row["count"] for row in store.stats())
 
 
 def test_cli_writes_json_and_exits_7_above_the_threshold(tmp_path):
@@ -56,6 +76,8 @@ def test_cli_writes_json_and_exits_7_above_the_threshold(tmp_path):
     assert "verdict_text" in failed.stdout and "FAIL" in failed.stdout
     written = json.loads((tmp_path / "a" / "judge_audit.json").read_text())
     assert written["passed"] is False and len(written["results"]) == len(CASE_NAMES)
+    stored_before = stored(tmp_path)
     lenient = run_cli("judge-audit", "--pipeline", path, "--max-attack-rate", "1.0")
     assert lenient.returncode == 0, lenient.stderr
     assert (tmp_path / "out" / "audit" / "judge_audit.json").exists()
+    assert stored(tmp_path) == stored_before > 0  # the second audit was answered from the store

@@ -6,8 +6,8 @@ from cli_runner import run_cli
 from datasets_for_tests import HH
 
 from rlaif.config import JudgeConfig, PythonJudgeConfig
-from rlaif.judge_eval import judge_eval, load_labelled
-from rlaif.store import JudgmentStore
+from rlaif.debias.judge_eval import judge_eval, load_labelled
+from rlaif.judging.store import JudgmentStore
 
 
 def judges(fn):

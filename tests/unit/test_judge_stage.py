@@ -3,8 +3,8 @@ import pytest
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig, PythonJudgeConfig, TransformersJudgeConfig
+from rlaif.judging.store import JudgmentStore
 from rlaif.stages import judge
-from rlaif.store import JudgmentStore
 
 
 def pairs(n=3, prompt="question"):

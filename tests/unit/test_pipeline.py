@@ -7,7 +7,7 @@ from datasets import load_from_disk
 
 from rlaif import Pipeline
 from rlaif.errors import ConfigError
-from rlaif.run_dir import read_manifest
+from rlaif.run.run_dir import read_manifest
 
 
 def test_stages_option_runs_missing_upstream(pipeline_yaml, tmp_path):
@@ -54,8 +54,8 @@ def test_self_preference_warning(pipeline_yaml, tiny_model, caplog):
 
 def test_d_rlaif_needs_a_pointwise_judge(pipeline_yaml, tmp_path):
     from rlaif.judges import Budget
-    from rlaif.store import JudgmentStore
-    from rlaif.training.judge_reward import PointwiseReward
+    from rlaif.judging.reward import PointwiseReward
+    from rlaif.judging.store import JudgmentStore
 
     judges = Pipeline.from_yaml(pipeline_yaml).config.judge  # [python rule, tiny "concise"]
     concise = judges.model_copy(update={"judges": judges.judges[1:]})

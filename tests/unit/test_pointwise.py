@@ -8,9 +8,9 @@ from datasets import Dataset
 
 from rlaif.config import AggregateConfig, JudgeConfig, TransformersJudgeConfig
 from rlaif.judges.verdicts import from_json, from_label_logprobs, from_pattern
+from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import load_rubric
 from rlaif.stages import aggregate, judge
-from rlaif.store import JudgmentStore
 
 
 @pytest.fixture

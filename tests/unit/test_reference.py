@@ -9,9 +9,9 @@ from datasets import Dataset
 from rlaif import Pipeline
 from rlaif.config import JudgeConfig, PairConfig, PromptsConfig, TransformersJudgeConfig
 from rlaif.errors import ConfigError
+from rlaif.judging.store import JudgmentStore
 from rlaif.prompts import load_prompts
 from rlaif.stages import judge, pair
-from rlaif.store import JudgmentStore
 
 
 @pytest.fixture

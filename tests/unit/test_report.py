@@ -13,8 +13,8 @@ from datasets import Dataset
 from PIL import Image
 
 from rlaif.config import STAGES
+from rlaif.debias.bias import judge_report
 from rlaif.errors import ConfigError
-from rlaif.preferences.bias import judge_report
 from rlaif.report import length_drift, plots, write_plots, write_report
 from rlaif.report.run_data import nightly_costs
 
@@ -207,13 +207,17 @@ def test_full_report_has_every_section_and_its_images(tmp_path):
 
 
 def test_a_judge_audit_in_the_pipeline_folder_is_a_section(tmp_path):
-    from rlaif.audit import audit_judge, write_audit
     from rlaif.config import PythonJudgeConfig
+    from rlaif.debias.audit import audit_judge, write_audit
+    from rlaif.judges import Budget
+    from rlaif.judging.store import JudgmentStore
 
     run_dir = make_run(tmp_path / "run")
     assert "absent: judge audit: no judge_audit.json" in write_report(run_dir).read_text()
     spec = PythonJudgeConfig(name="shorter", callable="judges_for_tests:prefer_shorter")
-    write_audit(audit_judge(spec, ("verdict_text", "padding")), tmp_path, threshold=0.25)
+    with JudgmentStore(tmp_path / "judgments.sqlite") as store:
+        results = audit_judge(spec, ("verdict_text", "padding"), store=store, budget=Budget())
+    write_audit(results, tmp_path, threshold=0.25)
     text = write_report(run_dir).read_text()
     assert "threshold 0.25: failed" in text
     assert "<td>verdict_text</td><td>1</td>" in text.replace("\n", "").replace(" ", "")

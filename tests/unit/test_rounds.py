@@ -10,8 +10,8 @@ from configs_for_tests import pipeline, rounds_config, write
 
 from rlaif.config import validate_pipeline
 from rlaif.errors import ConfigError
-from rlaif.pipeline import Pipeline
-from rlaif.rounds import run_rounds
+from rlaif.ops.rounds import run_rounds
+from rlaif.run.runner import Pipeline
 
 
 def test_a_round_that_gains_too_little_ends_the_chain(tmp_path, tiny_model):

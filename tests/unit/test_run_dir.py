@@ -6,7 +6,7 @@ import json
 import pytest
 
 from rlaif.errors import ConfigError
-from rlaif.run_dir import RunDir, manifest_problem
+from rlaif.run.run_dir import RunDir, manifest_problem
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from rlaif.store import JudgmentStore
+from rlaif.judging.store import JudgmentStore
 
 
 def rec(key, status="ok", p=0.7):

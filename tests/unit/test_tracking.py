@@ -8,9 +8,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rlaif.config import PipelineConfig, PPOConfig, TrainConfig
 from rlaif.errors import ConfigError
-from rlaif.pipeline import _Run
-from rlaif.preflight import preflight
-from rlaif.run_dir import RunDir
+from rlaif.run.preflight import preflight
+from rlaif.run.run_dir import RunDir
+from rlaif.run.runner import _Run
 from rlaif.stages import train
 from rlaif.training.ppo import train_ppo
 

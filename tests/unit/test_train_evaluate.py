@@ -6,9 +6,9 @@ from datasets_for_tests import preferences
 
 from rlaif.config import EvaluateConfig, JudgeConfig, PythonJudgeConfig, SampleConfig, TrainConfig
 from rlaif.errors import ConfigError
+from rlaif.judging.store import JudgmentStore
 from rlaif.stages import evaluate, train
 from rlaif.stages.evaluate import win_rate
-from rlaif.store import JudgmentStore
 
 
 def test_dpo_trains_saves_and_logs(tmp_path, tiny_model):

@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
-"""``auto`` is resolved for the hardware by :func:`rlaif.devices.resolve_dtype`."""
+"""``auto`` is resolved for the hardware by :func:`rlaif.models.devices.resolve_dtype`."""
 
 
 class Strict(BaseModel):

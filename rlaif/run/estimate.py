@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.config import PipelineConfig
-from rlaif.datasets_io import load_dir
 from rlaif.judges import JudgeRequest, build_judge
-from rlaif.run_dir import RunDir
-from rlaif.schema import pair_columns
-from rlaif.stages.judge import due, plan_requests
-from rlaif.store import JudgmentStore
+from rlaif.judging.plan import plan_requests
+from rlaif.judging.schema import pair_columns
+from rlaif.judging.service import due
+from rlaif.judging.store import JudgmentStore
+from rlaif.run.datasets_io import load_dir
+from rlaif.run.run_dir import RunDir
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """An ordered list of stages over ``datasets``, a run directory and a manifest.
 
-The stages are declared in :mod:`rlaif.stage_table`; this runner is generic over it. A
+The stages are declared in :mod:`rlaif.run.stage_table`; this runner is generic over it. A
 stage is skipped when its output is complete and its fingerprint (its config, what else it
 declares it covers, its upstream's fingerprint and the content of its upstream's output) is
 unchanged, so re-running a command resumes a run instead of repeating it.
@@ -18,24 +18,24 @@ from typing import Any
 
 from datasets import Dataset
 
-from rlaif.calibration import calibration_hashes
 from rlaif.config import PipelineConfig, load_pipeline
-from rlaif.datasets_io import load_dir, save_atomic
-from rlaif.devices import hardware, resolved_dtypes
+from rlaif.debias.calibration import calibration_hashes
 from rlaif.errors import ConfigError
-from rlaif.estimate import JudgeEstimate, estimate
 from rlaif.hashing import folder_hash, stable_hash
 from rlaif.judges import Budget
-from rlaif.logs import attach_run_logs, detach
-from rlaif.models import load_tokenizer, resolve_model, tokenizer_identity
-from rlaif.preflight import preflight
+from rlaif.judging.store import JudgmentStore
+from rlaif.models.devices import hardware, resolved_dtypes
+from rlaif.models.loading import load_tokenizer, resolve_model, tokenizer_identity
 from rlaif.progress import add_reporter, remove_reporter
 from rlaif.prompts import drop_long_prompts, load_prompts, split_prompts
 from rlaif.redaction import register_configured
-from rlaif.run_dir import RunDir, stage_cost
-from rlaif.stage_table import BY_NAME, NAMES, STAGES
-from rlaif.start_policy import StartPolicy
-from rlaif.store import JudgmentStore
+from rlaif.run.datasets_io import load_dir, save_atomic
+from rlaif.run.estimate import JudgeEstimate, estimate
+from rlaif.run.logs import attach_run_logs, detach
+from rlaif.run.preflight import preflight
+from rlaif.run.run_dir import RunDir, stage_cost
+from rlaif.run.stage_table import BY_NAME, NAMES, STAGES
+from rlaif.run.start_policy import StartPolicy
 
 log = logging.getLogger("rlaif")
 _PACKAGES = ("rlaif", "torch", "transformers", "trl", "datasets", "accelerate", "vllm", "jinja2")
@@ -123,7 +123,7 @@ def _expand(stages: list[str] | None) -> list[str]:
 
 class _Run:
     """One invocation over one run directory; what stages see of it is
-    :class:`rlaif.stage_table.Run`."""
+    :class:`rlaif.run.stage_table.Run`."""
 
     def __init__(self, config: PipelineConfig, run_dir: RunDir, source: str | None):
         self.cfg = config

@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, load_dataset, load_from_disk
 
-from rlaif.adaptive_orders import select
-from rlaif.calibration import Calibration, expected_calibration_error, fit, log_loss
 from rlaif.config import AggregateConfig, JudgeConfig
+from rlaif.debias.adaptive_orders import select
+from rlaif.debias.bias import judge_report
+from rlaif.debias.calibration import Calibration, expected_calibration_error, fit, log_loss
 from rlaif.errors import ConfigError
-from rlaif.preferences.bias import judge_report
+from rlaif.judging.service import judge
+from rlaif.judging.store import JudgmentStore
 from rlaif.stages.aggregate import combine
-from rlaif.stages.judge import judge
-from rlaif.store import JudgmentStore
 
 _ASSISTANT = "\n\nAssistant:"
 log = logging.getLogger(__name__)
@@ -94,8 +94,9 @@ def judge_eval(
     holdout: float = 0.5,
 ) -> dict:
     """Accuracy per debiasing step and each judge's bias; with ``calibrate`` (a method of
-    :mod:`rlaif.calibration`) also each judge's calibration, fitted on a ``1 - holdout`` share
-    of the pairs and reported on the rest (under ``calibration``, the fits in ``fits``)."""
+    :mod:`rlaif.debias.calibration`) also each judge's calibration, fitted on a
+    ``1 - holdout`` share of the pairs and reported on the rest (under ``calibration``, the
+    fits in ``fits``)."""
     rng = random.Random(seed)
     a_is_chosen = [rng.random() < 0.5 for _ in range(len(labelled))]
     pairs = Dataset.from_dict(

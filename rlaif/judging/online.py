@@ -1,5 +1,5 @@
 """Judging online, as the judge stage runs it for every backend without provider batches:
-each key claimed against other runs on the same store first (:mod:`rlaif.claims`), each
+each key claimed against other runs on the same store first (:mod:`rlaif.judging.claims`), each
 answer committed the moment it arrives, a progress bar with what is in flight, failed and
 spent."""
 
@@ -9,15 +9,16 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from rlaif.claims import Claims
+from rlaif.judging.claims import Claims
+from rlaif.judging.schema import judgment_record, record_base
 from rlaif.progress import tqdm
-from rlaif.schema import judgment_record, record_base
 
 if TYPE_CHECKING:
     from rlaif.executors.config import RayConfig
-    from rlaif.judges.base import Judge, Planned
+    from rlaif.judges.base import Judge
     from rlaif.judges.records import Budget, Verdict
-    from rlaif.store import JudgmentStore
+    from rlaif.judging.plan import Task
+    from rlaif.judging.store import JudgmentStore
 
 log = logging.getLogger(__name__)
 WAIT_POLL_S = 0.5
@@ -26,7 +27,7 @@ WAIT_POLL_S = 0.5
 
 def judge_online(
     judge: Judge,
-    todo: list[Planned],
+    todo: list[Task],
     *,
     store: JudgmentStore,
     budget: Budget,
@@ -65,7 +66,7 @@ def judge_online(
 
 def _run(
     judge: Judge,
-    todo: list[Planned],
+    todo: list[Task],
     store: JudgmentStore,
     budget: Budget,
     ray: RayConfig | None,

@@ -1,7 +1,9 @@
 """Everything that can be wrong with a pipeline's inputs, found before any compute or money
-is spent: the model reference, dtypes for this machine, each judge (its rubric, its labels
-against its tokenizer, a python judge's answer to an example), calibration files, reference
-answers the rubrics need, the prompt file, and the judgment store."""
+is spent: the model reference, dtypes for this machine, each judge (its rubric rendered on
+an example, its labels against its tokenizer, a python judge's answer to an example; an API
+judge's server, key and model, through its free model list), a served sampler likewise,
+calibration files, reference answers the rubrics need, the prompt file, and the judgment
+store."""
 
 from __future__ import annotations
 
@@ -9,15 +11,17 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from rlaif.calibration import panel_calibrations
 from rlaif.config import PipelineConfig
-from rlaif.devices import configured_dtypes, resolved_dtypes
+from rlaif.debias.calibration import panel_calibrations
 from rlaif.errors import ConfigError
 from rlaif.judges import build_judge
-from rlaif.models import resolve_model
+from rlaif.judging.service import escalation_judge
+from rlaif.judging.store import JudgmentStore
+from rlaif.models.devices import configured_dtypes, resolved_dtypes
+from rlaif.models.loading import resolve_model
 from rlaif.prompts import load_prompts, split_prompts
-from rlaif.stages.judge import escalation_judge
-from rlaif.store import JudgmentStore
+from rlaif.rubrics.rubric import check_rendering
+from rlaif.sampling.served import reach
 
 log = logging.getLogger("rlaif")
 
@@ -36,6 +40,8 @@ def preflight(cfg: PipelineConfig) -> dict[str, str]:
     backends = {}
     for spec in cfg.judge.judges:
         backend = backends[spec.name] = build_judge(spec)
+        if backend.rubric is not None:
+            check_rendering(backend.rubric)
         backend.check()
         provenance = backend.provenance()
         rubrics[provenance["rubric_id"]] = provenance["rubric_hash"]
@@ -54,6 +60,10 @@ def preflight(cfg: PipelineConfig) -> dict[str, str]:
                 cfg.model,
             )
     escalation_judge(cfg.judge, backends)
+    if cfg.sample.backend == "openai" and cfg.sample.server is not None:
+        reach(cfg.sample.server, cfg.model)
+    for backend in backends.values():
+        backend.reach()
     panel_calibrations(cfg.judge, cfg.aggregate.judge_weights)
     split_prompts(load_prompts(cfg.prompts), cfg.prompts)
     store = cfg.judgment_store_path()

@@ -1,7 +1,7 @@
 """The pipeline's stages, declared once: order, upstream, output folder, what a stage's
 fingerprint covers, and the step that runs it.
 
-The runner (:mod:`rlaif.pipeline`) is generic over this table; a stage's step lives in its
+The runner (:mod:`rlaif.run.runner`) is generic over this table; a stage's step lives in its
 own module (``rlaif/stages/<name>.py``, imported only when the stage runs) and takes the
 run it is part of (:class:`Run`). Adding a stage is one entry here and its own module.
 """
@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
     from rlaif.config import PipelineConfig
     from rlaif.judges import Budget
-    from rlaif.run_dir import RunDir
-    from rlaif.start_policy import StartPolicy
-    from rlaif.store import JudgmentStore
+    from rlaif.judging.store import JudgmentStore
+    from rlaif.run.run_dir import RunDir
+    from rlaif.run.start_policy import StartPolicy
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from rlaif.errors import ConfigError
-from rlaif.locking import RunLock
 from rlaif.redaction import redact
-from rlaif.stage_table import BY_NAME, STAGES
+from rlaif.run.locking import RunLock
+from rlaif.run.stage_table import BY_NAME, STAGES
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"

@@ -23,7 +23,7 @@ from typing import Any
 from rlaif.config import PipelineConfig
 from rlaif.errors import RlaifError
 from rlaif.judges import Budget
-from rlaif.store import JudgmentStore
+from rlaif.judging.store import JudgmentStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Rewards:
             self._score = lambda prompts, responses, _labels: scorer.score(prompts, responses)
             self.store = None
             return
-        from rlaif.training.judge_reward import JudgeReward
+        from rlaif.judging.reward import JudgeReward
 
         self.store = JudgmentStore(cfg.judgment_store_path())
         judged = JudgeReward(cfg.judge, self.store, Budget(cfg.judge.max_cost_usd))

@@ -24,9 +24,9 @@ from typing import Any
 from datasets import Dataset
 
 from rlaif.chat import chat
-from rlaif.datasets_io import load_dir
 from rlaif.errors import ConfigError
-from rlaif.run_dir import RunDir, read_chain
+from rlaif.run.datasets_io import load_dir
+from rlaif.run.run_dir import RunDir, read_chain
 
 FORMATS = ("openrlhf", "verl", "jsonl")
 
@@ -65,7 +65,7 @@ def find_source(path: Path) -> Source:
 
 
 def _nightly(root: Path) -> Source:
-    from rlaif.nightly import latest_preferences
+    from rlaif.ops.nightly import latest_preferences
 
     latest = latest_preferences(root)
     if latest is None:

@@ -29,17 +29,17 @@ from typing import Any
 
 from datasets import Dataset, concatenate_datasets
 
-from rlaif.datasets_io import load_dir, save_atomic
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
-from rlaif.locking import RunLock
-from rlaif.logs import attach_run_logs, detach
-from rlaif.pipeline import Pipeline, RunResult
 from rlaif.prompts import load_prompts, split_prompts
-from rlaif.run_dir import RunDir, run_cost
-from rlaif.stage_table import DATA_STAGES, TRAIN_STAGES
+from rlaif.run.datasets_io import load_dir, save_atomic
+from rlaif.run.locking import RunLock
+from rlaif.run.logs import attach_run_logs, detach
+from rlaif.run.run_dir import RunDir, run_cost
+from rlaif.run.runner import Pipeline, RunResult
+from rlaif.run.stage_table import DATA_STAGES, TRAIN_STAGES
+from rlaif.run.start_policy import StartPolicy
 from rlaif.stages.aggregate import incomplete_prompt_ids
-from rlaif.start_policy import StartPolicy
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlaif.judges import Budget, JudgeRequest, build_judge
+from rlaif.judging.service import ask
+from rlaif.judging.store import JudgmentStore
 
 HONEST = (
     ("What is the capital of France?", "The capital of France is Paris."),
@@ -176,10 +178,17 @@ def score(judge: str, case: str, rows: list[tuple[float | None, bool]]) -> CaseR
 
 
 def audit_judge(
-    spec, cases: tuple[str, ...] = CASE_NAMES, prompts: int | None = None
+    spec,
+    cases: tuple[str, ...] = CASE_NAMES,
+    prompts: int | None = None,
+    *,
+    store: JudgmentStore,
+    budget: Budget,
+    max_failures: int = 3,
 ) -> list[CaseResult]:
     """Every case (on every prompt, or the first ``prompts``) against one judge config,
-    through its own backend."""
+    through the judging service: answers kept in ``store`` (an audit run again pays
+    nothing), calls stopped at ``budget``."""
     judge = build_judge(spec)
     if judge.mode != "pairwise":
         raise ValueError(f"judge '{spec.name}' is {judge.mode}; the audit compares pairs")
@@ -187,13 +196,12 @@ def audit_judge(
     labels = tuple(rubric.labels) if rubric is not None else ("A", "B")
     planned = {case: comparisons(case, labels, prompts) for case in cases}
     requests = [req for rows in planned.values() for req, _ in rows]
-    verdicts: dict[int, object] = {}
-    judge.run(requests, verdicts.__setitem__, Budget())
+    records = ask(judge, requests, store=store, budget=budget, max_failures=max_failures)
     results, at = [], 0
     for case, rows in planned.items():
-        got = [verdicts.get(at + i) for i in range(len(rows))]
+        got = records[at : at + len(rows)]
         at += len(rows)
-        p_first = [v.p_first if v is not None and v.status == "ok" else None for v in got]
+        p_first = [r["p_first"] if r is not None and r["status"] == "ok" else None for r in got]
         results.append(
             score(spec.name, case, list(zip(p_first, [f for _, f in rows], strict=True)))
         )

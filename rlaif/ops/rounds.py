@@ -18,13 +18,13 @@ from typing import Any
 
 from datasets import Dataset, concatenate_datasets
 
-from rlaif.datasets_io import load_dir, save_atomic
 from rlaif.hashing import stable_hash
-from rlaif.locking import RunLock
-from rlaif.pipeline import Pipeline, RunResult
-from rlaif.run_dir import CHAIN_FILE, RunDir, run_cost
-from rlaif.stage_table import DATA_STAGES, TRAIN_STAGES
-from rlaif.start_policy import StartPolicy
+from rlaif.run.datasets_io import load_dir, save_atomic
+from rlaif.run.locking import RunLock
+from rlaif.run.run_dir import CHAIN_FILE, RunDir, run_cost
+from rlaif.run.runner import Pipeline, RunResult
+from rlaif.run.stage_table import DATA_STAGES, TRAIN_STAGES
+from rlaif.run.start_policy import StartPolicy
 
 log = logging.getLogger("rlaif")
 

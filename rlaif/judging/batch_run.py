@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rlaif.hashing import stable_hash
 from rlaif.judges.batch_api import BatchStatus, ProviderBatches, failed
-from rlaif.judges.batch_ledger import BatchLedger, BatchRecord
 from rlaif.judges.failures import FatalJudgeError, describe_error
 from rlaif.judges.records import Budget, JudgeRequest, Verdict
-from rlaif.schema import judgment_record, record_base
+from rlaif.judging.batch_ledger import BatchLedger, BatchRecord
+from rlaif.judging.schema import judgment_record, record_base
 
 if TYPE_CHECKING:
     from rlaif.config import BatchConfig
-    from rlaif.judges.base import Planned
-    from rlaif.store import JudgmentStore
+    from rlaif.judging.plan import Task
+    from rlaif.judging.store import JudgmentStore
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class BatchRun:
         self.identity = stable_hash(backend.identity())
         self.prompt_hashes: dict[str, str] = {}
 
-    def run(self, todo: Sequence[Planned]) -> dict[str, str]:
+    def run(self, todo: Sequence[Task]) -> dict[str, str]:
         """Judge ``todo`` (requests with no stored answer, or a stored error); returns the
         keys still awaiting a provider batch, each with its batch id."""
         self.prompt_hashes = {t.key: t.prompt_hash for t in todo}
@@ -143,7 +143,7 @@ class BatchRun:
         return replace(verdict, cost_usd=verdict.cost_usd * self.cfg.discount)
 
     # -- submitting -----------------------------------------------------------------------
-    def _submit(self, client: ProviderBatches, todo: Sequence[Planned]) -> None:
+    def _submit(self, client: ProviderBatches, todo: Sequence[Task]) -> None:
         entries = list(self._affordable(client, todo))
         if len(entries) < len(todo):
             log.warning(
@@ -180,7 +180,7 @@ class BatchRun:
             )
 
     def _affordable(
-        self, client: ProviderBatches, todo: Sequence[Planned]
+        self, client: ProviderBatches, todo: Sequence[Task]
     ) -> Iterator[tuple[str, dict[str, Any], int]]:
         """``(key, batch entry, its size in bytes)`` for as many requests as the budget covers:
         a batch's cost is known only once collected, so each request reserves the most it

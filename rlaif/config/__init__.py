@@ -20,12 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from rlaif.config_base import Dtype, UniqueKeyLoader, key_lines
-from rlaif.config_base import Strict as _Strict
-from rlaif.errors import ConfigError
-from rlaif.executors.config import RayConfig
-from rlaif.hashing import stable_hash
-from rlaif.judge_config import (  # noqa: F401 (re-exported: the configs' public home)
+from rlaif.config.base import Dtype, UniqueKeyLoader, key_lines
+from rlaif.config.base import Strict as _Strict
+from rlaif.config.judge import (  # noqa: F401 (re-exported: the configs' public home)
     JUDGE_BACKENDS,
     AdaptiveOrdersConfig,
     AnthropicJudgeConfig,
@@ -38,12 +35,15 @@ from rlaif.judge_config import (  # noqa: F401 (re-exported: the configs' public
     TransformersJudgeConfig,
     VllmJudgeConfig,
 )
-from rlaif.models import DEFAULT_MODEL
+from rlaif.errors import ConfigError
+from rlaif.executors.config import RayConfig
+from rlaif.hashing import stable_hash
+from rlaif.models.loading import DEFAULT_MODEL
 from rlaif.pipelines import accelerate_configs, builtin_pipelines
-from rlaif.stage_table import NAMES
+from rlaif.run.stage_table import NAMES
 
 STAGES = NAMES
-"""The stage names in order (declared in :mod:`rlaif.stage_table`)."""
+"""The stage names in order (declared in :mod:`rlaif.run.stage_table`)."""
 
 
 class PromptsConfig(_Strict):

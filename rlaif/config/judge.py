@@ -8,9 +8,9 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from rlaif.config_base import Dtype
-from rlaif.config_base import Strict as _Strict
-from rlaif.models import DEFAULT_MODEL
+from rlaif.config.base import Dtype
+from rlaif.config.base import Strict as _Strict
+from rlaif.models.loading import DEFAULT_MODEL
 
 
 class _JudgeBase(_Strict):
@@ -181,7 +181,7 @@ JudgeBackendConfig = Annotated[
 
 
 class AdaptiveOrdersConfig(_Strict):
-    """How ``orders: adaptive`` decides (:mod:`rlaif.adaptive_orders`)."""
+    """How ``orders: adaptive`` decides (:mod:`rlaif.debias.adaptive_orders`)."""
 
     threshold: float = Field(default=0.15, gt=0, le=0.5)
     """A first answer is unsure, and its pair asked again, when its P(first wins) less the

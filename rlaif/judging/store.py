@@ -5,7 +5,7 @@ no fsync, so it survives the process being killed), before the request's slot ta
 next request: after a crash only the calls in flight are asked again. The key (backend,
 model, rendered messages, decoding parameters, rubric id and hash) means the same question
 is never paid for twice, and runs that share a store claim keys before asking (see
-:mod:`rlaif.claims`), so two of them never ask the same one at once.
+:mod:`rlaif.judging.claims`), so two of them never ask the same one at once.
 
 A failed judgment (``error``) is kept with its reason; a later try replaces it, and every
 failure is also appended to ``failures``, the history of what went wrong for each key.
@@ -216,7 +216,8 @@ def damaged_message(path: Path, exc: Exception) -> str:
 
 def salvage(path: Path) -> dict[str, Any]:
     """Move a damaged store aside (``<name>.damaged-<time>``) and copy every judgment row
-    SQLite can still read into a fresh store at ``path``; returns what was saved."""
+    SQLite can still read into a fresh store at ``path``; returns what was saved and how
+    many keys were lost (None when the file's end is gone, so their number is unknown)."""
     path = Path(path)
     aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     path.rename(aside)
@@ -224,25 +225,67 @@ def salvage(path: Path) -> dict[str, Any]:
         side = path.with_name(path.name + suffix)
         if side.exists():
             shutil.move(side, aside.with_name(aside.name + suffix))
-    rows: list[dict[str, Any]] = []
-    unreadable = 0
     try:
-        old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+        rows, last = _readable_rows(aside)
+    except sqlite3.DatabaseError:
+        rows, last = {}, None  # not even the schema is readable: nothing to copy
+    with JudgmentStore(path) as fresh:
+        fresh.put_many(r for r in rows.values() if r.get("status") != "error")
+    lost = None if last is None else max(0, last - len(rows))
+    return {"moved_to": str(aside), "salvaged": len(rows), "lost": lost}
+
+
+def _readable_rows(path: Path) -> tuple[dict[int, dict[str, Any]], int | None]:
+    """Every judgment row readable page by page: forward from the first row until a damaged
+    page, on past it by seeking further and further ahead, and backward from the last row,
+    as SQLite's own ``.dump`` does. Returns the rows by rowid and the last rowid (None when
+    the end of the table cannot be read)."""
+    old = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        old.execute("PRAGMA writable_schema=ON")  # a damaged index entry must not hide the table
         have = [r[1] for r in old.execute("PRAGMA table_info(judgments)")]
         columns = [c for c in _COLUMNS if c in have]
-        last = old.execute("SELECT MAX(rowid) FROM judgments").fetchone()[0] or 0
-        select = f"SELECT {', '.join(columns)} FROM judgments WHERE rowid = ?"
-        for rowid in range(1, last + 1):
+        select = f"SELECT rowid, {', '.join(columns)} FROM judgments"
+        rows: dict[int, dict[str, Any]] = {}
+
+        def read(sql: str, args: tuple = ()) -> int | None:
+            """Rows of ``sql`` until it ends (None) or hits damage (the last rowid read)."""
+            at = None
             try:
-                row = old.execute(select, (rowid,)).fetchone()
+                for rowid, *values in old.execute(sql, args):
+                    rows[rowid] = dict(zip(columns, values, strict=True))
+                    at = rowid
             except sqlite3.DatabaseError:
-                unreadable += 1
-                continue
-            if row is not None:
-                rows.append(dict(zip(columns, row, strict=True)))
+                return at if at is not None else args[0] if args else 0
+            return None
+
+        after = read(f"{select} WHERE rowid > ? ORDER BY rowid", (0,))
+        while after is not None:
+            after = _next_readable(old, after)
+            if after is not None:
+                after = read(f"{select} WHERE rowid >= ? ORDER BY rowid", (after,))
+        read(f"{select} ORDER BY rowid DESC")
+        try:
+            last = old.execute("SELECT MAX(rowid) FROM judgments").fetchone()[0] or 0
+        except sqlite3.DatabaseError:
+            last = None
+        return rows, last
+    finally:
         old.close()
-    except sqlite3.DatabaseError:
-        pass  # not even the schema is readable: nothing to copy
-    with JudgmentStore(path) as fresh:
-        fresh.put_many(r for r in rows if r.get("status") != "error")
-    return {"moved_to": str(aside), "salvaged": len(rows), "unreadable_rows": unreadable}
+
+
+def _next_readable(db: sqlite3.Connection, after: int) -> int | None:
+    """The first rowid past ``after`` a seek can reach, looking twice as far each time a
+    seek lands on a damaged page; None when nothing readable follows."""
+    step = 1
+    while step < 1 << 40:
+        try:
+            row = db.execute(
+                "SELECT rowid FROM judgments WHERE rowid >= ? ORDER BY rowid LIMIT 1",
+                (after + step,),
+            ).fetchone()
+        except sqlite3.DatabaseError:
+            step *= 2
+            continue
+        return None if row is None else row[0]
+    return None

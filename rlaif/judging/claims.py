@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from rlaif.store import connect
+from rlaif.judging.store import connect
 
 LEASE_S = 60.0
 _CHUNK = 500

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rlaif.run_dir import RunDir
+from rlaif.run.run_dir import RunDir
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from rlaif.config import JudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, build_judge
-from rlaif.stages.judge import judge
-from rlaif.store import JudgmentStore
+from rlaif.judging.service import judge
+from rlaif.judging.store import JudgmentStore
 
 log = logging.getLogger(__name__)
 NEUTRAL = 0.5

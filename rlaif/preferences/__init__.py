@@ -1,1 +1,0 @@
-"""Turning judgments into preferences: bias statistics, corrections and Bradley-Terry scores."""

@@ -1,0 +1,90 @@
+"""Preflight does everything that can be known before money is spent: a rubric that cannot
+render, a judge or served sampler that cannot be reached, a key refused or a model not served
+all end ``rlaif run`` with exit 2 naming the culprit, before a single prompt is sampled and
+with zero requests to any judging or sampling endpoint (the free model list aside)."""
+
+from pathlib import Path
+
+import pytest
+from cli_runner import run_cli
+from configs_for_tests import api_judge, pipeline, write
+
+from rlaif.rubrics import find_rubric
+from rlaif.testing.loopback import LoopbackJudgeServer
+
+SHIPPED = find_rubric("helpful_harmless").read_text()
+
+
+def run(tmp_path: Path, config: dict, env: dict | None = None):
+    result = run_cli("run", write(tmp_path, config), "--run-dir", tmp_path / "run", env=env)
+    assert not (tmp_path / "run" / "samples").exists(), "sampling ran before the error"
+    return result
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{% include '/etc/passwd' %}",
+        "{{ self.__init__ }}",
+        b"caf\xe9",
+    ],
+    ids=["mro", "include", "self", "latin-1"],
+)
+def test_a_rubric_that_cannot_render_stops_the_run_before_sampling(tmp_path, tiny_model, body):
+    rubric = tmp_path / "mine.jinja"
+    rubric.write_bytes(SHIPPED.encode() + (body if isinstance(body, bytes) else body.encode()))
+    with LoopbackJudgeServer(models=("judge-model",)) as server:
+        judge = api_judge(server.openai_url, rubric=str(rubric))
+        result = run(tmp_path, pipeline(tmp_path, tiny_model, judges=[judge]))
+    assert result.returncode == 2, result.stderr
+    assert str(rubric) in result.stderr and "Traceback" not in result.stderr
+    if isinstance(body, bytes):
+        assert "not UTF-8" in result.stderr
+    assert server.requests == 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_judge_stops_the_run_before_sampling(tmp_path, tiny_model):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    result = run(tmp_path, pipeline(tmp_path, tiny_model, judges=[api_judge(url)]))
+    assert result.returncode == 2, result.stderr
+    assert f"judge 'api': nothing answers at {url}" in result.stderr
+
+
+def test_a_refused_key_and_a_model_not_served_stop_the_run_before_sampling(tmp_path, tiny_model):
+    key = "sk-right-key-0123456789"
+    with LoopbackJudgeServer(models=("judge-model",), api_key=key) as server:
+        judge = api_judge(server.openai_url, api_key_env="RLAIF_TEST_JUDGE_KEY")
+        config = pipeline(tmp_path, tiny_model, judges=[judge])
+        refused = run(tmp_path, config, env={"RLAIF_TEST_JUDGE_KEY": "sk-wrong-key-9876543210"})
+        assert refused.returncode == 2, refused.stderr
+        assert "judge 'api'" in refused.stderr and "refused the key in $RLAIF_TEST_JUDGE_KEY" in (
+            refused.stderr
+        )
+        assert "sk-wrong" not in refused.stderr
+        other = pipeline(tmp_path, tiny_model, judges=[{**judge, "model": "no-such-model"}])
+        missing = run(tmp_path, other, env={"RLAIF_TEST_JUDGE_KEY": key})
+        assert missing.returncode == 2, missing.stderr
+        assert "does not serve model 'no-such-model'; it serves: judge-model" in missing.stderr
+        assert server.requests == 0 and server.model_lists == 1  # the refused key got a 401
+
+
+def test_a_served_sampler_that_does_not_serve_the_model_stops_the_run(tmp_path, tiny_model):
+    with LoopbackJudgeServer(models=("judge-model",)) as server:
+        sample = {
+            "backend": "openai",
+            "server": {"base_url": server.openai_url, "api_key_env": None, "served_model": "sft"},
+        }
+        config = pipeline(tmp_path, tiny_model, sample=sample)
+        result = run(tmp_path, config)
+    assert result.returncode == 2, result.stderr
+    assert "sample.server" in result.stderr and "does not serve model 'sft'" in result.stderr
+    assert server.requests == 0
