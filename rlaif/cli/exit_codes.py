@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import typer
 
-from rlaif.errors import RlaifError
+from rlaif.errors import DiskFullError, RlaifError
 
 # the same for `run`, `nightly` and rounds
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_WAITING, EXIT_LOCKED = range(6)
 EXIT_FAILED_JUDGMENTS = 6
 EXIT_AUDIT_FAILED = 7
+EXIT_DISK_FULL = 8
 EXIT_INTERRUPTED = 130
 
 
@@ -19,6 +20,8 @@ def fail(exc: RlaifError) -> None:
     from rlaif.run.locking import LockedError
 
     typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
+    if isinstance(exc, DiskFullError):
+        raise typer.Exit(EXIT_DISK_FULL)
     raise typer.Exit(EXIT_LOCKED if isinstance(exc, LockedError) else EXIT_BAD_INPUT)
 
 

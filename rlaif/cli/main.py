@@ -3,6 +3,7 @@ judge-eval, judge-audit, init)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -15,26 +16,38 @@ import typer
 from rlaif.cli.cache import cache_app
 from rlaif.cli.exit_codes import (
     EXIT_AUDIT_FAILED,
+    EXIT_DISK_FULL,
     exit_for,
     fail,
     interrupted,
 )
 from rlaif.cli.rubrics import rubrics_app
-from rlaif.errors import RlaifError
+from rlaif.errors import DiskFullError, RlaifError
 
 
 class _RedactedTracebacks(typer.Typer):
     """An unexpected error's traceback is printed plainly, with any API key redacted (a
-    provider's error text may echo it); the exit code stays 1."""
+    provider's error text may echo it); the exit code stays 1. Running out of disk space
+    anywhere is one line and exit 8."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise _unexpected() from None
+            full = DiskFullError(exc.filename or Path.cwd())
+            typer.secho(f"error: {full}", fg=typer.colors.RED, err=True)
+            raise SystemExit(EXIT_DISK_FULL) from None
         except Exception:
-            from rlaif.redaction import redact
+            raise _unexpected() from None
 
-            sys.stderr.write(redact(traceback.format_exc()) or "")
-            raise SystemExit(1) from None
+
+def _unexpected() -> SystemExit:
+    from rlaif.redaction import redact
+
+    sys.stderr.write(redact(traceback.format_exc()) or "")
+    return SystemExit(1)
 
 
 app = _RedactedTracebacks(
@@ -97,6 +110,8 @@ def _setup_logging(json_logs: bool) -> None:
     handler.setFormatter(JsonLinesFormatter() if json_logs else text)
     redact_handlers([handler])
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # a log line that cannot be written (a full disk) must not bury the error saying so
+    logging.raiseExceptions = False
 
 
 JsonLogs = Annotated[
@@ -150,7 +165,8 @@ def run(
     Exit codes: 0 done; 1 anything unexpected; 2 bad input or a judge error that would repeat
     for every request; 3 partial (the judging budget ran out; re-run to continue); 4 waiting
     on provider batches (re-run later to collect); 5 another run holds the lock; 6 some
-    judgments failed (re-run to ask them again); 130 interrupted (Ctrl-C; re-run to continue).
+    judgments failed (re-run to ask them again); 8 out of disk space (every answer received
+    is stored; free space and re-run); 130 interrupted (Ctrl-C; re-run to continue).
     """
     from rlaif.run.runner import Pipeline
 
@@ -226,7 +242,8 @@ def nightly(
 
     Exit codes as for `run`: 0 done (or nothing new), 1 unexpected, 2 bad input, 3 partial
     (the nightly budget ran out), 4 waiting on provider batches, 5 another night is running,
-    6 some judgments failed (re-run the same --date to ask them again), 130 interrupted.
+    6 some judgments failed (re-run the same --date to ask them again), 8 out of disk space,
+    130 interrupted.
     """
     from rlaif.ops.nightly import run_nightly
     from rlaif.run.runner import Pipeline

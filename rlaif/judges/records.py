@@ -44,16 +44,20 @@ class Verdict:
 
 
 class Budget:
-    """What lets the judges of one stage start another call: a spending cap, and no
-    interrupt (Ctrl-C stops new calls while those in flight finish and are stored)."""
+    """What lets the judges of one stage start another call: a spending cap, no interrupt
+    (Ctrl-C stops new calls while those in flight finish and are stored), and a store that
+    still takes answers."""
 
     def __init__(self, max_cost_usd: float | None = None):
         self.max_cost_usd = max_cost_usd
         self.spent = 0.0
         self.interrupted = False
+        self.halted: Exception | None = None
+        """Why calls must stop for good in this run (the store refused a write): raised by
+        the judging service once the calls in flight are in."""
 
     def allows(self) -> bool:
-        if self.interrupted:
+        if self.interrupted or self.halted is not None:
             return False
         return self.max_cost_usd is None or self.spent < self.max_cost_usd
 

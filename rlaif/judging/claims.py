@@ -9,6 +9,7 @@ holder died (its pid is gone on this host, or its lease ran out elsewhere) is ta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -18,7 +19,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from rlaif.judging.store import connect
+from rlaif.errors import DiskFullError
+from rlaif.judging.store import connect, writable
 
 LEASE_S = 60.0
 _CHUNK = 500
@@ -46,7 +48,9 @@ class Claims:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._heartbeat.join()
-        self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+        # on a full disk the claims stay; they are this process's, taken over once it ends
+        with contextlib.suppress(DiskFullError), writable(self.path):
+            self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
         self._db.close()
 
     def claim(self, keys: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -54,6 +58,10 @@ class Claims:
         answered (not ``error``) since the caller looked are in neither."""
         keys = list(dict.fromkeys(keys))
         now = time.time()
+        with writable(self.path):
+            return self._claim(keys, now)
+
+    def _claim(self, keys: list[str], now: float) -> tuple[list[str], list[str]]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             answered, others = set(), set()

@@ -9,6 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from rlaif.errors import DiskFullError
 from rlaif.judging.claims import Claims
 from rlaif.judging.schema import judgment_record, record_base
 from rlaif.progress import tqdm
@@ -74,13 +75,19 @@ def _run(
     if not todo:
         return
     base = record_base(judge)
-    failed = 0
+    failed = unkept = 0
     with tqdm(total=len(todo), desc=f"judging ({judge.name})", unit="judgment") as bar:
 
         def on_result(index: int, verdict: Verdict) -> None:
-            nonlocal failed
+            nonlocal failed, unkept
             task = todo[index]
-            store.put(judgment_record(base, task.key, task.prompt_hash, verdict))
+            try:
+                store.put(judgment_record(base, task.key, task.prompt_hash, verdict))
+            except DiskFullError as exc:
+                # no new call may be paid for an answer that cannot be kept; those in flight
+                # are tried as they arrive (space may have been freed meanwhile)
+                unkept += 1
+                budget.halted = budget.halted or exc
             failed += verdict.status != "ok"
             bar.update(1)
             if bar.n == len(todo) or bar.n % 16 == 0:  # formatting it costs more than a commit
@@ -98,3 +105,9 @@ def _run(
             from rlaif.executors.ray_data import judge_requests
 
             judge_requests(ray, judge, requests, on_result, budget)
+    if isinstance(budget.halted, DiskFullError):
+        budget.halted = DiskFullError(
+            store.path,
+            detail=f" (judging stopped at the first refused write; every other answer is in "
+            f"the store, the {unkept} that could not be written are asked again)",
+        )

@@ -79,6 +79,8 @@ def judge(
         if escalate_to is not None:
             wanted = [(r, other(first_order(records[r]["pair_id"], cfg.seed))) for r in unsure_rows]
             out += ask(backends[escalate_to], plan(backends[escalate_to], records, sorted(wanted)))
+    if budget.halted is not None:
+        raise budget.halted
     if budget.interrupted:
         raise KeyboardInterrupt("judging interrupted; every answer received is stored")
     if budget.exhausted():

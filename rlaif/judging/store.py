@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rlaif.errors import ConfigError
+from rlaif.errors import ConfigError, DiskFullError
 from rlaif.redaction import redact
 
 _TYPES = {
@@ -37,6 +37,7 @@ _COLUMNS = tuple(_TYPES)
 _TEXT = ("raw_output", "error")
 """Free text a provider may have filled with anything, a key it echoed included."""
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT, judge TEXT, error TEXT, pid INTEGER, created_at REAL);
 CREATE INDEX IF NOT EXISTS failures_key ON failures (key);
@@ -56,6 +57,18 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+@contextlib.contextmanager
+def writable(path: Path) -> Iterator[None]:
+    """A write the store's file system refuses for want of space is a ``DiskFullError``
+    naming the store."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(exc):
+            raise DiskFullError(path) from None
+        raise
 
 
 class JudgmentStore:
@@ -131,7 +144,7 @@ class JudgmentStore:
             if r["failures"]:
                 failed.append((r["key"], r.get("judge"), r.get("error"), os.getpid(), now))
         updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:] if c != "failures")
-        with self._readable(), self._db:
+        with writable(self.path), self._readable(), self._db:
             self._db.executemany(
                 f"INSERT INTO judgments ({', '.join(_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
@@ -152,6 +165,22 @@ class JudgmentStore:
             (key,),
         )
         return [dict(zip(("judge", "error", "pid", "created_at"), r, strict=True)) for r in rows]
+
+    def check(self) -> None:
+        """SQLite's ``quick_check`` over every page: damage anywhere is said now, before a
+        run spends anything, not when the judge stage reaches it."""
+        with self._readable():
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise StoreDamagedError(damaged_message(self.path, "; ".join(problems[:3])))
+
+    def mark(self, key: str, value: str) -> None:
+        """Note why the store holds fewer judgments than runs recorded (salvaged, pruned)."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def marks(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta"))
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
@@ -202,11 +231,12 @@ class JudgmentStore:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._db:
             deleted = self._db.execute(f"DELETE FROM judgments{where}", args).rowcount
+        self.mark("pruned_at", str(time.time()))
         self._db.execute("VACUUM")
         return deleted
 
 
-def damaged_message(path: Path, exc: Exception) -> str:
+def damaged_message(path: Path, exc: Exception | str) -> str:
     return (
         f"{path}: the judgment store is damaged ({exc}). Nothing was run. To recover, run "
         f"`rlaif cache salvage --store {path}`: it moves the file aside and copies every "
@@ -231,6 +261,7 @@ def salvage(path: Path) -> dict[str, Any]:
         rows, last = {}, None  # not even the schema is readable: nothing to copy
     with JudgmentStore(path) as fresh:
         fresh.put_many(r for r in rows.values() if r.get("status") != "error")
+        fresh.mark("salvaged_from", str(aside))
     lost = None if last is None else max(0, last - len(rows))
     return {"moved_to": str(aside), "salvaged": len(rows), "lost": lost}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def _read(source: str, split: str) -> Dataset:
         try:
             return load_dataset(_FILE_FORMATS[path.suffix], data_files=str(path), split="train")
         except Exception as exc:
-            raise ConfigError(f"{source}: cannot read as {path.suffix[1:]}: {exc}") from exc
+            raise ConfigError(_unreadable(path, exc)) from exc
     try:
         return load_dataset(source, split=split)
     except Exception as exc:
@@ -133,6 +134,28 @@ def _read(source: str, split: str) -> Dataset:
             f"prompts.source: '{source}' is not builtin, a file (.jsonl, .json, .csv, .parquet), "
             f"a save_to_disk folder, or a loadable hub dataset: {exc}"
         ) from exc
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``datasets`` could not read a prompt file, down to the line where one can be
+    named: the first line of a ``.jsonl`` that is not a JSON object, a CSV without rows."""
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as bad:
+                    return f"{path}:{number}: not valid JSON ({bad})"
+                if not isinstance(row, dict):
+                    return f"{path}:{number}: a JSON object per line is needed, got {line[:80]!r}"
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8") as fh:
+            rows = sum(1 for line in fh if line.strip())
+        if rows <= 1:
+            return f"{path}: a header and no rows; add one prompt per line below the header"
+    return f"{path}: cannot read as {path.suffix[1:]}: {exc}"
 
 
 def _check_text(path: Path) -> None:

@@ -11,11 +11,14 @@ import pyarrow.parquet as pq
 from datasets import Dataset, Features, load_from_disk
 from datasets.table import InMemoryTable
 
+from rlaif.errors import writing
+
 
 def save_atomic(ds: Dataset, target: Path) -> None:
     """Write ``ds`` so that ``target`` is either absent or complete, never half-written."""
     tmp = fresh_dir(target.with_name(target.name + ".tmp"))
-    ds.save_to_disk(str(tmp))
+    with writing(target, ds.data.nbytes * 2):
+        ds.save_to_disk(str(tmp))
     replace_dir(tmp, target)
 
 
@@ -24,7 +27,8 @@ def save_shard(ds: Dataset, target: Path) -> None:
     The features go in the file's metadata, so :func:`load_shard` returns them unchanged."""
     tmp = target.with_name(target.name + ".tmp")
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(ds.with_format("arrow")[:].cast(ds.features.arrow_schema), tmp)
+    with writing(target, ds.data.nbytes * 2):
+        pq.write_table(ds.with_format("arrow")[:].cast(ds.features.arrow_schema), tmp)
     os.replace(tmp, target)
 
 

@@ -8,6 +8,7 @@ store."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from rlaif.sampling.served import reach
 log = logging.getLogger("rlaif")
 
 
-def preflight(cfg: PipelineConfig) -> dict[str, str]:
-    """Fail on bad input now; returns each judge's rubric id and file hash."""
+def preflight(cfg: PipelineConfig, run_dir: Path | None = None) -> dict[str, str]:
+    """Fail on bad input now; returns each judge's rubric id and file hash. ``run_dir``: the
+    run directory about to be used, whose manifest may record judgments already made."""
     resolve_model(cfg.model, field="model")
     for tracker in cfg.train.report_to:
         if importlib.util.find_spec(tracker) is None:
@@ -66,10 +68,57 @@ def preflight(cfg: PipelineConfig) -> dict[str, str]:
         backend.reach()
     panel_calibrations(cfg.judge, cfg.aggregate.judge_weights)
     split_prompts(load_prompts(cfg.prompts), cfg.prompts)
-    store = cfg.judgment_store_path()
-    if store.exists():  # a damaged store is said now, not after sampling
-        JudgmentStore(store).close()
+    check_store(cfg, run_dir)
     return rubrics
+
+
+def check_store(cfg: PipelineConfig, run_dir: Path | None = None) -> None:
+    """The judgment store opens, every page reads (``quick_check``), and it is not empty
+    while a run directory (this one, or one under ``output_dir``) records judgments made
+    with it: a store truncated or deleted would otherwise be taken as new and every
+    judgment paid again."""
+    path = cfg.judgment_store_path()
+    if path.is_dir():
+        raise ConfigError(
+            f"judge.cache: {path} is a folder; name the store's file in it, e.g. "
+            f"{path / 'judgments.sqlite'}"
+        )
+    existed = path.exists()
+    if existed:
+        with JudgmentStore(path) as store:
+            store.check()
+            if len(store) or store.marks():
+                return
+    made = _judged_with(path, [run_dir, Path(cfg.output_dir)])
+    if made:
+        where, count = made
+        raise ConfigError(
+            f"{path}: the judgment store is {'empty' if existed else 'missing'}, but {where} "
+            f"records {count} judgments made with it; judging again would pay for every one "
+            "again. Restore the store from a backup (or `rlaif cache salvage` a damaged copy "
+            "of it), or remove that run directory to start afresh"
+        )
+
+
+def _judged_with(store: Path, roots: list[Path | None]) -> tuple[Path, int] | None:
+    """A manifest (in a run directory under ``roots``, up to three levels down) whose judge
+    stage recorded judgments in ``store``, with how many."""
+    target = str(store.resolve())
+    for root in filter(None, roots):
+        for pattern in (
+            "manifest.json",
+            "*/manifest.json",
+            "*/*/manifest.json",
+            "*/*/*/manifest.json",
+        ):
+            for manifest in sorted(root.glob(pattern)):
+                try:
+                    counts = json.loads(manifest.read_text())["stages"]["judge"]["counts"]
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                if counts.get("store") == target and (counts.get("judgments") or 0) > 0:
+                    return manifest, counts["judgments"]
+    return None
 
 
 def judge_named(pipeline: Path | None, name: str):

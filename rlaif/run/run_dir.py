@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rlaif.errors import ConfigError
+from rlaif.errors import ConfigError, writing
 from rlaif.redaction import redact
 from rlaif.run.locking import RunLock
 from rlaif.run.stage_table import BY_NAME, STAGES
@@ -153,7 +153,8 @@ class RunDir:
         """Atomically, and with every API key value redacted (a provider may have echoed one
         into an error that the manifest records)."""
         tmp = self.path / (MANIFEST + ".tmp")
-        tmp.write_text(redact(json.dumps(manifest, indent=2)) or "")
+        with writing(self.manifest_path):
+            tmp.write_text(redact(json.dumps(manifest, indent=2)) or "")
         os.replace(tmp, self.manifest_path)
 
     def update_manifest(self, **fields: Any) -> None:

@@ -140,7 +140,7 @@ class _Run:
         self._spent_at_start = 0.0
 
     def execute(self, wanted: list[str]) -> RunResult:
-        rubrics = preflight(self.cfg)
+        rubrics = preflight(self.cfg, self.dir.path)
         self.dir.prepare()
         with self.dir.lock(f"pipeline '{self.cfg.name}' in {self.dir}"):
             handlers = attach_run_logs(log, self.dir.logs)

@@ -39,6 +39,7 @@ def step(run: Run) -> dict[str, Any]:
         "cached": sum(out["cached"]),
         **{s: statuses.count(s) for s in sorted(set(statuses))},
         "cost_usd": round(sum(paid), 6),
+        "store": str(run.cfg.judgment_store_path().resolve()),
     }
     if run.cfg.judge.orders == "adaptive":
         counts["adaptive"] = adaptive_counts(out, len(pairs), run.cfg.judge)

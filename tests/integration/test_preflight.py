@@ -9,6 +9,7 @@ import pytest
 from cli_runner import run_cli
 from configs_for_tests import api_judge, pipeline, write
 
+from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import find_rubric
 from rlaif.testing.loopback import LoopbackJudgeServer
 
@@ -88,3 +89,49 @@ def test_a_served_sampler_that_does_not_serve_the_model_stops_the_run(tmp_path, 
     assert result.returncode == 2, result.stderr
     assert "sample.server" in result.stderr and "does not serve model 'sft'" in result.stderr
     assert server.requests == 0
+
+
+def test_a_store_emptied_after_judging_stops_the_run_instead_of_paying_again(tmp_path, tiny_model):
+    with LoopbackJudgeServer(models=("judge-model",)) as server:
+        config = write(
+            tmp_path, pipeline(tmp_path, tiny_model, judges=[api_judge(server.openai_url)])
+        )
+        args = ["run", config, "--stages", "sample,pair,judge"]
+        first = run_cli(*args, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        asked = server.requests
+        store = tmp_path / "judgments.sqlite"
+        for side in ("-wal", "-shm"):
+            Path(f"{store}{side}").unlink(missing_ok=True)
+        store.write_bytes(b"")  # truncated to 0 bytes
+        again = run_cli(*args, "--set", "judge.orders=original", cwd=tmp_path)
+        assert again.returncode == 2, again.stderr
+        assert f"{store}: the judgment store is empty, but" in again.stderr
+        assert "manifest.json records" in again.stderr and "Traceback" not in again.stderr
+        store.unlink()
+        gone = run_cli(*args, "--set", "judge.orders=original", cwd=tmp_path)
+        assert gone.returncode == 2 and "the judgment store is missing" in gone.stderr
+        assert server.requests == asked  # nothing asked again
+
+
+def test_a_damaged_page_in_the_store_is_found_before_sampling(tmp_path, tiny_model):
+    store = tmp_path / "judgments.sqlite"
+    with JudgmentStore(store) as db:
+        db.put_many({"key": f"k{i}", "status": "ok", "raw_output": "x" * 200} for i in range(2000))
+    for side in ("-wal", "-shm"):
+        Path(f"{store}{side}").unlink(missing_ok=True)
+    data = bytearray(store.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 20_000] = b"Z" * 20_000
+    store.write_bytes(bytes(data))
+    result = run(tmp_path, pipeline(tmp_path, tiny_model))
+    assert result.returncode == 2, result.stderr
+    assert f"{store}: the judgment store is damaged" in result.stderr
+    assert "rlaif cache salvage" in result.stderr
+
+
+def test_a_store_path_that_is_a_folder_is_named(tmp_path, tiny_model):
+    folder = tmp_path / "stores"
+    folder.mkdir()
+    result = run(tmp_path, pipeline(tmp_path, tiny_model, judge={"cache": str(folder)}))
+    assert result.returncode == 2, result.stderr
+    assert f"judge.cache: {folder} is a folder" in result.stderr

@@ -95,3 +95,21 @@ def test_split_is_deterministic_and_disjoint():
     assert not set(train_a["prompt_id"]) & set(held_a["prompt_id"])
     with pytest.raises(ConfigError, match="leaves no training prompts"):
         split_prompts(prompts, PromptsConfig(limit=5, eval_size=5))
+
+
+def test_a_bad_jsonl_line_is_named_by_its_number(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    good = "".join(json.dumps({"prompt": f"question {i}"}) + "\n" for i in range(300))
+    path.write_text(good + '{"prompt": broken\n' + json.dumps({"prompt": "after"}) + "\n")
+    with pytest.raises(ConfigError, match=rf"{path}:301: not valid JSON"):
+        load_prompts(PromptsConfig(source=str(path)))
+    path.write_text(good + "[1, 2]\n")
+    with pytest.raises(ConfigError, match=rf"{path}:301: a JSON object per line"):
+        load_prompts(PromptsConfig(source=str(path)))
+
+
+def test_a_csv_with_only_its_header_says_so(tmp_path):
+    path = tmp_path / "prompts.csv"
+    path.write_text("prompt,category\n")
+    with pytest.raises(ConfigError, match="a header and no rows"):
+        load_prompts(PromptsConfig(source=str(path)))

@@ -208,3 +208,13 @@ def test_rubrics_check_warns_about_data_outside_a_tag_block(tmp_path):
     assert checked.returncode == 0, checked.stderr
     assert f"warning: {loose}: prompt not inside a <tag>...</tag> block" in checked.stderr
     assert "response_a" not in checked.stderr.split("warning")[1]
+
+
+def test_a_rubric_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "t.jinja"
+    path.write_bytes((HEADER + "Request: {{ prompt }}\n").encode() + b"caf\xe9 {{ response_a }}\n")
+    with pytest.raises(ConfigError, match=rf"{path}:8: not UTF-8 \(byte 0xe9"):
+        load_rubric(str(path))
+    checked = run_cli("rubrics", "check", path)
+    assert checked.returncode == 2 and "not UTF-8" in checked.stderr
+    assert "Traceback" not in checked.stderr
