@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 SHELL  := /bin/bash
 TIMED   = start=$$(date +%s); trap 'echo "$@: tests $$(( $$(date +%s) - start )) s"' EXIT;
 
-.PHONY: install dev quickstart test test-fast evidence lint bench clean
+.PHONY: install dev quickstart test test-fast evidence lint docs bench clean
 
 $(BASE): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,18 @@ test-fast: $(DEV)
 evidence: $(DEV)
 	@$(TIMED) $(PY) -m pytest -v --durations=0 tests/evidence
 
+# The docs site (mkdocs-material; the reference pages are generated from the code). --strict
+# fails on a broken link or a missing page. The two variables silence plugins' banners about
+# MkDocs 2, which the docs extra's pin keeps out.
+DOCS := $(VENV)/.installed-docs
+
+$(DOCS): $(DEV)
+	$(PIP) install -q -e ".[docs]"
+	touch $(DOCS)
+
+docs: $(DOCS)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks
 	$(PY) -m ruff format --check rlaif tests benchmarks
@@ -65,4 +77,4 @@ bench: $(BASE) $(DISTILABEL)
 	$(PY) benchmarks/run_all.py --out outputs/bench.json
 
 clean:
-	rm -rf $(VENV) outputs/*/ .pytest_cache
+	rm -rf $(VENV) outputs/*/ .pytest_cache site
