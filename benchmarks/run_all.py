@@ -26,6 +26,7 @@ BENCHMARKS = [
     "local_judge_vs_forward",
     "judge_throughput",
     "judge_vs_distilabel",
+    "reward_server",
 ]
 """Each with its defaults (a few minutes at most here); run one alone with flags to go bigger."""
 _FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16")

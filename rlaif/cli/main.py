@@ -397,26 +397,39 @@ def serve_reward(
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one)")] = 8765,
+    token_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding a token every call must bear"),
+    ] = None,
+    max_body_mb: Annotated[
+        float, typer.Option(min=0.001, help="Largest request body accepted (MB)")
+    ] = 16.0,
     json_logs: JsonLogs = False,
 ) -> None:
     """Serve rewards over HTTP (POST /get_reward, OpenRLHF's remote reward API) from the
-    pipeline's judges, through its judgment store and budget, or from a reward model."""
+    pipeline's judges, through its judgment store and budget, or from a reward model.
+
+    Requests are read concurrently and scored in batches; the response loses the policy's
+    end-of-turn marker and other special tokens before it is judged. Bind another address
+    than 127.0.0.1 only with `--token-env`: every call spends the judges' budget."""
     from rlaif.config import load_pipeline
-    from rlaif.ops.reward_server import Rewards, make_server
+    from rlaif.ops.reward_server import Rewards, RewardServer
 
     _setup_logging(json_logs)
     try:
         rewards = Rewards(load_pipeline(pipeline), reward_model)
+        server = RewardServer(rewards, host, port, token_env=token_env, max_body_mb=max_body_mb)
     except RlaifError as exc:
         fail(exc)
-    server = make_server(rewards, host, port)
-    typer.echo(f"serving rewards at http://{host}:{server.server_address[1]}/get_reward", err=True)
+
+    def ready(url: str) -> None:
+        typer.echo(f"serving rewards at {url}/get_reward", err=True)
+
     try:
-        server.serve_forever()
+        server.serve(on_ready=ready)
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
         rewards.close()
 
 

@@ -3,7 +3,8 @@
 In verl's config: ``custom_reward_function.path=<this file>`` and
 ``custom_reward_function.name=compute_score`` (one answer a call) or ``compute_score_batch``
 (with ``reward_model.reward_manager=batch``: one request a batch, cheaper). The server's
-address comes from ``RLAIF_REWARD_URL`` (default ``http://127.0.0.1:8765``). It needs only the
+address comes from ``RLAIF_REWARD_URL`` (default ``http://127.0.0.1:8765``), and a token the
+server was started to require (``--token-env``) from ``RLAIF_REWARD_TOKEN``. It needs only the
 standard library, so verl's workers need not install rlaif. The prompt is read from
 ``extra_info["question"]`` and the label from ``ground_truth``, as ``rlaif export --format
 verl`` writes them.
@@ -39,10 +40,11 @@ def compute_score_batch(
 
 def _post(body: dict[str, Any]) -> dict[str, Any]:
     url = os.environ.get("RLAIF_REWARD_URL", "http://127.0.0.1:8765").rstrip("/")
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("RLAIF_REWARD_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['RLAIF_REWARD_TOKEN']}"
     request = urllib.request.Request(
-        f"{url}/get_reward",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        f"{url}/get_reward", data=json.dumps(body).encode(), headers=headers
     )
     timeout = float(os.environ.get("RLAIF_REWARD_TIMEOUT", "600"))
     with urllib.request.urlopen(request, timeout=timeout) as response:
