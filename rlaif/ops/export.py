@@ -4,14 +4,18 @@ for training past one node (OpenRLHF, verl) or anything that reads JSON lines.
 - ``openrlhf``: ``preferences.jsonl`` with ``prompt`` (chat messages), ``chosen``,
   ``rejected`` (the assistant's message) and ``margin``, as ``train_dpo``/``train_rm`` read
   with ``--apply_chat_template --prompt_key prompt``; ``prompts.jsonl`` (``prompt`` as chat
-  messages, ``label`` the reference answer where prompts have one) for ``train_ppo_ray
-  --input_key prompt --label_key label --apply_chat_template``.
+  messages, ``label``) for ``train_ppo_ray``'s prompt and label keys.
 - ``verl``: ``train.parquet`` and ``test.parquet`` (the held-out prompts) with verl's RL
   dataset columns: ``data_source``, ``prompt`` (chat messages), ``ability``,
   ``reward_model: {style, ground_truth}`` and ``extra_info: {split, index, prompt_id,
   question}`` (the plain prompt, which ``rlaif/integrations/verl_reward.py`` sends to
   ``rlaif serve-reward``).
 - ``jsonl``: every column of the preferences and of both prompt splits, one object a line.
+
+Every exported prompt carries a label, what a judged reward compares a response with: the
+prompt's reference answer where the prompts have one, else an answer the sampled model gave it
+in the run (a sample for a training prompt, evaluation's reference answer for a held-out one),
+so ``serve-reward``'s pairwise judges always have something to compare against.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ class Source:
     heldout: Dataset
     name: str
     system_prompt: str | None
+    answers: dict[str, str]
+    """An answer the sampled model gave each prompt (by ``prompt_id``), where the run has one."""
+
+    def label(self, prompts: Dataset, i: int) -> str:
+        """The prompt's reference answer, else the model's answer; '' when the run has neither."""
+        if "reference" in prompts.column_names and prompts[i]["reference"]:
+            return prompts[i]["reference"]
+        return self.answers.get(prompts[i]["prompt_id"], "")
 
 
 def find_source(path: Path) -> Source:
@@ -50,7 +62,10 @@ def find_source(path: Path) -> Source:
         rounds = chain["rounds"]
         if not rounds:
             raise ConfigError(f"{path}: no round has finished yet; nothing to export")
+        first = RunDir(Path(rounds[0]["run_dir"]))  # the SFT model sampled the first round
         path = Path(rounds[-1]["run_dir"])
+    else:
+        first = RunDir(path)
     run = RunDir(path)
     manifest = run.read_manifest()
     if not run.output("aggregate").exists():
@@ -61,7 +76,30 @@ def find_source(path: Path) -> Source:
         load_dir(run.prompts("heldout")),
         manifest.get("pipeline", path.name),
         manifest.get("config", {}).get("sample", {}).get("system_prompt"),
+        # the first round's answers win: the SFT model gave them
+        {**_answers(run), **_answers(first)} if first.path != run.path else _answers(run),
     )
+
+
+def _answers(run: RunDir) -> dict[str, str]:
+    """The first sampled answer to each training prompt and evaluation's reference answer to
+    each held-out one, by ``prompt_id``."""
+    found: dict[str, str] = {}
+    for stage, column, first in (
+        ("sample", "responses", True),
+        ("evaluate", "reference_response", False),
+    ):
+        folder = run.output(stage)
+        if not folder.exists():
+            continue
+        rows = load_dir(folder)
+        if "prompt_id" not in rows.column_names or column not in rows.column_names:
+            continue
+        for prompt_id, answer in zip(rows["prompt_id"], rows[column], strict=True):
+            text = (answer[0] if answer else None) if first else answer
+            if text:
+                found.setdefault(prompt_id, text)
+    return found
 
 
 def _nightly(root: Path) -> Source:
@@ -73,12 +111,16 @@ def _nightly(root: Path) -> Source:
     nights = sorted(p for p in root.iterdir() if RunDir(p).has_manifest())
     manifest = RunDir(nights[-1]).read_manifest()
     preferences = load_dir(latest)
+    answers: dict[str, str] = {}
+    for night in nights:
+        answers = {**_answers(RunDir(night)), **answers}
     return Source(
         preferences,
         _prompts_of(preferences),
         load_dir(root / "heldout"),
         manifest.get("pipeline", root.parent.name),
         manifest.get("config", {}).get("sample", {}).get("system_prompt"),
+        answers,
     )
 
 
@@ -121,12 +163,11 @@ def _openrlhf_pair(row: dict[str, Any]) -> dict[str, Any]:
 
 def _openrlhf_prompts(source: Source) -> list[dict[str, Any]]:
     prompts = source.train_prompts
-    references = prompts["reference"] if "reference" in prompts.column_names else None
     return [
         {
             "prompt": chat(prompt, source.system_prompt),
             "prompt_id": prompt_id,
-            **({"label": references[i]} if references else {}),
+            "label": source.label(prompts, i),
         }
         for i, (prompt_id, prompt) in enumerate(
             zip(prompts["prompt_id"], prompts["prompt"], strict=True)
@@ -136,21 +177,19 @@ def _openrlhf_prompts(source: Source) -> list[dict[str, Any]]:
 
 def _verl_rows(source: Source, prompts: Dataset, split: str) -> list[dict[str, Any]]:
     """verl's RL dataset row: a model scores the answers (``style: model``: a reward model
-    or a judge); ``ground_truth`` is the prompt's reference answer, if it has one."""
+    or a judge); ``ground_truth`` is the prompt's label (see the module docstring)."""
     n = len(prompts)
-    columns = prompts.column_names
-    references = prompts["reference"] if "reference" in columns else [None] * n
-    categories = prompts["category"] if "category" in columns else [None] * n
-    rows = zip(prompts["prompt_id"], prompts["prompt"], references, categories, strict=True)
+    categories = prompts["category"] if "category" in prompts.column_names else [None] * n
+    rows = zip(prompts["prompt_id"], prompts["prompt"], categories, strict=True)
     return [
         {
             "data_source": f"rlaif/{source.name}",
             "prompt": chat(prompt, source.system_prompt),
             "ability": category or "general",
-            "reward_model": {"style": "model", "ground_truth": reference or ""},
+            "reward_model": {"style": "model", "ground_truth": source.label(prompts, i)},
             "extra_info": {"split": split, "index": i, "prompt_id": prompt_id, "question": prompt},
         }
-        for i, (prompt_id, prompt, reference, category) in enumerate(rows)
+        for i, (prompt_id, prompt, category) in enumerate(rows)
     ]
 
 

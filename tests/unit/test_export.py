@@ -51,6 +51,13 @@ def test_openrlhf_pairs_render_as_its_chat_template_reader_splits_them(
     prompts = lines(tmp_path / "prompts.jsonl")
     assert len(prompts) == len(load_from_disk(str(run_dir / "prompts" / "train")))
     assert prompts[0]["prompt"][0] == {"role": "system", "content": "Be brief."}
+    # the builtin prompts have no reference answers: each label is an answer the SFT gave
+    samples = load_from_disk(str(run_dir / "samples"))
+    first_answer = dict(
+        zip(samples["prompt_id"], (r[0] for r in samples["responses"]), strict=True)
+    )
+    assert all(p["label"] == first_answer[p["prompt_id"]] for p in prompts)
+    assert all(p["label"] for p in prompts)
 
 
 def test_verl_parquet_has_its_rl_dataset_columns(run_dir, tmp_path, tiny_model):
@@ -65,6 +72,7 @@ def test_verl_parquet_has_its_rl_dataset_columns(run_dir, tmp_path, tiny_model):
     row = train.iloc[0]
     assert row["data_source"] == "rlaif/t" and row["ability"] == prompts[0]["category"]
     assert row["reward_model"]["style"] == "model"
+    assert all(r["ground_truth"] for r in train["reward_model"])  # an SFT answer, never empty
     assert row["extra_info"]["split"] == "train" and test.iloc[0]["extra_info"]["split"] == "test"
     assert row["extra_info"]["question"] == prompts[0]["prompt"]  # what the verl shim sends
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
