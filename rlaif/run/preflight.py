@@ -116,8 +116,10 @@ def _judged_with(store: Path, roots: list[Path | None]) -> tuple[Path, int] | No
                     counts = json.loads(manifest.read_text())["stages"]["judge"]["counts"]
                 except (OSError, ValueError, KeyError, TypeError):
                     continue
-                if counts.get("store") == target and (counts.get("judgments") or 0) > 0:
-                    return manifest, counts["judgments"]
+                # pending (in a provider batch) and skipped (budget) rows were never stored
+                stored = sum(counts.get(status) or 0 for status in ("ok", "invalid", "error"))
+                if counts.get("store") == target and stored > 0:
+                    return manifest, stored
     return None
 
 
