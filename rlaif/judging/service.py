@@ -53,8 +53,10 @@ def judge(
     recording their batches under ``batch_dir``; requests awaiting a batch are rows with
     status ``pending`` (a later run collects them). Without ``batch_dir`` (evaluation, which
     needs its answers now) they are judged online. Ctrl-C stops new calls, stores what is in
-    flight, and raises ``KeyboardInterrupt``. With ``ray`` the online calls are made by Ray
-    actors (:mod:`rlaif.executors.ray_data`); what is asked and stored is decided here.
+    flight, and raises ``KeyboardInterrupt``; a store that refuses a write (a full disk)
+    stops new calls the same way and raises ``DiskFullError``. With ``ray`` the online calls
+    are made by Ray actors (:mod:`rlaif.executors.ray_data`); what is asked and stored is
+    decided here.
     ``backends`` are ``cfg``'s judges already built, for a caller that judges again and again
     (a live reward).
     """
@@ -63,7 +65,7 @@ def judge(
         backends = {spec.name: build_judge(spec) for spec in cfg.judges}
     records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
     escalate_to = escalation_judge(cfg, backends)
-    ask = _Asker(records, cfg, store, budget, batch_dir, ray)
+    asker = _Asker(records, cfg, store, budget, batch_dir, ray)
     out: list[dict] = []
     unsure_rows: set[int] = set()
     with _finish_in_flight_on_interrupt(budget):
@@ -71,14 +73,15 @@ def judge(
             if name == escalate_to:
                 continue
             if cfg.orders == "adaptive" and backend.mode == "pairwise":
-                rows, unsure_of = _judge_adaptively(backend, ask)
+                rows, unsure_of = _judge_adaptively(backend, asker)
                 out += rows
                 unsure_rows |= unsure_of
             else:
-                out += ask(backend, plan_requests(backend, records, cfg.orders, cfg.seed))
+                out += asker(backend, plan_requests(backend, records, cfg.orders, cfg.seed))
         if escalate_to is not None:
             wanted = [(r, other(first_order(records[r]["pair_id"], cfg.seed))) for r in unsure_rows]
-            out += ask(backends[escalate_to], plan(backends[escalate_to], records, sorted(wanted)))
+            escalated = backends[escalate_to]
+            out += asker(escalated, plan(escalated, records, sorted(wanted)))
     if budget.halted is not None:
         raise budget.halted
     if budget.interrupted:
@@ -198,11 +201,11 @@ def ask(
     return [stored.get(t.key) for t in tasks]
 
 
-def _judge_adaptively(backend: Judge, ask: _Asker) -> tuple[list[dict], set[int]]:
+def _judge_adaptively(backend: Judge, asker: _Asker) -> tuple[list[dict], set[int]]:
     """``orders: adaptive`` for one judge: the bias sample in both orders and every other
     pair once, then the other order of the unsure ones (unless they escalate). Returns the
     rows and the unsure pairs' row numbers."""
-    records, cfg = ask.records, ask.cfg
+    records, cfg = asker.records, asker.cfg
     firsts = [first_order(rec["pair_id"], cfg.seed) for rec in records]
     sample = bias_sample([rec["pair_id"] for rec in records], cfg.adaptive.bias_sample, cfg.seed)
     wanted = [
@@ -210,7 +213,7 @@ def _judge_adaptively(backend: Judge, ask: _Asker) -> tuple[list[dict], set[int]
         for row, rec in enumerate(records)
         for order in (("ab", "ba") if rec["pair_id"] in sample else (firsts[row],))
     ]
-    rows = ask(backend, plan(backend, records, wanted))
+    rows = asker(backend, plan(backend, records, wanted))
     answers: dict[str, dict[str, float]] = {}
     for r in rows:
         if r["status"] == "ok" and r["p_first"] is not None:
@@ -229,7 +232,7 @@ def _judge_adaptively(backend: Judge, ask: _Asker) -> tuple[list[dict], set[int]
     )
     if cfg.adaptive.escalate_to is None:
         second = sorted((row, other(firsts[row])) for row in unsure_rows)
-        rows += ask(backend, plan(backend, records, second))
+        rows += asker(backend, plan(backend, records, second))
     return rows, unsure_rows
 
 
