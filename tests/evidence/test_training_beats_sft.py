@@ -46,6 +46,9 @@ RM_PPO = [
     "train.ppo.kl_horizon=32",
 ]
 GRPO = [
+    # float32 on every host: the KL bound holds for it; with native bf16 (avx512_bf16) the
+    # same 12 steps drift further (measured: KL 8.25 nats, win rate 1.000)
+    "train.dtype=float32",
     "train.save_steps=100",
     "train.grpo.max_steps=12",
     "train.grpo.learning_rate=5e-5",
