@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,10 @@ def writing(path: str | Path, need_bytes: int = 64 << 20) -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):
+            raise DiskFullError(path, need_bytes) from None
+        raise
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(exc):
             raise DiskFullError(path, need_bytes) from None
         raise
 

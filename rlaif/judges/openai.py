@@ -15,6 +15,7 @@ from rlaif.judges.api import ApiJudge, with_usage
 from rlaif.judges.base import Verdict
 from rlaif.judges.openai_batches import OpenAIBatches
 from rlaif.judges.verdicts import from_label_logprobs, read_text
+from rlaif.models.endpoints import openai_models
 
 
 class OpenAIJudge(ApiJudge):
@@ -33,10 +34,7 @@ class OpenAIJudge(ApiJudge):
         )
 
     def _served_models(self) -> list[str]:
-        with openai.OpenAI(
-            api_key=self.api_key, base_url=self.cfg.base_url, timeout=10.0, max_retries=2
-        ) as client:
-            return [m.id for m in client.models.list()]
+        return openai_models(self.cfg.base_url, self.api_key)
 
     def batch_client(self) -> OpenAIBatches:
         return OpenAIBatches(self)

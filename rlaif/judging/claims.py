@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from rlaif.errors import DiskFullError
-from rlaif.judging.store import connect, writable
+from rlaif.errors import DiskFullError, writing
+from rlaif.judging.store import connect
 
 LEASE_S = 60.0
 _CHUNK = 500
@@ -49,7 +49,7 @@ class Claims:
         self._stop.set()
         self._heartbeat.join()
         # on a full disk the claims stay; they are this process's, taken over once it ends
-        with contextlib.suppress(DiskFullError), writable(self.path):
+        with contextlib.suppress(DiskFullError), writing(self.path):
             self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
         self._db.close()
 
@@ -58,7 +58,7 @@ class Claims:
         answered (not ``error``) since the caller looked are in neither."""
         keys = list(dict.fromkeys(keys))
         now = time.time()
-        with writable(self.path):
+        with writing(self.path):
             return self._claim(keys, now)
 
     def _claim(self, keys: list[str], now: float) -> tuple[list[str], list[str]]:

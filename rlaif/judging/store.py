@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rlaif.errors import ConfigError, DiskFullError
+from rlaif.errors import ConfigError, writing
 from rlaif.redaction import redact
 
 _TYPES = {
@@ -57,18 +57,6 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
-
-
-@contextlib.contextmanager
-def writable(path: Path) -> Iterator[None]:
-    """A write the store's file system refuses for want of space is a ``DiskFullError``
-    naming the store."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(exc):
-            raise DiskFullError(path) from None
-        raise
 
 
 class JudgmentStore:
@@ -144,7 +132,7 @@ class JudgmentStore:
             if r["failures"]:
                 failed.append((r["key"], r.get("judge"), r.get("error"), os.getpid(), now))
         updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:] if c != "failures")
-        with writable(self.path), self._readable(), self._db:
+        with writing(self.path), self._readable(), self._db:
             self._db.executemany(
                 f"INSERT INTO judgments ({', '.join(_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "

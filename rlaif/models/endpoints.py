@@ -15,6 +15,14 @@ UNREACHABLE = ("APIConnectionError", "APITimeoutError")
 """The SDKs' errors (openai and anthropic share the names) for nothing answering in time."""
 
 
+def openai_models(base_url: str | None, api_key: str) -> list[str]:
+    """The model ids an OpenAI-compatible server lists (a free call)."""
+    import openai
+
+    with openai.OpenAI(base_url=base_url, api_key=api_key, timeout=10.0, max_retries=2) as client:
+        return [m.id for m in client.models.list()]
+
+
 def check_served(
     who: str,
     where: str,

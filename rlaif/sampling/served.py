@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import RlaifError
-from rlaif.models.endpoints import check_served
+from rlaif.models.endpoints import check_served, openai_models
 from rlaif.progress import tqdm
 from rlaif.redaction import redact, secret_from_env
 from rlaif.sampling.engine import Completion, GenerationParams
@@ -95,15 +95,12 @@ class ServedEngine:
 def reach(server: Any, model: str) -> None:
     """Preflight for ``sample.backend: openai``: the server answers, takes the key and serves
     ``server.served_model`` (default: ``model``), checked with its model list (no cost)."""
-    import openai
-
     api_key = secret_from_env(server.api_key_env, "sample.server")
-
-    def served() -> list[str]:
-        with openai.OpenAI(
-            base_url=server.base_url, api_key=api_key, timeout=10.0, max_retries=2
-        ) as client:
-            return [m.id for m in client.models.list()]
-
     name = server.served_model or model
-    check_served("sample.server", server.base_url, name, server.api_key_env, served)
+    check_served(
+        "sample.server",
+        server.base_url,
+        name,
+        server.api_key_env,
+        lambda: openai_models(server.base_url, api_key),
+    )
