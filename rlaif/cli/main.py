@@ -377,13 +377,17 @@ def export(
     ],
     format_: Annotated[str, typer.Option("--format", help="openrlhf, verl or jsonl")],
     out: Annotated[Path, typer.Option(help="Folder for the exported files")],
+    reward_url: Annotated[
+        str, typer.Option(help="Where the recipes' trainers reach `rlaif serve-reward`")
+    ] = "http://127.0.0.1:8765",
 ) -> None:
     """Write the preferences and prompts in the layout another trainer reads as is (OpenRLHF's
-    train_dpo/train_rm/train_ppo_ray, verl's RL parquet) or as JSON lines; prints the files."""
+    train_dpo/train_rm/train_ppo_ray, verl's RL parquet) or as JSON lines, with the trainer's
+    recipes as scripts beside them; prints the files."""
     from rlaif.ops.export import export as export_run
 
     try:
-        for path in export_run(run_dir, format_, out):
+        for path in export_run(run_dir, format_, out, reward_url):
             typer.echo(str(path))
     except RlaifError as exc:
         fail(exc)

@@ -12,6 +12,9 @@ for training past one node (OpenRLHF, verl) or anything that reads JSON lines.
   ``rlaif serve-reward``).
 - ``jsonl``: every column of the preferences and of both prompt splits, one object a line.
 
+The OpenRLHF and verl folders also hold their trainers' recipes as scripts (``*.sh``, from
+``rlaif/integrations/recipes.py``), and verl's the reward shim (``verl_reward.py``).
+
 Every exported prompt carries a label, what a judged reward compares a response with: the
 prompt's reference answer where the prompts have one, else an answer the sampled model gave it
 in the run (a sample for a training prompt, evaluation's reference answer for a held-out one),
@@ -21,7 +24,9 @@ so ``serve-reward``'s pairwise judges always have something to compare against.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,9 @@ from datasets import Dataset
 
 from rlaif.chat import chat
 from rlaif.errors import ConfigError
+from rlaif.integrations import verl_reward
+from rlaif.integrations.recipes import write_scripts
+from rlaif.models.loading import DEFAULT_MODEL
 from rlaif.run.datasets_io import load_dir
 from rlaif.run.run_dir import RunDir, read_chain
 
@@ -45,6 +53,10 @@ class Source:
     heldout: Dataset
     name: str
     system_prompt: str | None
+    model: str
+    """The SFT model, which the recipes train from."""
+    reward_model: Path | None
+    """The reward model the run trained (``train.method: rm_ppo``), for verl's recipe."""
     answers: dict[str, str]
     """An answer the sampled model gave each prompt (by ``prompt_id``), where the run has one."""
 
@@ -76,9 +88,16 @@ def find_source(path: Path) -> Source:
         load_dir(run.prompts("heldout")),
         manifest.get("pipeline", path.name),
         manifest.get("config", {}).get("sample", {}).get("system_prompt"),
+        first.read_manifest().get("config", {}).get("model", DEFAULT_MODEL),
+        _reward_model(run),
         # the first round's answers win: the SFT model gave them
         {**_answers(run), **_answers(first)} if first.path != run.path else _answers(run),
     )
+
+
+def _reward_model(run: RunDir) -> Path | None:
+    folder = run.path / "train" / "reward_model"
+    return folder if folder.is_dir() else None
 
 
 def _answers(run: RunDir) -> dict[str, str]:
@@ -120,6 +139,8 @@ def _nightly(root: Path) -> Source:
         load_dir(root / "heldout"),
         manifest.get("pipeline", root.parent.name),
         manifest.get("config", {}).get("sample", {}).get("system_prompt"),
+        manifest.get("config", {}).get("model", DEFAULT_MODEL),
+        _reward_model(RunDir(nights[-1])),
         answers,
     )
 
@@ -134,21 +155,34 @@ def _prompts_of(preferences: Dataset) -> Dataset:
     return Dataset.from_dict({"prompt_id": list(seen), "prompt": list(seen.values())})
 
 
-def export(path: Path, fmt: str, out: Path) -> list[Path]:
-    """Write ``path``'s data in format ``fmt`` under ``out``; returns the files written."""
+def export(
+    path: Path, fmt: str, out: Path, reward_url: str = "http://127.0.0.1:8765"
+) -> list[Path]:
+    """Write ``path``'s data in format ``fmt`` under ``out``; returns the files written.
+
+    The OpenRLHF and verl formats also get their trainers' recipes as scripts
+    (``rlaif.integrations.recipes``) that read these files, rewarded by ``rlaif serve-reward``
+    at ``reward_url``; verl's gets the reward shim beside them, so the folder is all a cluster
+    needs."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     source = find_source(Path(path))
     out.mkdir(parents=True, exist_ok=True)
+    recipes = partial(write_scripts, fmt, out, source.model, reward_url, source.reward_model)
     if fmt == "openrlhf":
         return [
             _jsonl(out / "preferences.jsonl", map(_openrlhf_pair, source.preferences)),
             _jsonl(out / "prompts.jsonl", _openrlhf_prompts(source)),
+            *recipes(),
         ]
     if fmt == "verl":
+        shim = out / "verl_reward.py"
+        shutil.copyfile(verl_reward.__file__, shim)
         return [
             _parquet(out / "train.parquet", _verl_rows(source, source.train_prompts, "train")),
             _parquet(out / "test.parquet", _verl_rows(source, source.heldout, "test")),
+            shim,
+            *recipes(),
         ]
     return [
         _jsonl(out / "preferences.jsonl", source.preferences),

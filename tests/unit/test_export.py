@@ -62,7 +62,11 @@ def test_openrlhf_pairs_render_as_its_chat_template_reader_splits_them(
 
 def test_verl_parquet_has_its_rl_dataset_columns(run_dir, tmp_path, tiny_model):
     files = export(run_dir, "verl", tmp_path)
-    assert [f.name for f in files] == ["train.parquet", "test.parquet"]
+    names = [f.name for f in files]
+    assert names == ["train.parquet", "test.parquet", "verl_reward.py", "verl_grpo_judge.sh"]
+    recipe = (tmp_path / "verl_grpo_judge.sh").read_text()
+    assert f"data.train_files={tmp_path.resolve()}/train.parquet" in recipe
+    assert "RLAIF_REWARD_URL=http://127.0.0.1:8765 python3 -m verl.trainer.main_ppo" in recipe
     train = pd.read_parquet(tmp_path / "train.parquet")
     test = pd.read_parquet(tmp_path / "test.parquet")
     assert list(train.columns) == ["data_source", "prompt", "ability", "reward_model", "extra_info"]

@@ -1,0 +1,225 @@
+"""Runs OpenRLHF's and verl's own code on an ``rlaif export``, in a process of its own.
+
+``python handoff_harness.py SPEC.json`` with the trainers installed ``--no-deps`` on
+``PYTHONPATH``. Only the GPU stack they import and never call here (deepspeed, flash-attn, ...)
+is stubbed, and only where it is not installed. For each recipe in the spec it:
+
+1. runs the trainer's entry module as ``__main__`` with the recipe's argv, so its own parser
+   (OpenRLHF's argparse, verl's Hydra config and ``validate_config``) reads and checks it, and
+   stops where training would start;
+2. loads the exported files with the trainer's dataset class and the policy's tokenizer, as
+   configured by that parsed command line;
+3. asks for rewards the trainer's way: OpenRLHF's ``SingleTurnAgentExecutor`` (its remote
+   reward client) around a stand-in engine that "generates" the spec's answers, and verl's
+   ``get_custom_reward_fn`` loading the shim, called as its naive reward manager calls it.
+
+Prints one JSON object: what each step saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import runpy
+import sys
+import types
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from types import SimpleNamespace
+
+GPU_ONLY = ("deepspeed", "flash_attn", "torchdata", "vllm", "ray", "tensordict", "codetiming")
+
+
+class _Anything(types.ModuleType):
+    """A module whose every attribute is a do-nothing class: enough for import-time use."""
+
+    __path__: list[str] = []
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return type(name, (), {"__init__": lambda self, *a, **k: None})
+
+
+class _Stubs(MetaPathFinder, Loader):
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in self.names:
+            return ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        return _Anything(spec.name)
+
+    def exec_module(self, module) -> None:
+        pass
+
+
+class _Started(BaseException):
+    """Raised where the trainer would start training, with the parsed, validated arguments (a
+    BaseException, so Hydra's error reporting lets it through)."""
+
+
+def _run_main(module: str, argv: list[str]):
+    sys.argv = [module, *argv]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except _Started as started:
+        return started.args[0]
+    except SystemExit as exc:
+        raise SystemExit(f"{module} rejected the recipe (exit {exc.code})") from exc
+    raise SystemExit(f"{module} returned without starting to train")
+
+
+def _flat(ns, prefix="") -> dict:
+    out = {}
+    for key, value in vars(ns).items():
+        if isinstance(value, SimpleNamespace):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class _Engine:
+    """Stands in for OpenRLHF's vLLM engine: "generates" a fixed answer, ending it as vLLM
+    does (the end-of-turn token when finished, nothing when cut at max_tokens)."""
+
+    def __init__(self, token_ids: list[int], finished: bool) -> None:
+        self.token_ids, self.finished = token_ids, finished
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        output = SimpleNamespace(
+            token_ids=self.token_ids,
+            finish_reason="stop" if self.finished else "length",
+            logprobs=None,
+        )
+        return SimpleNamespace(outputs=[output])
+
+
+def openrlhf(spec: dict, tokenizer) -> dict:
+    import openrlhf.utils as utils
+    import ray
+    from openrlhf.datasets import PromptDataset, RewardDataset
+    from openrlhf.datasets.utils import blending_datasets
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    def stop_with_args(args):
+        raise _Started(args)
+
+    def stop_in_caller():  # train_ppo_ray's train(args) begins with ray.is_initialized()
+        raise _Started(sys._getframe(1).f_locals["args"])
+
+    utils.get_strategy = stop_with_args
+    ray.is_initialized = stop_in_caller
+    report = {}
+    for recipe in spec["recipes"]:
+        args = _run_main(recipe["module"], recipe["argv"])
+        strategy = SimpleNamespace(args=args, print=lambda *a: None, is_rank_0=lambda: True)
+        seen: dict = {"args": {k: v for k, v in _flat(args).items() if v not in (None, False)}}
+        if recipe["module"].endswith("train_ppo_ray"):
+            data = blending_datasets(
+                args.data.prompt_dataset, None, strategy, dataset_split="train"
+            )
+            prompts = PromptDataset(data, tokenizer, strategy, args.data.input_template)
+            seen["rows"] = len(prompts)
+            _, prompt, label, _ = prompts[0]
+            seen["prompt"], seen["label"] = prompt, label
+            executor = SingleTurnAgentExecutor(args.reward.remote_url)
+            params = SimpleNamespace(max_tokens=64, logprobs=None)
+            seen["rewards"] = {}
+            for answer in spec["answers"]:
+                for finished in (True, False):
+                    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+                    ids = ids + [tokenizer.convert_tokens_to_ids(spec["end_of_turn"])] * finished
+                    out = asyncio.run(
+                        executor.execute(
+                            prompt,
+                            label,
+                            params,
+                            args.data.max_len,
+                            tokenizer,
+                            _Engine(ids, finished),
+                        )
+                    )
+                    seen["rewards"][f"{answer}|{'finished' if finished else 'cut'}"] = out["reward"]
+        else:
+            data = blending_datasets(
+                args.data.dataset, args.data.dataset_probs, strategy, args.train.seed,
+                dataset_split=args.data.dataset_split,
+            )  # fmt: skip
+            pairs = RewardDataset(
+                data, tokenizer, args.data.max_len, strategy, is_dpo="train_dpo" in recipe["module"]
+            )
+            seen["rows"] = len(pairs)
+            seen["prompt"], seen["chosen"] = pairs.prompts[0], pairs.chosens[0]
+        report[recipe["name"]] = seen
+    return report
+
+
+def verl(spec: dict, tokenizer) -> dict:
+    import verl.utils.config as verl_config
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    validate = verl_config.validate_config
+
+    def validate_then_stop(config, **kw):
+        validate(config=config, **kw)
+        raise _Started(config)
+
+    verl_config.validate_config = validate_then_stop
+    report = {}
+    for recipe in spec["recipes"]:
+        for assignment in recipe["env"]:
+            key, _, value = assignment.partition("=")
+            os.environ[key] = value
+        config = _run_main(recipe["module"], recipe["argv"])
+        seen: dict = {
+            "reward": OmegaConf.to_container(config.reward, resolve=True),
+            "data": OmegaConf.to_container(config.data, resolve=True),
+        }
+        rows = RLHFDataset(config.data.train_files, tokenizer, config.data)
+        seen["rows"] = len(rows)
+        first = rows.dataframe[0]
+        seen["prompt"] = tokenizer.apply_chat_template(
+            first["prompt"], tokenize=False, add_generation_prompt=True
+        )
+        compute_score = get_custom_reward_fn(config)
+        if compute_score is not None:
+            seen["rewards"] = {}
+            for answer in spec["answers"]:
+                ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+                ids.append(tokenizer.convert_tokens_to_ids(spec["end_of_turn"]))
+                seen["rewards"][answer] = compute_score(  # as verl's naive reward manager does
+                    data_source=first["data_source"],
+                    solution_str=tokenizer.decode(ids, skip_special_tokens=True),
+                    ground_truth=first["reward_model"]["ground_truth"],
+                    extra_info=first["extra_info"],
+                )
+        report[recipe["name"]] = seen
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("spec")
+    spec = json.loads(Path(parser.parse_args().spec).read_text())
+    missing = {name for name in GPU_ONLY if importlib.util.find_spec(name) is None}
+    sys.meta_path.insert(0, _Stubs(missing))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer"])
+    report = {"openrlhf": openrlhf, "verl": verl}[spec["trainer"]](spec, tokenizer)
+    print("HARNESS " + json.dumps(report, default=str))
+
+
+if __name__ == "__main__":
+    main()
