@@ -22,7 +22,7 @@ from rlaif.cli.exit_codes import (
     interrupted,
 )
 from rlaif.cli.rubrics import rubrics_app
-from rlaif.errors import DiskFullError, RlaifError
+from rlaif.errors import ConfigError, DiskFullError, RlaifError
 
 
 class _RedactedTracebacks(typer.Typer):
@@ -437,6 +437,38 @@ def serve_reward(
         rewards.close()
 
 
+@app.command("review")
+def review(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory with judgments")],
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one)")] = 8766,
+    reviewer: Annotated[
+        str | None, typer.Option(help="Who is labelling (default: the login name)")
+    ] = None,
+) -> None:
+    """A local page to read the judges' verdicts on a run's pairs and label them (A, B, tie
+    or flag; keys a, b, t, f). Pairs come in the order a label helps most: order flips, judges
+    disagreeing, soft labels near 0.5, the rest. Labels are saved in the judgment store at
+    once; `rlaif judge-eval RUN_DIR` measures the judges against them and
+    `aggregate.human_labels: override` puts them in the preferences."""
+    from rlaif.review.server import ReviewServer
+
+    try:
+        server = ReviewServer(run_dir, host, port, reviewer=reviewer)
+    except RlaifError as exc:
+        fail(exc)
+
+    def ready(_: str) -> None:
+        typer.echo(f"review {run_dir} at {server.address}", err=True)
+
+    try:
+        server.serve(on_ready=ready)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.store.close()
+
+
 def _print_estimate(rows) -> None:
     typer.echo(
         f"{'stage':<9} {'judge':<14} {'backend':<12} {'calls':>7} {'in tokens':>11} "
@@ -463,11 +495,14 @@ def judge_eval_cmd(
     labels: Annotated[
         Path,
         typer.Argument(
-            help="Labelled pairs: prompt/chosen/rejected, or "
-            "HH-RLHF dialogues (.jsonl, .jsonl.gz, ...)"
+            help="Labelled pairs: prompt/chosen/rejected, or HH-RLHF dialogues (.jsonl, "
+            ".jsonl.gz, ...), or a run directory whose pairs people labelled in `rlaif review`"
         ),
     ],
-    pipeline: Annotated[Path, typer.Option(help="Pipeline YAML whose judges to evaluate")],
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(help="Pipeline YAML whose judges to evaluate (default for a run: its own)"),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Judge a random sample of N pairs")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key")] = None,
     seed: int = 0,
@@ -477,15 +512,30 @@ def judge_eval_cmd(
     out: Annotated[Path | None, typer.Option(help="Calibration files' folder")] = None,
 ) -> None:
     """Agreement of the pipeline's judges with human labels, per debiasing step; with
-    --calibrate, each judge's calibration fitted on part of the pairs, reported on the rest."""
-    from rlaif.config import load_pipeline
+    --calibrate, each judge's calibration fitted on part of the pairs, reported on the rest.
+
+    Given a run directory, the labels are those `rlaif review` saved for its pairs (A or B;
+    ties and flags left out), and the judges the run's own unless --pipeline names others."""
+    from rlaif.config import load_pipeline, validate_pipeline
     from rlaif.debias.judge_eval import describe, judge_eval, load_labelled
     from rlaif.judging.store import JudgmentStore
+    from rlaif.review.queue import human_preferences
+    from rlaif.run.run_dir import RunDir
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
-        cfg = load_pipeline(pipeline, set_ or [])
-        labelled = load_labelled(labels, limit=limit, seed=seed)
+        run = RunDir(labels) if labels.is_dir() and RunDir(labels).has_manifest() else None
+        if pipeline is not None:
+            cfg = load_pipeline(pipeline, set_ or [])
+        elif run is not None:
+            cfg = validate_pipeline(run.read_manifest()["config"], source=str(run.manifest_path))
+        else:
+            raise ConfigError("--pipeline: which pipeline's judges to evaluate")
+        labelled = (
+            load_labelled(labels, limit=limit, seed=seed)
+            if run is None
+            else human_preferences(labels)
+        )
         with JudgmentStore(cfg.judgment_store_path()) as store:
             result = judge_eval(
                 labelled, cfg.judge, store, seed, method if calibrate else None, holdout

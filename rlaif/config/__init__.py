@@ -151,6 +151,11 @@ class AggregateConfig(_Strict):
     """Remove the judge's measured length preference (a logistic term on the standardised
     length difference) from each pair before deciding; on when the judge is known to favour
     length for its own sake."""
+    human_labels: Literal["ignore", "override"] = "ignore"
+    """Labels people gave pairs in ``rlaif review`` (kept in the judgment store): ignored, or
+    put in place of the judges' preference for the pairs they cover (A or B: that answer
+    chosen with ``p_chosen`` 1; tie: a tie; flag: the pair left out). With
+    ``best_vs_worst`` they enter the Bradley-Terry fit in place of the judges'."""
     seed: int = 0
 
 
@@ -434,6 +439,8 @@ class PipelineConfig(_Strict):
             data["train"].pop("grpo")
         if data["aggregate"]["judge_weights"] == "equal":
             data["aggregate"].pop("judge_weights")
+        if data["aggregate"]["human_labels"] == "ignore":
+            data["aggregate"].pop("human_labels")
         if data["sample"]["server"] is None:
             data["sample"].pop("server")
         if data["nightly"]["policy"] == "sft":

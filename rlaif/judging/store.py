@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError, writing
+from rlaif.hashing import stable_hash
 from rlaif.redaction import redact
 
 _TYPES = {
@@ -44,7 +45,20 @@ CREATE INDEX IF NOT EXISTS failures_key ON failures (key);
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY, owner TEXT, host TEXT, pid INTEGER, expires REAL);
 CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
+CREATE TABLE IF NOT EXISTS human_labels (
+    key TEXT, reviewer TEXT, pair_id TEXT, run TEXT, label TEXT, created_at REAL,
+    PRIMARY KEY (key, reviewer));
 """
+HUMAN_LABELS = ("A", "B", "tie", "flag")
+"""What a person can say of a pair in ``rlaif review``: response A or B is better, neither
+(a tie), or something is wrong with the pair (flagged: left out of preferences and
+agreement)."""
+
+
+def pair_key(prompt: Any, response_a: str, response_b: str) -> str:
+    """A pair by its content, so a person's label follows the pair into every run (and every
+    night's cumulative set) that shows the same prompt and answers in the same order."""
+    return stable_hash(["pair", prompt, response_a, response_b])
 
 
 class StoreDamagedError(ConfigError):
@@ -154,6 +168,34 @@ class JudgmentStore:
         )
         return [dict(zip(("judge", "error", "pid", "created_at"), r, strict=True)) for r in rows]
 
+    def put_label(
+        self, key: str, label: str, *, reviewer: str, pair_id: str = "", run: str = ""
+    ) -> None:
+        """A person's label for the pair ``key`` (:func:`pair_key`), committed now; the same
+        reviewer labelling the pair again replaces their label."""
+        if label not in HUMAN_LABELS:
+            raise ConfigError(f"label {label!r}: one of {', '.join(HUMAN_LABELS)}")
+        with writing(self.path), self._readable(), self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?)",
+                (key, reviewer, pair_id, run, label, time.time()),
+            )
+
+    def human_labels(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The newest label of each labelled pair (any reviewer), by pair key: ``label``,
+        ``reviewer``, ``pair_id``, ``run``, ``created_at``."""
+        names = ("key", "reviewer", "pair_id", "run", "label", "created_at")
+        with self._readable():
+            rows = self._db.execute(
+                f"SELECT {', '.join(names)} FROM human_labels ORDER BY created_at, rowid"
+            ).fetchall()
+        wanted = None if keys is None else set(keys)
+        return {
+            r[0]: dict(zip(names[1:], r[1:], strict=True))
+            for r in rows
+            if wanted is None or r[0] in wanted
+        }
+
     def check(self) -> None:
         """SQLite's ``quick_check`` over every page: damage anywhere is said now, before a
         run spends anything, not when the judge stage reaches it."""
@@ -247,11 +289,29 @@ def salvage(path: Path) -> dict[str, Any]:
         rows, last = _readable_rows(aside)
     except sqlite3.DatabaseError:
         rows, last = {}, None  # not even the schema is readable: nothing to copy
+    labels = _readable_labels(aside)
     with JudgmentStore(path) as fresh:
         fresh.put_many(r for r in rows.values() if r.get("status") != "error")
+        with fresh._db:
+            fresh._db.executemany(
+                "INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?)", labels
+            )
         fresh.mark("salvaged_from", str(aside))
     lost = None if last is None else max(0, last - len(rows))
-    return {"moved_to": str(aside), "salvaged": len(rows), "lost": lost}
+    return {"moved_to": str(aside), "salvaged": len(rows), "lost": lost, "labels": len(labels)}
+
+
+def _readable_labels(path: Path) -> list[tuple]:
+    """The people's labels SQLite can still read (none when their table is damaged)."""
+    old = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return old.execute(
+            "SELECT key, reviewer, pair_id, run, label, created_at FROM human_labels"
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        return []
+    finally:
+        old.close()
 
 
 def _readable_rows(path: Path) -> tuple[dict[int, dict[str, Any]], int | None]:

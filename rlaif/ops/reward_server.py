@@ -28,7 +28,6 @@ import asyncio
 import json
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from rlaif.config import PipelineConfig
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.judges import Budget
 from rlaif.judging.store import JudgmentStore
+from rlaif.ops.serving import AppServer
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
@@ -286,7 +286,7 @@ def make_app(rewards: Rewards, *, token: str | None = None, max_body_mb: float =
     return app
 
 
-class RewardServer:
+class RewardServer(AppServer):
     """``uvicorn`` serving :func:`make_app`; ``start()`` runs it in a thread (tests, notebooks),
     ``serve()`` in the foreground (the CLI)."""
 
@@ -299,57 +299,10 @@ class RewardServer:
         token_env: str | None = None,
         max_body_mb: float = 16.0,
     ):
-        import uvicorn
-
         token = None
         if token_env is not None:
             token = os.environ.get(token_env)
             if not token:
                 raise ConfigError(f"--token-env: the environment variable {token_env} is not set")
-        self.app = make_app(rewards, token=token, max_body_mb=max_body_mb)
-        config = uvicorn.Config(
-            self.app,
-            host=host,
-            port=port,
-            log_level="warning",
-            timeout_keep_alive=30,
-            limit_concurrency=1024,
-        )
-        self.server = uvicorn.Server(config)
-        self.host = host
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self.server.servers[0].sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> RewardServer:
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
-        self._thread.start()
-        while not self.server.started:
-            if not self._thread.is_alive():
-                raise RlaifError(f"serve-reward: cannot listen on {self.host}")
-            threading.Event().wait(0.05)
-        return self
-
-    def serve(self, on_ready: Any = None) -> None:
-        """Serve until Ctrl-C; ``on_ready(url)`` once listening."""
-
-        async def run() -> None:
-            task = asyncio.ensure_future(self.server.serve())
-            while not self.server.started and not task.done():
-                await asyncio.sleep(0.05)
-            if on_ready is not None and self.server.started:
-                on_ready(self.url)
-            await task
-
-        asyncio.run(run())
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        app = make_app(rewards, token=token, max_body_mb=max_body_mb)
+        super().__init__(app, host, port, what="serve-reward")

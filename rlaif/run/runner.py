@@ -225,6 +225,10 @@ class _Run:
         calibrations = calibration_hashes(self.cfg.judge)
         if calibrations:
             c["aggregate"]["calibrations"] = calibrations
+        if self.cfg.aggregate.human_labels == "override":  # a new label re-runs aggregate
+            with self.store() as store:
+                labels = {k: row["label"] for k, row in store.human_labels().items()}
+            c["aggregate"]["labels"] = stable_hash(labels)
         inputs = {
             "train_prompts": stable_hash(list(self.train_prompts["prompt"])),
             "rubrics": rubrics,

@@ -33,6 +33,7 @@ from rlaif.debias.calibration import Calibration, panel_calibrations
 from rlaif.errors import RlaifError
 from rlaif.judges.failures import failure_reason
 from rlaif.judging.schema import PAIR_COLUMNS, PROVENANCE
+from rlaif.judging.store import pair_key
 
 if TYPE_CHECKING:
     from rlaif.run.stage_table import Run
@@ -45,11 +46,16 @@ _COLUMNS = [*PAIR_COLUMNS, "judge", "order", "status", "p_a", "key", "rubric_id"
 def step(run: Run) -> dict:
     """The stage in a run: the preferences, the judge report, and what was held back."""
     judgments = run.input("judge")
+    human = None
+    if run.cfg.aggregate.human_labels == "override":
+        with run.store() as store:
+            human = {k: row["label"] for k, row in store.human_labels().items()}
     out = aggregate(
         judgments,
         run.cfg.aggregate,
         system_prompt=run.cfg.sample.system_prompt,
         calibrations=panel_calibrations(run.cfg.judge, run.cfg.aggregate.judge_weights),
+        human_labels=human,
     )
     held_back = held_back_pairs(judgments)
     if len(out) == 0:
@@ -102,6 +108,7 @@ def aggregate(
     *,
     system_prompt: str | None = None,
     calibrations: dict[str, Calibration] | None = None,
+    human_labels: dict[str, str] | None = None,
 ) -> Dataset:
     """``prompt``/``chosen``/``rejected`` (conversational; ``prompt`` starts with the system
     prompt the answers were sampled under, if any) plus ``p_chosen``, ``margin``, ``tie``,
@@ -112,7 +119,9 @@ def aggregate(
     back (with ``best_vs_worst``, its whole prompt), unless ``cfg.incomplete`` is
     ``publish``, which keeps it with ``complete`` false. A judge with a calibration has its
     probabilities mapped through it first; with ``cfg.judge_weights`` ``agreement`` its
-    weight in the mean is the one the calibration measured."""
+    weight in the mean is the one the calibration measured. ``human_labels`` (pair key ->
+    ``A``, ``B``, ``tie`` or ``flag``, see ``cfg.human_labels``) replace the judges'
+    preference for the pairs they cover."""
     # through the arrow formatter, so a selected or filtered dataset is read as it appears
     table = judgments.select_columns(_COLUMNS).with_format("arrow")[:].combine_chunks()
     if calibrations:
@@ -128,6 +137,9 @@ def aggregate(
         else None
     )
     pairs = combine(table, cfg, weights)
+    flagged = 0
+    if human_labels:
+        pairs, flagged = _with_human_labels(pairs, human_labels)
     if cfg.selection == "best_vs_worst":
         pairs = best_vs_worst(table, pairs)
     elif cfg.selection == "random_pairs":
@@ -141,6 +153,7 @@ def aggregate(
         "no_valid_judgment": int((~judged).sum()),
         "tie": int((judged & tie).sum()) if cfg.ties == "drop" else 0,
         "low_margin": int((keep & (margin < cfg.min_margin)).sum()),
+        **({"flagged": flagged} if flagged else {}),
     }
     keep &= margin >= cfg.min_margin
     log.info(
@@ -152,6 +165,32 @@ def aggregate(
         "held back" if cfg.incomplete == "hold" else "published, complete=false",
     )
     return _to_dataset(pairs.filter(pa.array(keep)), system_prompt)
+
+
+_HUMAN_P_A = {"A": 1.0, "B": 0.0, "tie": 0.5, "flag": float("nan")}
+
+
+def _with_human_labels(pairs: pa.Table, labels: dict[str, str]) -> tuple[pa.Table, int]:
+    """``pairs`` with ``p_a`` and ``tie`` taken from a person's label where the pair has one
+    (a flagged pair gets no preference); also how many were flagged."""
+    columns = pairs.select(["prompt", "response_a", "response_b"]).to_pydict()
+    found = [
+        labels.get(pair_key(p, a, b))
+        for p, a, b in zip(
+            columns["prompt"], columns["response_a"], columns["response_b"], strict=True
+        )
+    ]
+    if not any(found):
+        return pairs, 0
+    p_a = pairs["p_a"].to_numpy(zero_copy_only=False).astype(float)
+    tie = pairs["tie"].to_numpy(zero_copy_only=False).copy()
+    for row, label in enumerate(found):
+        if label is not None:
+            p_a[row], tie[row] = _HUMAN_P_A[label], label == "tie"
+    log.info("aggregate: %d pair(s) take a person's label", sum(f is not None for f in found))
+    pairs = pairs.set_column(pairs.schema.get_field_index("p_a"), "p_a", pa.array(p_a))
+    pairs = pairs.set_column(pairs.schema.get_field_index("tie"), "tie", pa.array(tie))
+    return pairs, found.count("flag")
 
 
 def held_back_pairs(judgments: Dataset) -> dict[str, int]:

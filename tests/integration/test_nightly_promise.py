@@ -327,6 +327,8 @@ def test_salvage_copies_every_row_sqlite_can_read(tmp_path):
     with JudgmentStore(path) as store:
         rows = ({"key": f"k{i}", "status": "ok", "raw_output": "x" * 50} for i in range(2000))
         store.put_many(rows)
+        store.put_label("k1", "A", reviewer="ann")
+        store.put_label("k2", "flag", reviewer="bob")
     data = bytearray(path.read_bytes())
     page = len(data) // 4096 - 3  # a leaf page near the end
     data[page * 4096 + 8 : page * 4096 + 4000] = b"\xff" * 3992
@@ -340,6 +342,8 @@ def test_salvage_copies_every_row_sqlite_can_read(tmp_path):
     assert done["lost"] == 2000 - done["salvaged"]  # every key accounted for
     with JudgmentStore(path) as store:
         assert len(store) == done["salvaged"]
+        assert {k: v["label"] for k, v in store.human_labels().items()} == {"k1": "A", "k2": "flag"}
+    assert done["labels"] == 2
 
 
 def test_salvage_reads_past_a_truncated_end_and_garbage_in_the_middle(tmp_path):
