@@ -12,6 +12,7 @@ EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_WAITING, EXIT_LOCKE
 EXIT_FAILED_JUDGMENTS = 6
 EXIT_AUDIT_FAILED = 7
 EXIT_DISK_FULL = 8
+EXIT_MONITOR_STOPPED = 9
 EXIT_INTERRUPTED = 130
 
 
@@ -62,3 +63,16 @@ def exit_for(result) -> None:
             err=True,
         )
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def exit_for_monitor(manifest: dict) -> None:
+    """Exit 9 when ``train.monitor`` stopped training, naming the rule and what was kept."""
+    monitor = manifest.get("stages", {}).get("train", {}).get("counts", {}).get("monitor") or {}
+    if monitor.get("stopped"):
+        typer.secho(
+            f"monitor stopped training at step {monitor['stopped_at']}: {monitor['stopped']}; "
+            f"train/model is the policy of step {monitor['kept_step']}, the last it approved",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT_MONITOR_STOPPED)

@@ -18,6 +18,7 @@ from rlaif.cli.exit_codes import (
     EXIT_AUDIT_FAILED,
     EXIT_DISK_FULL,
     exit_for,
+    exit_for_monitor,
     fail,
     interrupted,
 )
@@ -206,6 +207,7 @@ def run(
             f"(95% CI {e['ci_low']:.3f}-{e['ci_high']:.3f}, n={e['n']}; "
             f"{e['wins']} wins, {e['ties']} ties, {e['losses']} losses)"
         )
+    exit_for_monitor(result.manifest)
 
 
 def _rounds(pipe, run_dir: Path | None, stages: str | None) -> None:
@@ -222,6 +224,7 @@ def _rounds(pipe, run_dir: Path | None, stages: str | None) -> None:
         typer.echo(f"stopped early: {result.stopped}")
     if result.last is not None:
         exit_for(result.last)
+        exit_for_monitor(result.last.manifest)
 
 
 @app.command()
@@ -271,6 +274,8 @@ def nightly(
             f"evaluation: policy vs SFT win rate {evaluation['win_rate']:.3f} "
             f"(95% CI {evaluation['ci_low']:.3f}-{evaluation['ci_high']:.3f})"
         )
+    if result.run is not None:
+        exit_for_monitor(result.run.manifest)
 
 
 @app.command()
@@ -313,9 +318,12 @@ def status(
         if state == "running" and not alive:
             state = "interrupted"  # its process died; the next run resumes it
         secs = f"{entry['seconds']:.1f}s" if "seconds" in entry else ""
-        counts = " ".join(f"{k}={v}" for k, v in (entry.get("counts") or {}).items())
+        shown = {k: v for k, v in (entry.get("counts") or {}).items() if k != "monitor"}
+        counts = " ".join(f"{k}={v}" for k, v in shown.items())
         error = entry.get("error", "")
         typer.echo(f"  {name:<10} {state:<11} {secs:>8}  {counts}{error}")
+        if name == "train" and (line := _monitor_line(folder, entry)):
+            typer.echo(f"      {line}")
         if state in ("running", "interrupted") and entry.get("progress"):
             p = entry["progress"]
             total = p["total"] or "?"
@@ -329,6 +337,36 @@ def status(
     if manifest.get("evaluation"):
         e = manifest["evaluation"]
         typer.echo(f"  win rate {e['win_rate']:.3f} (95% CI {e['ci_low']:.3f}-{e['ci_high']:.3f})")
+
+
+def _monitor_line(folder, entry: dict) -> str | None:
+    """``train.monitor``'s newest check (while training, from beside the checkpoints) and,
+    when it stopped training, why."""
+    from rlaif.report.run_data import monitor_checks
+
+    checks = monitor_checks(folder.path)
+    if checks is None:
+        live = sorted(
+            (folder.path / "checkpoints").glob("*/monitor/monitor.jsonl"),
+            key=lambda p: p.stat().st_mtime,
+        )
+        checks = [json.loads(x) for x in live[-1].read_text().splitlines() if x] if live else []
+    if not checks:
+        return None
+    last = checks[-1]
+    measures = ", ".join(
+        f"{k.replace('_', ' ')} {last[k]:.3g}"
+        for k in ("reward", "win_rate", "kl", "length_ratio", "repetition", "refusal")
+        if last.get(k) is not None
+    )
+    line = f"monitor: {len(checks)} checks; step {last['step']}: {measures}"
+    summary = (entry.get("counts") or {}).get("monitor") or {}
+    if summary.get("stopped"):
+        line += (
+            f"; stopped at step {summary['stopped_at']} ({summary['stopped']}), "
+            f"kept step {summary['kept_step']}"
+        )
+    return line
 
 
 def _nights_status(root: Path) -> None:

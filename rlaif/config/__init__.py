@@ -35,6 +35,7 @@ from rlaif.config.judge import (  # noqa: F401 (re-exported: the configs' public
     TransformersJudgeConfig,
     VllmJudgeConfig,
 )
+from rlaif.config.monitor import MonitorConfig, MonitorStopConfig  # noqa: F401 (re-exported)
 from rlaif.errors import ConfigError
 from rlaif.executors.config import RayConfig
 from rlaif.hashing import stable_hash
@@ -298,6 +299,9 @@ class TrainConfig(_Strict):
     reward_model: RewardModelConfig = RewardModelConfig()
     ppo: PPOConfig = PPOConfig()
     grpo: GrpoConfig = GrpoConfig()
+    monitor: MonitorConfig | None = None
+    """A panel that watches the policy while it trains and stops reward hacking (off while
+    null); see :class:`MonitorConfig`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -321,6 +325,15 @@ class TrainConfig(_Strict):
             flat[0],
         )
         return data
+
+    @model_validator(mode="after")
+    def _monitor_in_process(self) -> TrainConfig:
+        if self.monitor is not None and self.accelerate_config:
+            raise ValueError(
+                "monitor: the monitor watches a policy trained in this process; it does not "
+                "run under accelerate_config"
+            )
+        return self
 
     @field_validator("accelerate_config")
     @classmethod
@@ -437,6 +450,8 @@ class PipelineConfig(_Strict):
             data["train"]["dpo"].pop("soft_labels")
         if data["train"]["grpo"] == GrpoConfig().model_dump(mode="json"):
             data["train"].pop("grpo")
+        if data["train"]["monitor"] is None:
+            data["train"].pop("monitor")
         if data["aggregate"]["judge_weights"] == "equal":
             data["aggregate"].pop("judge_weights")
         if data["aggregate"]["human_labels"] == "ignore":

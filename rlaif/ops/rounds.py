@@ -77,6 +77,14 @@ def _chain(pipeline: Pipeline, root: Path) -> RoundsResult:
         entry = _entry(info, round_dir, run.evaluation or {})
         result.rounds.append(entry)
         _save(result)
+        monitor = run.manifest["stages"]["train"].get("counts", {}).get("monitor") or {}
+        if monitor.get("stopped") and index < rounds.count:
+            result.stopped = (
+                f"round {index}: train.monitor stopped training ({monitor['stopped']}); "
+                f"the round keeps its step-{monitor['kept_step']} policy and the chain ends"
+            )
+            log.warning("rounds: stopping early: %s", result.stopped)
+            break
         floor = rounds.stop_when.min_gain
         if floor is not None and index < rounds.count and entry["gain"] < floor:
             result.stopped = (

@@ -23,6 +23,7 @@ def write_plots(run_dir: Path) -> list[Path]:
     manifest = run_data.manifest(run_dir)
     drawn = [
         training_plot(run_dir, out_dir),
+        monitor_plot(run_dir, out_dir),
         win_rate_plot(run_data.evaluation_summary(run_dir, manifest), out_dir),
         length_drift_plot(run_data.evaluation_rows(run_dir), out_dir),
     ]
@@ -39,6 +40,19 @@ def training_plot(run_dir: Path, out_dir: Path) -> Path | None:
     if not series:
         return None
     return plots.training_curves(steps, series, out_dir / "training_curves.png")
+
+
+def monitor_plot(run_dir: Path, out_dir: Path) -> Path | None:
+    checks = run_data.monitor_checks(run_dir)
+    if not checks:
+        return None
+    series = {
+        title: [c.get(key) for c in checks]
+        for key, title in run_data.MONITOR_SERIES.items()
+        if any(c.get(key) is not None for c in checks)
+    }
+    steps = [c["step"] for c in checks]
+    return plots.training_curves(steps, series, out_dir / "monitor_curves.png")
 
 
 def win_rate_plot(summary: dict | None, out_dir: Path) -> Path | None:

@@ -178,6 +178,19 @@ def _training(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         built["absent"].append(
             f"training log ({OUTPUT_DIRS['train']}/log): the train stage has not completed"
         )
+    monitor = figures.monitor_plot(run_dir, out_dir)
+    if monitor:
+        built["figures"].append(
+            _figure(monitor, out_dir, "train.monitor by check: what the reward does not measure")
+        )
+        summary = run_data.manifest(run_dir)["stages"]["train"].get("counts", {}).get("monitor")
+        if summary and summary.get("stopped"):
+            built["tables"].append(
+                _key_values(
+                    "train.monitor stopped training",
+                    {k: summary[k] for k in ("stopped", "stopped_at", "kept_step")},
+                )
+            )
     metrics = run_data.reward_model_metrics(run_dir)
     if metrics:
         built["tables"].append(_key_values("reward model", metrics))

@@ -56,6 +56,24 @@ def training_series(rows: list[dict[str, Any]]) -> tuple[list[float], dict[str, 
     return steps, {TRAIN_SERIES[kind][c]: [r.get(c) for r in logged] for c in columns}
 
 
+MONITOR_SERIES = {
+    "reward": "training reward",
+    "win_rate": "monitor win rate vs SFT",
+    "kl": "KL to SFT (nats)",
+    "length_ratio": "length ratio to SFT",
+    "repetition": "repeated 3-grams",
+}
+"""The ``train.monitor`` measures plotted, with their titles."""
+
+
+def monitor_checks(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The ``train.monitor`` checks (``train/monitor.jsonl``), one dict each."""
+    path = RunDir(run_dir).output("train") / "monitor.jsonl"
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def evaluation_summary(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str, Any] | None:
     """``evaluation/summary.json``, else the manifest's copy."""
     path = RunDir(run_dir).evaluation_summary

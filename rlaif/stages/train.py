@@ -40,6 +40,7 @@ def step(run: Run) -> dict[str, Any]:
         checkpoint_dir=run.dir.checkpoints(run.fingerprint("train")),
         system_prompt=run.cfg.sample.system_prompt,
         store=run.cfg.judgment_store_path(),
+        monitor_prompts=list(run.heldout["prompt"]),
     )
     save_atomic(history, tmp / "log")
     replace_dir(tmp, target)
@@ -49,9 +50,9 @@ def step(run: Run) -> dict[str, Any]:
             series = [x for x in history[column] if x is not None]
             counts[f"first_{column}"] = series[0] if series else None
             counts[f"last_{column}"] = series[-1] if series else None
-    metrics = target / "reward_model_metrics.json"
-    if metrics.exists():
-        counts["reward_model"] = json.loads(metrics.read_text())
+    for name, key in (("reward_model_metrics.json", "reward_model"), ("monitor.json", "monitor")):
+        if (target / name).exists():
+            counts[key] = json.loads((target / name).read_text())
     return counts
 
 
@@ -67,6 +68,7 @@ def train(
     system_prompt: str | None = None,
     store: Path | None = None,
     reference: str | None = None,
+    monitor_prompts: list[str] | None = None,
 ) -> Dataset:
     """Train, save the policy to ``output_dir/model`` and return the training log as a dataset.
 
@@ -75,7 +77,8 @@ def train(
     ``judges``; ``grpo`` asks all of them, through the judgment ``store``. Checkpoints go to
     ``checkpoint_dir`` (default ``output_dir/checkpoints``), and training resumes from the
     newest one found there. Training starts from ``model``; DPO's reference is ``reference``
-    when given (an on-policy round: the SFT model), else ``model`` too.
+    when given (an on-policy round: the SFT model), else ``model`` too. ``train.monitor``
+    watches the policy answer ``monitor_prompts`` (held-out ones).
     """
     # torch and TRL load only when something trains, so the CLI's other commands start fast
     from rlaif.training.job import TRL_COLUMNS, TrainJob, run_job
@@ -92,6 +95,8 @@ def train(
             f"train: method '{cfg.method}' keeps its start model as the KL anchor; only dpo "
             "takes a separate reference"
         )
+    if cfg.monitor is not None and not monitor_prompts:
+        raise ConfigError("train.monitor: no held-out prompts to watch (prompts.eval_size > 0)")
     if cfg.method in ("rm_ppo", "d_rlaif") and prompts is None:
         raise ConfigError(f"train: method '{cfg.method}' needs the training prompts")
     job = TrainJob(
@@ -103,6 +108,7 @@ def train(
         system_prompt=system_prompt,
         store=store,
         reference=reference,
+        monitor_prompts=tuple(monitor_prompts or ()),
     )
     if cfg.accelerate_config:
         return launch_training(job, preferences, prompts)

@@ -25,6 +25,7 @@ from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import no_final_checkpoint
+from rlaif.training.monitor import monitor_callback
 from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ def train_grpo(job: TrainJob, preferences: Dataset) -> Dataset:
         temperature=grpo.temperature,
         **shared,
     )
+    monitor = job.monitor()
+    tokenizer = load_tokenizer(model_path, padding_side="left")
     with JudgmentStore(job.store) as store:
         reward = JudgeReward(job.judges, store, Budget(job.judges.max_cost_usd))
         trainer = GRPOTrainer(
@@ -69,11 +72,17 @@ def train_grpo(job: TrainJob, preferences: Dataset) -> Dataset:
             reward_funcs=[reward],
             args=args,
             train_dataset=grpo_prompts(preferences),
-            processing_class=load_tokenizer(model_path, padding_side="left"),
-            callbacks=[no_final_checkpoint(), *tracking_callbacks(job.cfg.report_to, folder)],
+            processing_class=tokenizer,
+            callbacks=[
+                no_final_checkpoint(),
+                *tracking_callbacks(job.cfg.report_to, folder),
+                *([monitor_callback(monitor, tokenizer)] if monitor else []),
+            ],
         )
         reward.trainer = trainer
         history = train_and_save(trainer, "grpo", folder, job.output_dir)
+    if monitor is not None:
+        monitor.finish(job.output_dir)
     if trainer.is_world_process_zero():
         (job.output_dir / "judge_log.json").write_text(json.dumps(reward.steps, indent=1))
     return history

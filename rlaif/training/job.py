@@ -22,6 +22,7 @@ from rlaif.judging.reward import PointwiseReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import no_final_checkpoint
+from rlaif.training.monitor import Monitor, monitor_callback
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
 from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
@@ -51,6 +52,21 @@ class TrainJob:
     reference: str | None = None
     """DPO's reference when it is not ``model`` (an on-policy round starts from the previous
     round's policy and keeps the SFT model as its reference)."""
+    monitor_prompts: tuple[str, ...] = ()
+    """The held-out prompts ``train.monitor`` watches the policy answer."""
+
+    def monitor(self) -> Monitor | None:
+        """The ``train.monitor`` of this job (its record beside the checkpoints), if any."""
+        if self.cfg.monitor is None:
+            return None
+        return Monitor(
+            self.cfg.monitor,
+            prompts=list(self.monitor_prompts),
+            reference=self.reference or self.model,
+            folder=self.checkpoint_dir / "monitor",
+            system_prompt=self.system_prompt,
+            store=self.store,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +78,7 @@ class TrainJob:
             "system_prompt": self.system_prompt,
             "store": str(self.store) if self.store else None,
             "reference": self.reference,
+            "monitor_prompts": list(self.monitor_prompts),
         }
 
     @classmethod
@@ -75,6 +92,7 @@ class TrainJob:
             system_prompt=data["system_prompt"],
             store=Path(data["store"]) if data.get("store") else None,
             reference=data.get("reference"),
+            monitor_prompts=tuple(data.get("monitor_prompts", ())),
         )
 
 
@@ -124,6 +142,7 @@ def _ppo(job: TrainJob, prompts: Dataset, reward_fn: RewardFn) -> Dataset:
         dtype=cfg.dtype,
         system_prompt=job.system_prompt,
         report_to=cfg.report_to,
+        monitor=job.monitor(),
     )
 
 
@@ -165,12 +184,20 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
         ),
     )
     columns = [*TRL_COLUMNS, *([SOFT_COLUMN] if dpo.soft_labels else [])]
+    monitor = job.monitor()
     trainer = (SoftLabelDPOTrainer if dpo.soft_labels else DPOTrainer)(
         model=policy,
         ref_model=reference,
         args=args,
         train_dataset=preferences.select_columns(columns),
         processing_class=tokenizer,
-        callbacks=[no_final_checkpoint(), *tracking_callbacks(job.cfg.report_to, folder)],
+        callbacks=[
+            no_final_checkpoint(),
+            *tracking_callbacks(job.cfg.report_to, folder),
+            *([monitor_callback(monitor, tokenizer)] if monitor else []),
+        ],
     )
-    return train_and_save(trainer, "dpo", folder, job.output_dir)
+    history = train_and_save(trainer, "dpo", folder, job.output_dir)
+    if monitor is not None:
+        monitor.finish(job.output_dir)
+    return history

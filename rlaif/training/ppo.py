@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset
@@ -45,6 +45,9 @@ from rlaif.training.ppo_math import (
     whiten,
 )
 from rlaif.training.rollouts import TransformersRollouts, VllmRollouts, make_rollouts
+
+if TYPE_CHECKING:
+    from rlaif.training.monitor import Monitor
 
 log = logging.getLogger(__name__)
 RewardFn = Callable[[list[str], list[str]], list[float]]
@@ -98,6 +101,7 @@ def train_ppo(
     dtype: str = "auto",
     system_prompt: str | None = None,
     report_to: Sequence[str] = (),
+    monitor: Monitor | None = None,
 ) -> Dataset:
     """Train the policy on ``prompts`` (a ``prompt`` column); save it to ``output_dir/model``
     and return one log row per step.
@@ -108,6 +112,7 @@ def train_ppo(
     compute dtype (weights stay float32); under ``accelerate launch`` its config decides.
     Rollouts show each prompt after ``system_prompt``, as sampling did. Each step's log row
     also goes to the trackers in ``report_to`` (TensorBoard under the checkpoint folder).
+    ``monitor`` checks the policy when due and stops training when a rule fires.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -161,6 +166,10 @@ def train_ppo(
         log.info("ppo: resumed from %s (step %d of %d)", done[-1], progress.step, cfg.steps)
     texts = list(prompts["prompt"])
     parts = _Parts(accelerator, net, optimizer, reference, engine, tokenizer, cfg, reward_fn)
+    if monitor is not None:
+        monitor.resume(progress.step)
+        if monitor.due(progress.step):
+            monitor.check(accelerator.unwrap_model(net).lm, tokenizer, progress.step, None)
     try:
         for step in tqdm(
             range(progress.step, cfg.steps),
@@ -180,6 +189,12 @@ def train_ppo(
                 progress.kl_ctl.update(
                     entry["kl"], cfg.rollout_batch_size * accelerator.num_processes
                 )
+            if monitor is not None and monitor.due(progress.step):
+                since = monitor.checks[-1].step if monitor.checks else 0
+                reward = sum(e["reward"] for e in progress.history[since:]) / (step + 1 - since)
+                lm = accelerator.unwrap_model(net).lm
+                if monitor.check(lm, tokenizer, progress.step, round(reward, 6)).rule:
+                    break
             if progress.step % save_steps == 0 and progress.step < cfg.steps:
                 _save_checkpoint(accelerator, folder, progress)  # the last step saves the model
     finally:
@@ -191,6 +206,8 @@ def train_ppo(
         accelerator.unwrap_model(net).lm.save_pretrained(target)
         tokenizer.save_pretrained(target)
         (output_dir / "ppo_log.json").write_text(json.dumps(progress.history, indent=1))
+        if monitor is not None:
+            monitor.finish(output_dir)
     for tracker in accelerator.trackers:  # not end_training(): it ends the process group too
         tracker.finish()
     accelerator.wait_for_everyone()
