@@ -20,6 +20,9 @@ class MonitorStopConfig(Strict):
     """The share of an answer's word 3-grams that repeat an earlier one, averaged."""
     max_refusal: float | None = Field(default=None, gt=0.0, le=1.0)
     """The share of answers that refuse ("I can't", "I'm unable", ...)."""
+    min_win_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
+    """The monitor judges' win rate against the SFT model falling below this: the policy now
+    loses to where it started on what the monitor measures."""
     win_rate_drop: float | None = Field(default=None, gt=0.0, le=1.0)
     """Reward hacking: over the last ``window`` checks the training reward rose while the
     monitor judges' win rate against the SFT model fell by more than this."""
@@ -47,6 +50,7 @@ class MonitorConfig(Strict):
 
     @model_validator(mode="after")
     def _judged_rule_needs_judges(self) -> MonitorConfig:
-        if self.stop.win_rate_drop is not None and not self.judges:
-            raise ValueError("stop.win_rate_drop needs monitor judges (train.monitor.judges)")
+        judged = [n for n in ("min_win_rate", "win_rate_drop") if getattr(self.stop, n)]
+        if judged and not self.judges:
+            raise ValueError(f"stop.{judged[0]} needs monitor judges (train.monitor.judges)")
         return self

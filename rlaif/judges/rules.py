@@ -19,3 +19,9 @@ def fewer_e(prompt: str, first: str, second: str) -> float:
 
     a, b = share(first), share(second)
     return 0.5 if a == b else (1.0 if a < b else 0.0)
+
+
+def prefer_longer(prompt: str, first: str, second: str) -> float:
+    """P(first wins): the longer answer wins; equal lengths tie (a stand-in for "complete
+    answers" where the shorter-answer rule is the reward a policy games)."""
+    return 1.0 - prefer_shorter(prompt, first, second)

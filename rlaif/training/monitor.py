@@ -158,6 +158,8 @@ class Monitor:
             limit = getattr(stop, name)
             if limit is not None and value > limit:
                 return f"{label} {value:g} > {limit:g} (stop.{name})"
+        if None not in (stop.min_win_rate, check.win_rate) and check.win_rate < stop.min_win_rate:
+            return f"win_rate {check.win_rate:g} < {stop.min_win_rate:g} (stop.min_win_rate)"
         if stop.win_rate_drop is not None and len(self.checks) + 1 >= stop.window:
             first = self.checks[-(stop.window - 1)]
             rose = None not in (first.reward, check.reward) and check.reward > first.reward

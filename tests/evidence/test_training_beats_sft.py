@@ -67,16 +67,37 @@ def run_dir(tmp_path_factory):
     return root / "chain" / "round-1"
 
 
+ROUND_KL = 8.0
+"""Nats: ``train.monitor``'s KL limit for each round (unwatched, round 2 drifted to 12.5)."""
+MONITOR = [
+    "train.monitor.every_steps=2",
+    "train.monitor.prompts=8",
+    "train.monitor.max_new_tokens=32",
+    f"train.monitor.stop.max_kl={ROUND_KL}",
+]
+
+
 def test_a_second_on_policy_round_beats_the_first(run_dir, capsys):
     pipeline = Pipeline.from_yaml(
-        PIPELINES / "rule_rounds.yaml", [*SMALL, *DPO, f"output_dir={run_dir.parent.parent}"]
+        PIPELINES / "rule_rounds.yaml",
+        [*SMALL, *DPO, *MONITOR, f"output_dir={run_dir.parent.parent}"],
     )
     start = time.monotonic()
     result = run_rounds(pipeline, run_dir.parent)
     with capsys.disabled():
         print(f"\nrule_rounds.yaml, {(time.monotonic() - start) / 60:.1f} min:")
         print("\n".join(rounds_table(result.rounds)))
+        for n in (1, 2):
+            checks = (run_dir.parent / f"round-{n}/train/monitor.jsonl").read_text()
+            print(f"round {n} monitor:", [json.loads(c) for c in checks.splitlines()])
     one, two = result.rounds
+    for n in (1, 2):  # each round keeps a policy the monitor measured under its KL limit
+        manifest = json.loads((run_dir.parent / f"round-{n}/manifest.json").read_text())
+        watched = manifest["stages"]["train"]["counts"]["monitor"]
+        checks = [json.loads(c) for c in (run_dir.parent / f"round-{n}/train/monitor.jsonl")
+                  .read_text().splitlines()]  # fmt: skip
+        kept = watched.get("kept_step", checks[-1]["step"])
+        assert next(c for c in checks if c["step"] == kept)["kl"] < ROUND_KL
     assert one["win_rate_vs_sft"] > 0.5 and two["win_rate_vs_sft"] > 0.5
     assert two["win_rate_vs_previous"] > 0.5
     assert two["mean_chars"] < one["mean_chars"]

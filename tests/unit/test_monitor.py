@@ -49,8 +49,13 @@ def test_the_hacking_rule_wants_the_reward_up_and_the_win_rate_down(tmp_path):
     assert monitor._rule(checks((0.05, 0.3))[0]) is None  # the reward fell too: no hacking
     over = Check(step=9, reward=1, kl=6.0, length_ratio=1, repetition=0, refusal=0, win_rate=0.6)
     assert monitor._rule(over) == "kl 6 > 5 (stop.max_kl)"
-    with pytest.raises(ValidationError, match="needs monitor judges"):
-        MonitorConfig(stop={"win_rate_drop": 0.1})
+    at_least = MonitorConfig(judges=[SHORTER], stop={"min_win_rate": 0.3})
+    floor = Monitor(at_least, prompts=["q"], reference="x", folder=tmp_path)
+    assert floor._rule(checks((0.5, 0.25))[0]) == "win_rate 0.25 < 0.3 (stop.min_win_rate)"
+    assert floor._rule(checks((0.5, 0.3))[0]) is None
+    for rule in ("win_rate_drop", "min_win_rate"):
+        with pytest.raises(ValidationError, match=f"stop.{rule} needs monitor judges"):
+            MonitorConfig(stop={rule: 0.1})
     with pytest.raises(ValidationError, match="does not run under accelerate_config"):
         TrainConfig(monitor={}, accelerate_config="cpu")
 
