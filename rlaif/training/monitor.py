@@ -118,10 +118,17 @@ class Monitor:
         """Measure ``policy`` now; save it when no rule fires, else mark training stopped."""
         was_training = policy.training
         policy.eval()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.seed + step)
-            answers, lengths = self._answer(policy, tokenizer, sample=False)
-            kl = self._kl(policy, tokenizer)
+        # the weights as they are, in float32 like the reference: a trainer under mixed
+        # precision (accelerate) wraps forward in autocast, which alone reads as KL
+        autocast = policy.__dict__.pop("forward", None)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.cfg.seed + step)
+                answers, lengths = self._answer(policy, tokenizer, sample=False)
+                kl = self._kl(policy, tokenizer)
+        finally:
+            if autocast is not None:
+                policy.forward = autocast
         if was_training:
             policy.train()
         sft = self._sft_answers(tokenizer)
