@@ -358,8 +358,6 @@ def serve_reward(
 
     try:
         server.serve(on_ready=ready)
-    except KeyboardInterrupt:
-        pass
     finally:
         rewards.close()
 
@@ -390,8 +388,6 @@ def review(
 
     try:
         server.serve(on_ready=ready)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.store.close()
 

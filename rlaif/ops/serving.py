@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,7 @@ class AppServer:
         return self
 
     def serve(self, on_ready: Callable[[str], None] | None = None) -> None:
-        """Serve until Ctrl-C; ``on_ready(url)`` once listening."""
+        """Serve until Ctrl-C (which ends it quietly); ``on_ready(url)`` once listening."""
 
         async def run() -> None:
             task = asyncio.ensure_future(self.server.serve())
@@ -57,7 +58,8 @@ class AppServer:
                 on_ready(self.url)
             await task
 
-        asyncio.run(run())
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run())
 
     def stop(self) -> None:
         self.server.should_exit = True
