@@ -103,6 +103,10 @@ class Monitor:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log_path.write_text("".join(json.dumps(asdict(c)) + "\n" for c in self.checks))
 
+    def reward_since_last_check(self, history: list[dict[str, Any]]) -> float | None:
+        """The mean reward a trainer logged since the previous check (see :func:`last_reward`)."""
+        return last_reward(history, self.checks[-1].step if self.checks else -1)
+
     def due(self, step: int) -> bool:
         """Whether to check at ``step``: on every ``every_steps``-th, once, until a rule fired
         (a trainer may take one more step before it stops)."""
@@ -357,8 +361,7 @@ def monitor_callback(monitor: Monitor, tokenizer: Any) -> Any:
                 self._check(state, control, model)
 
         def _check(self, state, control, model) -> None:
-            since = monitor.checks[-1].step if monitor.checks else -1
-            reward = last_reward(state.log_history, since)
+            reward = monitor.reward_since_last_check(state.log_history)
             if monitor.check(model, tokenizer, state.global_step, reward).rule is not None:
                 control.should_training_stop = True
 

@@ -190,10 +190,9 @@ def train_ppo(
                     entry["kl"], cfg.rollout_batch_size * accelerator.num_processes
                 )
             if monitor is not None and monitor.due(progress.step):
-                since = monitor.checks[-1].step if monitor.checks else 0
-                reward = sum(e["reward"] for e in progress.history[since:]) / (step + 1 - since)
                 lm = accelerator.unwrap_model(net).lm
-                if monitor.check(lm, tokenizer, progress.step, round(reward, 6)).rule:
+                reward = monitor.reward_since_last_check(progress.history)
+                if monitor.check(lm, tokenizer, progress.step, reward).rule:
                     break
             if progress.step % save_steps == 0 and progress.step < cfg.steps:
                 _save_checkpoint(accelerator, folder, progress)  # the last step saves the model
