@@ -51,12 +51,15 @@ class VllmJudgeConfig(_JudgeBase):
 
 
 class PythonJudgeConfig(_JudgeBase):
-    """A plain Python callable ``f(prompt, first, second) -> P(first wins) | 'A' | 'B'``."""
+    """A plain Python callable ``f(prompt, first, second) -> P(first wins) | 'A' | 'B'``, or
+    with ``mode: listwise`` ``f(prompt, responses) -> scores`` (one per answer, higher is
+    better)."""
 
     backend: Literal["python"] = "python"
     name: str = "python"
     callable: str
     """``module:function``, importable from the working directory."""
+    mode: Literal["pairwise", "listwise"] = "pairwise"
 
 
 class Price(_Strict):
@@ -203,6 +206,10 @@ class JudgeConfig(_Strict):
     shows each pair once, in a random (seeded) order, for half the calls; ``adaptive`` shows
     it once and asks the other order only where the first answer is unsure (``adaptive:``)."""
     adaptive: AdaptiveOrdersConfig = Field(default_factory=AdaptiveOrdersConfig)
+    permutations: int = Field(default=2, ge=1, le=24)
+    """Listwise judges: each prompt's answers are shown in this many orders (a seeded
+    shuffle, then its reverse, then more shuffles), one call each; ``orders`` is for pairwise
+    judges. Every answer's place in the list is thus balanced, as both orders balance a pair."""
     seed: int = 0
     max_failures: int = Field(default=3, ge=1)
     """A judgment that failed (``error``) is asked again on each later run, until it has

@@ -23,7 +23,8 @@ class Judge:
 
     @property
     def mode(self) -> str:
-        """``pairwise`` (which of two answers is better) or ``pointwise`` (a score for one)."""
+        """``pairwise`` (which of two answers is better), ``pointwise`` (a score for one) or
+        ``listwise`` (a ranking of several)."""
         return self.rubric.mode if self.rubric is not None else "pairwise"
 
     def identity(self) -> dict[str, Any]:
@@ -94,7 +95,7 @@ class RubricJudge(Judge):
         if request.rendered is not None:
             return request.rendered
         return self.rubric.messages(
-            request.prompt, request.first, request.second, request.reference
+            request.prompt, request.first, request.second, request.reference, request.responses
         )
 
 

@@ -1,7 +1,9 @@
 """A plain Python callable as a judge: rule-based rubrics, tests, deterministic demos.
 
 The callable takes ``(prompt, first, second)`` and returns P(first wins) as a float
-in [0, 1], or the label ``"A"`` (first) or ``"B"`` (second).
+in [0, 1], or the label ``"A"`` (first) or ``"B"`` (second). A listwise one
+(``mode: listwise``) takes ``(prompt, responses)`` and returns one score per answer, higher
+is better (a hard ranking: equal scores tie).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import json
 import math
 import os
 import sys
@@ -47,6 +50,10 @@ class PythonJudge(BatchJudge):
             source = cfg.callable
         self._hash = hashlib.sha256(source.encode()).hexdigest()
 
+    @property
+    def mode(self) -> str:
+        return self.cfg.mode
+
     def identity(self) -> dict[str, Any]:
         return {"backend": "python", "callable": self.cfg.callable, "source_hash": self._hash}
 
@@ -56,22 +63,31 @@ class PythonJudge(BatchJudge):
     def check(self) -> None:
         """Call the function once on an example: one that raises or returns something other
         than a probability or a label would fail every judgment."""
-        example = JudgeRequest("What is 2 + 2?", "4.", "2 + 2 is 5.")
+        example = JudgeRequest("What is 2 + 2?", "4.", "2 + 2 is 5.", responses=("4.", "5.", "2"))
         verdict = self._one(example)
         if verdict.status != "ok":
             what = verdict.error if verdict.status == "error" else f"returned {verdict.raw_output}"
+            wanted = (
+                "one score per answer"
+                if self.mode == "listwise"
+                else "P(first wins) in [0, 1], or 'A' or 'B'"
+            )
             raise ConfigError(
-                f"judge '{self.name}': {self.cfg.callable}{_call_text(example)} {what}; it must "
-                "return P(first wins) in [0, 1], or 'A' or 'B'"
+                f"judge '{self.name}': {self.cfg.callable}{_call_text(example, self.mode)} "
+                f"{what}; it must return {wanted}"
             )
 
     def render(self, request: JudgeRequest) -> list[str]:
+        if self.mode == "listwise":
+            return [request.prompt, *request.responses]
         return [request.prompt, request.first, request.second]
 
     def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
         return [self._one(r) for r in requests]
 
     def _one(self, request: JudgeRequest) -> Verdict:
+        if self.mode == "listwise":
+            return self._ranked(request)
         try:
             out = self.fn(request.prompt, request.first, request.second)
         except Exception as exc:
@@ -100,6 +116,33 @@ class PythonJudge(BatchJudge):
             error="expected a probability in [0, 1] or 'A'/'B'",
         )
 
+    def _ranked(self, request: JudgeRequest) -> Verdict:
+        try:
+            out = self.fn(request.prompt, list(request.responses))
+        except Exception as exc:
+            return Verdict(
+                status="error", raw_output="", error=f"raised {type(exc).__name__}: {exc}"
+            )
+        try:
+            points = [float(x) for x in out]
+        except (TypeError, ValueError):
+            points = []
+        if len(points) != len(request.responses) or not all(map(math.isfinite, points)):
+            return Verdict(
+                status="invalid",
+                raw_output=repr(out),
+                error=f"expected {len(request.responses)} finite scores, one per answer",
+            )
+        best = max(range(len(points)), key=points.__getitem__)
+        return Verdict(
+            status="ok",
+            raw_output=repr(out),
+            verdict=str(best),
+            ranking=json.dumps({"points": points}),
+        )
 
-def _call_text(request: JudgeRequest) -> str:
+
+def _call_text(request: JudgeRequest, mode: str) -> str:
+    if mode == "listwise":
+        return f"({request.prompt!r}, {list(request.responses)!r})"
     return f"({request.prompt!r}, {request.first!r}, {request.second!r})"

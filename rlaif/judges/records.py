@@ -12,13 +12,16 @@ OnResult = Callable[[int, "Verdict"], None]
 
 @dataclass(frozen=True)
 class JudgeRequest:
-    """One comparison in one order: is ``first`` better than ``second`` for ``prompt``?"""
+    """One comparison in one order: is ``first`` better than ``second`` for ``prompt``? Or,
+    for a listwise rubric, how do ``responses`` rank?"""
 
     prompt: str
     first: str
     second: str
     reference: str | None = None
     """A reference answer, for rubrics that compare against one."""
+    responses: tuple[str, ...] = ()
+    """Listwise: every answer shown, in the order shown (``first``/``second`` unused)."""
     rendered: Any = field(default=None, compare=False, repr=False)
     """What the judge's ``render`` made of it, kept so a request is rendered once (the judge
     stage renders every request up front to key it)."""
@@ -37,6 +40,10 @@ class Verdict:
     """Probability the judge put on the labels at all; low means it was not answering."""
     score: float | None = None
     """Pointwise rubrics: the answer's score (the expected score under label probabilities)."""
+    ranking: str | None = None
+    """Listwise rubrics, as JSON: ``{"probs": [...]}``, each shown answer's probability of
+    being the best (label probabilities), or ``{"points": [...]}``, a hard ranking where more
+    points rank higher; one value per position shown (:mod:`rlaif.judging.listwise`)."""
     error: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None

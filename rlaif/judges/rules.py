@@ -25,3 +25,13 @@ def prefer_longer(prompt: str, first: str, second: str) -> float:
     """P(first wins): the longer answer wins; equal lengths tie (a stand-in for "complete
     answers" where the shorter-answer rule is the reward a policy games)."""
     return 1.0 - prefer_shorter(prompt, first, second)
+
+
+def rank_shorter(prompt: str, responses: list[str]) -> list[float]:
+    """Listwise ``prefer_shorter``: the shorter an answer, the higher it ranks."""
+    return [-float(len(r)) for r in responses]
+
+
+def rank_fewer_e(prompt: str, responses: list[str]) -> list[float]:
+    """Listwise ``fewer_e``: the smaller an answer's share of the letter 'e', the higher."""
+    return [-r.lower().count("e") / max(len(r), 1) for r in responses]

@@ -37,10 +37,14 @@ def from_label_logprobs(rubric: Rubric, text: str, top: dict[str, float] | None)
 
 
 def from_label_probabilities(rubric: Rubric, text: str, probs: list[float]) -> Verdict:
-    """Pairwise: P(first) normalised over the two labels; pointwise: the expected score."""
+    """Pairwise: P(first) normalised over the two labels; pointwise: the expected score;
+    listwise: each position's probability of being the best answer."""
     mass = sum(probs)
     normalised = [p / mass for p in probs] if mass > 0 else [1.0 / len(probs)] * len(probs)
     best = rubric.labels[max(range(len(probs)), key=probs.__getitem__)]
+    if rubric.mode == "listwise":
+        ranking = json.dumps({"probs": [round(p, 6) for p in normalised]})
+        return Verdict(status="ok", raw_output=text, verdict=best, ranking=ranking, label_mass=mass)
     if rubric.mode == "pointwise":
         score = sum(p * s for p, s in zip(normalised, rubric.scores, strict=True))
         return Verdict(status="ok", raw_output=text, verdict=best, score=score, label_mass=mass)
@@ -55,8 +59,10 @@ def from_json(rubric: Rubric, text: str) -> Verdict:
         data = json.loads(_FENCE.sub("", text.strip()))
     except json.JSONDecodeError as exc:
         return Verdict(status="invalid", raw_output=text, error=f"not JSON: {exc.msg}")
-    field = "score" if rubric.mode == "pointwise" else "winner"
+    field = {"pointwise": "score", "listwise": "ranking"}.get(rubric.mode, "winner")
     value = data.get(field) if isinstance(data, dict) else None
+    if rubric.mode == "listwise":
+        return _ranked(rubric, text, value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = f"{value:g}"
     if isinstance(value, str):
@@ -75,6 +81,30 @@ def from_pattern(rubric: Rubric, text: str) -> Verdict:
 def read_text(rubric: Rubric, text: str) -> Verdict:
     """A text answer under the rubric's ``json`` or ``parse`` reading."""
     return from_json(rubric, text) if rubric.read == "json" else from_pattern(rubric, text)
+
+
+def _ranked(rubric: Rubric, text: str, ranking: object) -> Verdict:
+    """A ranking (labels, best first) as points per position: the best of n labels gets n,
+    the next n - 1; a label left out ranks below every one named."""
+    labels = rubric.labels
+    if not (
+        isinstance(ranking, list)
+        and ranking
+        and all(isinstance(x, str) and x.strip() in labels for x in ranking)
+        and len({x.strip() for x in ranking}) == len(ranking)
+    ):
+        return Verdict(
+            status="invalid",
+            raw_output=text,
+            error=f"JSON field 'ranking' gave {ranking!r}, expected distinct labels of "
+            f"{list(labels)}, best first",
+        )
+    rank = {x.strip(): n for n, x in enumerate(ranking)}
+    points = [len(labels) - rank[lab] if lab in rank else 0 for lab in labels]
+    order = ">".join(x.strip() for x in ranking)
+    return Verdict(
+        status="ok", raw_output=text, verdict=order, ranking=json.dumps({"points": points})
+    )
 
 
 def _hard(rubric: Rubric, text: str, label: str | None, where: str) -> Verdict:

@@ -8,12 +8,14 @@ from dataclasses import dataclass, replace
 from rlaif.debias.adaptive_orders import first_order
 from rlaif.hashing import stable_hash
 from rlaif.judges import Judge, JudgeRequest
+from rlaif.judging.listwise import groups_of, shown_orders
 
 
 @dataclass(frozen=True)
 class Task:
     """One request of one judge: the pair's row, the order shown, the rendered request and
-    its cache key (a hash of the judge's identity and the rendered input)."""
+    its cache key (a hash of the judge's identity and the rendered input). Listwise: the
+    prompt's group number and the answer indices in the order shown (``"2,0,1"``)."""
 
     row: int
     order: str
@@ -22,11 +24,16 @@ class Task:
     prompt_hash: str
 
 
-def plan_requests(backend: Judge, records: list[dict], orders: str, seed: int = 0) -> list[Task]:
+def plan_requests(
+    backend: Judge, records: list[dict], orders: str, seed: int = 0, permutations: int = 2
+) -> list[Task]:
     """Every request of ``orders`` (``adaptive``: both, the most it can ask), rendered with
     its cache key up front, so a rubric error surfaces before any call is made (and a dry
     run can look the keys up). A pointwise judge scores each answer on its own (orders ``a``
-    and ``b``); an answer in several pairs is asked once."""
+    and ``b``); an answer in several pairs is asked once. A listwise judge ranks each
+    prompt's answers in ``permutations`` orders."""
+    if backend.mode == "listwise":
+        return plan_listwise(backend, records, permutations, seed)
     if backend.mode == "pointwise":
         shown: tuple[str, ...] | None = ("a", "b")
     else:
@@ -56,6 +63,26 @@ def plan(backend: Judge, records: list[dict], wanted: list[tuple[int, str]]) -> 
             prompt=rec["prompt"], first=first, second=second, reference=rec.get("reference")
         )
         tasks.append(keyed(backend, identity, row, order, request))
+    return tasks
+
+
+def plan_listwise(backend: Judge, records: list[dict], permutations: int, seed: int) -> list[Task]:
+    """One request per prompt and order shown (:mod:`rlaif.judging.listwise`)."""
+    identity = backend.identity()
+    tasks = []
+    for number, group in enumerate(groups_of(records)):
+        first = records[group.rows[0]]
+        answers = sorted(group.answers)
+        for order in shown_orders(len(answers), permutations, [seed, first["prompt_id"]]):
+            shown = [answers[i] for i in order]
+            request = JudgeRequest(
+                prompt=first["prompt"],
+                first="",
+                second="",
+                reference=first.get("reference"),
+                responses=tuple(group.answers[i] for i in shown),
+            )
+            tasks.append(keyed(backend, identity, number, ",".join(map(str, shown)), request))
     return tasks
 
 

@@ -28,6 +28,7 @@ from rlaif.errors import ConfigError
 from rlaif.executors.config import RayConfig
 from rlaif.judges import Budget, Judge, JudgeRequest, build_judge
 from rlaif.judging.batch_run import BatchRun
+from rlaif.judging.listwise import groups_of, pair_verdicts
 from rlaif.judging.online import judge_online
 from rlaif.judging.plan import Task, keyed, plan, plan_requests
 from rlaif.judging.schema import RECORD_FIELDS, pair_columns
@@ -77,7 +78,8 @@ def judge(
                 out += rows
                 unsure_rows |= unsure_of
             else:
-                out += asker(backend, plan_requests(backend, records, cfg.orders, cfg.seed))
+                tasks = plan_requests(backend, records, cfg.orders, cfg.seed, cfg.permutations)
+                out += asker(backend, tasks)
         if escalate_to is not None:
             wanted = [(r, other(first_order(records[r]["pair_id"], cfg.seed))) for r in unsure_rows]
             escalated = backends[escalate_to]
@@ -141,25 +143,39 @@ class _Asker:
         )
         stored = self.store.get_many(t.key for t in tasks)
         results = [(t, _result(t, stored, awaited, self.budget)) for t in tasks]
+        return [
+            {
+                **self.records[row],
+                "judge": backend.name,
+                "order": order,
+                "p_a": p_a,
+                "cached": t.key in known and known[t.key]["status"] != "error",
+                **{k: rec.get(k) for k in RECORD_FIELDS},
+            }
+            for t, rec, row, order, p_a in self._verdicts(backend, results)
+        ]
+
+    def _verdicts(
+        self, backend: Judge, results: list[tuple[Task, dict]]
+    ) -> Iterator[tuple[Task, dict, int, str, float | None]]:
+        """Each answer's verdicts on pairs: (task, record, pair row, order shown, P(a wins));
+        a listwise answer judges every pair of its prompt."""
+        if backend.mode == "listwise":
+            groups = groups_of(self.records)
+            for t, rec in results:
+                shown = tuple(int(i) for i in t.order.split(","))
+                ranking = rec.get("ranking") if rec.get("status") == "ok" else None
+                for row, order, p_a in pair_verdicts(self.records, groups, t.row, shown, ranking):
+                    yield t, rec, row, order, p_a
+            return
         p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
-        rows = []
         for t, rec in results:
             if p_a_of is not None:
                 p_a = p_a_of.get(t.row)
             else:
                 p_first = rec.get("p_first")
                 p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
-            rows.append(
-                {
-                    **self.records[t.row],
-                    "judge": backend.name,
-                    "order": t.order,
-                    "p_a": p_a,
-                    "cached": t.key in known and known[t.key]["status"] != "error",
-                    **{k: rec.get(k) for k in RECORD_FIELDS},
-                }
-            )
-        return rows
+            yield t, rec, t.row, t.order, p_a
 
 
 def dispatch(

@@ -30,7 +30,7 @@ _TYPES = {
     "key": "TEXT PRIMARY KEY", "judge": "TEXT", "backend": "TEXT", "model": "TEXT",
     "rubric_id": "TEXT", "rubric_hash": "TEXT", "prompt_hash": "TEXT", "status": "TEXT",
     "verdict": "TEXT", "p_first": "REAL", "label_mass": "REAL", "score": "REAL",
-    "raw_output": "TEXT",
+    "ranking": "TEXT", "raw_output": "TEXT",
     "error": "TEXT", "input_tokens": "INTEGER", "output_tokens": "INTEGER", "cost_usd": "REAL",
     "created_at": "REAL", "failures": "INTEGER",
 }  # fmt: skip

@@ -24,6 +24,9 @@ from rlaif.rubrics.delimiters import SENTINEL, Neutraliser, unguarded
 
 PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
 POINTWISE_VARIABLES = ("prompt", "response")
+LISTWISE_VARIABLES = ("prompt", "responses")
+"""``responses``: the answers shown, each a mapping with its ``label`` and ``text``."""
+MODES = ("pairwise", "pointwise", "listwise")
 READ_MODES = ("label_probs", "json", "parse")
 """How a verdict is read: next-token label probabilities, a JSON object ``{"rationale",
 "winner"}`` (schema-constrained where the backend can), or a regex over free text."""
@@ -35,9 +38,11 @@ class Rubric:
     name: str
     version: str
     mode: str
-    """``pairwise`` (which of two answers is better) or ``pointwise`` (a score for one)."""
+    """``pairwise`` (which of two answers is better), ``pointwise`` (a score for one) or
+    ``listwise`` (a ranking of several, up to one per label)."""
     labels: tuple[str, ...]
-    """Pairwise: the two labels for first and second; pointwise: the scores, as numbers."""
+    """Pairwise: the two labels for first and second; pointwise: the scores, as numbers;
+    listwise: one per answer shown, in the order shown."""
     system: str | None
     variables: tuple[str, ...]
     body: str
@@ -89,6 +94,9 @@ class Rubric:
         properties: dict = {"rationale": {"type": "string"}} if self.rationale else {}
         if self.mode == "pointwise":
             properties["score"] = {"type": "integer", "enum": [int(s) for s in self.scores]}
+        elif self.mode == "listwise":
+            item = {"type": "string", "enum": list(self.labels)}
+            properties["ranking"] = {"type": "array", "items": item}
         else:
             properties["winner"] = {"type": "string", "enum": list(self.labels)}
         return {
@@ -108,9 +116,15 @@ class Rubric:
         return "reference" in self.variables
 
     def messages(
-        self, prompt: str, first: str, second: str, reference: str | None = None
+        self,
+        prompt: str,
+        first: str,
+        second: str,
+        reference: str | None = None,
+        responses: tuple[str, ...] = (),
     ) -> list[dict[str, str]]:
-        """Messages for a judge request: a comparison, or (pointwise) a score for ``first``."""
+        """Messages for a judge request: a comparison, (pointwise) a score for ``first``, or
+        (listwise) a ranking of ``responses`` (of ``first`` and ``second`` without them)."""
         extra = {}
         if self.needs_reference:
             if reference is None:
@@ -121,9 +135,21 @@ class Rubric:
             extra["reference"] = reference
         if self.mode == "pointwise":
             return self.render(prompt=prompt, response=first, **extra)
+        if self.mode == "listwise":
+            shown = self.shown(responses or (first, second))
+            return self.render(prompt=prompt, responses=shown, **extra)
         return self.render(prompt=prompt, response_a=first, response_b=second, **extra)
 
-    def render(self, **values: str) -> list[dict[str, str]]:
+    def shown(self, responses: tuple[str, ...]) -> list[dict[str, str]]:
+        """Listwise: the answers as the template sees them, each with its label."""
+        if len(responses) > len(self.labels):
+            raise ConfigError(
+                f"{self.path}: {len(responses)} answers to rank, but the rubric has "
+                f"{len(self.labels)} labels; add labels or sample fewer answers"
+            )
+        return [{"label": lab, "text": t} for lab, t in zip(self.labels, responses, strict=False)]
+
+    def render(self, **values: object) -> list[dict[str, str]]:
         """Chat messages for one comparison (or one answer, pointwise)."""
         if self.principles and self.mode == "pairwise":
             values = {**values, "principle": self.principle_for(**values)}
@@ -141,7 +167,9 @@ class Rubric:
     def unguarded_variables(self) -> list[str]:
         """The data variables this template prints outside a ``<tag>...</tag>`` block of
         their own, where a response's text can read as the rubric's instructions."""
-        marked = {v: SENTINEL.format(v) for v in self.variables}
+        marked: dict[str, object] = {v: SENTINEL.format(v) for v in self.variables}
+        if self.mode == "listwise":
+            marked["responses"] = self.shown((SENTINEL.format("responses"),) * 2)
         data = tuple(v for v in self.variables if v != "principle")
         if not self.neutralise:
             return list(data)
@@ -187,8 +215,8 @@ def load_rubric(ref: str) -> Rubric:
     header, body, body_line = _split_front_matter(text, path)
     name = str(header.get("name") or path.stem)
     mode = header.get("mode", "pairwise")
-    if mode not in ("pairwise", "pointwise"):
-        raise ConfigError(f"{path}: mode '{mode}' is not one of pairwise, pointwise")
+    if mode not in MODES:
+        raise ConfigError(f"{path}: mode '{mode}' is not one of {', '.join(MODES)}")
     labels = _labels(header, mode, path)
     read = header.get("read", "label_probs")
     if read not in READ_MODES:
@@ -196,6 +224,13 @@ def load_rubric(ref: str) -> Rubric:
     if read == "label_probs":
         _check_token_labels(labels, path)
     pattern = header.get("pattern")
+    if mode == "listwise" and read == "parse":
+        raise ConfigError(
+            f"{path}: a listwise rubric reads label_probs (the best answer's label) or json "
+            "(a ranking)"
+        )
+    if mode == "listwise" and header.get("examples"):
+        raise ConfigError(f"{path}: examples are for pairwise and pointwise rubrics")
     if read == "parse":
         if not isinstance(pattern, str):
             raise ConfigError(f"{path}: read 'parse' needs a 'pattern' with one group")
@@ -211,7 +246,11 @@ def load_rubric(ref: str) -> Rubric:
     principles = header.get("principles", [])
     if not (isinstance(principles, list) and all(isinstance(x, str) and x for x in principles)):
         raise ConfigError(f"{path}: principles must be a list of non-empty strings")
-    provided = POINTWISE_VARIABLES if mode == "pointwise" else PAIRWISE_VARIABLES
+    provided = {"pointwise": POINTWISE_VARIABLES, "listwise": LISTWISE_VARIABLES}.get(
+        mode, PAIRWISE_VARIABLES
+    )
+    if principles and mode == "listwise":
+        raise ConfigError(f"{path}: principles are for pairwise rubrics")
     if principles:
         provided = (*provided, "principle")
     variables = tuple(header.get("variables", provided))
@@ -290,6 +329,19 @@ def _labels(header: dict, mode: str, path: Path) -> list[str]:
             raise ConfigError(f"{path}: pointwise labels must be numbers, got {labels}") from None
         if len(set(labels)) < 2:
             raise ConfigError(f"{path}: pointwise labels need at least two different scores")
+        return labels
+    if mode == "listwise":
+        labels = header.get("labels", list("ABCDEFGH"))
+        if not (
+            isinstance(labels, list)
+            and len(labels) >= 2
+            and all(isinstance(x, str) for x in labels)
+            and len(set(labels)) == len(labels)
+        ):
+            raise ConfigError(
+                f"{path}: listwise labels must be at least two different strings (one per "
+                f"answer shown), got {labels!r}"
+            )
         return labels
     labels = header.get("labels", ["A", "B"])
     if not (

@@ -71,3 +71,18 @@ def first_biased_by_length(prompt: str, first: str, second: str) -> float:
 
     CALLS.append((prompt, first, second))
     return 0.75 + 0.2 * math.tanh((len(second) - len(first)) / 20)
+
+
+def rank_shorter(prompt: str, responses: list[str]) -> list[float]:
+    """Listwise: the shorter an answer, the higher it ranks (each call recorded)."""
+    CALLS.append((prompt, *responses))
+    return [-float(len(r)) for r in responses]
+
+
+def rank_by_position(prompt: str, responses: list[str]) -> list[float]:
+    """Listwise with pure position bias: the first answer shown ranks highest."""
+    return [float(-i) for i in range(len(responses))]
+
+
+def rank_too_few(prompt: str, responses: list[str]) -> list[float]:
+    return [1.0]
