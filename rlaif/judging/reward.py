@@ -4,7 +4,9 @@ processes from paying for one key, and one budget across the whole training run 
 calls once it is spent. The judges are built once and kept open for every call (a local judge
 loads its weights once, an API judge keeps its client and connections).
 
-``JudgeReward`` scores a completion against reference answers (GRPO, ``serve-reward``);
+``JudgeReward`` scores a completion against reference answers (GRPO, ``serve-reward``); a
+listwise judge ranks a prompt's completions and its reference answers in one call per order
+shown, instead of one call per completion, reference and order;
 ``PointwiseReward`` scores a rollout on its own with a pointwise rubric (d-RLAIF's PPO).
 """
 
@@ -43,22 +45,27 @@ class _JudgedReward:
         self.trainer: Any = None
         """The trainer whose step each account names (set once the trainer exists)."""
 
-    def _judge(self, answers: list[tuple[str, str, str]]) -> tuple[list[str], Dataset]:
+    def _judge(
+        self, answers: list[tuple[str, str, str]], calls: list[int] | None = None
+    ) -> tuple[list[str], Dataset]:
         """Judge (prompt, response_a, response_b) items; return each item's pair id and the
-        judgment rows."""
+        judgment rows. Items of one prompt and one ``calls`` number (default: one for all)
+        share a prompt id, so a listwise judge ranks their answers together."""
         ids = [stable_hash(list(item))[:16] for item in answers]
-        unique = dict(zip(ids, answers, strict=True))
-        pairs = Dataset.from_dict(
-            {
-                "pair_id": list(unique),
-                "prompt_id": [stable_hash(p)[:12] for p, _, _ in unique.values()],
-                "prompt": [p for p, _, _ in unique.values()],
-                "index_a": [0] * len(unique),
-                "index_b": [1] * len(unique),
-                "response_a": [a for _, a, _ in unique.values()],
-                "response_b": [b for _, _, b in unique.values()],
-            }
-        )
+        unique = dict(zip(ids, zip(answers, calls or [0] * len(answers), strict=True), strict=True))
+        columns: dict[str, list] = defaultdict(list)
+        indices: dict[str, dict[str, int]] = defaultdict(dict)
+        for pair_id, ((prompt, a, b), call) in unique.items():
+            prompt_id = stable_hash([prompt, call])[:12]
+            index = indices[prompt_id]
+            columns["pair_id"].append(pair_id)
+            columns["prompt_id"].append(prompt_id)
+            columns["prompt"].append(prompt)
+            columns["index_a"].append(index.setdefault(a, len(index)))
+            columns["index_b"].append(index.setdefault(b, len(index)))
+            columns["response_a"].append(a)
+            columns["response_b"].append(b)
+        pairs = Dataset.from_dict(dict(columns))
         rows = judge(
             pairs, self.judges, store=self.store, budget=self.budget, backends=self.backends
         )
@@ -109,7 +116,11 @@ class JudgeReward(_JudgedReward):
             [(prompt, text, answer) for answer in answers]
             for prompt, text, answers in zip(prompt_text, texts, baselines, strict=True)
         ]
-        ids, rows = self._judge([item for group in items for item in group])
+        calls = self._calls(prompt_text, texts, baselines)
+        ids, rows = self._judge(
+            [item for group in items for item in group],
+            [call for call, group in zip(calls, items, strict=True) for _ in group],
+        )
         p_a: dict[str, list[float]] = defaultdict(list)
         for pair_id, p in zip(rows["pair_id"], rows["p_a"], strict=True):
             if p is not None:
@@ -121,6 +132,25 @@ class JudgeReward(_JudgedReward):
             start += size
         self._account(rows, sum(not g for g in got), NEUTRAL)
         return [sum(g) / len(g) if g else NEUTRAL for g in got]
+
+    def _calls(self, prompts: list[str], texts: list[str], baselines: list[list[str]]) -> list[int]:
+        """Which listwise call ranks each completion: a prompt's distinct completions in
+        turn, as many to a call as fit beside its reference answers in the fewest labels a
+        listwise judge here has."""
+        labels = [
+            len(b.rubric.labels) if b.rubric is not None else 8
+            for b in self.backends.values()
+            if b.mode == "listwise"
+        ]
+        if not labels:
+            return [0] * len(texts)
+        seen: dict[str, dict[str, int]] = defaultdict(dict)
+        calls = []
+        for prompt, text, answers in zip(prompts, texts, baselines, strict=True):
+            room = max(1, min(labels) - len(set(answers)))
+            distinct = seen[prompt]
+            calls.append(distinct.setdefault(text, len(distinct)) // room)
+        return calls
 
 
 class PointwiseReward(_JudgedReward):

@@ -10,7 +10,9 @@ from datasets import Dataset
 from rlaif.config import AggregateConfig, JudgeConfig, PythonJudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.judges.verdicts import from_json, from_label_probabilities
+from rlaif.judges import Budget
 from rlaif.judging.listwise import implied_p, shown_orders
+from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import load_rubric
 from rlaif.stages import aggregate, judge
@@ -140,3 +142,21 @@ def test_rankings_are_read_from_label_probabilities_and_from_json():
         assert from_json(rubric, bad).status == "invalid"
     schema = rubric.json_schema()["properties"]["ranking"]
     assert schema["items"]["enum"] == list("ABCDEFGH")
+
+
+def test_grpo_reward_ranks_a_group_in_one_call_per_order_shown(tmp_path):
+    jt.CALLS.clear()
+    texts = ("short", "x" * 40, "short", "ok", "mid-size", "tiny!", "a bit longer", "hey")
+    args = {"prompt_text": ["q"] * 8, "baselines": [["a medium answer", "tiny"]] * 8}
+    completions = [[{"role": "assistant", "content": c}] for c in texts]
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        reward = JudgeReward(listwise_cfg("rank_shorter"), store, Budget())
+        got = reward([None] * 8, completions, **args)
+    # 7 distinct completions and 2 SFT answers are more than 8 labels show: two lists (6
+    # completions, then 1, each beside the SFT answers), each in 2 orders; pairwise in both
+    # orders would take 28 calls
+    assert len(jt.CALLS) == 4
+    assert sorted(len(c) - 1 for c in jt.CALLS) == [3, 3, 8, 8]
+    # P(beats each SFT answer), averaged: the shorter answer wins
+    assert got == pytest.approx([0.5, 0.0, 0.5, 1.0, 0.5, 0.5, 0.5, 1.0])
+    assert reward.steps[0]["unanswered"] == 0
