@@ -58,20 +58,29 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
     with JudgmentStore(store_path) if store_path.exists() else nullcontext() as store:
         for spec in cfg.judge.judges:
             backend = build_judge(spec)
+            listwise = backend.mode == "listwise"
             if records is not None:
-                tasks = plan_requests(backend, records, cfg.judge.orders, cfg.judge.seed)
+                tasks = plan_requests(
+                    backend, records, cfg.judge.orders, cfg.judge.seed, cfg.judge.permutations
+                )
                 stored = store.get_many(t.key for t in tasks) if store else {}
                 max_failures = cfg.judge.max_failures
                 judge_calls = len({t.key for t in tasks if due(stored.get(t.key), max_failures)})
+            elif listwise:  # one call per prompt and order shown
+                judge_calls = n_train * min(cfg.judge.permutations, math.factorial(cfg.sample.n))
             else:
                 judge_calls = n_train * per_prompt * orders
-            messages = backend.render(JudgeRequest(prompt, placeholder, placeholder, placeholder))
-            in_tokens, out_tokens = backend.estimated_tokens(messages)
-            per_call = backend.cost(in_tokens, out_tokens)
-            for stage, calls in (
-                ("judge", judge_calls),
-                ("evaluate", cfg.prompts.eval_size * orders),
+            # evaluation shows two answers a prompt: two orders at most, listwise too
+            eval_orders = min(cfg.judge.permutations, 2) if listwise else orders
+            for stage, calls, shown in (
+                ("judge", judge_calls, cfg.sample.n if listwise else 2),
+                ("evaluate", cfg.prompts.eval_size * eval_orders, 2),
             ):
+                request = JudgeRequest(
+                    prompt, placeholder, placeholder, placeholder, (placeholder,) * shown
+                )
+                in_tokens, out_tokens = backend.estimated_tokens(backend.render(request))
+                per_call = backend.cost(in_tokens, out_tokens)
                 # the judge stage may go through the provider's batch API; evaluation asks online
                 discount = backend.batch_discount if stage == "judge" else 1.0
                 cost = None if per_call is None else calls * per_call * discount
@@ -84,7 +93,9 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
                         input_tokens=calls * in_tokens,
                         output_tokens=calls * out_tokens,
                         cost_usd=cost,
-                        exact=stage == "judge" and records is not None and orders_exact,
+                        exact=stage == "judge"
+                        and records is not None
+                        and (orders_exact or listwise),
                     )
                 )
     return out

@@ -44,6 +44,12 @@ def preflight(cfg: PipelineConfig, run_dir: Path | None = None) -> dict[str, str
         backend = backends[spec.name] = build_judge(spec)
         if backend.rubric is not None:
             check_rendering(backend.rubric)
+            if backend.mode == "listwise" and cfg.sample.n > len(backend.rubric.labels):
+                raise ConfigError(
+                    f"judge '{spec.name}': rubric {backend.rubric.path} ranks up to "
+                    f"{len(backend.rubric.labels)} answers (one per label), but sample.n is "
+                    f"{cfg.sample.n}"
+                )
         backend.check()
         provenance = backend.provenance()
         rubrics[provenance["rubric_id"]] = provenance["rubric_hash"]

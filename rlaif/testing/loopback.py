@@ -9,7 +9,9 @@ in it). ``fault_rates`` adds faults at random to every attempt (``429``, ``500``
 and ``drop``: hang, then close the connection without an answer), as a bad night would.
 Without a fault the judge is deterministic: the shorter of the two answers wins with
 probability 0.8; a pointwise request (one ``<answer>`` block) scores the answer 5, 3 or 1 on
-a 1-5 scale as it is short (under 20 characters), middling or long (60 and over).
+a 1-5 scale as it is short (under 20 characters), middling or long (60 and over); a listwise
+request (``<answer label="X">`` blocks) gives each answer a chance of being the best that falls
+with its length (the shortest ranks first).
 ``answers`` counts the real answers sent for each distinct input.
 """
 
@@ -31,6 +33,7 @@ from typing import Any
 _MARKER = re.compile(r"\[\[(429|500|hang|garbage):(\d+)\]\]")
 _ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
 _ONE_ANSWER = re.compile(r"<answer>\n(.*?)\n</answer>", re.DOTALL)
+_LISTED = re.compile(r'<answer label="(\w+)">\n(.*?)\n</answer>', re.DOTALL)
 
 
 DROP = (0, {}, b"")
@@ -267,7 +270,12 @@ def _content(message: dict[str, Any]) -> str:
 
 
 def _label_probs(text: str) -> dict[str, float]:
-    """The judge's belief over its labels: A/B for a pair, 1-5 for one answer."""
+    """The judge's belief over its labels: A/B for a pair, 1-5 for one answer, the best of a
+    list's labels."""
+    listed = _LISTED.findall(text)
+    if listed:
+        weights = {label: math.exp(-len(answer) / 50) for label, answer in listed}
+        return {label: w / sum(weights.values()) for label, w in weights.items()}
     one = _ONE_ANSWER.search(text)
     if one:
         size = len(one.group(1))
@@ -283,6 +291,9 @@ def _verdict_text(body: dict[str, Any], probs: dict[str, float], prompt: str) ->
     if "[[nonsense]]" in prompt:
         return "Both answers have merit; I cannot decide."
     winner = max(probs, key=probs.__getitem__)  # A on a tie, as before
+    if _LISTED.search(prompt):
+        ranking = sorted(probs, key=lambda label: -probs[label])
+        return json.dumps({"rationale": "shorter is better", "ranking": ranking})
     if winner not in "AB":
         return winner
     if "response_format" in body or "JSON" in prompt:

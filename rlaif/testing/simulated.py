@@ -4,15 +4,24 @@ Each response has a true quality; a simulated judge says the first-shown answer 
 probability sigmoid(skill * (q_first - q_second) + position_bias + length_bias * (len_first -
 len_second) / 100 + noise), the noise Gaussian. Used by the debiasing tests and benchmarks:
 the truth is known, so every aggregation choice can be scored.
+
+A simulated listwise judge (:func:`simulate_listwise`) sees all of a prompt's answers at once:
+each shown answer's logit is skill * quality + a position bias falling linearly from the
+first place to the last + the length bias + noise; it reports each one's chance of being the
+best (a softmax, as label probabilities give it) or a hard ranking. With two answers this is
+the pairwise judge above, so the two can be compared like for like.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 
 import numpy as np
 from datasets import Dataset
+
+from rlaif.judging.listwise import groups_of, pair_verdicts, shown_orders
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,76 @@ def simulate(
                     cols["rubric_hash"].append("0" * 64)
     return Simulation(
         Dataset.from_dict(cols),
+        {(f"p{p}", r): float(quality[p, r]) for p in range(prompts) for r in range(responses)},
+    )
+
+
+def simulate_listwise(
+    judge: SimulatedJudge,
+    *,
+    prompts: int = 300,
+    responses: int = 4,
+    permutations: int = 2,
+    min_len: int = 20,
+    max_len: int = 400,
+    seed: int = 0,
+) -> Simulation:
+    """The same prompts, truth and lengths as :func:`simulate` with the same ``seed``, judged
+    listwise: one call per prompt and order shown, turned into pair rows as the judge stage
+    does (:func:`rlaif.judging.listwise.pair_verdicts`)."""
+    rng = np.random.default_rng(seed)
+    quality = rng.normal(size=(prompts, responses))
+    lengths = rng.integers(min_len, max_len, size=(prompts, responses))
+    records = [
+        {
+            "pair_id": f"p{p}:{i}-{j}",
+            "prompt_id": f"p{p}",
+            "prompt": f"prompt {p}",
+            "index_a": i,
+            "index_b": j,
+            "response_a": _text(f"p{p}", i, lengths[p, i]),
+            "response_b": _text(f"p{p}", j, lengths[p, j]),
+        }
+        for p in range(prompts)
+        for i, j in itertools.combinations(range(responses), 2)
+    ]
+    groups = groups_of(records)
+    place = np.linspace(1.0, 0.0, responses)  # the position bias, first place to last
+    rows = []
+    for number, group in enumerate(groups):
+        p = int(records[group.rows[0]]["prompt_id"][1:])
+        for order in shown_orders(responses, permutations, [seed, p]):
+            shown = np.array(order)
+            logits = (
+                judge.skill * quality[p, shown]
+                + judge.position_bias * place
+                + judge.length_bias * lengths[p, shown] / 100
+                + judge.noise * rng.normal(size=responses)
+            )
+            if judge.soft:
+                probs = np.exp(logits - logits.max())
+                ranking = {"probs": (probs / probs.sum()).tolist()}
+            else:
+                ranking = {"points": logits.argsort().argsort().tolist()}
+            key = f"{judge.name}:p{p}:{','.join(map(str, order))}"
+            for row, shown_as, p_a in pair_verdicts(
+                records, groups, number, tuple(order), json.dumps(ranking)
+            ):
+                rows.append(
+                    {
+                        **records[row],
+                        "judge": judge.name,
+                        "order": shown_as,
+                        "status": "ok",
+                        "p_first": None,
+                        "p_a": p_a,
+                        "key": key,
+                        "rubric_id": "sim-listwise@1",
+                        "rubric_hash": "0" * 64,
+                    }
+                )
+    return Simulation(
+        Dataset.from_list(rows),
         {(f"p{p}", r): float(quality[p, r]) for p in range(prompts) for r in range(responses)},
     )
 

@@ -3,14 +3,21 @@
 import time
 
 import pytest
+from datasets import Dataset
 from datasets_for_tests import pairs
 
-from rlaif.config import AnthropicJudgeConfig, JudgeConfig, OpenAIJudgeConfig, Price
+from rlaif.config import (
+    AggregateConfig,
+    AnthropicJudgeConfig,
+    JudgeConfig,
+    OpenAIJudgeConfig,
+    Price,
+)
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget, JudgeRequest, build_judge
 from rlaif.judges.api import FatalJudgeError
 from rlaif.judging.store import JudgmentStore
-from rlaif.stages import judge
+from rlaif.stages import aggregate, judge
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 
@@ -226,3 +233,42 @@ def test_tokens_per_minute_limit_paces_requests(server):
     limited = time.monotonic() - start
     assert all(v.status == "ok" for v in out)
     assert unlimited < 0.8 and limited >= 1.2
+
+
+@pytest.mark.parametrize(
+    ("kind", "rubric"),
+    [
+        ("openai", "listwise_helpful"),
+        ("openai", "listwise_helpful_json"),
+        ("anthropic", "listwise_helpful_json"),
+    ],
+)
+def test_listwise_rubrics_rank_a_prompts_answers_in_one_call_per_order(
+    server, tmp_path, kind, rubric
+):
+    answers = ["a long answer " * 6, "short", "a middling answer", "tiny"]
+    rows = [
+        {
+            "pair_id": f"p:{i}-{j}",
+            "prompt_id": "p",
+            "prompt": "Which?",
+            "index_a": i,
+            "index_b": j,
+            "response_a": answers[i],
+            "response_b": answers[j],
+        }
+        for i in range(4)
+        for j in range(i + 1, 4)
+    ]
+    make = openai_cfg if kind == "openai" else anthropic_cfg
+    cfg = JudgeConfig(judges=[make(server, rubric=rubric)])
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        out = judge(Dataset.from_list(rows), cfg, store=store)
+    assert server.requests == 2 and set(out["status"]) == {"ok"}
+    # the loopback judge prefers the shorter answer: every pair, both orders shown
+    for row in out:
+        shorter_first = len(row["response_a"]) < len(row["response_b"])
+        assert (row["p_a"] > 0.5) == shorter_first
+    assert sorted(out["order"]) == ["ab"] * 6 + ["ba"] * 6
+    prefs = aggregate(out, AggregateConfig(selection="best_vs_worst"))
+    assert prefs[0]["chosen"][0]["content"] == "tiny"

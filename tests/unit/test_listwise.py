@@ -9,13 +9,14 @@ from datasets import Dataset
 
 from rlaif.config import AggregateConfig, JudgeConfig, PythonJudgeConfig
 from rlaif.errors import ConfigError
-from rlaif.judges.verdicts import from_json, from_label_probabilities
 from rlaif.judges import Budget
+from rlaif.judges.verdicts import from_json, from_label_probabilities
 from rlaif.judging.listwise import implied_p, shown_orders
 from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import load_rubric
 from rlaif.stages import aggregate, judge
+from rlaif.testing.simulated import SimulatedJudge, simulate, simulate_listwise
 
 
 def all_pairs(answers_per_prompt: list[list[str]]) -> Dataset:
@@ -160,3 +161,18 @@ def test_grpo_reward_ranks_a_group_in_one_call_per_order_shown(tmp_path):
     # P(beats each SFT answer), averaged: the shorter answer wins
     assert got == pytest.approx([0.5, 0.0, 0.5, 1.0, 0.5, 0.5, 0.5, 1.0])
     assert reward.steps[0]["unanswered"] == 0
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_two_orders_shown_keep_95_percent_of_pairwise_accuracy(soft):
+    """Simulated position-biased judges with a known truth: 2 listwise calls a prompt
+    against all 6 pairs of 4 answers in both orders (12 calls)."""
+    biased = SimulatedJudge(position_bias=1.0, soft=soft)
+    cfg = AggregateConfig(ties="keep")
+    pairwise = simulate([biased], prompts=400)
+    listwise = simulate_listwise(biased, prompts=400)
+    assert len(set(listwise.judgments["key"])) == 800 and len(pairwise.judgments) == 4800
+    kept = listwise.accuracy(aggregate(listwise.judgments, cfg)) / pairwise.accuracy(
+        aggregate(pairwise.judgments, cfg)
+    )
+    assert kept >= 0.95
