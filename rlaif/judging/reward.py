@@ -34,7 +34,7 @@ no push either way."""
 
 class _JudgedReward:
     """What both rewards share: the judges built once, the store, the budget, and one account
-    per call (``steps``: judgments, cache hits, cost, unanswered)."""
+    per call (``steps``: judgments, calls made, cache hits, cost, unanswered)."""
 
     def __init__(self, judges: JudgeConfig, store: JudgmentStore, budget: Budget) -> None:
         self.judges, self.store, self.budget = judges, store, budget
@@ -82,6 +82,7 @@ class _JudgedReward:
         entry = {
             "step": self.trainer.state.global_step if self.trainer is not None else None,
             "judgments": len(rows),
+            "calls": len(paid),
             "cache_hit_rate": round(cached / len(rows), 4) if len(rows) else 0.0,
             "cost_usd": round(sum(paid.values()), 6),
             "unanswered": unanswered,

@@ -54,6 +54,12 @@ GRPO = [
     "train.grpo.learning_rate=5e-5",
     "train.grpo.max_completion_length=32",
 ]
+LISTWISE = [
+    # the same rule, ranking each prompt's completions beside its SFT answers in one call
+    # per order shown (2), instead of one call per completion, SFT answer and order (16)
+    "judge.judges=[{name: shorter, backend: python, mode: listwise, "
+    "callable: 'rlaif.judges.rules:rank_shorter'}]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +110,13 @@ def test_two_on_policy_rounds_beat_sft_within_the_monitors_kl_limit(run_dir, cap
 
 @pytest.mark.parametrize(
     ("pipeline", "overrides"),
-    [("rule_dpo.yaml", DPO), ("rule_ppo.yaml", RM_PPO), ("rule_grpo.yaml", GRPO)],
+    [
+        ("rule_dpo.yaml", DPO),
+        ("rule_ppo.yaml", RM_PPO),
+        ("rule_grpo.yaml", GRPO),
+        ("rule_grpo.yaml", [*GRPO, *LISTWISE]),
+    ],
+    ids=["dpo", "rm_ppo", "grpo", "grpo_listwise"],
 )
 def test_training_moves_the_policy_toward_the_rule(run_dir, pipeline, overrides, capsys):
     sampled = json.loads((run_dir / "manifest.json").read_text())["stages"]["sample"]
@@ -116,6 +128,9 @@ def test_training_moves_the_policy_toward_the_rule(run_dir, pipeline, overrides,
     stages = result.manifest["stages"]
     assert stages["sample"]["started_at"] == sampled["started_at"]  # shared, not sampled again
     ev = result.evaluation
+    if overrides[-1] == LISTWISE[-1]:  # a step's 2 groups, 2 orders shown each: 4 calls
+        steps = json.loads((run_dir / "train" / "judge_log.json").read_text())
+        assert max(step["calls"] for step in steps) <= 4 < sum(step["calls"] for step in steps)
     with capsys.disabled():  # the measured numbers belong in every run's output
         print(
             f"\n{pipeline}: win rate {ev['win_rate']:.3f} (95% CI {ev['ci_low']:.3f}-"

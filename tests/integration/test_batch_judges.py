@@ -75,7 +75,13 @@ def canonical(bodies):
 
 @pytest.mark.parametrize(
     ("provider", "rubric"),
-    [("openai", "helpful_harmless"), ("openai", "helpful_harmless_json"), ("anthropic", None)],
+    [
+        ("openai", "helpful_harmless"),
+        ("openai", "helpful_harmless_json"),
+        ("anthropic", None),
+        ("openai", "listwise_helpful"),
+        ("anthropic", "listwise_helpful_json"),
+    ],
 )
 def test_submit_then_collect_matches_online(server, tmp_path, provider, rubric):
     cfg = judge_cfg(server, provider, rubric=rubric)
@@ -306,6 +312,22 @@ def test_dry_run_estimate_prices_batch_judging_at_the_discount(server, tmp_path)
     assert online_cost["judge"] > 0
     assert batch_cost["judge"] == pytest.approx(0.5 * online_cost["judge"])
     assert batch_cost["evaluate"] == pytest.approx(online_cost["evaluate"])  # asked online
+
+
+def test_dry_run_estimate_counts_listwise_calls_per_prompt(server, tmp_path):
+    def calls(rubric):
+        spec = judge_cfg(server, "openai", rubric=rubric, enabled=False).judges[0]
+        cfg = PipelineConfig(name="t", sample={"n": 4}, judge=JudgeConfig(judges=[spec]))
+        return {e.stage: e for e in estimate(cfg, tmp_path, tmp_path / "none.sqlite")}
+
+    pairwise, listwise = calls("helpful_harmless"), calls("listwise_helpful")
+    # 4 answers: 6 pairs in both orders against 2 orders of one list, per prompt
+    assert pairwise["judge"].calls == 6 * listwise["judge"].calls
+    assert listwise["evaluate"].calls == pairwise["evaluate"].calls
+    # a call shows all 4 answers, not 2: two more answers' tokens
+    answer = PipelineConfig(name="t").sample.max_new_tokens
+    per_call = [e.input_tokens / e.calls for e in (pairwise["judge"], listwise["judge"])]
+    assert per_call[1] - per_call[0] >= 2 * answer
 
 
 def test_nightly_with_a_batch_judge_exits_4_then_collects_on_the_next_run(

@@ -160,7 +160,7 @@ def test_grpo_reward_ranks_a_group_in_one_call_per_order_shown(tmp_path):
     assert sorted(len(c) - 1 for c in jt.CALLS) == [3, 3, 8, 8]
     # P(beats each SFT answer), averaged: the shorter answer wins
     assert got == pytest.approx([0.5, 0.0, 0.5, 1.0, 0.5, 0.5, 0.5, 1.0])
-    assert reward.steps[0]["unanswered"] == 0
+    assert reward.steps[0]["unanswered"] == 0 and reward.steps[0]["calls"] == 4
 
 
 @pytest.mark.parametrize("soft", [True, False])
