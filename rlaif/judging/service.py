@@ -166,7 +166,9 @@ class _Asker:
                 shown = tuple(int(i) for i in t.order.split(","))
                 ranking = rec.get("ranking") if rec.get("status") == "ok" else None
                 for row, order, p_a in pair_verdicts(self.records, groups, t.row, shown, ranking):
-                    yield t, rec, row, order, p_a
+                    # P(the one shown first wins), as a pair's row has it
+                    p_first = None if p_a is None else (p_a if order == "ab" else 1 - p_a)
+                    yield t, {**rec, "p_first": p_first}, row, order, p_a
             return
         p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
         for t, rec in results:

@@ -8,6 +8,8 @@ import pytest
 from datasets import Dataset
 
 from rlaif.config import AggregateConfig, JudgeConfig, PythonJudgeConfig
+from rlaif.debias.bias import judge_report
+from rlaif.debias.judge_eval import judge_eval
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget
 from rlaif.judges.verdicts import from_json, from_label_probabilities
@@ -72,6 +74,8 @@ def test_a_position_biased_ranking_cancels_to_ties(tmp_path):
         once = judge(
             all_pairs(ANSWERS), listwise_cfg("rank_by_position", permutations=1), store=store
         )
+    report = judge_report(biased.to_pandas())["judges"]["python"]
+    assert report["first_position_win_rate"] == 1.0 and report["position_consistency"] == 0.0
     keep = aggregate(biased, AggregateConfig(ties="keep", method="mean"))
     assert set(keep["p_chosen"]) == {0.5} and all(keep["tie"])
     assert len(aggregate(biased, AggregateConfig(ties="drop"))) == 0
@@ -176,3 +180,16 @@ def test_two_orders_shown_keep_95_percent_of_pairwise_accuracy(soft):
         aggregate(pairwise.judgments, cfg)
     )
     assert kept >= 0.95
+
+
+def test_judge_eval_measures_a_listwise_judge_against_people(tmp_path):
+    labelled = Dataset.from_dict(
+        {"prompt": [f"q{i}" for i in range(10)], "chosen": ["short"] * 10,
+         "rejected": ["a much longer answer"] * 10}
+    )  # fmt: skip
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        good = judge_eval(labelled, listwise_cfg("rank_shorter"), store)
+        biased = judge_eval(labelled, listwise_cfg("rank_by_position"), store)
+    assert good["accuracy"]["both_orders"] == {"accuracy": 1.0, "coverage": 1.0}
+    assert biased["accuracy"]["both_orders_ties_dropped"]["coverage"] == 0.0
+    assert biased["bias"]["judges"]["python"]["first_position_win_rate"] == 1.0
