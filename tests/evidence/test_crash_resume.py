@@ -1,6 +1,7 @@
-"""``kill -9`` a real run in the middle of a stage; the same command then finishes it, and
-its outputs equal those of a run that was never interrupted: same rows, no duplicates, and
-no judgment asked again except the few in flight at the kill."""
+"""Real runs interrupted and resumed. ``kill -9`` in the middle of a stage: the same command
+then finishes it, and its outputs equal those of a run that was never interrupted (same rows,
+no duplicates, no judgment asked again except the few in flight at the kill). Ctrl-C under a
+python judge keeps what it finished; a damaged manifest is moved aside."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cli_runner
 import pytest
 import yaml
-from cli_runner import SUPPORT, run_cli
+from cli_runner import SUPPORT, run_cli, stored, wait_for
+from configs_for_tests import api_judge, pipeline, prompt_pipeline, write
 from datasets import load_from_disk
 
-from rlaif.judging.store import JudgmentStore
+from rlaif.run.run_dir import read_manifest
 from rlaif.testing.loopback import LoopbackJudgeServer
 
 STAGES = "sample,pair,judge,aggregate"
@@ -92,13 +95,6 @@ def checkpoint_steps(run_dir: Path) -> int:
     """The step of the newest complete trainer checkpoint under ``run_dir/checkpoints``."""
     done = run_dir.glob("checkpoints/**/checkpoint-*/trainer_state.json")
     return max((int(p.parent.name.split("-")[1]) for p in done), default=0)
-
-
-def stored(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with JudgmentStore(path) as store:
-        return len(store)
 
 
 def rows(run_dir: Path, stage: str, drop: tuple[str, ...] = ()) -> list[dict]:
@@ -202,3 +198,65 @@ def test_kill_9_mid_training_resumes_from_the_last_checkpoint(tmp_path, tiny_mod
     )
     assert want.keys() == got.keys()
     assert all(torch.allclose(want[k], got[k], atol=1e-5) for k in want)
+
+
+def test_sigkill_mid_judging_reasks_only_what_was_in_flight(tmp_path, tiny_model):
+    concurrency, kills = 3, 3
+    with LoopbackJudgeServer(latency_s=0.15) as server:
+        cfg = prompt_pipeline(
+            tmp_path,
+            tiny_model,
+            [f"Question {i}: name a colour." for i in range(24)],
+            # a generous timeout: a busy machine must not turn a slow answer into a paid retry
+            judges=[api_judge(server.openai_url, max_concurrency=concurrency, timeout_s=60.0)],
+        )
+        args = ["run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge"]
+        store = tmp_path / "judgments.sqlite"
+        for k in range(kills):
+            proc = cli_runner.start(args, tmp_path)
+            wait_for(proc, lambda k=k: stored(store) >= 6 * (k + 1))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        final = run_cli(*args, cwd=tmp_path)
+        assert final.returncode == 0, (final.stdout + final.stderr)[-3000:]
+        paid_twice = sum(n - 1 for n in server.answers.values())
+        assert len(server.answers) == stored(store)
+        assert paid_twice <= kills * concurrency, server.answers.most_common(kills * concurrency)
+
+
+def test_ctrl_c_keeps_what_a_python_judge_finished(tmp_path, tiny_model):
+    calls = tmp_path / "calls.log"
+    cfg = write(
+        tmp_path,
+        pipeline(
+            tmp_path,
+            tiny_model,
+            judges=[{"backend": "python", "callable": "judges_for_tests:slow_logged"}],
+            prompts={"limit": 24},
+        ),
+    )
+    env = {"RLAIF_TEST_CALL_LOG": str(calls)}
+    args = ["run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge"]
+    proc = cli_runner.start(args, tmp_path, env)
+    wait_for(proc, lambda: calls.exists() and len(calls.read_text().splitlines()) >= 5)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    done = len(calls.read_text().splitlines())
+    assert stored(tmp_path / "judgments.sqlite") == done - 1  # all but check()'s example call
+    assert run_cli(*args, cwd=tmp_path, env=env).returncode == 0
+    lines = calls.read_text().splitlines()
+    judged = [line for line in lines if "What is 2 + 2?" not in line]
+    assert len(judged) == len(set(judged))  # no comparison was judged twice
+
+
+def test_a_damaged_manifest_is_moved_aside_and_the_run_goes_on(tmp_path, tiny_model):
+    cfg = write(tmp_path, pipeline(tmp_path, tiny_model))
+    args = ["run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair"]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    manifest = tmp_path / "run" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:50])
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "damaged manifest" in again.stderr and "moved to" in again.stderr
+    assert list((tmp_path / "run").glob("manifest.json.damaged-*"))
+    assert read_manifest(tmp_path / "run")["stages"]["pair"]["status"] == "completed"

@@ -9,13 +9,16 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 from cli_runner import run_cli, sets, start, stored, wait_for
-from configs_for_tests import RULE, api_judge, prompt_pipeline
+from configs_for_tests import RULE, SECRET, api_judge, echoed_key_pipeline, prompt_pipeline
 from datasets import load_from_disk
 from ray_for_tests import RAY
 
+from rlaif.cli.exit_codes import EXIT_BAD_INPUT
 from rlaif.run.run_dir import read_manifest
 from rlaif.testing.loopback import LoopbackJudgeServer
 
@@ -111,3 +114,19 @@ def test_ctrl_c_and_kill_9_on_ray_pay_only_for_what_was_in_flight(tmp_path, tiny
     judge = read_manifest(tmp_path / "run")["stages"]["judge"]
     assert judge["status"] == "completed" and judge["counts"]["ok"] == 44
     assert ray_processes() <= before, "the killed driver's Ray outlived it"
+
+
+def test_a_fatal_judge_error_in_an_actor_stops_the_run_saying_why_without_the_key(
+    tmp_path, tiny_model
+):
+    with LoopbackJudgeServer(echo_key=True) as server:
+        cfg = echoed_key_pipeline(tmp_path, tiny_model, server.openai_url)
+        args = ["run", cfg, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge"]
+        on_ray = run_cli(*args, *sets(RAY), cwd=tmp_path, env={"RLAIF_TEST_SECRET": SECRET})
+    assert on_ray.returncode == EXIT_BAD_INPUT, on_ray.stderr[-3000:]
+    assert "invalid api key Bearer [REDACTED]" in on_ray.stderr
+    assert "Traceback" not in on_ray.stderr
+    ray_logs = Path(tempfile.gettempdir()) / "ray" / "session_latest" / "logs"
+    for path in [*tmp_path.rglob("*"), *ray_logs.rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path

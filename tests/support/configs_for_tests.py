@@ -127,3 +127,39 @@ def echoed_key_pipeline(tmp_path: Path, model: Path, url: str) -> Path:
         judges=[api_judge(url, api_key_env="RLAIF_TEST_SECRET")],
         eval_size=1,
     )
+
+
+def write_prompts(path: Path, texts: list[str]) -> None:
+    path.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
+
+
+def nightly_prompts(tmp_path: Path) -> Path:
+    """Ten questions in ``prompts.jsonl``, the source :func:`nightly_config` reads."""
+    path = tmp_path / "prompts.jsonl"
+    write_prompts(path, [f"Question number {i}: what is {i} plus {i}?" for i in range(10)])
+    return path
+
+
+def nightly_config(tmp_path: Path, tiny_model: Path, **extra) -> Path:
+    config = {
+        "name": "nightly-test",
+        "model": str(tiny_model),
+        "output_dir": str(tmp_path / "outputs"),
+        "prompts": {"source": str(tmp_path / "prompts.jsonl"), "id_column": None, "eval_size": 2},
+        "sample": {"backend": "transformers", "n": 2, "max_new_tokens": 6, "dtype": "float32"},
+        "judge": {
+            "judges": [
+                {
+                    "name": "short",
+                    "backend": "python",
+                    "callable": "judges_for_tests:prefer_shorter",
+                }
+            ]
+        },
+        "aggregate": {"ties": "keep"},
+        "nightly": {"max_prompts": 4},
+        **extra,
+    }
+    path = tmp_path / "nightly.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
