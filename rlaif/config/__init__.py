@@ -443,23 +443,24 @@ class PipelineConfig(_Strict):
         for judge in data["judge"]["judges"]:
             if judge["calibration"] is None:
                 judge.pop("calibration")
-        if data["judge"]["adaptive"] == AdaptiveOrdersConfig().model_dump(mode="json"):
-            data["judge"].pop("adaptive")
+            if judge.get("mode") == "pairwise":  # a python judge's
+                judge.pop("mode")
+        added = {
+            ("judge", "adaptive"): AdaptiveOrdersConfig().model_dump(mode="json"),
+            ("judge", "permutations"): 2,
+            ("train", "grpo"): GrpoConfig().model_dump(mode="json"),
+            ("train", "monitor"): None,
+            ("aggregate", "judge_weights"): "equal",
+            ("aggregate", "human_labels"): "ignore",
+            ("sample", "server"): None,
+            ("nightly", "policy"): "sft",
+        }
+        for (section, key), default in added.items():
+            if data[section][key] == default:
+                data[section].pop(key)
         data["train"].pop("report_to")  # where metrics go changes no result
         if not data["train"]["dpo"]["soft_labels"]:
             data["train"]["dpo"].pop("soft_labels")
-        if data["train"]["grpo"] == GrpoConfig().model_dump(mode="json"):
-            data["train"].pop("grpo")
-        if data["train"]["monitor"] is None:
-            data["train"].pop("monitor")
-        if data["aggregate"]["judge_weights"] == "equal":
-            data["aggregate"].pop("judge_weights")
-        if data["aggregate"]["human_labels"] == "ignore":
-            data["aggregate"].pop("human_labels")
-        if data["sample"]["server"] is None:
-            data["sample"].pop("server")
-        if data["nightly"]["policy"] == "sft":
-            data["nightly"].pop("policy")
         if data["rounds"] is None:
             data.pop("rounds")
         data.pop("executor")  # where work runs changes no result

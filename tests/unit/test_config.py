@@ -102,8 +102,13 @@ def test_keys_added_since_a_run_was_named_leave_its_hash_alone_at_their_defaults
         {"nightly": {"train": True, "policy": "latest"}},
         {"train": {"dpo": {"soft_labels": True}}},
         {"sample": {"backend": "openai", "server": {"base_url": "http://gpu:8000/v1"}}},
+        {"judge": {**explicit, "permutations": 3}},
     ):
         assert PipelineConfig.model_validate({**same, **added}).hash() != before
+    listwise = {"judges": [{**judge, "mode": "listwise"}], "permutations": 2}
+    assert PipelineConfig.model_validate({**same, "judge": listwise}).hash() != before
+    pairwise = {"judges": [{**judge, "mode": "pairwise"}], "permutations": 2}
+    assert PipelineConfig.model_validate({**same, "judge": pairwise}).hash() == before
 
 
 def test_shipped_pipelines_validate_and_load_by_name():

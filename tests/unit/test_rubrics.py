@@ -24,7 +24,7 @@ def test_shipped_rubrics_load_and_render():
         messages = r.messages("P?", "first answer", "second answer", reference="ref")
         text = messages[-1]["content"]
         assert messages[-1]["role"] == "user"
-        if r.mode == "pairwise":
+        if r.mode in ("pairwise", "listwise"):
             assert text.index("first answer") < text.index("second answer")
         else:
             assert "first answer" in text and "second answer" not in text
@@ -73,7 +73,7 @@ def test_sandbox_blocks_unsafe_template(tmp_path):
         ("---\nname: t\n", "never closed"),
         ("---\nname: t\ncolour: red\n---\n", "unknown front-matter key"),
         ("---\nlabels: [A]\n---\n", "labels must be two different strings"),
-        ("---\nmode: listwise\n---\n", "mode 'listwise' is not one of"),
+        ("---\nmode: ranked\n---\n", "mode 'ranked' is not one of"),
         ("---\nvariables: [prompt, context]\n---\n", "not provided in pairwise mode"),
         ("---\nname: [unclosed\n---\n", "t.jinja:2: invalid front matter"),
     ],
