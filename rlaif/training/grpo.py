@@ -25,7 +25,7 @@ from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import no_final_checkpoint
-from rlaif.training.monitor import monitor_callback
+from rlaif.training.monitor import watch_training
 from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
 
 if TYPE_CHECKING:
@@ -76,10 +76,11 @@ def train_grpo(job: TrainJob, preferences: Dataset) -> Dataset:
             callbacks=[
                 no_final_checkpoint(),
                 *tracking_callbacks(job.cfg.report_to, folder),
-                *([monitor_callback(monitor, tokenizer)] if monitor else []),
             ],
         )
         reward.trainer = trainer
+        if monitor is not None:
+            watch_training(trainer, monitor, tokenizer)
         history = train_and_save(trainer, "grpo", folder, job.output_dir)
     if monitor is not None:
         monitor.finish(job.output_dir)

@@ -22,7 +22,7 @@ from rlaif.judging.reward import PointwiseReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import no_final_checkpoint
-from rlaif.training.monitor import Monitor, monitor_callback
+from rlaif.training.monitor import Monitor, watch_training
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
 from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
@@ -194,9 +194,10 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
         callbacks=[
             no_final_checkpoint(),
             *tracking_callbacks(job.cfg.report_to, folder),
-            *([monitor_callback(monitor, tokenizer)] if monitor else []),
         ],
     )
+    if monitor is not None:
+        watch_training(trainer, monitor, tokenizer)
     history = train_and_save(trainer, "dpo", folder, job.output_dir)
     if monitor is not None:
         monitor.finish(job.output_dir)

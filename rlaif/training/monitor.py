@@ -52,6 +52,18 @@ class Check:
     rule: str | None = None
     """The stop rule this check fired, None when it approved the policy."""
 
+    def metrics(self) -> dict[str, float]:
+        """What the trackers (``train.report_to``) get, under ``monitor/``."""
+        measured = {
+            "kl": self.kl,
+            "length_ratio": self.length_ratio,
+            "repetition": self.repetition,
+            "refusal": self.refusal,
+            "win_rate": self.win_rate,
+            "reward": self.reward,
+        }
+        return {f"monitor/{k}": v for k, v in measured.items() if v is not None}
+
 
 def repetition(text: str) -> float:
     """The share of the answer's word 3-grams that repeat an earlier one."""
@@ -345,9 +357,9 @@ def last_reward(history: list[dict[str, Any]], since: int) -> float | None:
     return round(float(sum(recent) / len(recent)), 6) if recent else None
 
 
-def monitor_callback(monitor: Monitor, tokenizer: Any) -> Any:
-    """A ``transformers`` callback that checks the policy when the monitor is due and stops
-    training when a rule fires."""
+def watch_training(trainer: Any, monitor: Monitor, tokenizer: Any) -> None:
+    """Give ``trainer`` a callback that checks the policy when the monitor is due, sends each
+    check to the trainer's trackers, and stops training when a rule fires."""
     from transformers import TrainerCallback
 
     class MonitorCallback(TrainerCallback):
@@ -362,7 +374,10 @@ def monitor_callback(monitor: Monitor, tokenizer: Any) -> Any:
 
         def _check(self, state, control, model) -> None:
             reward = monitor.reward_since_last_check(state.log_history)
-            if monitor.check(model, tokenizer, state.global_step, reward).rule is not None:
+            check = monitor.check(model, tokenizer, state.global_step, reward)
+            # to the trackers only: the trainer's own log and its metric buffers stay as they are
+            trainer.callback_handler.on_log(trainer.args, state, control, check.metrics())
+            if check.rule is not None:
                 control.should_training_stop = True
 
-    return MonitorCallback()
+    trainer.add_callback(MonitorCallback())

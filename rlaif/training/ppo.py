@@ -169,7 +169,8 @@ def train_ppo(
     if monitor is not None:
         monitor.resume(progress.step)
         if monitor.due(progress.step):
-            monitor.check(accelerator.unwrap_model(net).lm, tokenizer, progress.step, None)
+            check = monitor.check(accelerator.unwrap_model(net).lm, tokenizer, progress.step, None)
+            accelerator.log(check.metrics(), step=progress.step)
     try:
         for step in tqdm(
             range(progress.step, cfg.steps),
@@ -192,7 +193,9 @@ def train_ppo(
             if monitor is not None and monitor.due(progress.step):
                 lm = accelerator.unwrap_model(net).lm
                 reward = monitor.reward_since_last_check(progress.history)
-                if monitor.check(lm, tokenizer, progress.step, reward).rule:
+                check = monitor.check(lm, tokenizer, progress.step, reward)
+                accelerator.log(check.metrics(), step=progress.step)
+                if check.rule:
                     break
             if progress.step % save_steps == 0 and progress.step < cfg.steps:
                 _save_checkpoint(accelerator, folder, progress)  # the last step saves the model

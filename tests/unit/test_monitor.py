@@ -11,6 +11,7 @@ from configs_for_tests import pipeline, rounds_config, write
 from datasets import Dataset
 from pydantic import ValidationError
 from safetensors.torch import load_file
+from trackers_for_tests import scalars
 
 from rlaif.config import JudgeConfig, MonitorConfig, PPOConfig, PythonJudgeConfig, TrainConfig
 from rlaif.ops.rounds import run_rounds
@@ -99,11 +100,20 @@ def test_a_rule_stops_dpo_keeps_the_approved_policy_and_exits_9(tmp_path, tiny_m
 
 def test_no_rule_fires_and_dpo_trains_to_the_end(tmp_path, tiny_model):
     watch = monitored(max_kl=1e6, max_refusal=1.0)
-    cfg = pipeline(tmp_path, tiny_model, sample={"n": 3}, train={"dpo": DPO, "monitor": watch})
+    train_cfg = {"dpo": DPO, "monitor": watch, "report_to": ["tensorboard"]}
+    cfg = pipeline(tmp_path, tiny_model, sample={"n": 3}, train=train_cfg)
     result = Pipeline.from_yaml(write(tmp_path, cfg)).run(stages=["train"], run_dir=tmp_path / "r")
     monitor = result.manifest["stages"]["train"]["counts"]["monitor"]
     assert monitor["checks"] == 3 and "stopped" not in monitor
     assert monitor["last"]["step"] == 4 and monitor["last"]["win_rate"] is None  # no judges
+    # every check reaches the trackers; the trainer's own log is left as it was
+    events = next((tmp_path / "r").rglob("dpo/tensorboard/**/events.out.*")).parent
+    checks = [json.loads(c) for c in (tmp_path / "r/train/monitor.jsonl").read_text().splitlines()]
+    got = scalars(events)
+    assert got["train/monitor/kl"] == pytest.approx([c["kl"] for c in checks], abs=1e-6)
+    assert len(got["train/monitor/length_ratio"]) == 3 and "train/monitor/win_rate" not in got
+    log = json.loads((tmp_path / "r/train/log_history.json").read_text())
+    assert not any(k.startswith("monitor/") for entry in log for k in entry)
     trained = load_file(tmp_path / "r/train/model/model.safetensors")
     start = load_file(tiny_model / "model.safetensors")
     assert any(not torch.equal(start[k], trained[k]) for k in start if k in trained)
@@ -139,11 +149,16 @@ def test_grpo_and_ppo_stop_on_a_length_rule(tmp_path, tiny_model):
     ppo = PPOConfig(steps=6, rollout_batch_size=4, minibatch_size=2, max_new_tokens=6,
                     learning_rate=1e-3)  # fmt: skip
     log = train_ppo(prompts, ppo, model=str(tiny_model), reward_fn=lambda p, r: [1.0] * len(r),
-                    output_dir=tmp_path / "ppo", monitor=monitor)  # fmt: skip
+                    output_dir=tmp_path / "ppo", monitor=monitor,
+                    report_to=["tensorboard"])  # fmt: skip
     assert len(log) == 2  # checked at 0 (approved), stopped at 2
     summary = json.loads((tmp_path / "ppo" / "monitor.json").read_text())
     assert summary["stopped_at"] == 2 and summary["kept_step"] == 0
     assert [c.step for c in monitor.checks] == [0, 2] and monitor.checks[1].reward == 1.0
+    events = next((tmp_path / "ppo/checkpoints/ppo/tensorboard").rglob("events.out.*")).parent
+    got = scalars(events)
+    assert got["monitor/kl"] == pytest.approx([c.kl for c in monitor.checks], abs=1e-6)
+    assert got["monitor/reward"] == [1.0]  # the start's check had no reward yet
 
 
 def test_a_round_the_monitor_stops_ends_the_chain(tmp_path, tiny_model):

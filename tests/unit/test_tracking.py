@@ -4,7 +4,7 @@ asked for; TensorBoard (offline) is read back here."""
 import pytest
 from datasets import Dataset
 from datasets_for_tests import preferences
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from trackers_for_tests import scalars
 
 from rlaif.config import PipelineConfig, PPOConfig, TrainConfig
 from rlaif.errors import ConfigError
@@ -13,12 +13,6 @@ from rlaif.run.run_dir import RunDir
 from rlaif.run.runner import _Run
 from rlaif.stages import train
 from rlaif.training.ppo import train_ppo
-
-
-def scalars(folder) -> dict[str, list[float]]:
-    events = EventAccumulator(str(folder))
-    events.Reload()
-    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 def test_dpo_metrics_reach_tensorboard(tmp_path, tiny_model):
