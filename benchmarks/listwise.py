@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import datasets
+from bench_common import quiet
 from datasets import Dataset
 
 from rlaif.config import AggregateConfig, JudgeConfig, OpenAIJudgeConfig, Price
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=4)
     parser.add_argument("--permutations", type=int, default=2)
     args = parser.parse_args()
+    quiet()
     logging.disable(logging.WARNING)
     datasets.disable_progress_bars()
     print(f"accuracy, {args.prompts} prompts x {args.answers} answers (simulated judges):")
