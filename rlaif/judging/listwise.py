@@ -22,21 +22,24 @@ from rlaif.hashing import stable_hash
 
 @dataclass
 class Group:
-    """One prompt's pairs (their record rows) and its answers by index."""
+    """One prompt's pairs (their record rows) and its distinct answers, by sample index."""
 
     rows: list[int] = field(default_factory=list)
-    answers: dict[int, str] = field(default_factory=dict)
+    answers: list[str] = field(default_factory=list)
 
 
 def groups_of(records: list[dict]) -> list[Group]:
-    """The records' pairs grouped by prompt, in the order prompts first appear."""
-    groups: dict[str, Group] = {}
+    """The records' pairs grouped by prompt, in the order prompts first appear. An answer is
+    its text: the same text in two pairs is shown once, whatever indices the pairs give it."""
+    groups: dict[str, tuple[Group, dict[str, tuple[int, int]]]] = {}
     for row, rec in enumerate(records):
-        group = groups.setdefault(str(rec["prompt_id"]), Group())
+        group, seen = groups.setdefault(str(rec["prompt_id"]), (Group(), {}))
         group.rows.append(row)
-        group.answers[rec["index_a"]] = rec["response_a"]
-        group.answers[rec["index_b"]] = rec["response_b"]
-    return list(groups.values())
+        for side in ("a", "b"):
+            seen.setdefault(rec[f"response_{side}"], (rec[f"index_{side}"], len(seen)))
+    for group, seen in groups.values():
+        group.answers = sorted(seen, key=seen.__getitem__)
+    return [group for group, _ in groups.values()]
 
 
 def shown_orders(n: int, count: int, seed: object) -> list[tuple[int, ...]]:
@@ -74,24 +77,13 @@ def pair_verdicts(
     shown: tuple[int, ...],
     ranking: str | None,
 ) -> list[tuple[int, str, float | None]]:
-    """For one call (``group``'s answers shown as the answer indices ``shown``): each pair's
-    record row, the order its two answers were shown in, and P(a wins)."""
-    position = {answer: pos for pos, answer in enumerate(shown)}
+    """For one call (``group``'s answers shown in the order ``shown``, numbers into its
+    ``answers``): each pair's record row, the order its two answers were shown in, and P(a
+    wins)."""
+    answers = groups[group].answers
+    position = {answers[number]: pos for pos, number in enumerate(shown)}
     out = []
     for row in groups[group].rows:
-        a, b = position[records[row]["index_a"]], position[records[row]["index_b"]]
+        a, b = position[records[row]["response_a"]], position[records[row]["response_b"]]
         out.append((row, "ab" if a < b else "ba", implied_p(ranking, a, b)))
     return out
-
-
-def group_scores(rankings: list[tuple[tuple[int, ...], str | None]]) -> dict[int, float]:
-    """Each answer's mean implied win rate against the others over a group's calls
-    (``(shown, ranking)`` each): its share of the group's pairs won, in [0, 1]."""
-    wins: dict[int, list[float]] = {}
-    for shown, ranking in rankings:
-        for i, answer in enumerate(shown):
-            for j in range(len(shown)):
-                p = implied_p(ranking, i, j) if i != j else None
-                if p is not None:
-                    wins.setdefault(answer, []).append(p)
-    return {answer: sum(ps) / len(ps) for answer, ps in wins.items()}

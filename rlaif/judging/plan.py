@@ -15,7 +15,7 @@ from rlaif.judging.listwise import groups_of, shown_orders
 class Task:
     """One request of one judge: the pair's row, the order shown, the rendered request and
     its cache key (a hash of the judge's identity and the rendered input). Listwise: the
-    prompt's group number and the answer indices in the order shown (``"2,0,1"``)."""
+    prompt's group number and its answers in the order shown (``"2,0,1"``)."""
 
     row: int
     order: str
@@ -72,17 +72,15 @@ def plan_listwise(backend: Judge, records: list[dict], permutations: int, seed: 
     tasks = []
     for number, group in enumerate(groups_of(records)):
         first = records[group.rows[0]]
-        answers = sorted(group.answers)
-        for order in shown_orders(len(answers), permutations, [seed, first["prompt_id"]]):
-            shown = [answers[i] for i in order]
+        for order in shown_orders(len(group.answers), permutations, [seed, first["prompt_id"]]):
             request = JudgeRequest(
                 prompt=first["prompt"],
                 first="",
                 second="",
                 reference=first.get("reference"),
-                responses=tuple(group.answers[i] for i in shown),
+                responses=tuple(group.answers[i] for i in order),
             )
-            tasks.append(keyed(backend, identity, number, ",".join(map(str, shown)), request))
+            tasks.append(keyed(backend, identity, number, ",".join(map(str, order)), request))
     return tasks
 
 

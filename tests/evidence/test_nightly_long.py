@@ -5,7 +5,7 @@ import json
 
 import pytest
 from cli_runner import run_cli
-from configs_for_tests import nightly_config, nightly_prompts, write_prompts
+from configs_for_tests import api_judge, nightly_config, nightly_prompts, write_prompts
 from datasets import load_from_disk
 
 from rlaif.judging.store import JudgmentStore
@@ -65,15 +65,11 @@ def test_nightly_budget_stops_new_calls_and_the_same_night_resumes(tmp_path, tin
             tiny_model,
             judge={
                 "judges": [
-                    {
-                        "name": "api",
-                        "backend": "openai",
-                        "model": "judge-model",
-                        "base_url": server.openai_url,
-                        "api_key_env": None,
-                        "max_concurrency": 1,
-                        "price": {"input_per_mtok": 1000.0, "output_per_mtok": 1000.0},
-                    }
+                    api_judge(
+                        server.openai_url,
+                        max_concurrency=1,
+                        price={"input_per_mtok": 1000.0, "output_per_mtok": 1000.0},
+                    )
                 ],
             },
             nightly={"max_prompts": 6, "max_cost_usd": 1.0},

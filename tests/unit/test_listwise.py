@@ -68,6 +68,26 @@ def test_one_call_per_order_shown_judges_every_pair_in_both_orders(tmp_path):
     assert again["p_a"] == out["p_a"]
 
 
+def test_an_answer_is_its_text_whatever_index_a_pair_gives_it(tmp_path):
+    """Evaluation's pairs give both answers index 0; a repeated answer is shown once."""
+    rows = [
+        {"pair_id": "e:1", "prompt_id": "e", "prompt": "Q?", "index_a": 0, "index_b": 0,
+         "response_a": "a long policy answer", "response_b": "short"},
+        {"pair_id": "f:0-1", "prompt_id": "f", "prompt": "R?", "index_a": 0, "index_b": 1,
+         "response_a": "same", "response_b": "longer one"},
+        {"pair_id": "f:0-2", "prompt_id": "f", "prompt": "R?", "index_a": 0, "index_b": 2,
+         "response_a": "same", "response_b": "same"},
+    ]  # fmt: skip
+    jt.CALLS.clear()
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        out = judge(Dataset.from_list(rows), listwise_cfg("rank_shorter"), store=store)
+    by_pair = {}
+    for row in out:
+        by_pair.setdefault(row["pair_id"], []).append(row["p_a"])
+    assert by_pair == {"e:1": [0.0, 0.0], "f:0-1": [1.0, 1.0], "f:0-2": [0.5, 0.5]}
+    assert sorted(len(call) - 1 for call in jt.CALLS) == [2, 2, 2, 2]
+
+
 def test_a_position_biased_ranking_cancels_to_ties(tmp_path):
     with JudgmentStore(tmp_path / "j.sqlite") as store:
         biased = judge(all_pairs(ANSWERS), listwise_cfg("rank_by_position"), store=store)
