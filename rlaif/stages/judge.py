@@ -16,7 +16,7 @@ from rlaif.judging.service import judge
 if TYPE_CHECKING:
     from rlaif.run.stage_table import Run
 
-__all__ = ["adaptive_counts", "failure_counts", "judge", "step"]
+__all__ = ["adaptive_counts", "cost_of", "failure_counts", "judge", "step"]
 
 
 def step(run: Run) -> dict[str, Any]:
@@ -33,12 +33,11 @@ def step(run: Run) -> dict[str, Any]:
         )
     run.save("judge", out)
     statuses = out["status"]
-    paid = [c or 0 for c, cached in zip(out["cost_usd"], out["cached"], strict=True) if not cached]
     counts: dict[str, Any] = {
         "judgments": len(out),
         "cached": sum(out["cached"]),
         **{s: statuses.count(s) for s in sorted(set(statuses))},
-        "cost_usd": round(sum(paid), 6),
+        "cost_usd": round(cost_of(out), 6),
         "store": str(run.cfg.judgment_store_path().resolve()),
     }
     if run.cfg.judge.orders == "adaptive":
@@ -47,6 +46,19 @@ def step(run: Run) -> dict[str, Any]:
     if failures:
         counts["failures"] = failures
     return counts
+
+
+def cost_of(judgments: Dataset) -> float:
+    """What the calls behind these rows cost in this run: each key once, as a listwise call
+    (or a pointwise score) answers for several rows and was paid once."""
+    paid = {
+        key: cost or 0.0
+        for key, cost, cached in zip(
+            judgments["key"], judgments["cost_usd"], judgments["cached"], strict=True
+        )
+        if not cached
+    }
+    return sum(paid.values())
 
 
 def adaptive_counts(judgments: Dataset, pairs: int, cfg: JudgeConfig) -> dict[str, Any]:
@@ -62,15 +74,22 @@ def adaptive_counts(judgments: Dataset, pairs: int, cfg: JudgeConfig) -> dict[st
 
 
 def failure_counts(judgments: Dataset, max_failures: int) -> dict[str, object]:
-    """Failed judgments by reason (error type and status code), and how many will be asked
-    again on the next run (``retryable``) or have failed too often (``gave_up``)."""
-    failed = [
-        (error or "", failures or 0)
-        for status, error, failures in zip(
-            judgments["status"], judgments["error"], judgments["failures"], strict=True
-        )
-        if status == "error"
-    ]
+    """Failed judgments (calls, by key) by reason (error type and status code), and how many
+    will be asked again on the next run (``retryable``) or have failed too often
+    (``gave_up``)."""
+    failed = list(
+        {
+            key: (error or "", failures or 0)
+            for key, status, error, failures in zip(
+                judgments["key"],
+                judgments["status"],
+                judgments["error"],
+                judgments["failures"],
+                strict=True,
+            )
+            if status == "error"
+        }.values()
+    )
     if not failed:
         return {}
     retryable = sum(n < max_failures for _, n in failed)
