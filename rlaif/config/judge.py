@@ -60,6 +60,7 @@ class PythonJudgeConfig(_JudgeBase):
     callable: str
     """``module:function``, importable from the working directory."""
     mode: Literal["pairwise", "listwise"] = "pairwise"
+    """``listwise``: the callable ranks all of a prompt's answers at once."""
 
 
 class Price(_Strict):
