@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from functools import reduce
 from pathlib import Path
 from typing import Any, Literal
 
@@ -371,8 +372,7 @@ class NightlyConfig(_Strict):
 
 class StopWhen(_Strict):
     min_gain: float | None = Field(default=None, ge=0.0, le=0.5)
-    """Stop after a round whose policy beats the previous round's (round 1: the SFT model)
-    by a win rate under 0.5 + ``min_gain``."""
+    """Stop after a round whose win rate over the one before (round 1: SFT) is < 0.5 + this."""
 
 
 class RoundsConfig(_Strict):
@@ -449,18 +449,19 @@ class PipelineConfig(_Strict):
             ("judge", "adaptive"): AdaptiveOrdersConfig().model_dump(mode="json"),
             ("judge", "permutations"): 2,
             ("train", "grpo"): GrpoConfig().model_dump(mode="json"),
+            ("train", "dpo", "soft_labels"): False,
             ("train", "monitor"): None,
+            ("train", "monitor", "stop", "min_round_gain"): None,
             ("aggregate", "judge_weights"): "equal",
             ("aggregate", "human_labels"): "ignore",
             ("sample", "server"): None,
             ("nightly", "policy"): "sft",
         }
-        for (section, key), default in added.items():
-            if data[section][key] == default:
-                data[section].pop(key)
+        for (*path, key), default in added.items():  # a section left out drops nothing
+            section = reduce(lambda d, name: d.get(name) or {}, path, data)
+            if key in section and section[key] == default:
+                section.pop(key)
         data["train"].pop("report_to")  # where metrics go changes no result
-        if not data["train"]["dpo"]["soft_labels"]:
-            data["train"]["dpo"].pop("soft_labels")
         if data["rounds"] is None:
             data.pop("rounds")
         data.pop("executor")  # where work runs changes no result

@@ -27,6 +27,10 @@ class MonitorStopConfig(Strict):
     """Reward hacking: over the last ``window`` checks the training reward rose while the
     monitor judges' win rate against the SFT model fell by more than this."""
     window: int = Field(default=3, ge=2)
+    min_round_gain: float | None = Field(default=None, ge=0.0, lt=0.5)
+    """On-policy rounds: end the chain after a round whose kept policy's win rate against the
+    SFT model (the monitor judges') is not above the previous round's kept policy's (round 1:
+    the SFT model's own 0.5) by more than this."""
 
 
 class MonitorConfig(Strict):
@@ -50,7 +54,11 @@ class MonitorConfig(Strict):
 
     @model_validator(mode="after")
     def _judged_rule_needs_judges(self) -> MonitorConfig:
-        judged = [n for n in ("min_win_rate", "win_rate_drop") if getattr(self.stop, n)]
+        judged = [
+            n
+            for n in ("min_win_rate", "win_rate_drop", "min_round_gain")
+            if getattr(self.stop, n) is not None
+        ]
         if judged and not self.judges:
             raise ValueError(f"stop.{judged[0]} needs monitor judges (train.monitor.judges)")
         return self

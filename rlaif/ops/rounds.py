@@ -55,6 +55,7 @@ def _chain(pipeline: Pipeline, root: Path) -> RoundsResult:
     result = RoundsResult(root)
     budget = cfg.judge.max_cost_usd
     start: StartPolicy | None = None
+    to_beat = 0.5  # the monitor's win rate a round must beat: the SFT model against itself
     for index in range(1, rounds.count + 1):
         round_dir = root / f"round-{index}"
         info = {
@@ -85,6 +86,19 @@ def _chain(pipeline: Pipeline, root: Path) -> RoundsResult:
             )
             log.warning("rounds: stopping early: %s", result.stopped)
             break
+        watched = monitor.get("kept_win_rate")
+        gain = cfg.train.monitor.stop.min_round_gain if cfg.train.monitor else None
+        beaten = watched is None or gain is None or watched > to_beat + gain
+        if not beaten and index < rounds.count:
+            result.stopped = (
+                f"round {index}: the monitor judges' win rate against the SFT model is "
+                f"{watched:.3f}, not above the "
+                f"{'SFT model' if index == 1 else f'round {index - 1} policy'}'s "
+                f"{to_beat:.3f} by more than train.monitor.stop.min_round_gain {gain}"
+            )
+            log.warning("rounds: stopping early: %s", result.stopped)
+            break
+        to_beat = watched if watched is not None else to_beat
         floor = rounds.stop_when.min_gain
         if floor is not None and index < rounds.count and entry["gain"] < floor:
             result.stopped = (

@@ -328,9 +328,11 @@ class Monitor:
         shutil.copyfile(self.log_path, output_dir / "monitor.jsonl")
         approved = [c for c in self.checks if c.rule is None]
         stopped = self.stopped or next((c for c in self.checks if c.rule), None)
+        kept = (approved[-1:] or self.checks[:1]) if stopped is not None else self.checks[-1:]
         summary: dict[str, Any] = {
             "checks": len(self.checks),
             "last": asdict(self.checks[-1]) if self.checks else None,
+            "kept_win_rate": kept[0].win_rate if kept else None,
         }
         if stopped is not None:
             target = output_dir / "model"

@@ -109,6 +109,13 @@ def test_keys_added_since_a_run_was_named_leave_its_hash_alone_at_their_defaults
     assert PipelineConfig.model_validate({**same, "judge": listwise}).hash() != before
     pairwise = {"judges": [{**judge, "mode": "pairwise"}], "permutations": 2}
     assert PipelineConfig.model_validate({**same, "judge": pairwise}).hash() == before
+    # a monitor named before stop.min_round_gain existed keeps its hash while it is unset
+    watched = {"name": "h", "judge": {"judges": [judge]}, "train": {"monitor": {"stop": {}}}}
+    watched["train"]["monitor"]["stop"]["max_kl"] = 5.0
+    was = "9f85c7465243047a619092c3a29cdb19a3369f54a7f7ea98a65363cf09c2a818"
+    assert PipelineConfig.model_validate(watched).hash() == was
+    watched["train"]["monitor"] |= {"judges": [judge], "stop": {"min_round_gain": 0.0}}
+    assert PipelineConfig.model_validate(watched).hash() != was
 
 
 def test_shipped_pipelines_validate_and_load_by_name():

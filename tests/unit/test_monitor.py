@@ -167,3 +167,23 @@ def test_a_round_the_monitor_stops_ends_the_chain(tmp_path, tiny_model):
     result = run_rounds(Pipeline.from_yaml(write(tmp_path, cfg)), tmp_path / "rounds")
     assert len(result.rounds) == 1 and "train.monitor stopped training" in result.stopped
     assert not (tmp_path / "rounds" / "round-2").exists()
+
+
+def test_a_round_that_does_not_beat_the_one_before_on_the_monitor_ends_the_chain(
+    tmp_path, tiny_model
+):
+    """A monitor judge that only follows the order shown gives every policy 0.5 against the
+    SFT model (both orders), which does not beat the SFT model's own 0.5."""
+    cfg = rounds_config(tmp_path, tiny_model, count=3)
+    biased = {"backend": "python", "callable": "judges_for_tests:first_always"}
+    cfg["train"]["monitor"] = {**monitored(min_round_gain=0.0), "judges": [biased]}
+    result = run_rounds(Pipeline.from_yaml(write(tmp_path, cfg)), tmp_path / "rounds")
+    assert len(result.rounds) == 1 and not (tmp_path / "rounds" / "round-2").exists()
+    assert result.stopped == (
+        "round 1: the monitor judges' win rate against the SFT model is 0.500, not above the "
+        "SFT model's 0.500 by more than train.monitor.stop.min_round_gain 0.0"
+    )
+    summary = json.loads((tmp_path / "rounds/round-1/train/monitor.json").read_text())
+    assert summary["kept_win_rate"] == 0.5 and "stopped" not in summary
+    with pytest.raises(ValidationError, match="stop.min_round_gain needs monitor judges"):
+        MonitorConfig(stop={"min_round_gain": 0.1})
