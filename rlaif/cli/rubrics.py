@@ -57,6 +57,10 @@ def rubrics_render(
     prompt: Annotated[str | None, typer.Option(help="The user request")] = None,
     response_a: Annotated[str | None, typer.Option("--a", help="First response")] = None,
     response_b: Annotated[str | None, typer.Option("--b", help="Second response")] = None,
+    more: Annotated[
+        list[str] | None,
+        typer.Option("--more", help="A further response, for a listwise rubric (repeatable)"),
+    ] = None,
 ) -> None:
     """Print the chat messages a judge would receive."""
     from rlaif.rubrics import EXAMPLE, load_rubric
@@ -66,7 +70,11 @@ def rubrics_render(
         fail(RlaifError("pass --example, or all of --prompt, --a and --b"))
     values = {k: v if v is not None else EXAMPLE[k] for k, v in given.items()}
     try:
-        messages = load_rubric(name).messages(**values, reference=EXAMPLE["reference"])
+        rubric = load_rubric(name)
+        if more and rubric.mode != "listwise":
+            raise RlaifError(f"--more: rubric {rubric.path} is {rubric.mode}, not listwise")
+        shown = (values["first"], values["second"], *(more or ()))
+        messages = rubric.messages(**values, reference=EXAMPLE["reference"], responses=shown)
     except RlaifError as exc:
         fail(exc)
     for message in messages:

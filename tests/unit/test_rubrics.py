@@ -124,6 +124,11 @@ def test_rubrics_cli(tmp_path):
     assert "How do I keep basil fresh" in rendered.stdout
     custom = cli("render", "concise", "--prompt", "P?", "--a", "{{ 7*7 }}", "--b", "bee")
     assert "{{ 7*7 }}" in custom.stdout
+    listed = cli("render", "listwise_helpful", "--example", "--more", "third", "--more", "4th")
+    assert '<answer label="C">\nthird\n</answer>' in listed.stdout
+    assert '<answer label="D">\n4th\n</answer>' in listed.stdout
+    refused = cli("render", "concise", "--example", "--more", "third")
+    assert refused.returncode == 2 and "is pairwise, not listwise" in refused.stderr
     bad = rubric(tmp_path, "{{ prompt }}\n{{ response_c }}\n")
     checked = cli("check", str(BUILTIN / "safety.jinja"), str(bad))
     assert checked.returncode == 2
