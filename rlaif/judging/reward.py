@@ -25,6 +25,7 @@ from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, build_judge
 from rlaif.judging.service import judge
 from rlaif.judging.store import JudgmentStore
+from rlaif.rubrics.rubric import LISTWISE_LABELS
 
 log = logging.getLogger(__name__)
 NEUTRAL = 0.5
@@ -139,7 +140,7 @@ class JudgeReward(_JudgedReward):
         turn, as many to a call as fit beside its reference answers in the fewest labels a
         listwise judge here has."""
         labels = [
-            len(b.rubric.labels) if b.rubric is not None else 8
+            len(b.rubric.labels if b.rubric is not None else LISTWISE_LABELS)
             for b in self.backends.values()
             if b.mode == "listwise"
         ]

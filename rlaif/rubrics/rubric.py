@@ -27,6 +27,8 @@ POINTWISE_VARIABLES = ("prompt", "response")
 LISTWISE_VARIABLES = ("prompt", "responses")
 """``responses``: the answers shown, each a mapping with its ``label`` and ``text``."""
 MODES = ("pairwise", "pointwise", "listwise")
+LISTWISE_LABELS = tuple("ABCDEFGH")
+"""A listwise rubric's labels unless it names its own: the most answers one call shows."""
 READ_MODES = ("label_probs", "json", "parse")
 """How a verdict is read: next-token label probabilities, a JSON object ``{"rationale",
 "winner"}`` (schema-constrained where the backend can), or a regex over free text."""
@@ -331,7 +333,7 @@ def _labels(header: dict, mode: str, path: Path) -> list[str]:
             raise ConfigError(f"{path}: pointwise labels need at least two different scores")
         return labels
     if mode == "listwise":
-        labels = header.get("labels", list("ABCDEFGH"))
+        labels = header.get("labels", list(LISTWISE_LABELS))
         if not (
             isinstance(labels, list)
             and len(labels) >= 2

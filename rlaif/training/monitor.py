@@ -328,6 +328,8 @@ class Monitor:
         shutil.copyfile(self.log_path, output_dir / "monitor.jsonl")
         approved = [c for c in self.checks if c.rule is None]
         stopped = self.stopped or next((c for c in self.checks if c.rule), None)
+        # the policy kept: the last approved one after a stop (the start, if none was), else the
+        # last checked
         kept = (approved[-1:] or self.checks[:1]) if stopped is not None else self.checks[-1:]
         summary: dict[str, Any] = {
             "checks": len(self.checks),
@@ -342,7 +344,7 @@ class Monitor:
             summary |= {
                 "stopped": stopped.rule,
                 "stopped_at": stopped.step,
-                "kept_step": approved[-1].step if approved else self.checks[0].step,
+                "kept_step": kept[0].step,
             }
         (output_dir / "monitor.json").write_text(json.dumps(summary, indent=1))
         return summary
