@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from rlaif.cli.cache import cache_app
+from rlaif.cli.checklists import checklists
 from rlaif.cli.exit_codes import (
     EXIT_AUDIT_FAILED,
     EXIT_DISK_FULL,
@@ -410,6 +411,7 @@ def _print_estimate(rows) -> None:
 
 
 app.command()(status)
+app.command("checklists")(checklists)
 app.add_typer(cache_app, name="cache")
 app.add_typer(rubrics_app, name="rubrics")
 

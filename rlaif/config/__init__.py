@@ -13,13 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from rlaif.config.base import Dtype, UniqueKeyLoader, key_lines
 from rlaif.config.base import Strict as _Strict
@@ -28,6 +22,7 @@ from rlaif.config.judge import (  # noqa: F401 (re-exported: the configs' public
     AdaptiveOrdersConfig,
     AnthropicJudgeConfig,
     BatchConfig,
+    ChecklistsConfig,
     JudgeBackendConfig,
     JudgeConfig,
     OpenAIJudgeConfig,
@@ -448,6 +443,7 @@ class PipelineConfig(_Strict):
         added = {
             ("judge", "adaptive"): AdaptiveOrdersConfig().model_dump(mode="json"),
             ("judge", "permutations"): 2,
+            ("judge", "checklists"): ChecklistsConfig().model_dump(mode="json"),
             ("train", "grpo"): GrpoConfig().model_dump(mode="json"),
             ("train", "dpo", "soft_labels"): False,
             ("train", "monitor"): None,

@@ -51,16 +51,19 @@ class VllmJudgeConfig(_JudgeBase):
 
 
 class PythonJudgeConfig(_JudgeBase):
-    """A plain Python callable ``f(prompt, first, second) -> P(first wins) | 'A' | 'B'``, or
-    with ``mode: listwise`` ``f(prompt, responses) -> scores`` (one per answer, higher is
-    better)."""
+    """A plain Python callable ``f(prompt, first, second) -> P(first wins) | 'A' | 'B'``; with
+    ``mode: listwise`` ``f(prompt, responses) -> scores`` (one per answer, higher is better);
+    with ``mode: checklist`` ``f(prompt) -> items``, the prompt's checklist; with ``mode:
+    checklist_items`` ``f(prompt, response, items) -> [yes/no per item]``."""
 
     backend: Literal["python"] = "python"
     name: str = "python"
     callable: str
     """``module:function``, importable from the working directory."""
-    mode: Literal["pairwise", "listwise"] = "pairwise"
-    """``listwise``: the callable ranks all of a prompt's answers at once."""
+    mode: Literal["pairwise", "listwise", "checklist", "checklist_items"] = "pairwise"
+    """``listwise``: the callable ranks all of a prompt's answers at once; ``checklist``: it
+    writes each prompt's checklist, and answers are scored against it; ``checklist_items``:
+    it says which items an answer meets (``judge.checklists.items_judge``)."""
 
 
 class Price(_Strict):
@@ -198,6 +201,19 @@ class AdaptiveOrdersConfig(_Strict):
     asking their own judge again; it judges nothing else."""
 
 
+class ChecklistsConfig(_Strict):
+    """How checklist judges (a ``checklist`` rubric, or a python judge with ``mode:
+    checklist``) score answers against the checklist they write for each prompt
+    (:mod:`rlaif.judging.checklists`)."""
+
+    items_judge: str | None = None
+    """A judge of the panel, with a ``checklist_items`` rubric, asked which of a checklist's
+    items an answer meets (every item that names no check); it judges nothing else. Without
+    one, only checked items can be scored."""
+    min_items: int = Field(default=3, ge=1, le=8)
+    """A written checklist with fewer items than this is ``invalid`` (at most 8)."""
+
+
 class JudgeConfig(_Strict):
     judges: list[JudgeBackendConfig] = Field(
         default_factory=lambda: [TransformersJudgeConfig()], min_length=1
@@ -211,6 +227,7 @@ class JudgeConfig(_Strict):
     """Listwise judges: each prompt's answers are shown in this many orders (a seeded
     shuffle, then its reverse, then more shuffles), one call each; ``orders`` is for pairwise
     judges. Every answer's place in the list is thus balanced, as both orders balance a pair."""
+    checklists: ChecklistsConfig = Field(default_factory=ChecklistsConfig)
     seed: int = 0
     max_failures: int = Field(default=3, ge=1)
     """A judgment that failed (``error``) is asked again on each later run, until it has
@@ -252,4 +269,10 @@ class JudgeConfig(_Strict):
                 )
             if len(names) < 2:
                 raise ValueError("adaptive.escalate_to needs another judge to escalate from")
+        items_judge = self.checklists.items_judge
+        if items_judge is not None and items_judge not in names:
+            raise ValueError(
+                f"checklists.items_judge: no judge named '{items_judge}' (judges: "
+                f"{', '.join(names)})"
+            )
         return self

@@ -23,8 +23,8 @@ class Judge:
 
     @property
     def mode(self) -> str:
-        """``pairwise`` (which of two answers is better), ``pointwise`` (a score for one) or
-        ``listwise`` (a ranking of several)."""
+        """The rubric's mode: ``pairwise``, ``pointwise``, ``listwise``, ``checklist`` (writes
+        a prompt's checklist) or ``checklist_items`` (which of its items an answer meets)."""
         return self.rubric.mode if self.rubric is not None else "pairwise"
 
     def identity(self) -> dict[str, Any]:
@@ -95,7 +95,12 @@ class RubricJudge(Judge):
         if request.rendered is not None:
             return request.rendered
         return self.rubric.messages(
-            request.prompt, request.first, request.second, request.reference, request.responses
+            request.prompt,
+            request.first,
+            request.second,
+            request.reference,
+            request.responses,
+            request.items,
         )
 
 

@@ -3,7 +3,12 @@
 The callable takes ``(prompt, first, second)`` and returns P(first wins) as a float
 in [0, 1], or the label ``"A"`` (first) or ``"B"`` (second). A listwise one
 (``mode: listwise``) takes ``(prompt, responses)`` and returns one score per answer, higher
-is better (a hard ranking: equal scores tie).
+is better (a hard ranking: equal scores tie). A checklist writer (``mode: checklist``) takes
+``(prompt)`` and returns the prompt's checklist: a list of requirements, each a text or a
+mapping with ``requirement``, ``weight``, ``check`` and ``value``
+(:mod:`rlaif.rubrics.checklists`); an items judge (``mode: checklist_items``) takes
+``(prompt, response, items)`` and returns whether the response meets each item (``True`` or
+``"yes"``, one per item).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from rlaif.config import PythonJudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.judges.base import BatchJudge, JudgeRequest, Verdict
+from rlaif.rubrics.checklists import items_json, read_items, read_met
 
 
 def import_callable(spec: str, *, field: str) -> Callable[..., Any]:
@@ -63,15 +69,21 @@ class PythonJudge(BatchJudge):
     def check(self) -> None:
         """Call the function once on an example: one that raises or returns something other
         than a probability or a label would fail every judgment."""
-        example = JudgeRequest("What is 2 + 2?", "4.", "2 + 2 is 5.", responses=("4.", "5.", "2"))
+        example = JudgeRequest(
+            "What is 2 + 2?",
+            "4.",
+            "2 + 2 is 5.",
+            responses=("4.", "5.", "2"),
+            items=("Gives a number", "Is one sentence"),
+        )
         verdict = self._one(example)
         if verdict.status != "ok":
             what = verdict.error if verdict.status == "error" else f"returned {verdict.raw_output}"
-            wanted = (
-                "one score per answer"
-                if self.mode == "listwise"
-                else "P(first wins) in [0, 1], or 'A' or 'B'"
-            )
+            wanted = {
+                "listwise": "one score per answer",
+                "checklist": "a list of 1 to 8 requirements",
+                "checklist_items": "yes or no for each item",
+            }.get(self.mode, "P(first wins) in [0, 1], or 'A' or 'B'")
             raise ConfigError(
                 f"judge '{self.name}': {self.cfg.callable}{_call_text(example, self.mode)} "
                 f"{what}; it must return {wanted}"
@@ -80,6 +92,10 @@ class PythonJudge(BatchJudge):
     def render(self, request: JudgeRequest) -> list[str]:
         if self.mode == "listwise":
             return [request.prompt, *request.responses]
+        if self.mode == "checklist":
+            return [request.prompt]
+        if self.mode == "checklist_items":
+            return [request.prompt, request.first, *request.items]
         return [request.prompt, request.first, request.second]
 
     def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
@@ -88,6 +104,8 @@ class PythonJudge(BatchJudge):
     def _one(self, request: JudgeRequest) -> Verdict:
         if self.mode == "listwise":
             return self._ranked(request)
+        if self.mode in ("checklist", "checklist_items"):
+            return self._checklist(request)
         try:
             out = self.fn(request.prompt, request.first, request.second)
         except Exception as exc:
@@ -141,8 +159,35 @@ class PythonJudge(BatchJudge):
             ranking=json.dumps({"points": points}),
         )
 
+    def _checklist(self, request: JudgeRequest) -> Verdict:
+        """A checklist written, or the answers on one's items."""
+        writes = self.mode == "checklist"
+        try:
+            out = (
+                self.fn(request.prompt)
+                if writes
+                else self.fn(request.prompt, request.first, list(request.items))
+            )
+        except Exception as exc:
+            return Verdict(
+                status="error", raw_output="", error=f"raised {type(exc).__name__}: {exc}"
+            )
+        try:
+            items = (
+                items_json(read_items(out))
+                if writes
+                else json.dumps(read_met(out, len(request.items)))
+            )
+        except ValueError as exc:
+            return Verdict(status="invalid", raw_output=repr(out), error=str(exc))
+        return Verdict(status="ok", raw_output=items, items=items)
+
 
 def _call_text(request: JudgeRequest, mode: str) -> str:
+    if mode == "checklist":
+        return f"({request.prompt!r})"
+    if mode == "checklist_items":
+        return f"({request.prompt!r}, {request.first!r}, {list(request.items)!r})"
     if mode == "listwise":
         return f"({request.prompt!r}, {list(request.responses)!r})"
     return f"({request.prompt!r}, {request.first!r}, {request.second!r})"

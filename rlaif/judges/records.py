@@ -22,6 +22,8 @@ class JudgeRequest:
     """A reference answer, for rubrics that compare against one."""
     responses: tuple[str, ...] = ()
     """Listwise: every answer shown, in the order shown (``first``/``second`` unused)."""
+    items: tuple[str, ...] = ()
+    """Checklist items: the requirements ``first`` is judged against."""
     rendered: Any = field(default=None, compare=False, repr=False)
     """What the judge's ``render`` made of it, kept so a request is rendered once (the judge
     stage renders every request up front to key it)."""
@@ -44,6 +46,9 @@ class Verdict:
     """Listwise rubrics, as JSON: ``{"probs": [...]}``, each shown answer's probability of
     being the best (label probabilities), or ``{"points": [...]}``, a hard ranking where more
     points rank higher; one value per position shown (:mod:`rlaif.judging.listwise`)."""
+    items: str | None = None
+    """Checklist rubrics, as JSON: the checklist written (``checklist``), or each item met
+    or not (``checklist_items``: ``[true, false, ...]``) (:mod:`rlaif.rubrics.checklists`)."""
     error: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None

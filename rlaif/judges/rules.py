@@ -35,3 +35,16 @@ def rank_shorter(prompt: str, responses: list[str]) -> list[float]:
 def rank_fewer_e(prompt: str, responses: list[str]) -> list[float]:
     """Listwise ``fewer_e``: the smaller an answer's share of the letter 'e', the higher."""
     return [-r.lower().count("e") / max(len(r), 1) for r in responses]
+
+
+def brevity_checklist(prompt: str) -> list[dict]:
+    """A checklist writer (``mode: checklist``) whose items are all checked, not asked: a
+    brief, complete answer that stays on the prompt's subject."""
+    subject = max(prompt.split(), key=len).strip("?.,!;:'\"").lower()
+    return [
+        {"requirement": "At most 160 characters", "check": "max_chars", "value": 160},
+        {"requirement": "At most 100 characters", "check": "max_chars", "value": 100},
+        {"requirement": "At most 60 characters", "check": "max_chars", "value": 60},
+        {"requirement": "Ends a sentence", "check": "regex", "value": r"[.!?]\s*$"},
+        {"requirement": f"Mentions '{subject}'", "check": "contains", "value": subject},
+    ]

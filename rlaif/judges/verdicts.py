@@ -12,6 +12,8 @@ import re
 
 from rlaif.judges.base import Verdict
 from rlaif.rubrics import Rubric
+from rlaif.rubrics.checklists import items_json, read_items, read_met
+from rlaif.rubrics.rubric import CHECKLIST_MODES
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
@@ -59,10 +61,17 @@ def from_json(rubric: Rubric, text: str) -> Verdict:
         data = json.loads(_FENCE.sub("", text.strip()))
     except json.JSONDecodeError as exc:
         return Verdict(status="invalid", raw_output=text, error=f"not JSON: {exc.msg}")
-    field = {"pointwise": "score", "listwise": "ranking"}.get(rubric.mode, "winner")
+    field = {
+        "pointwise": "score",
+        "listwise": "ranking",
+        "checklist": "items",
+        "checklist_items": "met",
+    }.get(rubric.mode, "winner")
     value = data.get(field) if isinstance(data, dict) else None
     if rubric.mode == "listwise":
         return _ranked(rubric, text, value)
+    if rubric.mode in CHECKLIST_MODES:
+        return _checklist(rubric, text, value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = f"{value:g}"
     if isinstance(value, str):
@@ -105,6 +114,19 @@ def _ranked(rubric: Rubric, text: str, ranking: object) -> Verdict:
     return Verdict(
         status="ok", raw_output=text, verdict=order, ranking=json.dumps({"points": points})
     )
+
+
+def _checklist(rubric: Rubric, text: str, value: object) -> Verdict:
+    """A written checklist, or the answers on its items (counted against the checklist where
+    the answers are combined with it)."""
+    try:
+        if rubric.mode == "checklist":
+            items = items_json(read_items(value))
+        else:
+            items = json.dumps(read_met(value, len(value) if isinstance(value, list) else -1))
+    except ValueError as exc:
+        return Verdict(status="invalid", raw_output=text, error=f"JSON field: {exc}")
+    return Verdict(status="ok", raw_output=text, items=items)
 
 
 def _hard(rubric: Rubric, text: str, label: str | None, where: str) -> Verdict:

@@ -156,19 +156,26 @@ class JudgeReward(_JudgedReward):
 
 
 class PointwiseReward(_JudgedReward):
-    """d-RLAIF: the first judge scores each rollout on its own with its pointwise rubric; a
-    rollout it could not score (budget, failure) gets the scale's middle: no push either way."""
+    """d-RLAIF: the first judge scores each rollout on its own with its pointwise rubric, or
+    against the prompt's checklist (a checklist judge, with its items judge); a rollout it
+    could not score (budget, failure) gets the scale's middle: no push either way."""
 
     def __init__(self, judges: JudgeConfig, store: JudgmentStore, budget: Budget) -> None:
         if not judges.judges:
             raise ConfigError("train: method 'd_rlaif' needs a judge")
-        first = judges.model_copy(update={"judges": judges.judges[:1]})
-        super().__init__(first, store, budget)
-        backend = next(iter(self.backends.values()))
+        kept = [
+            judges.judges[0],
+            *(j for j in judges.judges if j.name == judges.checklists.items_judge),
+        ]
+        super().__init__(judges.model_copy(update={"judges": kept}), store, budget)
+        backend = self.backends[kept[0].name]
+        if backend.mode == "checklist":
+            self.middle = 0.5
+            return
         if backend.rubric is None or backend.mode != "pointwise":
             raise ConfigError(
                 f"train: method 'd_rlaif' scores rollouts with judge '{backend.name}', whose "
-                "rubric must be pointwise (e.g. ultrafeedback_helpfulness)"
+                "rubric must be pointwise (e.g. ultrafeedback_helpfulness) or a checklist"
             )
         scores = backend.rubric.scores
         self.middle = (min(scores) + max(scores)) / 2

@@ -28,6 +28,7 @@ from rlaif.errors import ConfigError
 from rlaif.executors.config import RayConfig
 from rlaif.judges import Budget, Judge, JudgeRequest, build_judge
 from rlaif.judging.batch_run import BatchRun
+from rlaif.judging.checklists import checklist_rows
 from rlaif.judging.listwise import groups_of, pair_verdicts
 from rlaif.judging.online import judge_online
 from rlaif.judging.plan import Task, keyed, plan, plan_requests
@@ -66,14 +67,19 @@ def judge(
         backends = {spec.name: build_judge(spec) for spec in cfg.judges}
     records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
     escalate_to = escalation_judge(cfg, backends)
+    items_judge = checklist_items_judge(cfg, backends)
     asker = _Asker(records, cfg, store, budget, batch_dir, ray)
     out: list[dict] = []
     unsure_rows: set[int] = set()
     with _finish_in_flight_on_interrupt(budget):
         for name, backend in backends.items():
-            if name == escalate_to:
+            if name in (escalate_to, items_judge):
                 continue
-            if cfg.orders == "adaptive" and backend.mode == "pairwise":
+            if backend.mode == "checklist":
+                items = backends[items_judge] if items_judge is not None else None
+                rows = checklist_rows(backend, items, records, cfg, store, asker.answers)
+                out += rows
+            elif cfg.orders == "adaptive" and backend.mode == "pairwise":
                 rows, unsure_of = _judge_adaptively(backend, asker)
                 out += rows
                 unsure_rows |= unsure_of
@@ -110,6 +116,31 @@ def escalation_judge(cfg: JudgeConfig, backends: dict[str, Judge]) -> str | None
     return name
 
 
+def checklist_items_judge(cfg: JudgeConfig, backends: dict[str, Judge]) -> str | None:
+    """``judge.checklists.items_judge``, checked to judge checklist items (and to be the only
+    judge that does)."""
+    name = cfg.checklists.items_judge
+    stray = [n for n, b in backends.items() if b.mode == "checklist_items" and n != name]
+    if stray:
+        raise ConfigError(
+            f"judge '{stray[0]}' has a checklist_items rubric, which judges the items of a "
+            "checklist judge's checklists: name it in judge.checklists.items_judge"
+        )
+    if name is not None and backends[name].mode != "checklist_items":
+        raise ConfigError(
+            f"judge.checklists.items_judge: judge '{name}' has a {backends[name].mode} rubric; "
+            "it needs a checklist_items one (e.g. checklist_items)"
+        )
+    writers = [b for b in backends.values() if b.mode == "checklist" and b.rubric is not None]
+    if writers and name is None:
+        raise ConfigError(
+            f"judge '{writers[0].name}' writes checklists with {writers[0].rubric.path}, whose "
+            "items a judge must settle: add a judge with a checklist_items rubric and name it "
+            "in judge.checklists.items_judge"
+        )
+    return name
+
+
 @dataclass
 class _Asker:
     """Judges planned requests: the cached answers are reused, the rest asked, and one row
@@ -123,6 +154,23 @@ class _Asker:
     ray: RayConfig | None
 
     def __call__(self, backend: Judge, tasks: list[Task]) -> list[dict]:
+        return [
+            {
+                **self.records[row],
+                "judge": backend.name,
+                "order": order,
+                "p_a": p_a,
+                "cached": cached,
+                **{k: rec.get(k) for k in RECORD_FIELDS},
+            }
+            for t, rec, cached, row, order, p_a in self._verdicts(
+                backend, self.answers(backend, tasks)
+            )
+        ]
+
+    def answers(self, backend: Judge, tasks: list[Task]) -> list[tuple[Task, dict, bool]]:
+        """Each task's stored record, asked first where due, and whether the store already
+        had its answer."""
         known = self.store.get_many(t.key for t in tasks)
         max_failures = self.cfg.max_failures
         todo = list({t.key: t for t in tasks if due(known.get(t.key), max_failures)}.values())
@@ -142,42 +190,38 @@ class _Asker:
             ray=self.ray,
         )
         stored = self.store.get_many(t.key for t in tasks)
-        results = [(t, _result(t, stored, awaited, self.budget)) for t in tasks]
         return [
-            {
-                **self.records[row],
-                "judge": backend.name,
-                "order": order,
-                "p_a": p_a,
-                "cached": t.key in known and known[t.key]["status"] != "error",
-                **{k: rec.get(k) for k in RECORD_FIELDS},
-            }
-            for t, rec, row, order, p_a in self._verdicts(backend, results)
+            (
+                t,
+                _result(t, stored, awaited, self.budget),
+                t.key in known and known[t.key]["status"] != "error",
+            )
+            for t in tasks
         ]
 
     def _verdicts(
-        self, backend: Judge, results: list[tuple[Task, dict]]
-    ) -> Iterator[tuple[Task, dict, int, str, float | None]]:
-        """Each answer's verdicts on pairs: (task, record, pair row, order shown, P(a wins));
-        a listwise answer judges every pair of its prompt."""
+        self, backend: Judge, results: list[tuple[Task, dict, bool]]
+    ) -> Iterator[tuple[Task, dict, bool, int, str, float | None]]:
+        """Each answer's verdicts on pairs: (task, record, cached, pair row, order shown,
+        P(a wins)); a listwise answer judges every pair of its prompt."""
         if backend.mode == "listwise":
             groups = groups_of(self.records)
-            for t, rec in results:
+            for t, rec, cached in results:
                 shown = tuple(int(i) for i in t.order.split(","))
                 ranking = rec.get("ranking") if rec.get("status") == "ok" else None
                 for row, order, p_a in pair_verdicts(self.records, groups, t.row, shown, ranking):
                     # P(the one shown first wins), as a pair's row has it
                     p_first = None if p_a is None else (p_a if order == "ab" else 1 - p_a)
-                    yield t, {**rec, "p_first": p_first}, row, order, p_a
+                    yield t, {**rec, "p_first": p_first}, cached, row, order, p_a
             return
         p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
-        for t, rec in results:
+        for t, rec, cached in results:
             if p_a_of is not None:
                 p_a = p_a_of.get(t.row)
             else:
                 p_first = rec.get("p_first")
                 p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
-            yield t, rec, t.row, t.order, p_a
+            yield t, rec, cached, t.row, t.order, p_a
 
 
 def dispatch(
@@ -286,14 +330,14 @@ def _finish_in_flight_on_interrupt(budget: Budget) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _pointwise_p_a(backend: Judge, results: list[tuple[Task, dict]]) -> dict[int, float]:
+def _pointwise_p_a(backend: Judge, results: list[tuple[Task, dict, bool]]) -> dict[int, float]:
     """P(a wins) from two pointwise scores: 0.5 plus half the score difference as a share of
     the scale, so ``aggregate.min_margin`` reads as a minimum score gap (a 1-point gap on a
     1-5 scale is a margin of 0.25)."""
     scores = backend.rubric.scores
     span = max(scores) - min(scores)
     by_pair: dict[int, dict[str, float | None]] = {}
-    for task, rec in results:
+    for task, rec, _ in results:
         ok = rec.get("status") == "ok"
         by_pair.setdefault(task.row, {})[task.order] = rec.get("score") if ok else None
     out = {}

@@ -30,7 +30,7 @@ _TYPES = {
     "key": "TEXT PRIMARY KEY", "judge": "TEXT", "backend": "TEXT", "model": "TEXT",
     "rubric_id": "TEXT", "rubric_hash": "TEXT", "prompt_hash": "TEXT", "status": "TEXT",
     "verdict": "TEXT", "p_first": "REAL", "label_mass": "REAL", "score": "REAL",
-    "ranking": "TEXT", "raw_output": "TEXT",
+    "ranking": "TEXT", "items": "TEXT", "raw_output": "TEXT",
     "error": "TEXT", "input_tokens": "INTEGER", "output_tokens": "INTEGER", "cost_usd": "REAL",
     "created_at": "REAL", "failures": "INTEGER",
 }  # fmt: skip
@@ -48,6 +48,8 @@ CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 CREATE TABLE IF NOT EXISTS human_labels (
     key TEXT, reviewer TEXT, pair_id TEXT, run TEXT, label TEXT, created_at REAL,
     PRIMARY KEY (key, reviewer));
+CREATE TABLE IF NOT EXISTS checklist_edits (
+    key TEXT PRIMARY KEY, items TEXT, reviewer TEXT, created_at REAL);
 """
 HUMAN_LABELS = ("A", "B", "tie", "flag")
 """What a person can say of a pair in ``rlaif review``: response A or B is better, neither
@@ -196,6 +198,22 @@ class JudgmentStore:
             if wanted is None or r[0] in wanted
         }
 
+    def put_checklist_edit(self, key: str, items: str, *, reviewer: str) -> None:
+        """A person's checklist in place of the one written under ``key`` (the judge's own
+        stays in ``judgments``), committed now; a later edit replaces it."""
+        with writing(self.path), self._readable(), self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO checklist_edits VALUES (?, ?, ?, ?)",
+                (key, items, reviewer, time.time()),
+            )
+
+    def checklist_edits(self, keys: Iterable[str] | None = None) -> dict[str, str]:
+        """The edited checklists (their JSON) by the key of the judgment they replace."""
+        with self._readable():
+            rows = self._db.execute("SELECT key, items FROM checklist_edits").fetchall()
+        wanted = None if keys is None else set(keys)
+        return {k: items for k, items in rows if wanted is None or k in wanted}
+
     def check(self) -> None:
         """SQLite's ``quick_check`` over every page: damage anywhere is said now, before a
         run spends anything, not when the judge stage reaches it."""
@@ -289,25 +307,28 @@ def salvage(path: Path) -> dict[str, Any]:
         rows, last = _readable_rows(aside)
     except sqlite3.DatabaseError:
         rows, last = {}, None  # not even the schema is readable: nothing to copy
-    labels = _readable_labels(aside)
+    labels = _readable(aside, "key, reviewer, pair_id, run, label, created_at", "human_labels")
+    edits = _readable(aside, "key, items, reviewer, created_at", "checklist_edits")
     with JudgmentStore(path) as fresh:
         fresh.put_many(r for r in rows.values() if r.get("status") != "error")
         with fresh._db:
             fresh._db.executemany(
                 "INSERT OR REPLACE INTO human_labels VALUES (?, ?, ?, ?, ?, ?)", labels
             )
+            fresh._db.executemany(
+                "INSERT OR REPLACE INTO checklist_edits VALUES (?, ?, ?, ?)", edits
+            )
         fresh.mark("salvaged_from", str(aside))
     lost = None if last is None else max(0, last - len(rows))
     return {"moved_to": str(aside), "salvaged": len(rows), "lost": lost, "labels": len(labels)}
 
 
-def _readable_labels(path: Path) -> list[tuple]:
-    """The people's labels SQLite can still read (none when their table is damaged)."""
+def _readable(path: Path, columns: str, table: str) -> list[tuple]:
+    """What people wrote (labels, checklist edits) that SQLite can still read (nothing when
+    their table is damaged or absent)."""
     old = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return old.execute(
-            "SELECT key, reviewer, pair_id, run, label, created_at FROM human_labels"
-        ).fetchall()
+        return old.execute(f"SELECT {columns} FROM {table}").fetchall()
     except sqlite3.DatabaseError:
         return []
     finally:

@@ -129,7 +129,8 @@ class Rewards:
         budget = Budget(cfg.judge.max_cost_usd)
         first = cfg.judge.judges[0]
         rubric = getattr(first, "rubric", None)
-        self.needs_labels = rubric is None or load_rubric(rubric).mode != "pointwise"
+        mode = load_rubric(rubric).mode if rubric is not None else first.mode
+        self.needs_labels = mode not in ("pointwise", "checklist")
         if self.needs_labels:
             judged = JudgeReward(cfg.judge, self.store, budget)
             self.steps = judged.steps

@@ -20,13 +20,20 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from rlaif.errors import ConfigError
+from rlaif.rubrics.checklists import CHECKS
 from rlaif.rubrics.delimiters import SENTINEL, Neutraliser, unguarded
 
 PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
 POINTWISE_VARIABLES = ("prompt", "response")
 LISTWISE_VARIABLES = ("prompt", "responses")
 """``responses``: the answers shown, each a mapping with its ``label`` and ``text``."""
-MODES = ("pairwise", "pointwise", "listwise")
+CHECKLIST_VARIABLES = ("prompt",)
+CHECKLIST_ITEMS_VARIABLES = ("prompt", "response", "items")
+"""``items``: the requirements asked about, each a mapping with its ``number`` and ``text``."""
+MODES = ("pairwise", "pointwise", "listwise", "checklist", "checklist_items")
+CHECKLIST_MODES = ("checklist", "checklist_items")
+"""Modes that write a prompt's checklist (``checklist``) or say which of its items an answer
+meets (``checklist_items``); both read JSON (:mod:`rlaif.judges.checklists`)."""
 LISTWISE_LABELS = tuple("ABCDEFGH")
 """A listwise rubric's labels unless it names its own: the most answers one call shows."""
 READ_MODES = ("label_probs", "json", "parse")
@@ -40,8 +47,9 @@ class Rubric:
     name: str
     version: str
     mode: str
-    """``pairwise`` (which of two answers is better), ``pointwise`` (a score for one) or
-    ``listwise`` (a ranking of several, up to one per label)."""
+    """``pairwise`` (which of two answers is better), ``pointwise`` (a score for one),
+    ``listwise`` (a ranking of several, up to one per label), ``checklist`` (a prompt's
+    yes/no requirements) or ``checklist_items`` (which of them an answer meets)."""
     labels: tuple[str, ...]
     """Pairwise: the two labels for first and second; pointwise: the scores, as numbers;
     listwise: one per answer shown, in the order shown."""
@@ -99,6 +107,11 @@ class Rubric:
         elif self.mode == "listwise":
             item = {"type": "string", "enum": list(self.labels)}
             properties["ranking"] = {"type": "array", "items": item}
+        elif self.mode == "checklist":
+            properties["items"] = {"type": "array", "items": _CHECKLIST_ITEM}
+        elif self.mode == "checklist_items":
+            answer = {"type": "string", "enum": ["yes", "no"]}
+            properties["met"] = {"type": "array", "items": answer}
         else:
             properties["winner"] = {"type": "string", "enum": list(self.labels)}
         return {
@@ -124,9 +137,12 @@ class Rubric:
         second: str,
         reference: str | None = None,
         responses: tuple[str, ...] = (),
+        items: tuple[str, ...] = (),
     ) -> list[dict[str, str]]:
-        """Messages for a judge request: a comparison, (pointwise) a score for ``first``, or
-        (listwise) a ranking of ``responses`` (of ``first`` and ``second`` without them)."""
+        """Messages for a judge request: a comparison, (pointwise) a score for ``first``,
+        (listwise) a ranking of ``responses`` (of ``first`` and ``second`` without them),
+        (checklist) the prompt's checklist, or (checklist_items) which ``items`` ``first``
+        meets."""
         extra = {}
         if self.needs_reference:
             if reference is None:
@@ -137,6 +153,11 @@ class Rubric:
             extra["reference"] = reference
         if self.mode == "pointwise":
             return self.render(prompt=prompt, response=first, **extra)
+        if self.mode == "checklist":
+            return self.render(prompt=prompt, **extra)
+        if self.mode == "checklist_items":
+            numbered = [{"number": n, "text": t} for n, t in enumerate(items, 1)]
+            return self.render(prompt=prompt, response=first, items=numbered, **extra)
         if self.mode == "listwise":
             shown = self.shown(responses or (first, second))
             return self.render(prompt=prompt, responses=shown, **extra)
@@ -172,11 +193,27 @@ class Rubric:
         marked: dict[str, object] = {v: SENTINEL.format(v) for v in self.variables}
         if self.mode == "listwise":
             marked["responses"] = self.shown((SENTINEL.format("responses"),) * 2)
+        if self.mode == "checklist_items":
+            marked["items"] = [{"number": 1, "text": SENTINEL.format("items")}]
         data = tuple(v for v in self.variables if v != "principle")
         if not self.neutralise:
             return list(data)
         return unguarded(self._template.render(**marked), data)
 
+
+_CHECKLIST_ITEM = {
+    "type": "object",
+    "properties": {
+        "requirement": {"type": "string"},
+        "weight": {"type": "integer", "enum": [1, 2, 3]},
+        "check": {"type": "string", "enum": ["none", *CHECKS]},
+        "value": {"type": "string"},
+    },
+    "required": ["requirement", "weight", "check", "value"],
+    "additionalProperties": False,
+}
+"""A written item as a checklist rubric's JSON gives it: ``check`` ``none`` leaves it to a
+judge; a check's ``value`` comes as text (a number where the check counts)."""
 
 # The rubrics shipped in the package (in the wheel too).
 BUILTIN = Path(__file__).resolve().parent / "builtin"
@@ -231,7 +268,9 @@ def load_rubric(ref: str) -> Rubric:
             f"{path}: a listwise rubric reads label_probs (the best answer's label) or json "
             "(a ranking)"
         )
-    if mode == "listwise" and header.get("examples"):
+    if mode in CHECKLIST_MODES and read != "json":
+        raise ConfigError(f"{path}: a {mode} rubric reads json (read: json)")
+    if mode in ("listwise", *CHECKLIST_MODES) and header.get("examples"):
         raise ConfigError(f"{path}: examples are for pairwise and pointwise rubrics")
     if read == "parse":
         if not isinstance(pattern, str):
@@ -248,10 +287,13 @@ def load_rubric(ref: str) -> Rubric:
     principles = header.get("principles", [])
     if not (isinstance(principles, list) and all(isinstance(x, str) and x for x in principles)):
         raise ConfigError(f"{path}: principles must be a list of non-empty strings")
-    provided = {"pointwise": POINTWISE_VARIABLES, "listwise": LISTWISE_VARIABLES}.get(
-        mode, PAIRWISE_VARIABLES
-    )
-    if principles and mode == "listwise":
+    provided = {
+        "pointwise": POINTWISE_VARIABLES,
+        "listwise": LISTWISE_VARIABLES,
+        "checklist": CHECKLIST_VARIABLES,
+        "checklist_items": CHECKLIST_ITEMS_VARIABLES,
+    }.get(mode, PAIRWISE_VARIABLES)
+    if principles and mode != "pairwise":
         raise ConfigError(f"{path}: principles are for pairwise rubrics")
     if principles:
         provided = (*provided, "principle")
@@ -323,6 +365,10 @@ def _examples(header: dict, variables: tuple[str, ...], labels: list[str], path:
 
 
 def _labels(header: dict, mode: str, path: Path) -> list[str]:
+    if mode in CHECKLIST_MODES:
+        if "labels" in header:
+            raise ConfigError(f"{path}: a {mode} rubric has no labels (it reads json)")
+        return []
     if mode == "pointwise":
         labels = [str(x) for x in header.get("labels", [1, 2, 3, 4, 5])]
         try:
@@ -416,6 +462,7 @@ EXAMPLE = {
     "second": "Put it in the fridge.",
     "reference": "Treat it like cut flowers: stems in water at room temperature, loosely "
     "covered; the fridge blackens the leaves.",
+    "items": ("Says where to keep the basil", "Answers in at most two sentences"),
 }
 """Values for ``rlaif rubrics render --example`` and ``rlaif rubrics check``."""
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlaif.config import PipelineConfig
-from rlaif.judges import JudgeRequest, build_judge
+from rlaif.judges import Judge, JudgeRequest, build_judge
+from rlaif.judging.checklists import writer_tasks
 from rlaif.judging.plan import plan_requests
 from rlaif.judging.schema import pair_columns
 from rlaif.judging.service import due
@@ -39,15 +40,10 @@ class JudgeEstimate:
 def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[JudgeEstimate]:
     pairs_dir = RunDir(run_dir).output("pair")
     pairs = load_dir(pairs_dir) if pairs_dir.exists() else None
-    # adaptive orders ask between one and two per pair: the estimate is its upper bound
     orders = 2 if cfg.judge.orders in ("both", "adaptive") else 1
-    orders_exact = cfg.judge.orders != "adaptive"
     placeholder = "x" * (cfg.sample.max_new_tokens * 4)
     prompt = "y" * 400
     n_train = (cfg.prompts.limit or 240) - cfg.prompts.eval_size
-    per_prompt = math.comb(cfg.sample.n, 2)
-    if cfg.pair.strategy == "random_pairs":
-        per_prompt = min(per_prompt, cfg.pair.k)
     records = (
         pairs.select_columns(pair_columns(pairs.column_names)).to_list()
         if pairs is not None
@@ -59,25 +55,23 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
         for spec in cfg.judge.judges:
             backend = build_judge(spec)
             listwise = backend.mode == "listwise"
-            if records is not None:
-                tasks = plan_requests(
-                    backend, records, cfg.judge.orders, cfg.judge.seed, cfg.judge.permutations
-                )
-                stored = store.get_many(t.key for t in tasks) if store else {}
-                max_failures = cfg.judge.max_failures
-                judge_calls = len({t.key for t in tasks if due(stored.get(t.key), max_failures)})
-            elif listwise:  # one call per prompt and order shown
-                judge_calls = n_train * min(cfg.judge.permutations, math.factorial(cfg.sample.n))
-            else:
-                judge_calls = n_train * per_prompt * orders
+            checklist = backend.mode in ("checklist", "checklist_items")
+            judge_calls, exact = _judge_calls(backend, cfg, records, store, n_train)
+            # a checklist is written once per prompt; its items are asked once per answer
+            eval_calls = cfg.prompts.eval_size * (2 if backend.mode == "checklist_items" else 1)
             # evaluation shows two answers a prompt: two orders at most, listwise too
             eval_orders = min(cfg.judge.permutations, 2) if listwise else orders
             for stage, calls, shown in (
                 ("judge", judge_calls, cfg.sample.n if listwise else 2),
-                ("evaluate", cfg.prompts.eval_size * eval_orders, 2),
+                ("evaluate", eval_calls if checklist else cfg.prompts.eval_size * eval_orders, 2),
             ):
                 request = JudgeRequest(
-                    prompt, placeholder, placeholder, placeholder, (placeholder,) * shown
+                    prompt,
+                    placeholder,
+                    placeholder,
+                    placeholder,
+                    (placeholder,) * shown,
+                    items=("z" * 80,) * 5,
                 )
                 in_tokens, out_tokens = backend.estimated_tokens(backend.render(request))
                 per_call = backend.cost(in_tokens, out_tokens)
@@ -93,9 +87,41 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
                         input_tokens=calls * in_tokens,
                         output_tokens=calls * out_tokens,
                         cost_usd=cost,
-                        exact=stage == "judge"
-                        and records is not None
-                        and (orders_exact or listwise),
+                        exact=stage == "judge" and exact,
                     )
                 )
     return out
+
+
+def _judge_calls(
+    backend: Judge,
+    cfg: PipelineConfig,
+    records: list[dict] | None,
+    store: JudgmentStore | None,
+    n_train: int,
+) -> tuple[int, bool]:
+    """The judge stage's calls still to make for ``backend``, and whether that is exact: the
+    planned keys not in the store once the pairs exist (a checklist's items: one call per
+    distinct answer, at most), else a count from the config."""
+    judge = cfg.judge
+    if backend.mode == "checklist_items":
+        if records is None:
+            return n_train * cfg.sample.n, False
+        return len({(r["prompt_id"], r[f"response_{s}"]) for r in records for s in "ab"}), False
+    if records is not None:
+        if backend.mode == "checklist":
+            tasks = writer_tasks(backend, records)
+        else:
+            tasks = plan_requests(backend, records, judge.orders, judge.seed, judge.permutations)
+        stored = store.get_many(t.key for t in tasks) if store else {}
+        due_keys = {t.key for t in tasks if due(stored.get(t.key), judge.max_failures)}
+        # adaptive orders ask between one and two per pair: the count is its upper bound
+        return len(due_keys), judge.orders != "adaptive" or backend.mode != "pairwise"
+    if backend.mode == "checklist":
+        return n_train, False
+    if backend.mode == "listwise":  # one call per prompt and order shown
+        return n_train * min(judge.permutations, math.factorial(cfg.sample.n)), False
+    per_prompt = math.comb(cfg.sample.n, 2)
+    if cfg.pair.strategy == "random_pairs":
+        per_prompt = min(per_prompt, cfg.pair.k)
+    return n_train * per_prompt * (2 if judge.orders in ("both", "adaptive") else 1), False

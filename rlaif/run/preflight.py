@@ -16,7 +16,7 @@ from rlaif.config import PipelineConfig
 from rlaif.debias.calibration import panel_calibrations
 from rlaif.errors import ConfigError
 from rlaif.judges import build_judge
-from rlaif.judging.service import escalation_judge
+from rlaif.judging.service import checklist_items_judge, escalation_judge
 from rlaif.judging.store import JudgmentStore
 from rlaif.models.devices import configured_dtypes, resolved_dtypes
 from rlaif.models.loading import resolve_model
@@ -68,6 +68,7 @@ def preflight(cfg: PipelineConfig, run_dir: Path | None = None) -> dict[str, str
                 cfg.model,
             )
     escalation_judge(cfg.judge, backends)
+    checklist_items_judge(cfg.judge, backends)
     if cfg.sample.backend == "openai" and cfg.sample.server is not None:
         reach(cfg.sample.server, cfg.model)
     for backend in backends.values():

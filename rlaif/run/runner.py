@@ -229,6 +229,11 @@ class _Run:
             with self.store() as store:
                 labels = {k: row["label"] for k, row in store.human_labels().items()}
             c["aggregate"]["labels"] = stable_hash(labels)
+        if self.cfg.judgment_store_path().exists():  # an edited checklist re-runs the judge stage
+            with self.store() as store:
+                edits = store.checklist_edits()
+            if edits:
+                c["judge"]["checklist_edits"] = stable_hash(edits)
         inputs = {
             "train_prompts": stable_hash(list(self.train_prompts["prompt"])),
             "rubrics": rubrics,

@@ -16,11 +16,13 @@ from rlaif.judging.service import judge
 if TYPE_CHECKING:
     from rlaif.run.stage_table import Run
 
-__all__ = ["adaptive_counts", "cost_of", "failure_counts", "judge", "step"]
+__all__ = ["adaptive_counts", "failure_counts", "judge", "step"]
 
 
 def step(run: Run) -> dict[str, Any]:
     """The stage in a run: judgments with what they cost and why any failed."""
+    spent = run.budget.spent  # what this stage's calls cost, each call once (a listwise
+    # call answers for several rows, a checklist is written once for all of a prompt's)
     with run.store() as store:
         pairs = run.input("pair")
         out = judge(
@@ -37,7 +39,7 @@ def step(run: Run) -> dict[str, Any]:
         "judgments": len(out),
         "cached": sum(out["cached"]),
         **{s: statuses.count(s) for s in sorted(set(statuses))},
-        "cost_usd": round(cost_of(out), 6),
+        "cost_usd": round(run.budget.spent - spent, 6),
         "store": str(run.cfg.judgment_store_path().resolve()),
     }
     if run.cfg.judge.orders == "adaptive":
@@ -46,19 +48,6 @@ def step(run: Run) -> dict[str, Any]:
     if failures:
         counts["failures"] = failures
     return counts
-
-
-def cost_of(judgments: Dataset) -> float:
-    """What the calls behind these rows cost in this run: each key once, as a listwise call
-    (or a pointwise score) answers for several rows and was paid once."""
-    paid = {
-        key: cost or 0.0
-        for key, cost, cached in zip(
-            judgments["key"], judgments["cost_usd"], judgments["cached"], strict=True
-        )
-        if not cached
-    }
-    return sum(paid.values())
 
 
 def adaptive_counts(judgments: Dataset, pairs: int, cfg: JudgeConfig) -> dict[str, Any]:

@@ -86,3 +86,33 @@ def rank_by_position(prompt: str, responses: list[str]) -> list[float]:
 
 def rank_too_few(prompt: str, responses: list[str]) -> list[float]:
     return [1.0]
+
+
+def mixed_checklist(prompt: str) -> list[dict]:
+    """A checklist of two checked items and one a judge must settle (each call recorded)."""
+    CALLS.append(("checklist", prompt))
+    return [
+        {"requirement": "At most 20 characters", "check": "max_chars", "value": 20, "weight": 2},
+        {"requirement": "Mentions 'tea'", "check": "contains", "value": "tea"},
+        {"requirement": "Is polite"},
+    ]
+
+
+def checked_checklist(prompt: str) -> list[dict]:
+    """A checklist whose items are all checked: no items judge needed."""
+    asks_nothing = {"requirement": "Asks nothing back", "check": "excludes", "value": "?"}
+    return [*mixed_checklist(prompt)[:2], asks_nothing]
+
+
+def polite_items(prompt: str, response: str, items: list[str]) -> list[str]:
+    """An items judge: 'yes' where the response says please (each call recorded)."""
+    CALLS.append(("items", response, *items))
+    return ["yes" if "please" in response else "no" for _ in items]
+
+
+def empty_checklist(prompt: str) -> list:
+    return []
+
+
+def raises_in_checklist(prompt: str) -> list:
+    raise RuntimeError("writer down")
