@@ -21,11 +21,18 @@ def test_shipped_rubrics_load_and_render():
     assert len(paths) >= 2
     for path in paths:
         r = load_rubric(str(path))
-        messages = r.messages("P?", "first answer", "second answer", reference="ref")
+        messages = r.messages(
+            "P?", "first answer", "second answer", reference="ref", items=("an item",)
+        )
         text = messages[-1]["content"]
-        assert messages[-1]["role"] == "user"
+        assert messages[-1]["role"] == "user" and "P?" in text
         if r.mode in ("pairwise", "listwise"):
             assert text.index("first answer") < text.index("second answer")
+        elif r.mode == "checklist":  # the prompt alone
+            assert "first answer" not in text and "an item" not in text
+        elif r.mode == "checklist_items":
+            assert text.index("first answer") < text.index("an item")
+            assert "second answer" not in text
         else:
             assert "first answer" in text and "second answer" not in text
         assert len(r.sha256) == 64
