@@ -11,7 +11,10 @@ Without a fault the judge is deterministic: the shorter of the two answers wins 
 probability 0.8; a pointwise request (one ``<answer>`` block) scores the answer 5, 3 or 1 on
 a 1-5 scale as it is short (under 20 characters), middling or long (60 and over); a listwise
 request (``<answer label="X">`` blocks) gives each answer a chance of being the best that falls
-with its length (the shortest ranks first).
+with its length (the shortest ranks first). A checklist request (a ``checklist`` rubric: a
+``<request>`` and no answer) gets three items, one checked (at most 40 characters) and two for
+a judge; a checklist items request (``<requirement number="N">`` blocks) is met on every item
+by an answer under 40 characters, on none by a longer one.
 ``answers`` counts the real answers sent for each distinct input.
 """
 
@@ -34,6 +37,13 @@ _MARKER = re.compile(r"\[\[(429|500|hang|garbage):(\d+)\]\]")
 _ANSWER = re.compile(r"<answer_([AB])>\n(.*?)\n</answer_\1>", re.DOTALL)
 _ONE_ANSWER = re.compile(r"<answer>\n(.*?)\n</answer>", re.DOTALL)
 _LISTED = re.compile(r'<answer label="(\w+)">\n(.*?)\n</answer>', re.DOTALL)
+_REQUIREMENT = re.compile(r'<requirement number="\d+">')
+CHECKLIST = [
+    {"requirement": "At most 40 characters", "weight": 2, "check": "max_chars", "value": "40"},
+    {"requirement": "Answers the request", "weight": 1, "check": "none", "value": ""},
+    {"requirement": "Stays polite", "weight": 1, "check": "none", "value": ""},
+]
+"""The checklist the loopback judge writes for every prompt."""
 
 
 DROP = (0, {}, b"")
@@ -290,6 +300,13 @@ def _label_probs(text: str) -> dict[str, float]:
 def _verdict_text(body: dict[str, Any], probs: dict[str, float], prompt: str) -> str:
     if "[[nonsense]]" in prompt:
         return "Both answers have merit; I cannot decide."
+    if _REQUIREMENT.search(prompt):
+        one = _ONE_ANSWER.search(prompt)
+        met = "yes" if one is not None and len(one.group(1)) < 40 else "no"
+        count = len(_REQUIREMENT.findall(prompt))
+        return json.dumps({"rationale": "short answers meet it", "met": [met] * count})
+    if "checklist" in prompt.lower() and "<answer" not in prompt:
+        return json.dumps({"rationale": "what a good answer does", "items": CHECKLIST})
     winner = max(probs, key=probs.__getitem__)  # A on a tie, as before
     if _LISTED.search(prompt):
         ranking = sorted(probs, key=lambda label: -probs[label])
