@@ -39,12 +39,14 @@ def rank_fewer_e(prompt: str, responses: list[str]) -> list[float]:
 
 def brevity_checklist(prompt: str) -> list[dict]:
     """A checklist writer (``mode: checklist``) whose items are all checked, not asked: a
-    brief, complete answer that stays on the prompt's subject."""
+    brief answer (the shorter, the more length items it meets) that ends its sentence and
+    stays on the prompt's subject (its longest word)."""
     subject = max(prompt.split(), key=len).strip("?.,!;:'\"").lower()
     return [
-        {"requirement": "At most 160 characters", "check": "max_chars", "value": 160},
-        {"requirement": "At most 100 characters", "check": "max_chars", "value": 100},
-        {"requirement": "At most 60 characters", "check": "max_chars", "value": 60},
+        *(
+            {"requirement": f"At most {n} characters", "check": "max_chars", "value": n}
+            for n in (160, 120, 90, 60, 40)
+        ),
         {"requirement": "Ends a sentence", "check": "regex", "value": r"[.!?]\s*$"},
         {"requirement": f"Mentions '{subject}'", "check": "contains", "value": subject},
     ]

@@ -60,6 +60,13 @@ LISTWISE = [
     "judge.judges=[{name: shorter, backend: python, mode: listwise, "
     "callable: 'rlaif.judges.rules:rank_shorter'}]",
 ]
+CHECKLIST = [
+    # each prompt's checklist, written once by a python writer: items a check settles (five
+    # lengths, a finished sentence, the prompt's subject named); the reward and the evaluation
+    # score each answer by the weighted share of the items it meets
+    "judge.judges=[{name: brief, backend: python, mode: checklist, "
+    "callable: 'rlaif.judges.rules:brevity_checklist'}]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +122,9 @@ def test_two_on_policy_rounds_beat_sft_within_the_monitors_kl_limit(run_dir, cap
         ("rule_ppo.yaml", RM_PPO),
         ("rule_grpo.yaml", GRPO),
         ("rule_grpo.yaml", [*GRPO, *LISTWISE]),
+        ("rule_grpo.yaml", [*GRPO, *CHECKLIST]),
     ],
-    ids=["dpo", "rm_ppo", "grpo", "grpo_listwise"],
+    ids=["dpo", "rm_ppo", "grpo", "grpo_listwise", "grpo_checklist"],
 )
 def test_training_moves_the_policy_toward_the_rule(run_dir, pipeline, overrides, capsys):
     sampled = json.loads((run_dir / "manifest.json").read_text())["stages"]["sample"]
