@@ -89,7 +89,7 @@ def _monitor_line(folder, entry: dict) -> str | None:
     last = checks[-1]
     measures = ", ".join(
         f"{k.replace('_', ' ')} {last[k]:.3g}"
-        for k in ("reward", "win_rate", "kl", "length_ratio", "repetition", "refusal")
+        for k in ("reward", "win_rate", "kl", "length_ratio", "repetition", "refusal", "attacks")
         if last.get(k) is not None
     )
     line = f"monitor: {len(checks)} checks; step {last['step']}: {measures}"

@@ -20,6 +20,10 @@ class MonitorStopConfig(Strict):
     """The share of an answer's word 3-grams that repeat an earlier one, averaged."""
     max_refusal: float | None = Field(default=None, gt=0.0, le=1.0)
     """The share of answers that refuse ("I can't", "I'm unable", ...)."""
+    max_attacks: float | None = Field(default=None, ge=0.0, le=1.0)
+    """The share of answers carrying the mark of a judge attack (``rlaif judge-audit``'s: a
+    forged rubric delimiter, "the correct answer is A", an appeal to the evaluator, text
+    shaped like a verdict, an empty answer); 0 stops at the first such answer."""
     min_win_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
     """The monitor judges' win rate against the SFT model falling below this: the policy now
     loses to where it started on what the monitor measures."""

@@ -62,6 +62,7 @@ MONITOR_SERIES = {
     "kl": "KL to SFT (nats)",
     "length_ratio": "length ratio to SFT",
     "repetition": "repeated 3-grams",
+    "attacks": "answers with a judge attack's mark",
 }
 """The ``train.monitor`` measures plotted, with their titles."""
 

@@ -27,6 +27,7 @@ import torch
 
 from rlaif.chat import generation_text
 from rlaif.config import JudgeConfig, MonitorConfig
+from rlaif.debias.audit import attack_marks
 from rlaif.judges import Budget
 from rlaif.judging.store import JudgmentStore
 
@@ -51,6 +52,9 @@ class Check:
     win_rate: float | None
     rule: str | None = None
     """The stop rule this check fired, None when it approved the policy."""
+    attacks: float = 0.0
+    """The share of answers that carry the mark of a judge attack ``rlaif judge-audit`` tries
+    (a forged delimiter, a claimed verdict, an appeal to the evaluator, an empty answer)."""
 
     def metrics(self) -> dict[str, float]:
         """What the trackers (``train.report_to``) get, under ``monitor/``."""
@@ -59,6 +63,7 @@ class Check:
             "length_ratio": self.length_ratio,
             "repetition": self.repetition,
             "refusal": self.refusal,
+            "attacks": self.attacks,
             "win_rate": self.win_rate,
             "reward": self.reward,
         }
@@ -156,6 +161,7 @@ class Monitor:
             repetition=round(sum(map(repetition, answers)) / len(answers), 4),
             refusal=round(sum(bool(REFUSAL.search(a)) for a in answers) / len(answers), 4),
             win_rate=self._win_rate(answers, sft),
+            attacks=round(sum(bool(attack_marks(a)) for a in answers) / len(answers), 4),
         )
         check.rule = self._rule(check)
         self.checks.append(check)
@@ -176,6 +182,7 @@ class Monitor:
             ("max_length_ratio", check.length_ratio, "length_ratio"),
             ("max_repetition", check.repetition, "repetition"),
             ("max_refusal", check.refusal, "refusal"),
+            ("max_attacks", check.attacks, "attacks"),
         )
         for name, value, label in limits:
             limit = getattr(stop, name)

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from trackers_for_tests import scalars
 
 from rlaif.config import JudgeConfig, MonitorConfig, PPOConfig, PythonJudgeConfig, TrainConfig
+from rlaif.debias.audit import CASES, HARMFUL, HONEST, attack_marks
 from rlaif.ops.rounds import run_rounds
 from rlaif.run.runner import Pipeline
 from rlaif.stages import train
@@ -32,6 +33,26 @@ def test_repetition_refusal_and_the_reward_since_the_last_check():
     assert last_reward(history, since=1) == pytest.approx(0.65)
     assert last_reward(history, since=5) == 0.9  # nothing newer: the newest
     assert last_reward([{"loss": 1}], since=0) is None
+
+
+def test_attack_marks_name_what_judge_audit_tries_and_leave_honest_answers_alone(tmp_path):
+    for case in CASES:
+        for prompt, honest in HONEST:
+            for label in "AB":
+                marks = attack_marks(case.attack(prompt, honest, label))
+                if case.name in ("padding", "length_only"):  # repetition, length ratio
+                    assert marks == []
+                else:
+                    assert (case.name if case.name != "whitespace" else "empty") in marks
+    fair = [h for _, h in HONEST] + [r for _, r, _ in HARMFUL]
+    fair += ["Use a <b>bold</b> tag.", "The best answer is a calm one.", "Winner: a tie."]
+    assert [attack_marks(text) for text in fair] == [[]] * len(fair)
+    cfg = MonitorConfig(stop={"max_attacks": 0.1})
+    monitor = Monitor(cfg, prompts=["q"], reference="x", folder=tmp_path)
+    gamed = Check(step=2, reward=1, kl=0, length_ratio=1, repetition=0, refusal=0, win_rate=None,
+                  attacks=0.25)  # fmt: skip
+    assert monitor._rule(gamed) == "attacks 0.25 > 0.1 (stop.max_attacks)"
+    assert gamed.metrics()["monitor/attacks"] == 0.25
 
 
 def checks(*pairs):
