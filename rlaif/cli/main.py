@@ -375,7 +375,7 @@ def review(
     """A local page to read the judges' verdicts on a run's pairs and label them (A, B, tie
     or flag; keys a, b, t, f). Pairs come in the order a label helps most: order flips, judges
     disagreeing, soft labels near 0.5, the rest. Labels are saved in the judgment store at
-    once; `rlaif judge-eval RUN_DIR` measures the judges against them and
+    once; `rlaif judge-eval --labels RUN_DIR` measures the judges against them and
     `aggregate.human_labels: override` puts them in the preferences."""
     from rlaif.review.server import ReviewServer
 
@@ -418,13 +418,17 @@ app.add_typer(rubrics_app, name="rubrics")
 
 @app.command("judge-eval")
 def judge_eval_cmd(
-    labels: Annotated[
-        Path,
+    dataset: Annotated[
+        Path | None,
         typer.Argument(
             help="Labelled pairs: prompt/chosen/rejected, or HH-RLHF dialogues (.jsonl, "
-            ".jsonl.gz, ...), or a run directory whose pairs people labelled in `rlaif review`"
+            ".jsonl.gz, ...)"
         ),
-    ],
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="A run directory whose pairs people labelled in `rlaif review`"),
+    ] = None,
     pipeline: Annotated[
         Path | None,
         typer.Option(help="Pipeline YAML whose judges to evaluate (default for a run: its own)"),
@@ -440,8 +444,9 @@ def judge_eval_cmd(
     """Agreement of the pipeline's judges with human labels, per debiasing step; with
     --calibrate, each judge's calibration fitted on part of the pairs, reported on the rest.
 
-    Given a run directory, the labels are those `rlaif review` saved for its pairs (A or B;
-    ties and flags left out), and the judges the run's own unless --pipeline names others."""
+    The labels come from a labelled dataset, or with --labels RUN_DIR from what people said
+    in `rlaif review` of that run's pairs (A or B; ties and flags left out), judged by the
+    run's own judges unless --pipeline names others."""
     from rlaif.config import load_pipeline, validate_pipeline
     from rlaif.debias.judge_eval import describe, judge_eval, load_labelled
     from rlaif.judging.store import JudgmentStore
@@ -450,7 +455,19 @@ def judge_eval_cmd(
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
-        run = RunDir(labels) if labels.is_dir() and RunDir(labels).has_manifest() else None
+        if (dataset is None) == (labels is None):
+            raise ConfigError(
+                "give a labelled dataset (judge-eval FILE --pipeline P.yaml) or a reviewed run "
+                "(judge-eval --labels RUN_DIR), one of the two"
+            )
+        if dataset is not None and RunDir(dataset).has_manifest():
+            raise ConfigError(
+                f"{dataset} is a run directory: its people's labels are read with "
+                f"`rlaif judge-eval --labels {dataset}`"
+            )
+        if labels is not None and not RunDir(labels).has_manifest():
+            raise ConfigError(f"--labels {labels}: not a run directory (no manifest)")
+        run = RunDir(labels) if labels is not None else None
         if pipeline is not None:
             cfg = load_pipeline(pipeline, set_ or [])
         elif run is not None:
@@ -458,8 +475,8 @@ def judge_eval_cmd(
         else:
             raise ConfigError("--pipeline: which pipeline's judges to evaluate")
         labelled = (
-            load_labelled(labels, limit=limit, seed=seed)
-            if run is None
+            load_labelled(dataset, limit=limit, seed=seed)
+            if labels is None
             else human_preferences(labels)
         )
         with JudgmentStore(cfg.judgment_store_path()) as store:

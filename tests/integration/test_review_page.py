@@ -85,7 +85,7 @@ def test_three_pairs_labelled_by_keyboard_survive_a_reload_and_reach_judge_eval(
     assert {k: v["label"] for k, v in saved.items()} == expected
     assert all(v["reviewer"] == "ann" for v in saved.values())
 
-    done = run_cli("judge-eval", run_dir)
+    done = run_cli("judge-eval", "--labels", run_dir)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["pairs"] == 2  # A and B; the tie says nothing about the judges

@@ -165,8 +165,10 @@ def test_judge_eval_measures_the_run_judges_against_the_labels(tmp_path, tiny_mo
             label = shorter if n < 4 else {"A": "B", "B": "A"}[shorter]
             store.put_label(item.key, label, reviewer="ann")
         store.put_label(items[6].key, "tie", reviewer="ann")  # left out of agreement
-    done = run_cli("judge-eval", tmp_path / "run")
+    done = run_cli("judge-eval", "--labels", tmp_path / "run")
     assert done.returncode == 0, done.stderr
+    wrong = run_cli("judge-eval", tmp_path / "run")  # a run is not a labelled dataset
+    assert wrong.returncode == 2 and f"judge-eval --labels {tmp_path / 'run'}" in wrong.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["pairs"] == 6
     assert result["accuracy"]["both_orders"]["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
