@@ -47,7 +47,9 @@ class PromptsConfig(_Strict):
     """Where prompts come from and how they split into training and held-out evaluation."""
 
     source: str = "builtin"
-    """``builtin``, a .jsonl/.json/.csv/.parquet file, a ``save_to_disk`` folder or a hub name."""
+    """``builtin`` (240 questions), ``builtin_conversations`` (48 multi-turn conversations), a
+    .jsonl/.json/.parquet file, a ``save_to_disk`` folder or a hub name; a prompt is a string
+    or a conversation (user and assistant messages ending with the user's), or .csv text."""
     prompt_column: str = "prompt"
     id_column: str | None = "id"
     reference_column: str | None = None

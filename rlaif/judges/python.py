@@ -8,7 +8,8 @@ is better (a hard ranking: equal scores tie). A checklist writer (``mode: checkl
 mapping with ``requirement``, ``weight``, ``check`` and ``value``
 (:mod:`rlaif.rubrics.checklists`); an items judge (``mode: checklist_items``) takes
 ``(prompt, response, items)`` and returns whether the response meets each item (``True`` or
-``"yes"``, one per item).
+``"yes"``, one per item). A prompt that is a conversation reaches the callable as its list
+of messages (one of a single user message as its text).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from rlaif.chat import plain
 from rlaif.config import PythonJudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.judges.base import BatchJudge, JudgeRequest, Verdict
@@ -91,12 +93,12 @@ class PythonJudge(BatchJudge):
 
     def render(self, request: JudgeRequest) -> list[str]:
         if self.mode == "listwise":
-            return [request.prompt, *request.responses]
+            return [plain(request.prompt), *request.responses]
         if self.mode == "checklist":
             return [request.prompt]
         if self.mode == "checklist_items":
-            return [request.prompt, request.first, *request.items]
-        return [request.prompt, request.first, request.second]
+            return [plain(request.prompt), request.first, *request.items]
+        return [plain(request.prompt), request.first, request.second]
 
     def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
         return [self._one(r) for r in requests]
@@ -107,7 +109,7 @@ class PythonJudge(BatchJudge):
         if self.mode in ("checklist", "checklist_items"):
             return self._checklist(request)
         try:
-            out = self.fn(request.prompt, request.first, request.second)
+            out = self.fn(plain(request.prompt), request.first, request.second)
         except Exception as exc:
             return Verdict(
                 status="error", raw_output="", error=f"raised {type(exc).__name__}: {exc}"
@@ -136,7 +138,7 @@ class PythonJudge(BatchJudge):
 
     def _ranked(self, request: JudgeRequest) -> Verdict:
         try:
-            out = self.fn(request.prompt, list(request.responses))
+            out = self.fn(plain(request.prompt), list(request.responses))
         except Exception as exc:
             return Verdict(
                 status="error", raw_output="", error=f"raised {type(exc).__name__}: {exc}"
@@ -164,9 +166,9 @@ class PythonJudge(BatchJudge):
         writes = self.mode == "checklist"
         try:
             out = (
-                self.fn(request.prompt)
+                self.fn(plain(request.prompt))
                 if writes
-                else self.fn(request.prompt, request.first, list(request.items))
+                else self.fn(plain(request.prompt), request.first, list(request.items))
             )
         except Exception as exc:
             return Verdict(

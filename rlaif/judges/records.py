@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rlaif.chat import Prompt
+
 OnResult = Callable[[int, "Verdict"], None]
 
 
@@ -15,7 +17,8 @@ class JudgeRequest:
     """One comparison in one order: is ``first`` better than ``second`` for ``prompt``? Or,
     for a listwise rubric, how do ``responses`` rank?"""
 
-    prompt: str
+    prompt: Prompt
+    """The user's message, or a conversation ending with it (:mod:`rlaif.chat`)."""
     first: str
     second: str
     reference: str | None = None

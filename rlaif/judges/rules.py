@@ -3,6 +3,8 @@ checking that training moves a policy toward what the judge asks for."""
 
 from __future__ import annotations
 
+from rlaif.chat import Prompt, last_turn
+
 
 def prefer_shorter(prompt: str, first: str, second: str) -> float:
     """P(first wins): the shorter answer wins; equal lengths tie."""
@@ -37,11 +39,11 @@ def rank_fewer_e(prompt: str, responses: list[str]) -> list[float]:
     return [-r.lower().count("e") / max(len(r), 1) for r in responses]
 
 
-def brevity_checklist(prompt: str) -> list[dict]:
+def brevity_checklist(prompt: Prompt) -> list[dict]:
     """A checklist writer (``mode: checklist``) whose items are all checked, not asked: a
     brief answer (the shorter, the more length items it meets) that ends its sentence and
     stays on the prompt's subject (its longest word)."""
-    subject = max(prompt.split(), key=len).strip("?.,!;:'\"").lower()
+    subject = max(last_turn(prompt).split(), key=len).strip("?.,!;:'\"").lower()
     return [
         *(
             {"requirement": f"At most {n} characters", "check": "max_chars", "value": n}

@@ -19,6 +19,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from rlaif.chat import Prompt
 from rlaif.config import JudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
@@ -109,7 +110,7 @@ class JudgeReward(_JudgedReward):
         self,
         prompts: list,
         completions: list,
-        prompt_text: list[str],
+        prompt_text: list[Prompt],
         baselines: list[list[str]],
         **_: Any,
     ) -> list[float]:
@@ -135,7 +136,7 @@ class JudgeReward(_JudgedReward):
         self._account(rows, sum(not g for g in got), NEUTRAL)
         return [sum(g) / len(g) if g else NEUTRAL for g in got]
 
-    def _calls(self, prompts: list[str], texts: list[str], baselines: list[list[str]]) -> list[int]:
+    def _calls(self, prompts: list, texts: list[str], baselines: list[list[str]]) -> list[int]:
         """Which listwise call ranks each completion: a prompt's distinct completions in
         turn, as many to a call as fit beside its reference answers in the fewest labels a
         listwise judge here has."""
@@ -150,7 +151,7 @@ class JudgeReward(_JudgedReward):
         calls = []
         for prompt, text, answers in zip(prompts, texts, baselines, strict=True):
             room = max(1, min(labels) - len(set(answers)))
-            distinct = seen[prompt]
+            distinct = seen[stable_hash(prompt)]
             calls.append(distinct.setdefault(text, len(distinct)) // room)
         return calls
 

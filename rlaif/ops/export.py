@@ -32,7 +32,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from rlaif.chat import chat
+from rlaif.chat import Prompt, chat, prompts_of
 from rlaif.errors import ConfigError
 from rlaif.integrations import verl_reward
 from rlaif.integrations.recipes import write_scripts
@@ -146,12 +146,11 @@ def _nightly(root: Path) -> Source:
 
 
 def _prompts_of(preferences: Dataset) -> Dataset:
-    """The distinct prompts behind a cumulative preference dataset (the user's turn)."""
-    seen: dict[str, str] = {}
-    for prompt_id, conversation in zip(
-        preferences["prompt_id"], preferences["prompt"], strict=True
-    ):
-        seen.setdefault(prompt_id, conversation[-1]["content"])
+    """The distinct prompts behind a cumulative preference dataset."""
+    seen: dict[str, Prompt] = {}
+    prompts = prompts_of(preferences["prompt"])
+    for prompt_id, prompt in zip(preferences["prompt_id"], prompts, strict=True):
+        seen.setdefault(prompt_id, prompt)
     return Dataset.from_dict({"prompt_id": list(seen), "prompt": list(seen.values())})
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rlaif.errors import ConfigError
 from rlaif.pipelines import builtin_pipelines
-from rlaif.prompts import BUILTIN_PATH
+from rlaif.prompts import BUILTIN
 
 STARTER_PROMPTS = 40
 """Prompts copied into the project: the quickstart's 32 and a few spare."""
@@ -45,7 +45,7 @@ def write_project(dest: Path, template: str = "quickstart") -> list[Path]:
     files = {
         dest / "pipeline.yaml": pipeline,
         dest / "rubrics" / "my_rubric.jinja": find_rubric(rubric).read_text(),
-        dest / "prompts.jsonl": "".join(islice(BUILTIN_PATH.open(), STARTER_PROMPTS)),
+        dest / "prompts.jsonl": "".join(islice(BUILTIN["builtin"].open(), STARTER_PROMPTS)),
         dest / "crontab.txt": _cron_line(dest),
     }
     for path, content in files.items():

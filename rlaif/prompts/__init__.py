@@ -1,7 +1,10 @@
 """Load prompt sets from the built-in set, local files, ``save_to_disk`` folders or the hub.
 
 Every loader ends in the same validated shape (``prompt_id``, ``prompt``, ``category``)
-so the stages never see a user's column names.
+so the stages never see a user's column names. A prompt is a string, or a conversation (a
+list of user and assistant messages ending with the user's turn, :mod:`rlaif.chat`); a set
+that holds any conversation holds only conversations (a string becomes its one user turn),
+as a column has one type.
 """
 
 from __future__ import annotations
@@ -14,19 +17,25 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
+from rlaif.chat import conversation_error, transcript, turns
 from rlaif.config import PromptsConfig
 from rlaif.errors import ConfigError
 
 log = logging.getLogger(__name__)
-BUILTIN_PATH = Path(__file__).with_name("default_prompts.jsonl")
+BUILTIN = {
+    "builtin": Path(__file__).with_name("default_prompts.jsonl"),
+    "builtin_conversations": Path(__file__).with_name("default_conversations.jsonl"),
+}
+"""The shipped prompt sets: 240 single questions in eight categories, and 48 conversations
+(two or three user turns) in the same categories, for multi-turn runs."""
 _FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
 def load_prompts(cfg: PromptsConfig) -> Dataset:
     """Return the prompt set as ``prompt_id``, ``prompt``, ``category`` (and ``reference``)
     columns."""
-    source = str(BUILTIN_PATH) if cfg.source == "builtin" else cfg.source
-    raw = _read(source, cfg.split)
+    source = str(BUILTIN[cfg.source]) if cfg.source in BUILTIN else cfg.source
+    raw = _read(source, cfg.split, cfg.prompt_column)
     return normalize_prompts(raw, cfg, source=source)
 
 
@@ -49,7 +58,8 @@ def drop_long_prompts(prompts: Dataset, tokenizer, max_tokens: int) -> tuple[Dat
     60 KB would otherwise take sampling past 10 GB of memory before anything said no."""
     if len(prompts) == 0:
         return prompts, 0
-    lengths = [len(ids) for ids in tokenizer(list(prompts["prompt"]))["input_ids"]]
+    texts = [transcript(p) for p in prompts["prompt"]]
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     keep = [i for i, n in enumerate(lengths) if n <= max_tokens]
     dropped = len(lengths) - len(keep)
     if dropped:
@@ -77,14 +87,23 @@ def normalize_prompts(raw: Dataset, cfg: PromptsConfig, *, source: str) -> Datas
             f"derive ids from the prompt text); columns are: {', '.join(columns)}"
         )
     texts = raw[cfg.prompt_column]
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()), None)
-    if bad is not None:
-        raise ConfigError(
-            f"{source}: row {bad + 1}: '{cfg.prompt_column}' must be a non-empty string, "
-            f"got {texts[bad]!r}"
-        )
+    for row, text in enumerate(texts, 1):
+        if isinstance(text, list):
+            problem = conversation_error(text)
+            if problem is not None:
+                raise ConfigError(f"{source}: row {row}: '{cfg.prompt_column}': {problem}")
+        elif not isinstance(text, str) or not text.strip():
+            raise ConfigError(
+                f"{source}: row {row}: '{cfg.prompt_column}' must be a non-empty string or a "
+                f"conversation (a list of messages), got {text!r}"
+            )
+    if any(isinstance(t, list) for t in texts):
+        texts = [turns(t) for t in texts]
     if cfg.id_column is None:
-        ids = [hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts]
+        ids = [
+            hashlib.sha256((t if isinstance(t, str) else json.dumps(t)).encode()).hexdigest()[:16]
+            for t in texts
+        ]
     else:
         ids = [str(i) for i in raw[cfg.id_column]]
     seen: dict[str, int] = {}
@@ -107,7 +126,7 @@ def normalize_prompts(raw: Dataset, cfg: PromptsConfig, *, source: str) -> Datas
     return Dataset.from_dict(out)
 
 
-def _read(source: str, split: str) -> Dataset:
+def _read(source: str, split: str, prompt_column: str) -> Dataset:
     path = Path(source).expanduser()
     if path.is_dir():
         loaded = load_from_disk(str(path))
@@ -126,7 +145,10 @@ def _read(source: str, split: str) -> Dataset:
         try:
             return load_dataset(_FILE_FORMATS[path.suffix], data_files=str(path), split="train")
         except Exception as exc:
-            raise ConfigError(_unreadable(path, exc)) from exc
+            mixed = _mixed_jsonl(path, prompt_column) if path.suffix == ".jsonl" else None
+            if mixed is None:
+                raise ConfigError(_unreadable(path, exc)) from exc
+            return mixed
     try:
         return load_dataset(source, split=split)
     except Exception as exc:
@@ -134,6 +156,23 @@ def _read(source: str, split: str) -> Dataset:
             f"prompts.source: '{source}' is not builtin, a file (.jsonl, .json, .csv, .parquet), "
             f"a save_to_disk folder, or a loadable hub dataset: {exc}"
         ) from exc
+
+
+def _mixed_jsonl(path: Path, prompt_column: str) -> Dataset | None:
+    """A ``.jsonl`` whose prompts mix strings and conversations (which ``datasets`` cannot
+    type as one column), every string made its conversation's one user turn; None when the
+    file is unreadable for another reason."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        if not all(isinstance(r, dict) for r in rows):
+            return None
+        for row in rows:
+            if isinstance(row.get(prompt_column), str):
+                row[prompt_column] = turns(row[prompt_column])
+        return Dataset.from_list(rows)
+    except Exception:
+        return None
 
 
 def _unreadable(path: Path, exc: Exception) -> str:

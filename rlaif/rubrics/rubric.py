@@ -19,6 +19,7 @@ import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from rlaif.chat import Prompt, earlier_turns, last_turn, transcript
 from rlaif.errors import ConfigError
 from rlaif.rubrics.checklists import CHECKS
 from rlaif.rubrics.delimiters import SENTINEL, Neutraliser, unguarded
@@ -132,7 +133,7 @@ class Rubric:
 
     def messages(
         self,
-        prompt: str,
+        prompt: Prompt,
         first: str,
         second: str,
         reference: str | None = None,
@@ -142,8 +143,15 @@ class Rubric:
         """Messages for a judge request: a comparison, (pointwise) a score for ``first``,
         (listwise) a ranking of ``responses`` (of ``first`` and ``second`` without them),
         (checklist) the prompt's checklist, or (checklist_items) which ``items`` ``first``
-        meets."""
-        extra = {}
+        meets. A conversation's earlier turns are the ``conversation`` variable where the
+        rubric declares it (``prompt`` is then the user's last turn); elsewhere ``prompt`` is
+        the whole conversation as a transcript."""
+        extra: dict[str, object] = {}
+        if "conversation" in self.variables:
+            extra["conversation"] = earlier_turns(prompt)
+            prompt = last_turn(prompt)
+        else:
+            prompt = transcript(prompt)
         if self.needs_reference:
             if reference is None:
                 raise ConfigError(
@@ -182,6 +190,8 @@ class Rubric:
         messages = [{"role": "system", "content": self.system}] if self.system else []
         for example in self.examples:  # few-shot: earlier turns with the expected verdicts
             shown = {**values, **{k: v for k, v in example.items() if k != "verdict"}}
+            if "conversation" in values:  # an example is a request of its own
+                shown["conversation"] = []
             messages.append({"role": "user", "content": self._template.render(**shown).strip()})
             messages.append({"role": "assistant", "content": example["verdict"]})
         messages.append({"role": "user", "content": self._template.render(**values).strip()})
@@ -195,6 +205,8 @@ class Rubric:
             marked["responses"] = self.shown((SENTINEL.format("responses"),) * 2)
         if self.mode == "checklist_items":
             marked["items"] = [{"number": 1, "text": SENTINEL.format("items")}]
+        if "conversation" in self.variables:
+            marked["conversation"] = [{"role": "user", "content": SENTINEL.format("conversation")}]
         data = tuple(v for v in self.variables if v != "principle")
         if not self.neutralise:
             return list(data)
@@ -298,7 +310,9 @@ def load_rubric(ref: str) -> Rubric:
     if principles:
         provided = (*provided, "principle")
     variables = tuple(header.get("variables", provided))
-    provided = (*provided, "reference")  # only when declared: it needs a reference column
+    # only when declared: a reference needs a reference column; a conversation's earlier
+    # turns are a list (empty for a single message) the template loops over
+    provided = (*provided, "reference", "conversation")
     unknown = [v for v in variables if v not in provided]
     if unknown:
         raise ConfigError(
@@ -346,7 +360,7 @@ def _examples(header: dict, variables: tuple[str, ...], labels: list[str], path:
     examples = header.get("examples", [])
     if not isinstance(examples, list):
         raise ConfigError(f"{path}: examples must be a list of mappings")
-    needed = [v for v in variables if v != "principle"]
+    needed = [v for v in variables if v not in ("principle", "conversation")]
     out = []
     for n, example in enumerate(examples, 1):
         if not isinstance(example, dict):

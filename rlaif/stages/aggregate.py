@@ -368,6 +368,16 @@ def _random_per_group(groups: pa.ChunkedArray, k: int, seed: int) -> pa.Array:
     return pa.array(np.sort(order[rank < k]))
 
 
+def _prompts(prompts: pa.Array, system_prompt: str | None) -> pa.Array:
+    """Each prompt as the conversation TRL's trainers take (:func:`rlaif.chat.chat`): built
+    column-wise from one-message prompts, message by message from conversations."""
+    if not pa.types.is_list(prompts.type):
+        return _conversations(chat("", system_prompt), prompts)
+    conversations = [chat(p, system_prompt) for p in prompts.to_pylist()]
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.array(conversations, type=pa.list_(message))
+
+
 def _answers(texts: pa.Array) -> pa.ListArray:
     """One single-message assistant conversation per text."""
     return _conversations([{"role": "assistant", "content": ""}], texts)
@@ -400,7 +410,7 @@ def _to_dataset(pairs: pa.Table, system_prompt: str | None) -> Dataset:
     p_chosen = np.where(p_a >= 0.5, p_a, 1.0 - p_a)
     table = pa.table(
         {
-            "prompt": _conversations(chat("", system_prompt), column("prompt")),
+            "prompt": _prompts(column("prompt"), system_prompt),
             "chosen": _answers(pc.if_else(a_wins, first, second)),
             "rejected": _answers(pc.if_else(a_wins, second, first)),
             "p_chosen": pa.array(p_chosen, type=pa.float64()),

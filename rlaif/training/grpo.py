@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
+from rlaif.chat import prompts_of
 from rlaif.errors import ConfigError
+from rlaif.hashing import stable_hash
 from rlaif.judges import Budget
 from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore
@@ -93,12 +95,14 @@ def grpo_prompts(preferences: Dataset) -> Dataset:
     """One row per prompt of the preferences: the conversation GRPO prompts the policy with,
     its text as the judges see it, and the SFT answers completions are judged against."""
     seen: dict[str, dict[str, Any]] = {}
-    for row in preferences.select_columns(["prompt", "chosen", "rejected"]):
-        text = row["prompt"][-1]["content"]
-        if text not in seen:
-            seen[text] = {
+    rows = preferences.select_columns(["prompt", "chosen", "rejected"])
+    for row, judged in zip(rows, prompts_of(rows["prompt"]), strict=True):
+        seen.setdefault(
+            stable_hash(judged),
+            {
                 "prompt": row["prompt"],
-                "prompt_text": text,
+                "prompt_text": judged,
                 "baselines": [row["chosen"][-1]["content"], row["rejected"][-1]["content"]],
-            }
+            },
+        )
     return Dataset.from_list(list(seen.values()))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from rlaif.chat import chat
+from rlaif.chat import Prompt, chat
 from rlaif.config import RewardModelConfig
 from rlaif.errors import ConfigError
 from rlaif.models.devices import resolve_dtype
@@ -178,13 +178,13 @@ class RewardScorer:
         self.model.eval().to(self.device)
         self.batch_size = batch_size
         self.system_prompt = system_prompt
-        """Shown before a prompt given as text (a conversation is scored as it is)."""
+        """Shown before a prompt that does not start with a system message of its own."""
 
     @torch.inference_mode()
     def score(self, prompts: list, answers: list) -> list[float]:
         texts = [
             self.tokenizer.apply_chat_template(
-                (p if isinstance(p, list) else chat(p, self.system_prompt)) + _answer(a),
+                _shown(p, self.system_prompt) + _answer(a),
                 tokenize=False,
             )
             for p, a in zip(prompts, answers, strict=True)
@@ -204,3 +204,12 @@ class RewardScorer:
 
 def _answer(value: list | str) -> list[dict[str, str]]:
     return value if isinstance(value, list) else [{"role": "assistant", "content": value}]
+
+
+def _shown(prompt: Prompt, system_prompt: str | None) -> list[dict[str, str]]:
+    """The conversation an answer is scored in: a preference's prompt as it is (it holds
+    the system prompt its answers were sampled under), else the prompt behind the system
+    prompt, as sampling showed it."""
+    if isinstance(prompt, list) and prompt and prompt[0]["role"] == "system":
+        return list(prompt)
+    return chat(prompt, system_prompt)

@@ -5,11 +5,11 @@ from datasets import Dataset, DatasetDict
 
 from rlaif.config import PromptsConfig
 from rlaif.errors import ConfigError
-from rlaif.prompts import BUILTIN_PATH, load_prompts, split_prompts
+from rlaif.prompts import BUILTIN, load_prompts, split_prompts
 
 
 def test_builtin_set_has_ids_and_categories():
-    rows = [json.loads(line) for line in BUILTIN_PATH.read_text().splitlines()]
+    rows = [json.loads(line) for line in BUILTIN["builtin"].read_text().splitlines()]
     assert len(rows) >= 200
     assert len({r["id"] for r in rows}) == len(rows)
     assert len({r["prompt"] for r in rows}) == len(rows)
