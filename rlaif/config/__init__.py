@@ -450,6 +450,7 @@ class PipelineConfig(_Strict):
             ("train", "dpo", "soft_labels"): False,
             ("train", "monitor"): None,
             ("train", "monitor", "stop", "min_round_gain"): None,
+            ("train", "monitor", "stop", "max_attacks"): None,
             ("aggregate", "judge_weights"): "equal",
             ("aggregate", "human_labels"): "ignore",
             ("sample", "server"): None,

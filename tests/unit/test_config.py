@@ -103,6 +103,7 @@ def test_keys_added_since_a_run_was_named_leave_its_hash_alone_at_their_defaults
         {"train": {"dpo": {"soft_labels": True}}},
         {"sample": {"backend": "openai", "server": {"base_url": "http://gpu:8000/v1"}}},
         {"judge": {**explicit, "permutations": 3}},
+        {"judge": {**explicit, "checklists": {"min_items": 4}}},
     ):
         assert PipelineConfig.model_validate({**same, **added}).hash() != before
     listwise = {"judges": [{**judge, "mode": "listwise"}], "permutations": 2}
@@ -114,6 +115,9 @@ def test_keys_added_since_a_run_was_named_leave_its_hash_alone_at_their_defaults
     watched["train"]["monitor"]["stop"]["max_kl"] = 5.0
     was = "9f85c7465243047a619092c3a29cdb19a3369f54a7f7ea98a65363cf09c2a818"
     assert PipelineConfig.model_validate(watched).hash() == was
+    watched["train"]["monitor"]["stop"]["max_attacks"] = 0.0
+    assert PipelineConfig.model_validate(watched).hash() != was
+    watched["train"]["monitor"]["stop"].pop("max_attacks")
     watched["train"]["monitor"] |= {"judges": [judge], "stop": {"min_round_gain": 0.0}}
     assert PipelineConfig.model_validate(watched).hash() != was
 
