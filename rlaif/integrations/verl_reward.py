@@ -6,8 +6,8 @@ In verl's config: ``custom_reward_function.path=<this file>`` and
 address comes from ``RLAIF_REWARD_URL`` (default ``http://127.0.0.1:8765``), and a token the
 server was started to require (``--token-env``) from ``RLAIF_REWARD_TOKEN``. It needs only the
 standard library, so verl's workers need not install rlaif. The prompt is read from
-``extra_info["question"]`` and the label from ``ground_truth``, as ``rlaif export --format
-verl`` writes them.
+``extra_info["question"]`` (a text, or a conversation's messages) and the label from
+``ground_truth``, as ``rlaif export --format verl`` writes them.
 """
 
 from __future__ import annotations

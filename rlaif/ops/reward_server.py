@@ -25,6 +25,7 @@ must carry ``Authorization: Bearer <token>`` (401 otherwise).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from rlaif.chat import ROLES, Prompt, conversation_error, plain
 from rlaif.config import PipelineConfig
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.judges import Budget
@@ -48,12 +50,22 @@ class BadRequest(RlaifError):
     """A request the server answers with 400 and this message."""
 
 
+class Message(BaseModel):
+    """One turn of a conversation a prompt is."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    role: str
+    content: str
+
+
 class RewardRequest(BaseModel):
     """The body of ``POST /get_reward``: typed, so a list where a string belongs is a 400."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    prompts: list[str] | None = None
+    prompts: list[str | list[Message]] | None = None
+    """Prompt texts (templated or not), or conversations ending with the user's turn."""
     query: list[str] | None = None
     responses: list[str] | None = None
     labels: list[str | None] | None = None
@@ -65,6 +77,7 @@ class TurnText:
     comes without its prompt."""
 
     MARK = "\u2063rlaif-user-text\u2063"
+    TURNS = tuple(f"\u2063rlaif-turn-{n}\u2063" for n in range(3))
 
     def __init__(self, tokenizer: Any):
         special = {t for t in tokenizer.all_special_tokens if t} | {tokenizer.eos_token or ""}
@@ -78,19 +91,48 @@ class TurnText:
         # what opens the user's turn: ``before`` from its last special token on
         cuts = [self.before.rfind(t) for t in self.special if t in self.before]
         self.user_start = self.before[max(cuts) :] if cuts else ""
+        # what the template puts between a user's turn and the answer, and between an answer
+        # and the next user's turn: how a templated conversation splits back into its turns
+        self.to_answer = self.to_user = ""
+        if getattr(tokenizer, "chat_template", None):
+            probe = tokenizer.apply_chat_template(
+                [{"role": r, "content": m} for r, m in zip(ROLES * 2, self.TURNS, strict=False)],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            at = [probe.find(m) for m in self.TURNS]
+            if -1 not in at and at == sorted(at):
+                self.to_answer = probe[at[0] + len(self.TURNS[0]) : at[1]]
+                self.to_user = probe[at[1] + len(self.TURNS[1]) : at[2]]
 
     def clean(self, text: str) -> str:
         for token in self.special:
             text = text.replace(token, "")
         return text.strip()
 
-    def user_text(self, prompt: str) -> str:
-        """The user's words of a prompt the template rendered; any other prompt as it is."""
-        if self.after and prompt.endswith(self.after):
-            prompt = prompt[: -len(self.after)]
-            if self.user_start and self.user_start in prompt:
-                prompt = prompt[prompt.rfind(self.user_start) + len(self.user_start) :]
-        return self.clean(prompt)
+    def prompt(self, prompt: str) -> Prompt:
+        """What the user said in a prompt the template rendered: their words, or the
+        conversation when it holds earlier turns (the trainer's system prompt left out); any
+        other prompt as it is."""
+        if not (self.after and prompt.endswith(self.after)):
+            return self.clean(prompt)
+        prompt = prompt[: -len(self.after)]
+        if not (self.user_start and self.user_start in prompt):
+            return self.clean(prompt)
+        first = prompt.find(self.user_start) + len(self.user_start)
+        last = prompt.rfind(self.user_start) + len(self.user_start)
+        if first == last or not (self.to_answer and self.to_user):
+            return self.clean(prompt[last:])
+        turns, rest = [], prompt[first:]
+        for role in itertools.cycle(ROLES):
+            end = self.to_answer if role == "user" else self.to_user
+            content, found, rest = rest.partition(end)
+            turns.append({"role": role, "content": self.clean(content)})
+            if not found:
+                break
+        if turns[-1]["role"] != "user" or conversation_error(turns) is not None:
+            return self.clean(prompt[last:])  # a turn the template wrote otherwise
+        return turns
 
     def split(self, query: str) -> tuple[str, str]:
         """(prompt, response) of a query sent without its prompt."""
@@ -152,6 +194,10 @@ class Rewards:
             if body.prompts is not None:
                 if len(body.query) != len(body.prompts):
                     raise BadRequest("'query': one text (prompt + response) per prompt")
+                if not all(isinstance(p, str) for p in body.prompts):
+                    raise BadRequest(
+                        "'prompts' beside 'query' are the texts the queries start with"
+                    )
                 pairs = [
                     (p, q[len(p) :] if q.startswith(p) else q)
                     for p, q in zip(body.prompts, body.query, strict=True)
@@ -178,9 +224,20 @@ class Rewards:
                 "serve a reward model (--reward-model)"
             )
         return [
-            (self.text.user_text(p), self.text.clean(r), label)
+            (self._prompt(p), self.text.clean(r), label)
             for (p, r), label in zip(pairs, labels, strict=True)
         ]
+
+    def _prompt(self, prompt: str | list[Message]) -> Prompt:
+        """A prompt as the judges see it: a text's user words (or its conversation), or a
+        conversation sent as messages, checked."""
+        if isinstance(prompt, str):
+            return self.text.prompt(prompt)
+        turns = [m.model_dump() for m in prompt]
+        problem = conversation_error(turns)
+        if problem is not None:
+            raise BadRequest(f"'prompts': {problem}")
+        return plain(turns)
 
     def score(self, items: list[tuple[str, str, str | None]]) -> tuple[list[float], dict]:
         """Rewards for (prompt, response, label) items, and what judging them cost."""

@@ -214,3 +214,44 @@ def test_every_export_carries_the_reference_or_an_sft_answer(run_dir, tmp_path):
     verl_rows = lines_of_parquet(export(run_dir, "verl", tmp_path / "v")[0])
     truths = {r["extra_info"]["prompt_id"]: r["reward_model"]["ground_truth"] for r in verl_rows}
     assert truths == {p["prompt_id"]: p["label"] for p in prompts}
+
+
+@pytest.fixture(scope="module")
+def conversation_run(tmp_path_factory, tiny_model):
+    """A finished run over multi-turn prompts (the shipped conversations)."""
+    tmp = tmp_path_factory.mktemp("conversations")
+    cfg = pipeline(
+        tmp,
+        tiny_model,
+        prompts={"source": "builtin_conversations", "limit": 8, "eval_size": 2},
+        sample={"system_prompt": "Be brief."},
+    )
+    Pipeline.from_yaml(write(tmp, cfg)).run(stages=["aggregate"], run_dir=tmp / "run")
+    return tmp / "run"
+
+
+def test_multi_turn_exports_are_read_as_conversations_by_both_trainers(
+    trainers_site, conversation_run, served, tiny_model, tmp_path
+):
+    values = {"model": str(tiny_model), "reward_url": served}
+    out = tmp_path / "openrlhf"
+    export(conversation_run, "openrlhf", out, reward_url=served)
+    seen = harness(trainers_site, "openrlhf", tiny_model, out, {**values, "data": str(out)})
+    pairs, prompts = lines(out / "preferences.jsonl"), lines(out / "prompts.jsonl")
+    earlier = pairs[0]["prompt"][2]  # system, user, then the assistant's earlier turn
+    assert earlier["role"] == "assistant" and len(pairs[0]["prompt"]) >= 4
+    assert all(p["prompt"][-1]["role"] == "user" for p in [*pairs, *prompts])
+    for name in ("openrlhf_dpo", "openrlhf_rm"):
+        assert seen[name]["rows"] == len(pairs) > 0
+        assert f"<|im_start|>assistant\n{earlier['content']}<|im_end|>" in seen[name]["prompt"]
+    assert seen["openrlhf_ppo"]["rows"] == len(prompts)
+
+    out = tmp_path / "verl"
+    export(conversation_run, "verl", out, reward_url=served)
+    values |= {"data": str(out), "reward_model": str(tmp_path / "reward_model")}
+    judged = harness(trainers_site, "verl", tiny_model, out, values)["verl_grpo_judge"]
+    rows = lines_of_parquet(out / "train.parquet")
+    assert judged["rows"] == len(rows) > 0
+    history = rows[0]["prompt"][2]
+    assert history["role"] == "assistant"
+    assert f"<|im_start|>assistant\n{history['content']}<|im_end|>" in judged["prompt"]

@@ -221,3 +221,46 @@ def test_the_cli_serves_until_stopped(tmp_path, tiny_model):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_conversation_is_judged_with_its_history_however_it_comes(tmp_path, tiny_model):
+    """OpenRLHF sends a templated multi-turn prompt, verl's shim the conversation itself
+    (``rlaif export`` writes it as the question): the judges see the same conversation, so
+    the second asks nothing."""
+    import judges_for_tests as jt
+    from transformers import AutoTokenizer
+
+    rewards, server = serve(tmp_path, tiny_model, judge="shorter_seen")
+    conversation = [
+        {"role": "user", "content": "Plan two days in Rome."},
+        {"role": "assistant", "content": "Day one: the Forum. Day two: the Vatican."},
+        {"role": "user", "content": "Swap the days."},
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    templated = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, *conversation],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    answers = ["Done.", "Day one: the Vatican. Day two: the Forum, as you asked."]
+    try:
+        jt.CALLS.clear()
+        queried = post(
+            server.url,
+            {"query": [templated + a for a in answers], "prompts": [templated] * 2,
+             "labels": ["Swapped."] * 2},
+        )  # fmt: skip
+        assert {json.dumps(c[0]) for c in jt.CALLS} == {json.dumps(conversation)}
+        info = {"question": conversation}
+        os.environ["RLAIF_REWARD_URL"] = server.url
+        asked = len(jt.CALLS)
+        shim = verl_reward.compute_score_batch(["t"] * 2, answers, ["Swapped."] * 2, [info] * 2)
+        assert shim == queried["rewards"] and queried["rewards"][0] > 0.5
+        assert len(jt.CALLS) == asked  # the same keys: read from the store
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            post(server.url, {"prompts": [conversation[:2]], "responses": ["x"], "labels": ["y"]})
+        assert "ends with the user's turn" in json.load(caught.value)["error"]
+    finally:
+        os.environ.pop("RLAIF_REWARD_URL", None)
+        server.stop()
+        rewards.close()

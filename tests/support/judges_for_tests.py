@@ -116,3 +116,9 @@ def empty_checklist(prompt: str) -> list:
 
 def raises_in_checklist(prompt: str) -> list:
     raise RuntimeError("writer down")
+
+
+def shorter_seen(prompt, first: str, second: str) -> float:
+    """``prefer_shorter``, recording the prompt it was shown (a conversation stays a list)."""
+    CALLS.append((prompt, first, second))
+    return prefer_shorter(prompt, first, second)

@@ -11,13 +11,14 @@ from datasets import Dataset, load_from_disk
 
 from rlaif import Pipeline
 from rlaif.chat import chat, prompts_of, transcript
-from rlaif.config import JudgeConfig, PromptsConfig, PythonJudgeConfig, TrainConfig
+from rlaif.config import JudgeConfig, PPOConfig, PromptsConfig, PythonJudgeConfig, TrainConfig
 from rlaif.errors import ConfigError
 from rlaif.judging.store import JudgmentStore
 from rlaif.prompts import BUILTIN, load_prompts
 from rlaif.rubrics import load_rubric
 from rlaif.stages import judge, train
 from rlaif.training.grpo import grpo_prompts
+from rlaif.training.ppo import train_ppo
 
 TRIP = [
     {"role": "user", "content": "Plan two days in Rome."},
@@ -174,3 +175,23 @@ def test_a_conversation_run_through_judging_and_dpo(tmp_path, tiny_model):
     assert prefs[0]["prompt"][-1]["content"].startswith("Swap ")
     assert result.evaluation["n"] == 2
     assert (tmp_path / "run" / "train" / "model" / "model.safetensors").is_file()
+
+
+def test_ppo_rolls_out_conversations_and_rewards_them_in_context(tmp_path, tiny_model):
+    seen = []
+
+    def reward(prompts, responses):
+        seen.extend(prompts)
+        return [-len(r) / 20 for r in responses]
+
+    chats = [[*TRIP[:2], {"role": "user", "content": f"Swap {i}."}] for i in range(4)]
+    cfg = PPOConfig(steps=1, rollout_batch_size=4, minibatch_size=2, max_new_tokens=4)
+    log = train_ppo(
+        Dataset.from_dict({"prompt": chats}),
+        cfg,
+        model=str(tiny_model),
+        reward_fn=reward,
+        output_dir=tmp_path,
+    )
+    assert len(log) == 1 and len(seen) == 4  # the reward sees each rollout's conversation
+    assert set(map(json.dumps, seen)) <= set(map(json.dumps, chats))
