@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from rlaif.chat import transcript
 from rlaif.report import figures, run_data
 from rlaif.run.run_dir import OUTPUT_DIRS, read_chain, run_cost, stage_cost
 from rlaif.run.stage_table import NAMES
@@ -290,7 +291,7 @@ def _evaluation(run_dir: Path, manifest: dict[str, Any], out_dir: Path) -> dict[
             "caption": f"first {len(examples)} held-out prompts",
             "header": ["prompt", "policy", "SFT", "P(policy wins)"],
             "rows": [
-                [r.prompt, r.policy_response, r.reference_response, _format(r.p_policy)]
+                [transcript(r.prompt), r.policy_response, r.reference_response, _format(r.p_policy)]
                 for r in examples.itertuples()
             ],
             "long": True,
