@@ -36,7 +36,7 @@ from rlaif.errors import ConfigError
 from rlaif.executors.config import RayConfig
 from rlaif.hashing import stable_hash
 from rlaif.models.loading import DEFAULT_MODEL
-from rlaif.pipelines import accelerate_configs, builtin_pipelines
+from rlaif.pipelines import accelerate_config_path, builtin_pipelines
 from rlaif.run.stage_table import NAMES
 
 STAGES = NAMES
@@ -47,9 +47,8 @@ class PromptsConfig(_Strict):
     """Where prompts come from and how they split into training and held-out evaluation."""
 
     source: str = "builtin"
-    """``builtin`` (240 questions), ``builtin_conversations`` (48 multi-turn conversations), a
-    .jsonl/.json/.parquet file, a ``save_to_disk`` folder or a hub name; a prompt is a string
-    or a conversation (user and assistant messages ending with the user's), or .csv text."""
+    """``builtin``, ``builtin_conversations`` (multi-turn), a .jsonl/.json/.csv/.parquet file, a
+    ``save_to_disk`` folder or a hub name; a prompt is a text or a conversation (messages)."""
     prompt_column: str = "prompt"
     id_column: str | None = "id"
     reference_column: str | None = None
@@ -325,12 +324,16 @@ class TrainConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _monitor_in_process(self) -> TrainConfig:
+    def _monitor_sees_whole_weights(self) -> TrainConfig:
         if self.monitor is not None and self.accelerate_config:
-            raise ValueError(
-                "monitor: the monitor watches a policy trained in this process; it does not "
-                "run under accelerate_config"
-            )
+            launch = yaml.safe_load(accelerate_config_path(self.accelerate_config).read_text())
+            if launch.get("distributed_type") == "FSDP" or (
+                (launch.get("deepspeed_config") or {}).get("zero_stage") == 3
+            ):
+                raise ValueError(
+                    "monitor: each process answers the monitor's prompts with the whole policy, "
+                    "which FSDP and DeepSpeed ZeRO-3 shard; use multi-GPU (DDP) or ZeRO-1/2"
+                )
         return self
 
     @field_validator("accelerate_config")
@@ -500,18 +503,6 @@ def resolve_pipeline(ref: str | Path) -> Path:
     raise ConfigError(
         f"{ref}: no such pipeline file, and not the name of a shipped pipeline "
         f"({', '.join(shipped)})"
-    )
-
-
-def accelerate_config_path(ref: str) -> Path:
-    """An accelerate config file: ``ref`` itself, or the shipped config of that name."""
-    if Path(ref).is_file():
-        return Path(ref)
-    shipped = {p.stem: p for p in accelerate_configs()}
-    if ref in shipped:
-        return shipped[ref]
-    raise ValueError(
-        f"accelerate config '{ref}' is neither a file nor a shipped one ({', '.join(shipped)})"
     )
 
 

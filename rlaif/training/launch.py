@@ -18,8 +18,8 @@ from pathlib import Path
 
 from datasets import Dataset, load_from_disk
 
-from rlaif.config import accelerate_config_path
 from rlaif.errors import RlaifError
+from rlaif.pipelines import accelerate_config_path
 from rlaif.training.job import TrainJob, run_job
 
 log = logging.getLogger(__name__)

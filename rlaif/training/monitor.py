@@ -10,7 +10,10 @@ no stop rule objects to is approved, and the policy is saved as it is; when a ru
 training stops and the last approved policy becomes ``train/model``.
 
 The same :class:`Monitor` serves every trainer: TRL's (DPO, GRPO) through
-:class:`MonitorCallback`, the PPO loop by calling :meth:`Monitor.check` itself.
+:class:`MonitorCallback`, the PPO loop by calling :meth:`Monitor.check` itself. Under
+``accelerate launch`` every process answers the prompts (the weights are the same on each),
+the main one judges, decides and writes, and the others take its check, so all of them stop at
+the same step.
 """
 
 from __future__ import annotations
@@ -117,8 +120,11 @@ class Monitor:
         if self.log_path.exists():
             rows = [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
             self.checks = [Check(**r) for r in rows if r["step"] <= step]
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.log_path.write_text("".join(json.dumps(asdict(c)) + "\n" for c in self.checks))
+        if _is_main():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            kept = self.log_path.with_suffix(".tmp")
+            kept.write_text("".join(json.dumps(asdict(c)) + "\n" for c in self.checks))
+            kept.replace(self.log_path)
 
     def reward_since_last_check(self, history: list[dict[str, Any]]) -> float | None:
         """The mean reward a trainer logged since the previous check (see :func:`last_reward`)."""
@@ -153,6 +159,7 @@ class Monitor:
         if was_training:
             policy.train()
         sft = self._sft_answers(tokenizer)
+        main = _is_main()
         check = Check(
             step=step,
             reward=reward,
@@ -160,16 +167,18 @@ class Monitor:
             length_ratio=round(sum(lengths) / max(self._sft_tokens, 1e-9), 4),
             repetition=round(sum(map(repetition, answers)) / len(answers), 4),
             refusal=round(sum(bool(REFUSAL.search(a)) for a in answers) / len(answers), 4),
-            win_rate=self._win_rate(answers, sft),
+            win_rate=self._win_rate(answers, sft) if main else None,
             attacks=round(sum(bool(attack_marks(a)) for a in answers) / len(answers), 4),
         )
-        check.rule = self._rule(check)
+        check.rule = self._rule(check) if main else None
+        check = _from_main(check)
         self.checks.append(check)
-        with self.log_path.open("a") as fh:
-            fh.write(json.dumps(asdict(check)) + "\n")
-        log.info("monitor %s", json.dumps(asdict(check)))
-        if check.rule is None or not self.approved_dir.exists():
-            self._save(policy, tokenizer)  # the first check keeps the start in any case
+        if main:
+            with self.log_path.open("a") as fh:
+                fh.write(json.dumps(asdict(check)) + "\n")
+            log.info("monitor %s", json.dumps(asdict(check)))
+            if check.rule is None or not self.approved_dir.exists():
+                self._save(policy, tokenizer)  # the first check keeps the start in any case
         if check.rule is not None:
             self.stopped = check
             log.warning("monitor: %s at step %d; training stops", check.rule, step)
@@ -332,7 +341,6 @@ class Monitor:
         """After training: when a rule stopped it, the last approved policy replaces
         ``output_dir/model``; the record is copied beside it, and the summary the train stage
         reports goes to ``output_dir/monitor.json``."""
-        shutil.copyfile(self.log_path, output_dir / "monitor.jsonl")
         approved = [c for c in self.checks if c.rule is None]
         stopped = self.stopped or next((c for c in self.checks if c.rule), None)
         # the policy kept: the last approved one after a stop (the start, if none was), else the
@@ -344,17 +352,36 @@ class Monitor:
             "kept_win_rate": kept[0].win_rate if kept else None,
         }
         if stopped is not None:
-            target = output_dir / "model"
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(self.approved_dir, target)
             summary |= {
                 "stopped": stopped.rule,
                 "stopped_at": stopped.step,
                 "kept_step": kept[0].step,
             }
+        if not _is_main():
+            return summary
+        shutil.copyfile(self.log_path, output_dir / "monitor.jsonl")
+        if stopped is not None:
+            target = output_dir / "model"
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(self.approved_dir, target)
         (output_dir / "monitor.json").write_text(json.dumps(summary, indent=1))
         return summary
+
+
+def _is_main() -> bool:
+    """Whether this is the process that judges, decides and writes (the only one, outside
+    ``accelerate launch``)."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def _from_main(check: Check) -> Check:
+    """The main process's check, on every process (the same one where there is one)."""
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return check
+    shared = [asdict(check)]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    return Check(**shared[0])
 
 
 def last_reward(history: list[dict[str, Any]], since: int) -> float | None:

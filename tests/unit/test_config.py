@@ -2,15 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from rlaif.config import (
-    PipelineConfig,
-    accelerate_config_path,
-    load_pipeline,
-    validate_pipeline,
-)
+from rlaif.config import PipelineConfig, load_pipeline, validate_pipeline
 from rlaif.errors import ConfigError
 from rlaif.models.loading import resolve_model
-from rlaif.pipelines import builtin_pipelines
+from rlaif.pipelines import accelerate_config_path, builtin_pipelines
 
 
 def write(tmp_path: Path, text: str) -> Path:

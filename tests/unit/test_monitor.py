@@ -78,8 +78,14 @@ def test_the_hacking_rule_wants_the_reward_up_and_the_win_rate_down(tmp_path):
     for rule in ("win_rate_drop", "min_win_rate"):
         with pytest.raises(ValidationError, match=f"stop.{rule} needs monitor judges"):
             MonitorConfig(stop={rule: 0.1})
-    with pytest.raises(ValidationError, match="does not run under accelerate_config"):
-        TrainConfig(monitor={}, accelerate_config="cpu")
+    for sharded in ("fsdp", "deepspeed_zero3"):  # each process must hold the whole policy
+        if sharded == "deepspeed_zero3":
+            sharded = tmp_path / "zero3.yaml"
+            sharded.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n")
+        with pytest.raises(ValidationError, match="which FSDP and DeepSpeed ZeRO-3 shard"):
+            TrainConfig(monitor={}, accelerate_config=str(sharded))
+    for whole in ("cpu", "multi_gpu", "deepspeed_zero2"):
+        assert TrainConfig(monitor={}, accelerate_config=whole).monitor is not None
 
 
 def monitored(**stop):
