@@ -3,11 +3,13 @@
 1. Accuracy, on simulated judges with a known truth (``rlaif.testing.simulated``): every
    pair of N answers in both orders against one listwise call per order shown
    (``judge.permutations``, default 2), aggregated by the aggregate stage; the ratio is
-   listwise accuracy over pairwise accuracy.
+   listwise accuracy over pairwise accuracy; and with adaptive orders (each prompt's other
+   order asked only where its first list left a pair unsure, as ``orders: adaptive`` does).
 2. Calls and cost of a night on the loopback judge server (real HTTP, the openai SDK, the
    judge stage, a priced judge): P prompts x N answers, ``helpful_harmless_json`` in both
    orders online against ``listwise_helpful_json`` online and through the provider's batch
-   API (the loopback batch endpoints, half price). Prints calls per prompt, cost, the
+   API (the loopback batch endpoints, half price), and with adaptive orders through the batch
+   API. Prints calls per prompt, cost, the
    preferences each publishes and preferences per dollar.
 
 The last line printed is one JSON object with the figures.
@@ -27,7 +29,14 @@ import datasets
 from bench_common import quiet
 from datasets import Dataset
 
-from rlaif.config import AggregateConfig, JudgeConfig, OpenAIJudgeConfig, Price
+from rlaif.config import (
+    AdaptiveOrdersConfig,
+    AggregateConfig,
+    JudgeConfig,
+    OpenAIJudgeConfig,
+    Price,
+)
+from rlaif.debias.adaptive_orders import select_lists
 from rlaif.judges import Budget
 from rlaif.judging.store import JudgmentStore
 from rlaif.stages import aggregate, judge
@@ -48,15 +57,32 @@ JUDGES = {
 def accuracy_kept(prompts: int, answers: int, permutations: int) -> dict:
     out = {}
     cfg = AggregateConfig(ties="keep")
+    adaptive = AdaptiveOrdersConfig()
     for name, sim_judge in JUDGES.items():
         pairwise = simulate([sim_judge], prompts=prompts, responses=answers)
         listwise = simulate_listwise(
             sim_judge, prompts=prompts, responses=answers, permutations=permutations
         )
+        rows = listwise.judgments.to_pandas()
+        rows["p_first"] = rows["p_a"].where(rows["order"] == "ab", 1 - rows["p_a"])
+        chosen = select_lists(rows, threshold=adaptive.threshold, bias_share=adaptive.bias_sample)
         a = pairwise.accuracy(aggregate(pairwise.judgments, cfg))
         b = listwise.accuracy(aggregate(listwise.judgments, cfg))
-        out[name] = {"pairwise": round(a, 4), "listwise": round(b, 4), "kept": round(b / a, 3)}
-        print(f"  {name:<22} pairwise {a:.4f}  listwise {b:.4f}  kept {b / a:.3f}", flush=True)
+        c = listwise.accuracy(aggregate(Dataset.from_pandas(chosen, preserve_index=False), cfg))
+        calls = chosen["key"].nunique() / prompts
+        out[name] = {
+            "pairwise": round(a, 4),
+            "listwise": round(b, 4),
+            "kept": round(b / a, 3),
+            "adaptive": round(c, 4),
+            "adaptive_kept": round(c / a, 3),
+            "adaptive_calls_per_prompt": round(calls, 3),
+        }
+        print(
+            f"  {name:<22} pairwise {a:.4f}  listwise {b:.4f} (kept {b / a:.3f})  adaptive "
+            f"{c:.4f} (kept {c / a:.3f}, {calls:.2f} calls/prompt)",
+            flush=True,
+        )
     return out
 
 
@@ -82,7 +108,9 @@ def night(prompts: int, answers: int) -> Dataset:
     return Dataset.from_list(rows)
 
 
-def judged(server: LoopbackBatchServer, pairs: Dataset, rubric: str, batch: bool, folder: Path):
+def judged(
+    server: LoopbackBatchServer, pairs: Dataset, rubric: str, batch: bool, folder: Path, orders: str
+):
     spec = OpenAIJudgeConfig(
         name="priced",
         model="judge-model",
@@ -93,14 +121,15 @@ def judged(server: LoopbackBatchServer, pairs: Dataset, rubric: str, batch: bool
         price=PRICE,
         batch={"enabled": batch},
     )
-    cfg = JudgeConfig(judges=[spec])
+    cfg = JudgeConfig(judges=[spec], orders=orders)
     before, start = server.requests, time.perf_counter()
+    submitted = sum(server.submitted.values())
     with JudgmentStore(folder / "judgments.sqlite") as store:
         rows = judge(pairs, cfg, store=store, budget=Budget(), batch_dir=folder / "batches")
-        if batch:  # the next night collects what the provider answered
+        while "pending" in rows["status"]:  # the next night collects (adaptive: and asks more)
             server.complete_batches()
             rows = judge(pairs, cfg, store=store, budget=Budget(), batch_dir=folder / "batches")
-    calls = server.requests - before if not batch else sum(server.submitted.values())
+    calls = server.requests - before if not batch else sum(server.submitted.values()) - submitted
     seconds = time.perf_counter() - start
     prefs = aggregate(rows, AggregateConfig())
     cost = sum({k: c or 0.0 for k, c in zip(rows["key"], rows["cost_usd"], strict=True)}.values())
@@ -127,14 +156,15 @@ def main() -> None:
     print(f"a night on the loopback server, {args.prompts} prompts x {args.answers} answers:")
     pairs = night(args.prompts, args.answers)
     sides = {
-        "pairwise_both_orders_online": ("helpful_harmless_json", False),
-        "listwise_online": ("listwise_helpful_json", False),
-        "listwise_provider_batches": ("listwise_helpful_json", True),
+        "pairwise_both_orders_online": ("helpful_harmless_json", False, "both"),
+        "listwise_online": ("listwise_helpful_json", False, "both"),
+        "listwise_provider_batches": ("listwise_helpful_json", True, "both"),
+        "listwise_adaptive_provider_batches": ("listwise_helpful_json", True, "adaptive"),
     }
     served = {}
     with LoopbackBatchServer() as server, tempfile.TemporaryDirectory() as tmp:
-        for name, (rubric, batch) in sides.items():
-            served[name] = judged(server, pairs, rubric, batch, Path(tmp) / name)
+        for name, (rubric, batch, orders) in sides.items():
+            served[name] = judged(server, pairs, rubric, batch, Path(tmp) / name, orders)
             got = served[name]
             print(
                 f"  {name:<28} {got['calls'] / args.prompts:5.2f} calls/prompt  "
@@ -152,7 +182,13 @@ def main() -> None:
             / base["preferences_per_usd"],
             2,
         ),
+        "preferences_per_usd_listwise_adaptive_batches_over_pairwise": round(
+            served["listwise_adaptive_provider_batches"]["preferences_per_usd"]
+            / base["preferences_per_usd"],
+            2,
+        ),
         "accuracy_kept_min": min(v["kept"] for v in accuracy.values()),
+        "adaptive_accuracy_kept_min": min(v["adaptive_kept"] for v in accuracy.values()),
     }
     print("  " + ", ".join(f"{k} {v}" for k, v in ratios.items()))
     print(json.dumps({"benchmark": "listwise", "accuracy": accuracy, "served": served, **ratios}))

@@ -221,12 +221,15 @@ class JudgeConfig(_Strict):
     orders: Literal["both", "original", "random", "adaptive"] = "both"
     """``both`` judges every pair as (a, b) and (b, a) to cancel position bias; ``random``
     shows each pair once, in a random (seeded) order, for half the calls; ``adaptive`` shows
-    it once and asks the other order only where the first answer is unsure (``adaptive:``)."""
+    it once and asks the other order only where the first answer is unsure (``adaptive:``);
+    for a listwise judge, ``adaptive`` shows each prompt's answers in their first order and in
+    the others only where a pair's verdict in the first is unsure."""
     adaptive: AdaptiveOrdersConfig = Field(default_factory=AdaptiveOrdersConfig)
     permutations: int = Field(default=2, ge=1, le=24)
     """Listwise judges: each prompt's answers are shown in this many orders (a seeded
     shuffle, then its reverse, then more shuffles), one call each; ``orders`` is for pairwise
-    judges. Every answer's place in the list is thus balanced, as both orders balance a pair."""
+    judges (but ``adaptive``). Every answer's place in the list is thus balanced, as both
+    orders balance a pair."""
     checklists: ChecklistsConfig = Field(default_factory=ChecklistsConfig)
     seed: int = 0
     max_failures: int = Field(default=3, ge=1)

@@ -102,3 +102,48 @@ def select(
 def _rows_in(rows: pd.DataFrame, items: set[tuple[str, str]]) -> pd.DataFrame:
     pairs = zip(rows["pair_id"], rows["order"], strict=True)
     return rows[[item in items for item in pairs]]
+
+
+def unsure_lists(rows: list[dict], sample: set[str], threshold: float) -> tuple[float, set[str]]:
+    """A listwise judge's first-place bias, measured on the ``sample`` prompts (shown in every
+    order), and the other prompts whose first list left a pair unsure: a pair's P(shown first
+    wins) less that bias within ``threshold`` of 0.5. ``rows``: pair rows (``prompt_id``,
+    ``key`` of the call, ``pair_id``, ``order``, ``p_first``) in the order asked, each
+    prompt's first call first."""
+    first_call: dict[str, str] = {}
+    both: dict[str, dict[str, float]] = {}
+    firsts: dict[str, list[float]] = {}
+    for row in rows:
+        prompt = str(row["prompt_id"])
+        first_call.setdefault(prompt, row["key"])
+        p = row["p_first"]
+        if p is None:
+            continue
+        if prompt in sample:
+            both.setdefault(row["pair_id"], {})[row["order"]] = p
+        elif row["key"] == first_call[prompt]:
+            firsts.setdefault(prompt, []).append(p)
+    bias = position_bias(both)
+    unsure = {
+        prompt for prompt, ps in firsts.items() if any(abs(p - bias - 0.5) < threshold for p in ps)
+    }
+    return bias, unsure
+
+
+def select_lists(
+    judgments: pd.DataFrame, *, threshold: float, bias_share: float, seed: int = 0
+) -> pd.DataFrame:
+    """The rows an adaptive run of a listwise judge would have asked, from ``judgments`` of
+    every order shown (rows in the order asked, with ``prompt_id``, ``key``, ``pair_id``,
+    ``order``, ``p_first``): the bias sample's prompts whole, the others' first call, and
+    the unsure ones' other calls."""
+    prompts = [str(p) for p in dict.fromkeys(judgments["prompt_id"])]
+    sample = bias_sample(prompts, bias_share, seed)
+    rows = judgments.to_dict("records")
+    _, unsure = unsure_lists(rows, sample, threshold)
+    first_call = judgments.groupby("prompt_id", sort=False)["key"].first()
+    keep = [
+        str(r["prompt_id"]) in sample | unsure or r["key"] == first_call[r["prompt_id"]]
+        for r in rows
+    ]
+    return judgments[keep]

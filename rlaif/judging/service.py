@@ -23,7 +23,13 @@ from pathlib import Path
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig
-from rlaif.debias.adaptive_orders import bias_sample, first_order, other, unsure_pairs
+from rlaif.debias.adaptive_orders import (
+    bias_sample,
+    first_order,
+    other,
+    unsure_lists,
+    unsure_pairs,
+)
 from rlaif.errors import ConfigError
 from rlaif.executors.config import RayConfig
 from rlaif.judges import Budget, Judge, JudgeRequest, build_judge
@@ -31,7 +37,7 @@ from rlaif.judging.batch_run import BatchRun
 from rlaif.judging.checklists import checklist_rows
 from rlaif.judging.listwise import groups_of, pair_verdicts
 from rlaif.judging.online import judge_online
-from rlaif.judging.plan import Task, keyed, plan, plan_requests
+from rlaif.judging.plan import Task, keyed, plan, plan_listwise, plan_requests
 from rlaif.judging.schema import RECORD_FIELDS, pair_columns
 from rlaif.judging.store import JudgmentStore
 
@@ -83,6 +89,8 @@ def judge(
                 rows, unsure_of = _judge_adaptively(backend, asker)
                 out += rows
                 unsure_rows |= unsure_of
+            elif cfg.orders == "adaptive" and backend.mode == "listwise":
+                out += _rank_adaptively(backend, asker)
             else:
                 tasks = plan_requests(backend, records, cfg.orders, cfg.seed, cfg.permutations)
                 out += asker(backend, tasks)
@@ -296,6 +304,32 @@ def _judge_adaptively(backend: Judge, asker: _Asker) -> tuple[list[dict], set[in
         second = sorted((row, other(firsts[row])) for row in unsure_rows)
         rows += asker(backend, plan(backend, records, second))
     return rows, unsure_rows
+
+
+def _rank_adaptively(backend: Judge, asker: _Asker) -> list[dict]:
+    """``orders: adaptive`` for a listwise judge: the bias sample's prompts in every order
+    shown, every other prompt in its first, then in its other orders only where a pair's
+    verdict in that first list is unsure (:func:`unsure_lists`)."""
+    records, cfg = asker.records, asker.cfg
+    tasks = plan_listwise(backend, records, cfg.permutations, cfg.seed)
+    groups = groups_of(records)
+    prompts = [str(records[g.rows[0]]["prompt_id"]) for g in groups]
+    sample = bias_sample(prompts, cfg.adaptive.bias_sample, cfg.seed)
+    first = {t.row: t.key for t in reversed(tasks)}  # each prompt's first order shown
+    rows = asker(backend, [t for t in tasks if prompts[t.row] in sample or first[t.row] == t.key])
+    ok = [r for r in rows if r["status"] == "ok"]
+    bias, unsure = unsure_lists(ok, sample, cfg.adaptive.threshold)
+    log.info(
+        "judge %s: first-place bias %+.3f on %d prompts shown in every order; %d of %d "
+        "prompts unsure after their first order",
+        backend.name,
+        bias,
+        len(sample),
+        len(unsure),
+        len(groups) - len(sample),
+    )
+    again = [t for t in tasks if prompts[t.row] in unsure and first[t.row] != t.key]
+    return rows + asker(backend, again)
 
 
 def due(record: dict | None, max_failures: int) -> bool:

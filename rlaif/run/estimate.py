@@ -93,6 +93,10 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
     return out
 
 
+ORDERED = ("pairwise", "listwise")
+"""The modes ``orders: adaptive`` asks fewer orders of."""
+
+
 def _judge_calls(
     backend: Judge,
     cfg: PipelineConfig,
@@ -115,8 +119,8 @@ def _judge_calls(
             tasks = plan_requests(backend, records, judge.orders, judge.seed, judge.permutations)
         stored = store.get_many(t.key for t in tasks) if store else {}
         due_keys = {t.key for t in tasks if due(stored.get(t.key), judge.max_failures)}
-        # adaptive orders ask between one and two per pair: the count is its upper bound
-        return len(due_keys), judge.orders != "adaptive" or backend.mode != "pairwise"
+        # adaptive orders ask between one order and all: the count is its upper bound
+        return len(due_keys), judge.orders != "adaptive" or backend.mode not in ORDERED
     if backend.mode == "checklist":
         return n_train, False
     if backend.mode == "listwise":  # one call per prompt and order shown

@@ -12,6 +12,7 @@ from datasets import Dataset
 from rlaif.config import JudgeConfig
 from rlaif.judges.failures import failure_reason
 from rlaif.judging.service import judge
+from rlaif.rubrics import load_rubric
 
 if TYPE_CHECKING:
     from rlaif.run.stage_table import Run
@@ -51,10 +52,16 @@ def step(run: Run) -> dict[str, Any]:
 
 
 def adaptive_counts(judgments: Dataset, pairs: int, cfg: JudgeConfig) -> dict[str, Any]:
-    """What ``orders: adaptive`` asked, against the calls both orders would have made."""
-    judges = [j.name for j in cfg.judges if j.name != cfg.adaptive.escalate_to]
-    both = 2 * pairs * len(judges)
-    asked = len(judgments)
+    """What ``orders: adaptive`` asked (calls: a listwise call answers for several rows),
+    against the calls every order would have made: both orders of each pair, or each
+    prompt's ``permutations`` lists."""
+    prompts = len(set(judgments["prompt_id"]))
+    both = 0
+    for spec in cfg.judges:
+        if spec.name != cfg.adaptive.escalate_to:
+            mode = spec.mode if spec.backend == "python" else load_rubric(spec.rubric).mode
+            both += prompts * cfg.permutations if mode == "listwise" else 2 * pairs
+    asked = len(set(judgments["key"]))
     out: dict[str, Any] = {"requests": asked, "both_orders_requests": both}
     if cfg.adaptive.escalate_to is not None:
         out["escalated"] = judgments["judge"].count(cfg.adaptive.escalate_to)

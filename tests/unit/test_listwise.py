@@ -18,7 +18,7 @@ from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import load_rubric
 from rlaif.stages import aggregate, judge
-from rlaif.stages.judge import failure_counts
+from rlaif.stages.judge import adaptive_counts, failure_counts
 from rlaif.testing.simulated import SimulatedJudge, simulate, simulate_listwise
 
 
@@ -226,3 +226,22 @@ def test_a_call_behind_several_rows_failed_once():
     assert failure_counts(rows, max_failures=3) == {
         "retryable": 1, "gave_up": 0, "reasons": {"InternalServerError 500": 1}
     }  # fmt: skip
+
+
+def test_adaptive_orders_ask_a_prompts_other_order_only_where_its_first_is_unsure(tmp_path):
+    """20 prompts: 16 (the bias sample's minimum) in both orders shown, 4 in their first; a
+    sure ranker is not asked again, a position-only one is, about every prompt."""
+    answers = [[f"{p}" + "x" * n for n in (5, 1, 3)] for p in range(20)]
+    adaptive = {"orders": "adaptive", "adaptive": {"bias_sample": 0.05}}
+    asked = {}
+    for rule in ("rank_shorter", "rank_by_position"):
+        with JudgmentStore(tmp_path / f"{rule}.sqlite") as store:
+            out = judge(all_pairs(answers), listwise_cfg(rule, **adaptive), store=store)
+        asked[rule] = len(set(out["key"]))
+        assert set(out["status"]) == {"ok"}
+        if rule == "rank_by_position":  # both orders everywhere: each verdict cancels to a tie
+            prefs = aggregate(out, AggregateConfig(ties="keep"))
+            assert set(prefs["p_chosen"]) == {0.5}
+    assert asked == {"rank_shorter": 16 * 2 + 4, "rank_by_position": 20 * 2}
+    counts = adaptive_counts(out, len(all_pairs(answers)), listwise_cfg("x", **adaptive))
+    assert counts["requests"] == 40 and counts["both_orders_requests"] == 40
