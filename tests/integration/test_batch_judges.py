@@ -373,3 +373,27 @@ def test_nightly_with_a_batch_judge_exits_4_then_collects_on_the_next_run(
     assert len(server.submitted) == counts["judgments"]
     assert set(server.submitted.values()) == {1}  # each request submitted once
     assert server.online_bodies == []  # and none asked online at full price
+
+
+def test_checklists_through_provider_batches_match_online(server, tmp_path):
+    """The checklists go in one batch; once collected, the items their answers are asked
+    about go in the next; the scores equal the online ones."""
+    writer = judge_cfg(server, "openai", rubric="checklist").judges[0]
+    items = writer.model_copy(update={"name": "items", "rubric": "checklist_items"})
+    cfg = JudgeConfig(judges=[writer, items], checklists={"items_judge": "items"})
+    data = pairs([f"q{i}" for i in range(3)])
+    batch_dir = tmp_path / "batches"
+    statuses = []
+    with JudgmentStore(tmp_path / "batch.sqlite") as store:
+        for _ in range(3):
+            rows = judge(data, cfg, store=store, batch_dir=batch_dir)
+            statuses.append(set(rows["status"]))
+            server.complete_batches()
+    assert statuses == [{"pending"}, {"pending"}, {"ok"}] and len(server.batches) == 2
+    with JudgmentStore(tmp_path / "online.sqlite") as store:
+        direct = judge(data, online(cfg).model_copy(update={"judges": [
+            j.model_copy(update={"batch": j.batch.model_copy(update={"enabled": False})})
+            for j in cfg.judges
+        ]}), store=store)  # fmt: skip
+    assert list(direct["score"]) == list(rows["score"]) and None not in rows["score"]
+    assert list(direct["key"]) == list(rows["key"])

@@ -264,3 +264,19 @@ def test_a_conversation_is_judged_with_its_history_however_it_comes(tmp_path, ti
         os.environ.pop("RLAIF_REWARD_URL", None)
         server.stop()
         rewards.close()
+
+
+def test_a_checklist_judge_serves_its_scores_without_labels(tmp_path, tiny_model):
+    config = judged(tmp_path, tiny_model)
+    config["judge"]["judges"] = [
+        {"backend": "python", "mode": "checklist", "callable": "judges_for_tests:checked_checklist"}
+    ]
+    rewards = Rewards(validate_pipeline(config))
+    server = RewardServer(rewards, port=0).start()
+    try:
+        got = post(server.url, {"prompts": ["Tea?"] * 2, "responses": ["tea, please", "No?"]})
+    finally:
+        server.stop()
+        rewards.close()
+    # weights 2 (<= 20 chars), 1 (mentions tea), 1 (asks nothing back): the share met
+    assert got["rewards"] == [1.0, 0.5]

@@ -47,6 +47,15 @@ def test_conversations_and_strings_load_as_one_column_of_conversations(tmp_path)
     assert BUILTIN["builtin_conversations"].name == "default_conversations.jsonl"
 
 
+@pytest.mark.parametrize("kind", ["parquet", "save_to_disk"])
+def test_conversations_load_from_parquet_and_datasets_folders(tmp_path, kind):
+    ds = Dataset.from_list([{"id": "a", "prompt": TRIP}, {"id": "b", "prompt": TRIP[:1]}])
+    path = tmp_path / ("p.parquet" if kind == "parquet" else "folder")
+    ds.to_parquet(path) if kind == "parquet" else ds.save_to_disk(str(path))
+    got = load_prompts(PromptsConfig(source=str(path)))
+    assert got["prompt"] == [TRIP, TRIP[:1]] and got["prompt_id"] == ["a", "b"]
+
+
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [
