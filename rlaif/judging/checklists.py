@@ -146,7 +146,7 @@ def checklist_rows(
         p_a = None if a is None or b is None else 0.5 + 0.5 * (a - b)
         for side in ("a", "b"):
             record, cached = scored[side]
-            if record.get("key") == checklist.key:
+            if cached is None or record.get("key") == checklist.key:
                 cached = cached_writes.get(checklist.key, False)
             out.append(
                 {
@@ -166,8 +166,9 @@ def _score(
     answer: str,
     judged: tuple[dict, bool] | None,
     items_judge: Judge | None,
-) -> tuple[dict, bool]:
-    """The record of one answer's score against ``checklist``, and whether it was cached."""
+) -> tuple[dict, bool | None]:
+    """The record of one answer's score against ``checklist``, and whether it was cached
+    (None: settled here, as cached as its checklist)."""
     base = {
         "rubric_id": checklist.record.get("rubric_id"),
         "rubric_hash": checklist.record.get("rubric_hash"),
@@ -179,7 +180,7 @@ def _score(
     asked = [i for i in checklist.items if i.check is None]
     met_asked: list[bool] = []
     record: dict[str, Any] = {}
-    cached = False
+    cached: bool | None = False
     if asked:
         if items_judge is None:
             n = checklist.items.index(asked[0]) + 1
@@ -199,7 +200,8 @@ def _score(
     answers = iter(met_asked)
     met = [i.met_by(answer) if i.check is not None else next(answers) for i in checklist.items]
     score = weighted_share(checklist.items, met)
-    if not record:  # every item checked here: no call, a key of its own
+    if not record:  # every item checked here: no call, a key of its own, as new as the list
+        cached = None
         record = {
             **base,
             "key": stable_hash({"checklist": checklist.key, "answer": answer}),

@@ -167,8 +167,11 @@ def test_checklist_written_once_per_prompt_items_once_per_answer_then_cached(tmp
 def test_checked_items_need_no_items_judge_and_unchecked_ones_say_why(tmp_path):
     with JudgmentStore(tmp_path / "j.sqlite") as store:
         checked = judge(pairs(), checklist_cfg("checked_checklist", items=False), store=store)
+        again = judge(pairs(), checklist_cfg("checked_checklist", items=False), store=store)
         unjudged = judge(pairs(), checklist_cfg("mixed_checklist", items=False), store=store)
         empty = judge(pairs(), checklist_cfg("empty_checklist", items=False), store=store)
+    # settled here, as cached as their checklist: a re-run reads the checklist and asks nobody
+    assert not any(checked["cached"]) and all(again["cached"])
     # (2 * met(<= 20 chars) + met(tea) + met(no '?')) / 4
     assert scores(checked) == {
         ("tea", "a"): 1.0, ("tea", "b"): 0.25, ("hi", "a"): 0.75, ("hi", "b"): 1.0
