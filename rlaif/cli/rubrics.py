@@ -61,6 +61,12 @@ def rubrics_render(
         list[str] | None,
         typer.Option("--more", help="A further response, for a listwise rubric (repeatable)"),
     ] = None,
+    item: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--item", help="A checklist requirement, for a checklist_items rubric (repeatable)"
+        ),
+    ] = None,
 ) -> None:
     """Print the chat messages a judge would receive."""
     from rlaif.rubrics import EXAMPLE, load_rubric
@@ -73,8 +79,15 @@ def rubrics_render(
         rubric = load_rubric(name)
         if more and rubric.mode != "listwise":
             raise RlaifError(f"--more: rubric {rubric.path} is {rubric.mode}, not listwise")
+        if item and rubric.mode != "checklist_items":
+            raise RlaifError(f"--item: rubric {rubric.path} is {rubric.mode}, not checklist_items")
         shown = (values["first"], values["second"], *(more or ()))
-        messages = rubric.messages(**values, reference=EXAMPLE["reference"], responses=shown)
+        messages = rubric.messages(
+            **values,
+            reference=EXAMPLE["reference"],
+            responses=shown,
+            items=tuple(item or EXAMPLE["items"]),
+        )
     except RlaifError as exc:
         fail(exc)
     for message in messages:

@@ -136,6 +136,11 @@ def test_rubrics_cli(tmp_path):
     assert '<answer label="D">\n4th\n</answer>' in listed.stdout
     refused = cli("render", "concise", "--example", "--more", "third")
     assert refused.returncode == 2 and "is pairwise, not listwise" in refused.stderr
+    items = cli("render", "checklist_items", "--example", "--item", "Mentions water")
+    assert '<requirement number="1">\nMentions water\n</requirement>' in items.stdout
+    assert "Says where to keep the basil" not in items.stdout  # the example's own items
+    refused = cli("render", "concise", "--example", "--item", "x")
+    assert refused.returncode == 2 and "is pairwise, not checklist_items" in refused.stderr
     bad = rubric(tmp_path, "{{ prompt }}\n{{ response_c }}\n")
     checked = cli("check", str(BUILTIN / "safety.jinja"), str(bad))
     assert checked.returncode == 2
