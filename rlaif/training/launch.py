@@ -90,8 +90,13 @@ def main(argv: list[str] | None = None) -> None:
         load_from_disk(args["preferences"]),
         load_from_disk(args["prompts"]) if args["prompts"] else None,
     )
-    if PartialState().is_main_process:
+    state = PartialState()
+    if state.is_main_process:
         history.save_to_disk(args["log"])
+    # every process leaves together: one that exits while the main one still writes (the
+    # model, the monitor's kept policy) takes the process group down under it
+    state.wait_for_everyone()
+    state.destroy_process_group()
 
 
 if __name__ == "__main__":
