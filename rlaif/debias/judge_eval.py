@@ -123,7 +123,9 @@ def judge_eval(
     judgments = judge(pairs, judges.model_copy(update={"orders": "both"}), store=store)
     truth = dict(zip(pairs["pair_id"], a_is_chosen, strict=True))
     table = judgments.with_format("arrow")[:]
-    first_only = judgments.filter(lambda r: r["order"] == "ab").with_format("arrow")[:]
+    # one order: each pair as shown first (a score per answer has no order to drop)
+    first_only = judgments.filter(lambda r: r["order"] in ("ab", "a", "b"))
+    first_only = first_only.with_format("arrow")[:]
     variants = {
         "one_order": _accuracy(combine(first_only, AggregateConfig(ties="keep")), truth, False),
         "both_orders": _accuracy(combine(table, AggregateConfig(ties="keep")), truth, False),
@@ -242,7 +244,7 @@ def _accuracy(pairs, truth: dict[str, bool], drop_ties: bool) -> dict:
     p_a = pairs["p_a"].to_numpy(zero_copy_only=False)
     tie = pairs["tie"].to_numpy(zero_copy_only=False)
     keep = ~np.isnan(p_a) & (~tie if drop_ties else True)
-    a_true = np.array([truth[i] for i in ids])
+    a_true = np.array([truth[i] for i in ids], dtype=bool)
     score = np.where(p_a > 0.5, a_true, np.where(p_a < 0.5, ~a_true, 0.5)).astype(float)
     kept = score[keep]
     return {

@@ -10,6 +10,7 @@ from datasets import Dataset
 
 from rlaif import Pipeline
 from rlaif.config import AggregateConfig, JudgeConfig, PythonJudgeConfig
+from rlaif.debias.judge_eval import judge_eval
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget
 from rlaif.judges.verdicts import from_json
@@ -311,3 +312,15 @@ def test_checklist_pipeline_runs_and_edits_rerun_the_judge_stage(tmp_path, tiny_
     assert again["stages"]["judge"]["finished_at"] != first["stages"]["judge"]["finished_at"]
     assert again["stages"]["judge"]["counts"]["invalid"] > 0
     assert unchanged.manifest["stages"]["judge"]["counts"] == again["stages"]["judge"]["counts"]
+
+
+def test_judge_eval_measures_a_checklist_judge_against_labels(tmp_path):
+    labelled = Dataset.from_list(
+        [{"prompt": f"Tea {i}?", "chosen": "tea, please", "rejected": "a long answer on coffee?"}
+         for i in range(6)]
+    )  # fmt: skip
+    with JudgmentStore(tmp_path / "j.sqlite") as store:
+        got = judge_eval(labelled, checklist_cfg("checked_checklist", items=False), store, 0)
+    assert got["pairs"] == 6
+    assert got["accuracy"]["one_order"] == {"accuracy": 1.0, "coverage": 1.0}
+    assert got["accuracy"]["both_orders"] == {"accuracy": 1.0, "coverage": 1.0}
