@@ -128,9 +128,10 @@ def checklist_rows(
             task = keyed(items_judge, identity, row, side, request)
             item_tasks.append(task)
             wanted[row, side] = task
+    # tasks exist only where there is an items judge to ask
     judged = (
         {t.key: (rec, hit) for t, rec, hit in answers(items_judge, item_tasks)}
-        if (item_tasks and items_judge is not None)
+        if item_tasks
         else {}
     )
 
