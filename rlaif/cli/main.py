@@ -3,6 +3,7 @@ judge-eval, judge-audit, init)."""
 
 from __future__ import annotations
 
+import enum
 import errno
 import json
 import logging
@@ -321,6 +322,14 @@ def export(
         fail(exc)
 
 
+class OnFailure(str, enum.Enum):
+    """What ``serve-reward`` answers for an answer no judge answered for."""
+
+    error = "error"
+    null = "null"
+    neutral = "neutral"
+
+
 @app.command("serve-reward")
 def serve_reward(
     pipeline: Annotated[Path, typer.Option(help="The pipeline whose judges score answers")],
@@ -336,21 +345,48 @@ def serve_reward(
     max_body_mb: Annotated[
         float, typer.Option(min=0.001, help="Largest request body accepted (MB)")
     ] = 16.0,
+    on_failure: Annotated[
+        OnFailure,
+        typer.Option(
+            help="An answer no judge answered for (judge failed or down, budget spent): "
+            "'error' answers the request 502 (503 for the budget) with the reasons; 'null' "
+            "answers 200 with a null reward and the reason; 'neutral' 200 with the scale's "
+            "middle (0.5 for a comparison)",
+        ),
+    ] = OnFailure.error,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Listen on a non-loopback --host without --token-env (anyone who reaches "
+            "the server spends the judges' budget)",
+        ),
+    ] = False,
     json_logs: JsonLogs = False,
 ) -> None:
     """Serve rewards over HTTP (POST /get_reward, OpenRLHF's remote reward API) from the
     pipeline's judges, through its judgment store and budget, or from a reward model.
 
     Requests are read concurrently and scored in batches; the response loses the policy's
-    end-of-turn marker and other special tokens before it is judged. Bind another address
-    than 127.0.0.1 only with `--token-env`: every call spends the judges' budget."""
+    end-of-turn marker and other special tokens before it is judged. A host other than a
+    loopback address needs --token-env (or --insecure): every call spends the judges'
+    budget. Bodies must be JSON (Content-Type: application/json), and a browser page of
+    another site is refused."""
     from rlaif.config import load_pipeline
     from rlaif.ops.reward_server import Rewards, RewardServer
 
     _setup_logging(json_logs)
     try:
         rewards = Rewards(load_pipeline(pipeline), reward_model)
-        server = RewardServer(rewards, host, port, token_env=token_env, max_body_mb=max_body_mb)
+        server = RewardServer(
+            rewards,
+            host,
+            port,
+            token_env=token_env,
+            max_body_mb=max_body_mb,
+            on_failure=on_failure.value,
+            insecure=insecure,
+        )
     except RlaifError as exc:
         fail(exc)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from datasets import Dataset
 
@@ -30,8 +30,29 @@ from rlaif.rubrics.rubric import LISTWISE_LABELS
 
 log = logging.getLogger(__name__)
 NEUTRAL = 0.5
-"""The reward of a completion no judge could answer for (budget reached, judge failed):
-no push either way."""
+"""The reward of a completion no judge could answer for (budget reached, judge failed), where
+a trainer takes a number whatever happened (rlaif's own GRPO): no push either way."""
+
+
+class Scored(NamedTuple):
+    """One answer's reward, or None with why no judge answered for it."""
+
+    value: float | None
+    status: str = "ok"
+    """``ok``; else the status of the judgments that failed (``error``, ``invalid``,
+    ``skipped`` for the budget, ``pending``)."""
+    reason: str | None = None
+
+
+def _failure(rows: list[dict]) -> Scored:
+    """What an answer whose judgments ``rows`` all failed gets: the first one's reason."""
+    if not rows:
+        return Scored(None, "error", "no judgment was made")
+    first = rows[0]
+    reason = f"judge '{first['judge']}': {first['status']}"
+    if first.get("error"):
+        reason += f": {first['error']}"
+    return Scored(None, str(first["status"]), reason)
 
 
 class _JudgedReward:
@@ -73,6 +94,16 @@ class _JudgedReward:
         )
         return ids, rows
 
+    @staticmethod
+    def _failed_rows(rows: Dataset) -> dict[str, list[dict]]:
+        """The rows that gave no answer, by pair id."""
+        failed: dict[str, list[dict]] = defaultdict(list)
+        columns = ("pair_id", "judge", "status", "error")
+        for pair_id, judge_name, status, error in zip(*(rows[c] for c in columns), strict=True):
+            if status != "ok":
+                failed[pair_id].append({"judge": judge_name, "status": status, "error": error})
+        return failed
+
     def _account(self, rows: Dataset, unanswered: int, neutral: float) -> None:
         cached = sum(rows["cached"])
         # a key shown twice (a pointwise answer in both places) was paid once
@@ -93,8 +124,8 @@ class _JudgedReward:
         log.info("judge reward %s", json.dumps(entry))
         if unanswered:
             log.warning(
-                "judge reward: %d answer(s) got no judgment (budget or judge failures); they "
-                "count as %.2f",
+                "judge reward: %d answer(s) got no judgment (budget or judge failures); a "
+                "trainer that takes a number counts them as %.2f",
                 unanswered,
                 neutral,
             )
@@ -115,6 +146,13 @@ class JudgeReward(_JudgedReward):
         **_: Any,
     ) -> list[float]:
         texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
+        scored = self.scored(prompt_text, texts, baselines)
+        return [NEUTRAL if s.value is None else s.value for s in scored]
+
+    def scored(
+        self, prompt_text: list[Prompt], texts: list[str], baselines: list[list[str]]
+    ) -> list[Scored]:
+        """Each completion's reward, or why it has none."""
         items = [
             [(prompt, text, answer) for answer in answers]
             for prompt, text, answers in zip(prompt_text, texts, baselines, strict=True)
@@ -128,13 +166,18 @@ class JudgeReward(_JudgedReward):
         for pair_id, p in zip(rows["pair_id"], rows["p_a"], strict=True):
             if p is not None:
                 p_a[pair_id].append(p)
-        sizes = [len(group) for group in items]
-        got, start = [], 0
-        for size in sizes:
-            got.append([p for i in ids[start : start + size] for p in p_a[i]])
-            start += size
-        self._account(rows, sum(not g for g in got), NEUTRAL)
-        return [sum(g) / len(g) if g else NEUTRAL for g in got]
+        failed = self._failed_rows(rows)
+        out, start = [], 0
+        for group in items:
+            group_ids = ids[start : start + len(group)]
+            start += len(group)
+            got = [p for i in group_ids for p in p_a[i]]
+            if got:
+                out.append(Scored(sum(got) / len(got)))
+            else:
+                out.append(_failure([r for i in group_ids for r in failed[i]]))
+        self._account(rows, sum(s.value is None for s in out), NEUTRAL)
+        return out
 
     def _calls(self, prompts: list, texts: list[str], baselines: list[list[str]]) -> list[int]:
         """Which listwise call ranks each completion: a prompt's distinct completions in
@@ -182,9 +225,16 @@ class PointwiseReward(_JudgedReward):
         self.middle = (min(scores) + max(scores)) / 2
 
     def __call__(self, prompts: list[str], responses: list[str]) -> list[float]:
+        scored = self.scored(prompts, responses)
+        return [self.middle if s.value is None else s.value for s in scored]
+
+    def scored(self, prompts: list[Prompt], responses: list[str]) -> list[Scored]:
+        """Each rollout's score, or why it has none."""
         # the rollout on both sides: a pointwise judge asks each answer once
         ids, rows = self._judge([(p, r, r) for p, r in zip(prompts, responses, strict=True)])
         found = zip(rows["pair_id"], rows["score"], rows["status"], strict=True)
         score = {i: s for i, s, status in found if status == "ok" and s is not None}
-        self._account(rows, sum(i not in score for i in ids), self.middle)
-        return [score.get(i, self.middle) for i in ids]
+        failed = self._failed_rows(rows)
+        out = [Scored(score[i]) if i in score else _failure(failed[i]) for i in ids]
+        self._account(rows, sum(s.value is None for s in out), self.middle)
+        return out

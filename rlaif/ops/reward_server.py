@@ -17,20 +17,39 @@ before is free; a pointwise rubric scores each response alone and needs no label
 model scores each (prompt, response) alone.
 
 Served by Starlette on uvicorn: requests are read concurrently, and those that arrive while a
-batch is being scored are scored together as the next batch. A body over ``--max-body-mb`` is
-refused (413), a malformed one gets a 400 naming the field, and with ``--token-env`` every call
-must carry ``Authorization: Bearer <token>`` (401 otherwise).
+batch is being scored are scored together as the next batch; a large request is split so it
+takes its share of each batch, not every batch. Each request is checked alone before it joins
+a batch (JSON of at most ``MAX_DEPTH`` levels, valid Unicode, the fields' types), so a bad one
+gets its own 400 and never touches another client's; a batch that fails is scored again
+request by request, so only the request at fault fails.
+
+An answer no judge could answer for (the judge failed, is down or the budget is spent) is the
+trainer's to see, never a silent number: by default (``on_failure="error"``) its request is
+answered 502 (503 for the budget) with ``errors`` saying why, and ``rewards`` holding ``null``
+there; ``"null"`` answers 200 with those ``null`` rewards and ``errors``; ``"neutral"`` answers
+200 with the scale's middle (0.5 for a comparison).
+
+What guards it: a body over ``--max-body-mb`` is refused before it is read (413); with
+``--token-env`` every call must carry ``Authorization: Bearer <token>`` (any case of
+``Bearer``; compared in constant time; 401 otherwise), and without one it listens only on a
+loopback address unless started ``--insecure``; the body must be declared
+``application/json`` (415) and a browser's request from another origin is refused (403), so a
+web page cannot spend the judges' budget; slow and piled-up connections are cut off by
+:mod:`rlaif.ops.serving`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import json
 import logging
 import os
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -38,12 +57,16 @@ from rlaif.chat import ROLES, Prompt, conversation_error, plain
 from rlaif.config import PipelineConfig
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.judges import Budget
+from rlaif.judging.reward import NEUTRAL, Scored
 from rlaif.judging.store import JudgmentStore
-from rlaif.ops.serving import AppServer
+from rlaif.ops.serving import AppServer, BodyError, Limits, is_loopback, read_body
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
 """Requests' items scored in one call at most; the rest wait for the next batch."""
+MAX_DEPTH = 8
+"""JSON nesting a body may have (a conversation's message is 4 levels down)."""
+OnFailure = Literal["error", "null", "neutral"]
 
 
 class BadRequest(RlaifError):
@@ -153,13 +176,17 @@ class Rewards:
 
         self.store = None
         self.steps: list[dict[str, Any]] = []
+        self.neutral = NEUTRAL
+        """The reward of an answer no judge answered for, where the trainer wants one."""
         if reward_model is not None:
             from rlaif.training.reward_model import RewardScorer
 
             scorer = RewardScorer(reward_model, system_prompt=cfg.sample.system_prompt)
             self.needs_labels = False
             self.text = TurnText(load_tokenizer(reward_model))
-            self._score = lambda prompts, responses, _labels: scorer.score(prompts, responses)
+            self._score = lambda prompts, responses, _labels: [
+                Scored(float(r)) for r in scorer.score(prompts, responses)
+            ]
             return
         from rlaif.judging.reward import JudgeReward, PointwiseReward
         from rlaif.rubrics import load_rubric
@@ -176,18 +203,16 @@ class Rewards:
         if self.needs_labels:
             judged = JudgeReward(cfg.judge, self.store, budget)
             self.steps = judged.steps
-            self._score = lambda prompts, responses, labels: judged(
-                prompts=prompts,
-                completions=responses,
-                prompt_text=prompts,
-                baselines=[[label] for label in labels],
+            self._score = lambda prompts, responses, labels: judged.scored(
+                prompts, responses, [[label] for label in labels]
             )
         else:
             pointwise = PointwiseReward(cfg.judge, self.store, budget)
             self.steps = pointwise.steps
-            self._score = lambda prompts, responses, _labels: pointwise(prompts, responses)
+            self.neutral = pointwise.middle
+            self._score = lambda prompts, responses, _labels: pointwise.scored(prompts, responses)
 
-    def read(self, body: RewardRequest) -> list[tuple[str, str, str | None]]:
+    def read(self, body: RewardRequest) -> list[tuple[Prompt, str, str | None]]:
         """(user text, response, label) per item, or a :class:`BadRequest` naming what is
         wrong."""
         if body.query is not None:
@@ -239,59 +264,153 @@ class Rewards:
             raise BadRequest(f"'prompts': {problem}")
         return plain(turns)
 
-    def score(self, items: list[tuple[str, str, str | None]]) -> tuple[list[float], dict]:
-        """Rewards for (prompt, response, label) items, and what judging them cost."""
+    def score(self, items: list[tuple[Prompt, str, str | None]]) -> tuple[list[Scored], dict]:
+        """Rewards (or why there is none) for (prompt, response, label) items, and what
+        judging them cost."""
         prompts, responses, labels = (list(column) for column in zip(*items, strict=True))
-        rewards = [float(r) for r in self._score(prompts, responses, labels)]
+        scored = list(self._score(prompts, responses, labels))
         extra = dict(self.steps[-1]) if self.steps else {}
         extra.pop("step", None)
-        return rewards, extra
+        return scored, extra
 
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
 
 
+@dataclass
+class _Job:
+    """One request's items, scored a share at a time."""
+
+    items: list[tuple[Prompt, str, str | None]]
+    done: asyncio.Future
+    taken: int = 0
+    scored: list[Scored] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
 class _Batcher:
     """Scores what concurrent requests sent as few batches: while one batch is scored (in a
-    worker thread, the event loop still reading requests), the next one gathers."""
+    worker thread, the event loop still reading requests), the next one gathers. Each waiting
+    request gets an equal share of a batch, so a huge one is scored over several batches
+    while small ones go through in the next. A batch that raises is scored again request by
+    request, so the error reaches only the request that caused it."""
 
-    def __init__(self, rewards: Rewards):
+    def __init__(self, rewards: Rewards, max_batch: int = MAX_BATCH):
         self.rewards = rewards
-        self.queue: asyncio.Queue | None = None
+        self.max_batch = max_batch
+        self.jobs: deque[_Job] = deque()
+        self.wake: asyncio.Event | None = None
         self.batches = 0
 
-    async def score(self, items: list[tuple[str, str, str | None]]) -> tuple[list[float], dict]:
-        if self.queue is None:
-            self.queue = asyncio.Queue()
-            asyncio.get_running_loop().create_task(self._run())
-        done: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self.queue.put((items, done))
-        return await done
+    async def score(self, items: list[tuple[Prompt, str, str | None]]) -> tuple[list[Scored], dict]:
+        loop = asyncio.get_running_loop()
+        if self.wake is None:
+            self.wake = asyncio.Event()
+            loop.create_task(self._run())
+        job = _Job(items, loop.create_future())
+        self.jobs.append(job)
+        self.wake.set()
+        return await job.done
+
+    def _take(self) -> list[tuple[_Job, int, int]]:
+        """(job, start, end) shares of the next batch: every waiting job its share in turn."""
+        shares: list[tuple[_Job, int, int]] = []
+        room = self.max_batch
+        while room and any(j.taken < len(j.items) for j in self.jobs):
+            open_jobs = [j for j in self.jobs if j.taken < len(j.items)]
+            each = max(1, room // len(open_jobs))
+            for job in open_jobs:
+                n = min(each, len(job.items) - job.taken, room)
+                if n:
+                    shares.append((job, job.taken, job.taken + n))
+                    job.taken += n
+                    room -= n
+        return shares
 
     async def _run(self) -> None:
-        assert self.queue is not None
+        assert self.wake is not None
         while True:
-            waiting = [await self.queue.get()]
-            size = len(waiting[0][0])
-            while not self.queue.empty() and size < MAX_BATCH:
-                waiting.append(self.queue.get_nowait())
-                size += len(waiting[-1][0])
-            items = [item for batch, _ in waiting for item in batch]
-            self.batches += 1
-            try:
-                rewards, extra = await asyncio.to_thread(self.rewards.score, items)
-            except Exception as exc:  # each request waiting gets the failure, the server goes on
-                for _, done in waiting:
-                    done.set_exception(exc)
-                continue
-            at = 0
-            for batch, done in waiting:
-                done.set_result((rewards[at : at + len(batch)], extra))
-                at += len(batch)
+            await self.wake.wait()
+            self.wake.clear()
+            while shares := self._take():
+                self.batches += 1
+                await self._score(shares)
+                for job in list(self.jobs):
+                    if job.done.done():
+                        self.jobs.remove(job)
+                    elif len(job.scored) == len(job.items):
+                        job.done.set_result((job.scored, job.extra))
+                        self.jobs.remove(job)
+
+    async def _score(self, shares: list[tuple[_Job, int, int]]) -> None:
+        items = [item for job, start, end in shares for item in job.items[start:end]]
+        try:
+            scored, extra = await asyncio.to_thread(self.rewards.score, items)
+        except Exception as exc:
+            if len(shares) == 1:
+                job = shares[0][0]
+                if not job.done.done():
+                    job.done.set_exception(exc)
+                return
+            for share in shares:  # which request is at fault: each alone
+                await self._score([share])
+            return
+        at = 0
+        for job, start, end in shares:
+            job.scored += scored[at : at + end - start]
+            job.extra = extra
+            at += end - start
 
 
-def make_app(rewards: Rewards, *, token: str | None = None, max_body_mb: float = 16.0):
+def check_json(value: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Raise :class:`BadRequest` for JSON nested deeper than ``max_depth`` or holding a
+    string that is not valid Unicode (a lone surrogate such as ``"\\ud800"``: valid JSON,
+    but no text), naming where."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if depth > max_depth:
+            raise BadRequest(f"malformed body: nested deeper than {max_depth} levels")
+        if isinstance(node, str):
+            if not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise BadRequest(
+                        f"'{where.lstrip('.')}': not valid Unicode (character "
+                        f"{node[exc.start]!r} at {exc.start} is half of a surrogate pair)"
+                    ) from None
+        elif isinstance(node, dict):
+            stack += [(v, f"{where}.{k}", depth + 1) for k, v in node.items()]
+        elif isinstance(node, list):
+            stack += [(v, f"{where}.{n}", depth + 1) for n, v in enumerate(node)]
+
+
+def _authorized(header: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, the scheme in any case, compared in constant time."""
+    scheme, _, given = (header or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+def _cross_site(request: Any) -> bool:
+    """A browser's request from a page of another origin (what a form or a fetch from any
+    web site sends): its ``Origin`` is not this server's address."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site") == "cross-site"
+    return origin.rstrip("/") not in (f"http://{request.headers.get('host')}",)
+
+
+def make_app(
+    rewards: Rewards,
+    *,
+    token: str | None = None,
+    max_body_mb: float = 16.0,
+    on_failure: OnFailure = "error",
+):
     """The Starlette app: ``POST /get_reward`` and ``GET /health``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -301,38 +420,50 @@ def make_app(rewards: Rewards, *, token: str | None = None, max_body_mb: float =
     batcher = _Batcher(rewards)
     limit = int(max_body_mb * (1 << 20))
 
+    def refuse(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "batches": batcher.batches})
 
     async def get_reward(request: Request) -> JSONResponse:
-        if token is not None and request.headers.get("authorization") != f"Bearer {token}":
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
-        if int(request.headers.get("content-length") or 0) > limit:
-            return JSONResponse({"error": f"body over {max_body_mb:g} MB"}, status_code=413)
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limit:
-                return JSONResponse({"error": f"body over {max_body_mb:g} MB"}, status_code=413)
+        if _cross_site(request):
+            return refuse(403, "cross-site request refused (a browser page of another origin)")
+        if token is not None and not _authorized(request.headers.get("authorization"), token):
+            return refuse(401, "missing or wrong bearer token")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return refuse(415, f"send the body as Content-Type: application/json (got {kind!r})")
         try:
-            parsed = json.loads(raw or b"{}")
-        except ValueError as exc:
-            return JSONResponse({"error": f"malformed body (not JSON: {exc})"}, status_code=400)
+            raw = await read_body(request, limit)
+        except BodyError as exc:
+            return exc.response()
         try:
+            try:
+                parsed = json.loads(raw or b"{}")
+            except RecursionError:
+                raise BadRequest(f"malformed body: nested deeper than {MAX_DEPTH} levels") from None
+            except ValueError as exc:
+                raise BadRequest(f"malformed body (not JSON: {exc})") from None
+            check_json(parsed)
             body = RewardRequest.model_validate(parsed)
             items = rewards.read(body)
         except ValidationError as exc:
             where = ", ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
             )
-            return JSONResponse({"error": f"malformed body ({where})"}, status_code=400)
+            return refuse(400, f"malformed body ({where})")
         except (BadRequest, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return refuse(400, str(exc))
         try:
-            scores, extra = await batcher.score(items)
-        except RlaifError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=500)
-        return JSONResponse({"rewards": scores, "scores": scores, "extra_logs": extra})
+            scored, extra = await batcher.score(items)
+        except RlaifError as exc:  # e.g. the judge is down: it would fail every request alike
+            reason = f"the judges failed: {exc}"
+            scored, extra = [Scored(None, "error", reason)] * len(items), {}
+        except Exception as exc:
+            log.exception("serve-reward: scoring failed")
+            return refuse(500, f"scoring failed: {type(exc).__name__}: {exc}")
+        return _answer(scored, extra, on_failure, rewards.neutral)
 
     app = Starlette(
         routes=[
@@ -342,6 +473,31 @@ def make_app(rewards: Rewards, *, token: str | None = None, max_body_mb: float =
     )
     app.state.batcher = batcher
     return app
+
+
+def _answer(scored: list[Scored], extra: dict, on_failure: OnFailure, neutral: float):
+    """The response to a scored request, its failed answers as ``on_failure`` says."""
+    from starlette.responses import JSONResponse
+
+    failed = [s for s in scored if s.value is None]
+    errors = [s.reason for s in scored]
+    if failed and on_failure == "error":
+        budget = all(s.status == "skipped" for s in failed)
+        return JSONResponse(
+            {
+                "error": f"{len(failed)} of {len(scored)} answer(s) got no judgment: "
+                f"{failed[0].reason}",
+                "rewards": [s.value for s in scored],
+                "errors": errors,
+            },
+            status_code=503 if budget else 502,
+        )
+    fill = neutral if on_failure == "neutral" else None
+    rewards = [fill if s.value is None else s.value for s in scored]
+    body: dict[str, Any] = {"rewards": rewards, "scores": rewards, "extra_logs": extra}
+    if failed:
+        body["errors"] = errors
+    return JSONResponse(body)
 
 
 class RewardServer(AppServer):
@@ -356,11 +512,26 @@ class RewardServer(AppServer):
         *,
         token_env: str | None = None,
         max_body_mb: float = 16.0,
+        on_failure: OnFailure = "error",
+        insecure: bool = False,
+        limits: Limits | None = None,
     ):
         token = None
         if token_env is not None:
             token = os.environ.get(token_env)
             if not token:
                 raise ConfigError(f"--token-env: the environment variable {token_env} is not set")
-        app = make_app(rewards, token=token, max_body_mb=max_body_mb)
-        super().__init__(app, host, port, what="serve-reward")
+        if token is None and not is_loopback(host):
+            if not insecure:
+                raise ConfigError(
+                    f"--host {host}: without a token any machine that reaches it could spend "
+                    "the judges' budget; start it with --token-env NAME (and give the token to "
+                    "the trainer), or --insecure to serve without one"
+                )
+            log.warning(
+                "serve-reward: listening on %s without a token (--insecure): anyone who "
+                "reaches it spends the judges' budget",
+                host,
+            )
+        app = make_app(rewards, token=token, max_body_mb=max_body_mb, on_failure=on_failure)
+        super().__init__(app, host, port, what="serve-reward", limits=limits)

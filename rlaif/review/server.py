@@ -4,6 +4,8 @@ Every label is a form post saved in the judgment store before the answer goes ba
 reload or a crash loses nothing. The page is for one machine: it listens on 127.0.0.1 by
 default and asks for the token in the URL it printed (as Jupyter does), kept in a cookie
 after the first visit; a label's post carries the token too, so another site cannot post one.
+A label's form is a few hundred bytes: a body over ``FORM_LIMIT`` is refused before it is
+read, whoever sends it, and slow clients are cut off as :mod:`rlaif.ops.serving` says.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from urllib.parse import parse_qs
 import jinja2
 
 from rlaif.judging.store import HUMAN_LABELS, JudgmentStore
-from rlaif.ops.serving import AppServer
+from rlaif.ops.serving import AppServer, BodyError, read_body
 from rlaif.review.queue import REASONS, ReviewItem, review_items, run_store
 
 COOKIE = "rlaif_review_token"
+FORM_LIMIT = 64 << 10
+"""The largest label post read (bytes)."""
 
 
 def make_app(run_dir: Path, store: JudgmentStore, *, token: str, reviewer: str):
@@ -89,7 +93,13 @@ def make_app(run_dir: Path, store: JudgmentStore, *, token: str, reviewer: str):
         return with_cookie(HTMLResponse(html), request)
 
     async def label(request: Request) -> Response:
-        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
+        try:
+            raw = await read_body(request, FORM_LIMIT)
+            form = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8")).items()}
+        except BodyError as exc:
+            return exc.response()
+        except UnicodeDecodeError:
+            return JSONResponse({"error": "the form is not UTF-8"}, status_code=400)
         given = form.get("token", "")
         if not hmac.compare_digest(given.encode(), token.encode()):
             return JSONResponse({"error": "missing or wrong token"}, status_code=403)

@@ -90,7 +90,7 @@ def test_bad_requests_get_a_400_that_says_why(served):
         ({"prompts": [1], "responses": [2], "labels": ["c"]}, "prompts.0"),
         ({"prompts": [PROMPT], "responses": ["x"], "labels": 5}, "labels"),
         ({"prompts": [[PROMPT]], "responses": ["x"], "labels": [LABEL]}, "prompts.0"),
-        ({"prompts": [[[[[[[[[[[]]]]]]]]]]]}, "prompts.0"),
+        ({"prompts": [[[[[[[[[[[]]]]]]]]]]]}, "nested deeper"),
         (b"not json", "malformed"),
         ([1, 2], "malformed"),
     ]
@@ -194,10 +194,11 @@ def test_a_reward_model_scores_without_labels(tmp_path, tiny_model):
     AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
     rewards = Rewards(validate_pipeline(judged(tmp_path, tiny_model)), reward_model=folder)
-    got, _ = rewards.score([(PROMPT, " blue", None), (PROMPT, " red and green", None)])
+    scored, _ = rewards.score([(PROMPT, " blue", None), (PROMPT, " red and green", None)])
+    got = [s.value for s in scored]
     assert len(got) == 2 and got[0] != got[1]
     alone, _ = rewards.score([(PROMPT, " blue", None)])
-    assert alone == pytest.approx(got[:1], abs=1e-5)  # batched or alone alike
+    assert [s.value for s in alone] == pytest.approx(got[:1], abs=1e-5)  # batched or alone
 
 
 def test_the_cli_serves_until_stopped(tmp_path, tiny_model):
