@@ -149,9 +149,7 @@ def test_half_open_connections_and_trickled_bodies_are_cut_off(server):
     assert served.guard.refused >= 1_100 - FAST.max_per_client
     time.sleep(FAST.header_timeout_s + 1.0)
     assert all(closed_by_server(s) for s in half_open)
-    assert served.guard.open == set() or all(
-        c.client[0] == "127.0.0.1" for c in served.guard.open
-    )
+    assert served.guard.open == set() or all(c.client[0] == "127.0.0.1" for c in served.guard.open)
     for sock in half_open:
         sock.close()
 
@@ -258,9 +256,7 @@ def test_a_spent_budget_is_a_503(tmp_path, tiny_model):
             "api_key_env": None,
             "price": {"input_per_mtok": 1_000_000.0, "output_per_mtok": 0.0},
         }
-        rewards = Rewards(
-            validate_pipeline(config(tmp_path, tiny_model, api, max_cost_usd=0.0))
-        )
+        rewards = Rewards(validate_pipeline(config(tmp_path, tiny_model, api, max_cost_usd=0.0)))
         served = RewardServer(rewards, port=0).start()
         try:
             status, answer = post(served.url, body(" blue"))
@@ -354,5 +350,3 @@ def test_64_clients_keep_a_p99_under_half_a_second(server):
     p99 = waits[int(0.99 * len(waits)) - 1]
     assert len(waits) == 64 * 20
     assert p99 < 0.5, p99
-
-
