@@ -54,16 +54,16 @@ def checklists(
             if not found:
                 raise ConfigError(f"{run_dir}: the run has no checklist judge")
             if set_ is not None:
-                lines = set_.read_text(encoding="utf-8").splitlines()
                 known = {c.key for _, c in found}
                 who = reviewer or getpass.getuser()
                 stored = edit_checklists(
-                    lines,
+                    _text_lines(set_),
                     str(set_),
                     known,
                     store,
                     reviewer=who,
                     min_items=cfg.judge.checklists.min_items,
+                    items_judge=cfg.judge.checklists.items_judge is not None,
                 )
                 typer.echo(
                     f"{stored} checklist(s) stored; `rlaif run` judges their prompts' answers "
@@ -91,3 +91,15 @@ def checklists(
     else:
         out.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         typer.echo(f"{len(lines)} checklist(s) written to {out}", err=True)
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 file; a byte that is not names its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from None

@@ -76,3 +76,18 @@ def exit_for_monitor(manifest: dict) -> None:
             err=True,
         )
         raise typer.Exit(EXIT_MONITOR_STOPPED)
+
+
+def exit_for_unreadable(result) -> None:
+    """Exit 3 when the run completed without some pairs: their judgments could not be read,
+    and asking again would not change that (a rubric, judge or checklist to fix)."""
+    held = result.unreadable_pairs
+    if held:
+        typer.secho(
+            f"partial: {held} pair(s) were held back because their judgments could not be "
+            f"read (reasons in {result.run_dir}/logs/run.log); fix the rubric, judge or "
+            "checklist, or set aggregate.incomplete: publish",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(EXIT_PARTIAL)

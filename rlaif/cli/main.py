@@ -21,6 +21,7 @@ from rlaif.cli.exit_codes import (
     EXIT_DISK_FULL,
     exit_for,
     exit_for_monitor,
+    exit_for_unreadable,
     fail,
     interrupted,
 )
@@ -167,7 +168,8 @@ def run(
     `rounds:` in its config, the on-policy rounds one after another.
 
     Exit codes: 0 done; 1 anything unexpected; 2 bad input or a judge error that would repeat
-    for every request; 3 partial (the judging budget ran out; re-run to continue); 4 waiting
+    for every request; 3 partial (the judging budget ran out, re-run to continue; or pairs
+    were held back because their judgments could not be read, see the log); 4 waiting
     on provider batches (re-run later to collect); 5 another run holds the lock; 6 some
     judgments failed (re-run to ask them again); 8 out of disk space (every answer received
     is stored; free space and re-run); 130 interrupted (Ctrl-C; re-run to continue).
@@ -211,6 +213,7 @@ def run(
             f"{e['wins']} wins, {e['ties']} ties, {e['losses']} losses)"
         )
     exit_for_monitor(result.manifest)
+    exit_for_unreadable(result)
 
 
 def _rounds(pipe, run_dir: Path | None, stages: str | None) -> None:
@@ -228,6 +231,7 @@ def _rounds(pipe, run_dir: Path | None, stages: str | None) -> None:
     if result.last is not None:
         exit_for(result.last)
         exit_for_monitor(result.last.manifest)
+        exit_for_unreadable(result.last)
 
 
 @app.command()
@@ -279,6 +283,7 @@ def nightly(
         )
     if result.run is not None:
         exit_for_monitor(result.run.manifest)
+        exit_for_unreadable(result.run)
 
 
 @app.command()

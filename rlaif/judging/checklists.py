@@ -242,6 +242,10 @@ def run_checklists(
     return out
 
 
+EDIT_FIELDS = ("key", "items", "judge", "prompt", "edited", "error")
+"""What a line of ``rlaif checklists --set`` may hold: the listing's own fields."""
+
+
 def edit_checklists(
     lines: list[str],
     source: str,
@@ -250,11 +254,14 @@ def edit_checklists(
     *,
     reviewer: str,
     min_items: int,
+    items_judge: bool,
 ) -> int:
     """Store people's checklists: JSON lines with the ``key`` of a checklist of the run and
-    its ``items`` (``min_items`` to 8). Every line is checked first, so a bad one (its line
-    number named) stores nothing. Returns how many were stored."""
-    edits = []
+    its ``items`` (``min_items`` to 8, each as :func:`read_items` reads a person's edit; an
+    item without a check only where ``items_judge``, a judge to ask it, exists). Every line
+    is checked first, so a bad one (its line number named) stores nothing. Returns how many
+    distinct checklists were stored."""
+    edits: dict[str, tuple[int, str]] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -262,12 +269,28 @@ def edit_checklists(
             data = json.loads(line)
             if not isinstance(data, dict):
                 raise ValueError("expected an object with 'key' and 'items'")
+            unknown = sorted(set(data) - set(EDIT_FIELDS))
+            if unknown:
+                raise ValueError(
+                    f"unknown field(s) {', '.join(map(repr, unknown))} (a line holds: "
+                    f"{', '.join(EDIT_FIELDS)})"
+                )
             if data.get("key") not in known:
                 raise ValueError(f"key {data.get('key')!r} is not one of this run's checklists")
-            items = read_items(data.get("items"), min_items=min_items)
-            edits.append((data["key"], items_json(items)))
+            items = read_items(data.get("items"), min_items=min_items, strict=True)
+            asked = [n for n, item in enumerate(items, 1) if item.check is None]
+            if asked and not items_judge:
+                raise ValueError(
+                    f"item {asked[0]} names no check, and no judge could answer it "
+                    "(judge.checklists.items_judge is unset): give it a check, or set one"
+                )
+            text = items_json(items)
+            earlier = edits.get(data["key"])
+            if earlier is not None and earlier[1] != text:
+                raise ValueError(f"key {data['key']!r} was given other items on line {earlier[0]}")
+            edits[data["key"]] = (number, text)
         except ValueError as exc:
             raise ConfigError(f"{source}:{number}: {exc}") from None
-    for key, items in edits:
+    for key, (_, items) in edits.items():
         store.put_checklist_edit(key, items, reviewer=reviewer)
     return len(edits)

@@ -63,6 +63,15 @@ class RunResult:
     def preferences_dir(self) -> Path:
         return RunDir(self.run_dir).output("aggregate")
 
+    @property
+    def unreadable_pairs(self) -> int:
+        """Pairs aggregate held back because a judge's answer could not be read (asking
+        again would not change it): the run completed, but not with every pair."""
+        aggregate = self.manifest.get("stages", {}).get("aggregate", {})
+        if (self.manifest.get("config") or {}).get("aggregate", {}).get("incomplete") != "hold":
+            return 0
+        return int((aggregate.get("counts") or {}).get("incomplete_pairs", {}).get("unreadable", 0))
+
 
 class Pipeline:
     def __init__(self, config: PipelineConfig, *, source: str | None = None):

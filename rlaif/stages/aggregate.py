@@ -71,6 +71,20 @@ def step(run: Run) -> dict:
     }
     if held_back:
         counts["incomplete_pairs"] = held_back
+    if held_back.get("unreadable") and run.cfg.aggregate.incomplete == "hold":
+        reasons = Counter(
+            e or s
+            for s, e in zip(judgments["status"], judgments["error"], strict=True)
+            if s == "invalid"
+        )
+        log.warning(
+            "aggregate: %d pair(s) held back: a judge answered without a verdict that could be "
+            "read, which asking again will not change (most common: %s). Fix the rubric, "
+            "judge or checklist, or set aggregate.incomplete: publish to keep them marked "
+            "complete=false",
+            held_back["unreadable"],
+            "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(2)) or "unknown",
+        )
     return counts
 
 

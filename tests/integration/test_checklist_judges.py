@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 from cli_runner import run_cli
-from configs_for_tests import api_judge, pipeline
+from configs_for_tests import api_judge, pipeline, prompt_pipeline
 from datasets import Dataset
 
 from rlaif.config import AggregateConfig, JudgeConfig, PipelineConfig
@@ -101,10 +101,23 @@ def test_a_persons_edit_through_the_cli_rejudges_only_its_prompt(server, tmp_pat
     assert not any(x["edited"] for x in lines)
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"key": lines[0]["key"], "items": ["only one"]}) + "\n")
+    key = lines[0]["key"]
+    nan = json.dumps({"key": key, "items": [{"requirement": "x", "weight": float("nan")}, "y"]})
+    nan = nan.replace("]}", ', "z"]}')  # json.dumps writes NaN, as a careless script would
+    for content, message in [
+        (json.dumps({"key": key, "items": ["only one"]}), "1: 1 items; a checklist has 3 to 8"),
+        (nan, "1: item 1: weight must be a finite positive number, got nan"),
+        (json.dumps({"key": key, "items": ["x", "y", "z"], "colour": 1}), "1: unknown field"),
+        (json.dumps({"key": key, "items": [{"text": "short", "check": "max_chars",
+         "value": -5}, "y", "z"]}), "1: item 1: check 'max_chars' needs a whole number value of 0"),
+    ]:  # fmt: skip
+        bad.write_text(content + "\n")
+        refused = run_cli("checklists", run_dir, "--set", bad, cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert f"{bad}:{message}" in refused.stderr and "Traceback" not in refused.stderr
+    bad.write_bytes(b"\n" + json.dumps(lines[0]).encode().replace(b"At most", b"\xe0 most"))
     refused = run_cli("checklists", run_dir, "--set", bad, cwd=tmp_path)
-    assert refused.returncode == 2
-    assert f"{bad}:1: 1 items; a checklist has 3 to 8" in refused.stderr
+    assert refused.returncode == 2 and f"{bad}:2: not UTF-8 (byte 0xe0)" in refused.stderr
 
     lines[0]["items"] = [
         {"requirement": "At most 5 characters", "check": "max_chars", "value": 5},
@@ -128,3 +141,23 @@ def test_a_persons_edit_through_the_cli_rejudges_only_its_prompt(server, tmp_pat
     edited = [json.loads(x) for x in shown.stdout.splitlines()]
     assert [x["edited"] for x in edited] == [True, False, False]
     assert edited[0]["items"][0]["value"] == 5
+
+
+def test_pairs_held_back_as_unreadable_are_a_warning_and_exit_3(tmp_path, tiny_model):
+    questions = [f"Question {i}: name a fruit{' x' if i % 2 else ''}." for i in range(6)]
+    path = prompt_pipeline(
+        tmp_path,
+        tiny_model,
+        questions,
+        judges=[{"backend": "python", "callable": "judges_for_tests:unreadable_on_x"}],
+        eval_size=1,
+    )
+    run_dir = tmp_path / "run"
+    done = run_cli("run", path, "--run-dir", run_dir, "--stages", "aggregate", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "pair(s) were held back because their judgments could not be read" in done.stderr
+    log = (run_dir / "logs" / "run.log").read_text()
+    held = read_manifest(run_dir)["stages"]["aggregate"]["counts"]["incomplete_pairs"]
+    assert held["unreadable"] > 0
+    warned = [line for line in log.splitlines() if " WARNING " in line and "held back" in line]
+    assert warned and f"{held['unreadable']} pair(s) held back" in warned[0]

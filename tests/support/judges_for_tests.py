@@ -122,3 +122,10 @@ def shorter_seen(prompt, first: str, second: str) -> float:
     """``prefer_shorter``, recording the prompt it was shown (a conversation stays a list)."""
     CALLS.append((prompt, first, second))
     return prefer_shorter(prompt, first, second)
+
+
+def unreadable_on_x(prompt: str, first: str, second: str) -> object:
+    """``prefer_shorter``, but an answer with no verdict in it for prompts holding an x."""
+    if " x" in prompt:
+        return "maybe?"
+    return prefer_shorter(prompt, first, second)

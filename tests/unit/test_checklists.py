@@ -44,14 +44,22 @@ def test_items_and_their_checks():
     for bad, message in [
         ({"requirement": "x", "check": "shell", "value": "rm"}, "unknown check 'shell'"),
         ({"requirement": "x", "check": "max_chars", "value": "ten"}, "whole number"),
-        ({"requirement": "x", "check": "regex", "value": "("}, "not a valid regex"),
-        ({"requirement": "x", "weight": 0}, "weight must be a positive number"),
+        ({"requirement": "x", "check": "regex", "value": "("}, "not a regex RE2 runs"),
+        ({"requirement": "x", "check": "regex", "value": r"(a)\1"}, "backreferences"),
+        ({"requirement": "x", "weight": 0}, "weight must be a finite positive number"),
+        ({"requirement": "x", "weight": float("nan")}, "finite positive"),
+        ({"requirement": "x", "weight": float("inf")}, "finite positive"),
+        ({"requirement": "x", "check": "max_chars", "value": -5}, "0 or more"),
         ({"weight": 1}, "no requirement text"),
     ]:
         with pytest.raises(ValueError, match=message):
             read_items([bad])
     with pytest.raises(ValueError, match="9 items; a checklist has 1 to 8"):
         read_items(["x"] * 9)
+    loose = [{"requirement": "x", "wieght": 2}]
+    assert read_items(loose)[0].weight == 1.0  # a model's stray field is no harm...
+    with pytest.raises(ValueError, match="item 1: unknown field.*'wieght'"):
+        read_items(loose, strict=True)  # ...but a person's typo is refused
     assert read_met(["yes", "No", True], 3) == [True, False, True]
     with pytest.raises(ValueError, match="expected 2 answers"):
         read_met(["yes"], 2)
@@ -211,9 +219,15 @@ def test_a_persons_edit_replaces_the_written_checklist(tmp_path):
         known = {c.key for _, c in found}
         bad = [json.dumps({"key": tea.key, "items": [{"requirement": "x", "check": "rm"}]})]
 
-        def edit(lines: list[str], least: int = 3) -> int:
+        def edit(lines: list[str], least: int = 3, items_judge: bool = True) -> int:
             return edit_checklists(
-                lines, "edits.jsonl", known, store, reviewer="ann", min_items=least
+                lines,
+                "edits.jsonl",
+                known,
+                store,
+                reviewer="ann",
+                min_items=least,
+                items_judge=items_judge,
             )
 
         with pytest.raises(ConfigError, match=r"edits.jsonl:1: item 1: unknown check 'rm'"):
@@ -222,7 +236,24 @@ def test_a_persons_edit_replaces_the_written_checklist(tmp_path):
             edit(bad)
         with pytest.raises(ConfigError, match="edits.jsonl:2: key 'nope' is not one of"):
             edit(["", json.dumps({"key": "nope", "items": ["x", "y", "z"]})])
+        three = ["x", "y", "z"]
+        for line, message in [
+            ({"key": tea.key, "items": three, "note": 1}, "unknown field.*'note'"),
+            ({"key": tea.key, "items": [{"requirement": "x", "weight": 1e999}] * 3}, "finite"),
+            ({"key": tea.key, "items": [{"text": "x", "check": "min_words", "value": -1}] * 3},
+             "0 or more"),
+        ]:  # fmt: skip
+            with pytest.raises(ConfigError, match=f"edits.jsonl:1: .*{message}"):
+                edit([json.dumps(line)])
+        with pytest.raises(ConfigError, match="edits.jsonl:1: item 1 names no check, and no judge"):
+            edit([json.dumps({"key": tea.key, "items": three})], items_judge=False)
+        clash = [json.dumps({"key": tea.key, "items": three}), json.dumps({"key": tea.key,
+                 "items": ["a", "b", "c"]})]  # fmt: skip
+        with pytest.raises(ConfigError, match="edits.jsonl:2: key .* other items on line 1"):
+            edit(clash)
         assert store.checklist_edits() == {}  # a bad line stores nothing
+        same = json.dumps({"key": tea.key, "items": three})
+        assert edit([same] * 5000) == 1  # distinct checklists are counted
         mine = [
             {"requirement": "Mentions coffee", "check": "contains", "value": "coffee"},
             {"requirement": "At least 20 characters", "check": "min_chars", "value": 20},
@@ -304,13 +335,17 @@ def test_checklist_pipeline_runs_and_edits_rerun_the_judge_stage(tmp_path, tiny_
         cfg = Pipeline.from_yaml(path).config.judge
         records = load_dir(RunDir(run_dir).output("pair")).to_list()
         key = run_checklists(cfg, records, store)[0][1].key
-        line = json.dumps({"key": key, "items": ["Is polite", "Is kind", "Is brief"]})
-        edit_checklists([line], "e", {key}, store, reviewer="ann", min_items=3)
+        empty = {"check": "max_chars", "value": 0}  # no answer meets it
+        items = [{"requirement": f"Says nothing {n}", **empty} for n in range(3)]
+        line = json.dumps({"key": key, "items": items})
+        edit_checklists([line], "e", {key}, store, reviewer="ann", min_items=3, items_judge=False)
     unchanged = Pipeline.from_yaml(path).run(stages=["aggregate"], run_dir=tmp_path / "other")
     again = Pipeline.from_yaml(path).run(stages=["aggregate"], run_dir=run_dir).manifest
-    # the edit re-ran the judge stage: its prompt's answers now fail for want of an items judge
+    # the edit re-ran the judge stage: its prompt's answers now all score 0
     assert again["stages"]["judge"]["finished_at"] != first["stages"]["judge"]["finished_at"]
-    assert again["stages"]["judge"]["counts"]["invalid"] > 0
+    judged = load_dir(RunDir(run_dir).output("judge")).to_list()
+    edited = [r["score"] for r in judged if r["verdict"] == "0/3"]
+    assert edited and set(edited) == {0.0}
     assert unchanged.manifest["stages"]["judge"]["counts"] == again["stages"]["judge"]["counts"]
 
 
@@ -324,3 +359,27 @@ def test_judge_eval_measures_a_checklist_judge_against_labels(tmp_path):
     assert got["pairs"] == 6
     assert got["accuracy"]["one_order"] == {"accuracy": 1.0, "coverage": 1.0}
     assert got["accuracy"]["both_orders"] == {"accuracy": 1.0, "coverage": 1.0}
+
+
+def test_a_catastrophic_regex_item_cannot_hang_a_run():
+    import time
+
+    evil = [
+        {"requirement": "Only a's", "check": "regex", "value": "(a+)+$"},
+        {"requirement": "Only a's, again", "check": "regex", "value": "((a+)+)+$"},
+    ]
+    items = read_items(evil)
+    start = time.perf_counter()
+    for answer in ("a" * 24 + "!", "a" * 100_000 + "!", "a" * 30):
+        met = [item.met_by(answer) for item in items]
+        assert met == [answer.endswith("a")] * 2
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_set_file_that_is_not_utf8_names_its_line(tmp_path):
+    from rlaif.cli.checklists import _text_lines
+
+    path = tmp_path / "edits.jsonl"
+    path.write_bytes(b'{"key": "a"}\n{"key": "caf\xe9"}\n')
+    with pytest.raises(ConfigError, match=r"edits.jsonl:2: not UTF-8 \(byte 0xe9\)"):
+        _text_lines(path)
