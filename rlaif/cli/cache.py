@@ -1,4 +1,4 @@
-"""``rlaif cache``: the judgment store shared across runs (stats, prune, salvage)."""
+"""``rlaif cache``: the judgment store shared across runs (stats, prune, salvage, recount)."""
 
 from __future__ import annotations
 
@@ -84,3 +84,18 @@ def cache_salvage(store: StoreOption = Path("outputs/judgments.sqlite")) -> None
         f"{done['salvaged']} judgments into a fresh store ({lost}; those are asked again on "
         "the next run)"
     )
+
+
+@cache_app.command("recount")
+def cache_recount(store: StoreOption = Path("outputs/judgments.sqlite")) -> None:
+    """Accept that the store holds fewer judgments than it once did (restored from an older
+    backup, judgments deleted by hand): record what it holds now as what it should hold, so
+    runs stop refusing it. The missing judgments are asked (and paid) again when needed."""
+    from rlaif.judging.store import JudgmentStore, count_path
+
+    if not store.is_file():
+        fail(RlaifError(f"{store}: no judgment store here"))
+    with JudgmentStore(store) as db:
+        db.record_count(exact=True)
+        held = len(db)
+    typer.echo(f"{store}: {held} judgments recorded in {count_path(store)}")

@@ -9,15 +9,23 @@ is never paid for twice, and runs that share a store claim keys before asking (s
 
 A failed judgment (``error``) is kept with its reason; a later try replaces it, and every
 failure is also appended to ``failures``, the history of what went wrong for each key.
+
+Beside the store, ``<store>.count.json`` records its id and the most judgments it has held
+(written when a connection that stored judgments closes). A store that holds fewer (emptied,
+swapped for an older backup, deleted) would be taken as merely new and every missing judgment
+paid again, so :func:`missing_judgments` names it before anything is asked, whichever run
+directory, server or trainer opens it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,9 +83,51 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def count_path(store: str | Path) -> Path:
+    """The sidecar of a store: its id and the most judgments it has held."""
+    store = Path(store)
+    return store.with_name(store.name + ".count.json")
+
+
+def _recorded(store: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(count_path(store).read_text())
+        return data if isinstance(data, dict) and isinstance(data.get("judgments"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def missing_judgments(store: str | Path) -> str | None:
+    """Why the store at ``store`` cannot be trusted to hold what was paid for: it holds fewer
+    judgments than its sidecar records it held (or is gone); None when it holds them all."""
+    store = Path(store)
+    recorded = _recorded(store)
+    if not recorded or recorded["judgments"] <= 0:
+        return None
+    held = 0
+    if store.exists():
+        with JudgmentStore(store) as db:
+            held = len(db)
+            same = db.store_id == recorded.get("store_id")
+    else:
+        same = False
+    if held >= recorded["judgments"]:
+        return None
+    what = "is missing" if not store.exists() else f"holds {held} judgments"
+    other = "" if same or not store.exists() else " (and it is not the same store file)"
+    return (
+        f"{store}: the judgment store {what}{other}, but {count_path(store)} records that it "
+        f"held {recorded['judgments']}; judging now would pay again for the "
+        f"{recorded['judgments'] - held} missing. Restore the store from a backup (or `rlaif "
+        f"cache salvage` a damaged copy), or accept the loss with `rlaif cache recount "
+        f"--store {store}`"
+    )
+
+
 class JudgmentStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._wrote = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = connect(self.path)
@@ -96,9 +146,35 @@ class JudgmentStore:
             if column not in have:
                 self._db.execute(f"ALTER TABLE judgments ADD COLUMN {column} {_TYPES[column]}")
         self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
         self._db.commit()
 
+    @property
+    def store_id(self) -> str:
+        """Made when the store file was created; a copy keeps it, a new file has another."""
+        return self._db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0]
+
+    def record_count(self, *, exact: bool = False) -> None:
+        """Write the sidecar: this store's id and the most judgments it has held (``exact``:
+        what it holds now, after a deliberate loss such as pruning)."""
+        held = len(self)
+        recorded = _recorded(self.path)
+        if not exact and recorded and recorded.get("store_id") == self.store_id:
+            held = max(held, recorded["judgments"])
+        side = count_path(self.path)
+        temp = side.with_name(f"{side.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        with contextlib.suppress(OSError):  # a full disk: the store itself is what matters
+            temp.write_text(
+                json.dumps({"store_id": self.store_id, "judgments": held, "at": time.time()})
+            )
+            os.replace(temp, side)
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
     def close(self) -> None:
+        if self._wrote:
+            with contextlib.suppress(sqlite3.Error):
+                self.record_count()
         self._db.close()
 
     def __enter__(self) -> JudgmentStore:
@@ -157,6 +233,7 @@ class JudgmentStore:
                 rows,
             )
             self._db.executemany("INSERT INTO failures VALUES (?, ?, ?, ?, ?)", failed)
+        self._wrote = True
 
     def put(self, record: dict[str, Any]) -> None:
         """One answer, committed now: it is on disk before its request's slot is reused."""
@@ -228,10 +305,12 @@ class JudgmentStore:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def marks(self) -> dict[str, str]:
-        return dict(self._db.execute("SELECT key, value FROM meta"))
+        """Why the store holds fewer judgments than runs recorded (``mark``)."""
+        return dict(self._db.execute("SELECT key, value FROM meta WHERE key != 'store_id'"))
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+        with self._readable():
+            return self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for row in self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM judgments"):
@@ -281,6 +360,7 @@ class JudgmentStore:
             deleted = self._db.execute(f"DELETE FROM judgments{where}", args).rowcount
         self.mark("pruned_at", str(time.time()))
         self._db.execute("VACUUM")
+        self.record_count(exact=True)
         return deleted
 
 
@@ -319,6 +399,7 @@ def salvage(path: Path) -> dict[str, Any]:
                 "INSERT OR REPLACE INTO checklist_edits VALUES (?, ?, ?, ?)", edits
             )
         fresh.mark("salvaged_from", str(aside))
+        fresh.record_count(exact=True)
     lost = None if last is None else max(0, last - len(rows))
     return {"moved_to": str(aside), "salvaged": len(rows), "lost": lost, "labels": len(labels)}
 

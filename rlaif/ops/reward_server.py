@@ -58,7 +58,7 @@ from rlaif.config import PipelineConfig
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.judges import Budget
 from rlaif.judging.reward import NEUTRAL, Scored
-from rlaif.judging.store import JudgmentStore
+from rlaif.judging.store import JudgmentStore, missing_judgments
 from rlaif.ops.serving import AppServer, BodyError, Limits, is_loopback, read_body
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,9 @@ class Rewards:
         self.text = TurnText(load_tokenizer(resolve_model(cfg.model, field="model")))
         if not cfg.judge.judges:
             raise ConfigError("serve-reward: the pipeline names no judge")
+        missing = missing_judgments(cfg.judgment_store_path())
+        if missing:
+            raise ConfigError(missing)
         self.store = JudgmentStore(cfg.judgment_store_path())
         budget = Budget(cfg.judge.max_cost_usd)
         first = cfg.judge.judges[0]

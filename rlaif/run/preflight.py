@@ -17,7 +17,7 @@ from rlaif.debias.calibration import panel_calibrations
 from rlaif.errors import ConfigError
 from rlaif.judges import build_judge
 from rlaif.judging.service import checklist_items_judge, escalation_judge
-from rlaif.judging.store import JudgmentStore
+from rlaif.judging.store import JudgmentStore, missing_judgments
 from rlaif.models.devices import configured_dtypes, resolved_dtypes
 from rlaif.models.loading import resolve_model
 from rlaif.prompts import load_prompts, split_prompts
@@ -80,10 +80,11 @@ def preflight(cfg: PipelineConfig, run_dir: Path | None = None) -> dict[str, str
 
 
 def check_store(cfg: PipelineConfig, run_dir: Path | None = None) -> None:
-    """The judgment store opens, every page reads (``quick_check``), and it is not empty
-    while a run directory (this one, or one under ``output_dir``) records judgments made
-    with it: a store truncated or deleted would otherwise be taken as new and every
-    judgment paid again."""
+    """The judgment store opens, every page reads (``quick_check``), it holds as many
+    judgments as its sidecar records it held, and it is not empty while a run directory
+    (this one, or one under ``output_dir``) records judgments made with it: a store
+    truncated, swapped or deleted would otherwise be taken as new and every judgment paid
+    again."""
     path = cfg.judgment_store_path()
     if path.is_dir():
         raise ConfigError(
@@ -94,6 +95,11 @@ def check_store(cfg: PipelineConfig, run_dir: Path | None = None) -> None:
     if existed:
         with JudgmentStore(path) as store:
             store.check()
+    missing = missing_judgments(path)
+    if missing:
+        raise ConfigError(missing)
+    if existed:
+        with JudgmentStore(path) as store:
             if len(store) or store.marks():
                 return
     made = _judged_with(path, [run_dir, Path(cfg.output_dir)])

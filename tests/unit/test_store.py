@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 import pytest
@@ -74,3 +75,33 @@ def test_stats_and_prune(tmp_path):
         assert store.prune(judge="someone-else") == 0
         assert store.prune(older_than_s=0) == 3
         assert len(store) == 0
+
+
+def test_the_sidecar_remembers_how_many_judgments_the_store_held(tmp_path):
+    from rlaif.judging.store import count_path, missing_judgments
+
+    path = tmp_path / "j.sqlite"
+    with JudgmentStore(path) as store:
+        store.put_many({"key": f"k{i}", "status": "ok"} for i in range(3))
+        first_id = store.store_id
+        assert store.marks() == {}  # the store's id is no mark of a deliberate loss
+    assert json.loads(count_path(path).read_text())["judgments"] == 3
+    assert missing_judgments(path) is None
+    with JudgmentStore(path) as store:
+        store._db.execute("DELETE FROM judgments WHERE key = 'k0'")
+        store._db.commit()
+        store.put({"key": "k9", "status": "error"})  # a write: the count is kept at its most
+    with JudgmentStore(path) as store:
+        store._db.execute("DELETE FROM judgments WHERE key = 'k9'")
+        store._db.commit()
+    assert "holds 2 judgments, but" in missing_judgments(path)
+    with JudgmentStore(path) as store:
+        assert store.prune(statuses=["ok"], judge=None) == 2  # a deliberate loss
+        assert store.store_id == first_id
+    assert missing_judgments(path) is None
+    path.unlink()
+    count_path(path).write_text(json.dumps({"store_id": first_id, "judgments": 4}))
+    assert "the judgment store is missing" in missing_judgments(path)
+    with JudgmentStore(path) as fresh:  # a new file is another store
+        assert fresh.store_id != first_id
+    assert "(and it is not the same store file)" in missing_judgments(path)
