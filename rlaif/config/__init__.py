@@ -74,6 +74,10 @@ class ServedModelConfig(_Strict):
     max_concurrency: int = Field(default=16, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    check_model: bool = True
+    """Preflight checks that the server's model list names the model; false for proxies and
+    deployments whose names the list does not show. The server and the key are checked
+    either way."""
 
 
 class SampleConfig(_Strict):
@@ -443,6 +447,7 @@ class PipelineConfig(_Strict):
         for judge in data["judge"]["judges"]:
             if judge["calibration"] is None:
                 judge.pop("calibration")
+            judge.pop("check_model", None)  # what preflight asks changes no result
             if judge.get("mode") == "pairwise":  # a python judge's
                 judge.pop("mode")
         added = {
@@ -463,6 +468,8 @@ class PipelineConfig(_Strict):
             section = reduce(lambda d, name: d.get(name) or {}, path, data)
             if key in section and section[key] == default:
                 section.pop(key)
+        if data["sample"].get("server"):
+            data["sample"]["server"].pop("check_model")
         data["train"].pop("report_to")  # where metrics go changes no result
         if data["rounds"] is None:
             data.pop("rounds")

@@ -122,6 +122,10 @@ class _ApiJudgeConfig(_JudgeBase):
     price: Price | None = None
     batch: BatchConfig = BatchConfig()
     """The provider's batch API instead of online calls (``batch.enabled``)."""
+    check_model: bool = True
+    """Preflight checks that the server's model list names ``model``; false for proxies and
+    deployments whose names the list does not show (Azure-style deployments, routers with
+    wildcard routes). The server and the key are checked either way."""
 
     max_batch_requests: ClassVar[int]
     """The provider's limit on requests per batch."""

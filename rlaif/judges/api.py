@@ -68,7 +68,12 @@ class ApiJudge(RubricJudge):
     def reach(self) -> None:
         where = self.cfg.base_url or f"the {self.kind} API"
         check_served(
-            f"judge '{self.name}'", where, self.cfg.model, self.cfg.api_key_env, self._served_models
+            f"judge '{self.name}'",
+            where,
+            self.cfg.model,
+            self.cfg.api_key_env,
+            self._served_models,
+            check_model=self.cfg.check_model,
         )
 
     def _served_models(self) -> list[str]:

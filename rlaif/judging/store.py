@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rlaif.errors import ConfigError, writing
+from rlaif.errors import ConfigError, DiskFullError, writing
 from rlaif.hashing import stable_hash
 from rlaif.redaction import redact
 
@@ -130,12 +130,17 @@ class JudgmentStore:
         self._wrote = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = connect(self.path)
-            self._create()
+            with writing(self.path):
+                self._db = connect(self.path)
+                self._create()
+        except DiskFullError as exc:
+            raise DiskFullError(
+                self.path, detail=" (the store could not be opened; nothing was asked)"
+            ) from exc
+        except (OSError, sqlite3.OperationalError) as exc:  # before DatabaseError, its parent
+            raise ConfigError(f"{self.path}: cannot open the judgment store ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise StoreDamagedError(damaged_message(self.path, exc)) from None
-        except (OSError, sqlite3.OperationalError) as exc:
-            raise ConfigError(f"{self.path}: cannot open the judgment store ({exc})") from None
 
     def _create(self) -> None:
         columns = ", ".join(f"{c} {t}" for c, t in _TYPES.items())

@@ -29,11 +29,13 @@ def check_served(
     model: str,
     key_env: str | None,
     list_models: Callable[[], Iterable[str]],
+    *,
+    check_model: bool = True,
 ) -> None:
     """Raise a ``ConfigError`` naming ``who`` when ``list_models`` shows the server at
-    ``where`` unreachable, refusing the key in ``key_env`` or not serving ``model``. A server
-    without a model list (404) or one failing for now (429, 5xx) is let through with a
-    warning: the run's own retries deal with that."""
+    ``where`` unreachable, refusing the key in ``key_env`` or (with ``check_model``) not
+    serving ``model``. A server without a model list (404), with an empty one, or failing
+    for now (429, 5xx) is let through with a warning: the run's own retries deal with that."""
     try:
         served = set(list_models())
     except Exception as exc:
@@ -54,6 +56,19 @@ def check_served(
             return
         log.warning("%s: could not list models at %s (%s); going on", who, where, name)
         return
+    if not check_model:
+        return
+    if not served:
+        log.warning(
+            "%s: %s lists no models, so whether it serves '%s' is checked at the first call",
+            who,
+            where,
+            model,
+        )
+        return
     if model not in served:
-        shown = ", ".join(sorted(served)[:20]) or "none"
-        raise ConfigError(f"{who}: {where} does not serve model '{model}'; it serves: {shown}")
+        shown = ", ".join(sorted(served)[:20])
+        raise ConfigError(
+            f"{who}: {where} does not serve model '{model}'; it serves: {shown} (a proxy or "
+            "deployment whose names its model list does not show: set check_model: false)"
+        )

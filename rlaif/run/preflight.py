@@ -22,14 +22,21 @@ from rlaif.models.devices import configured_dtypes, resolved_dtypes
 from rlaif.models.loading import resolve_model
 from rlaif.prompts import load_prompts, split_prompts
 from rlaif.rubrics.rubric import check_rendering
+from rlaif.run.stage_table import NAMES
 from rlaif.sampling.served import reach
 
 log = logging.getLogger("rlaif")
 
 
-def preflight(cfg: PipelineConfig, run_dir: Path | None = None) -> dict[str, str]:
+def preflight(
+    cfg: PipelineConfig, run_dir: Path | None = None, stages: list[str] | None = None
+) -> dict[str, str]:
     """Fail on bad input now; returns each judge's rubric id and file hash. ``run_dir``: the
-    run directory about to be used, whose manifest may record judgments already made."""
+    run directory about to be used, whose manifest may record judgments already made.
+    ``stages`` (default: all): the stages about to run; the judges, their store and
+    calibrations are checked only when one of them is the judge stage or a later one (which
+    may run it, or asks the judges itself), so sampling does not wait on a judge it never
+    asks."""
     resolve_model(cfg.model, field="model")
     for tracker in cfg.train.report_to:
         if importlib.util.find_spec(tracker) is None:
@@ -38,6 +45,23 @@ def preflight(cfg: PipelineConfig, run_dir: Path | None = None) -> dict[str, str
             )
     if set(configured_dtypes(cfg).values()) - {"auto", "float32"}:
         resolved_dtypes(cfg)  # e.g. fp16 training asked for on a CPU
+    if cfg.sample.backend == "openai" and cfg.sample.server is not None:
+        reach(cfg.sample.server, cfg.model)
+    rubrics = check_judges(cfg) if uses_judges(stages) else {}
+    split_prompts(load_prompts(cfg.prompts), cfg.prompts)
+    if uses_judges(stages):
+        check_store(cfg, run_dir)
+    return rubrics
+
+
+def uses_judges(stages: list[str] | None) -> bool:
+    """Whether running ``stages`` (None: all) may ask the judges: the judge stage and every
+    stage after it (each may run it as its missing upstream)."""
+    return stages is None or any(NAMES.index(s) >= NAMES.index("judge") for s in stages)
+
+
+def check_judges(cfg: PipelineConfig) -> dict[str, str]:
+    """Every judge built, its rubric rendered, checked and reached; each rubric's id and hash."""
     rubrics = {}
     backends = {}
     for spec in cfg.judge.judges:
@@ -69,13 +93,9 @@ def preflight(cfg: PipelineConfig, run_dir: Path | None = None) -> dict[str, str
             )
     escalation_judge(cfg.judge, backends)
     checklist_items_judge(cfg.judge, backends)
-    if cfg.sample.backend == "openai" and cfg.sample.server is not None:
-        reach(cfg.sample.server, cfg.model)
     for backend in backends.values():
         backend.reach()
     panel_calibrations(cfg.judge, cfg.aggregate.judge_weights)
-    split_prompts(load_prompts(cfg.prompts), cfg.prompts)
-    check_store(cfg, run_dir)
     return rubrics
 
 

@@ -8,6 +8,7 @@ unchanged, so re-running a command resumes a run instead of repeating it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import time
@@ -20,7 +21,7 @@ from datasets import Dataset
 
 from rlaif.config import PipelineConfig, load_pipeline
 from rlaif.debias.calibration import calibration_hashes
-from rlaif.errors import ConfigError
+from rlaif.errors import ConfigError, DiskFullError
 from rlaif.hashing import folder_hash, stable_hash
 from rlaif.judges import Budget
 from rlaif.judging.store import JudgmentStore
@@ -149,7 +150,7 @@ class _Run:
         self._spent_at_start = 0.0
 
     def execute(self, wanted: list[str]) -> RunResult:
-        rubrics = preflight(self.cfg, self.dir.path)
+        rubrics = preflight(self.cfg, self.dir.path, wanted)
         self.dir.prepare()
         with self.dir.lock(f"pipeline '{self.cfg.name}' in {self.dir}"):
             handlers = attach_run_logs(log, self.dir.logs)
@@ -339,7 +340,10 @@ class _Run:
             spent_usd=self._spent_so_far(),
         )
         entry.pop("progress", None)
-        self._write_manifest()
+        try:
+            self._write_manifest()
+        except DiskFullError:  # the error being raised names what filled the disk first
+            log.warning("stage %s: the manifest could not record its failure (disk full)", name)
         log.error(
             "stage %s: %s: %s",
             name,
@@ -354,7 +358,10 @@ class _Run:
         if running:
             progress = {**info, "updated_at": _now()}
             running[0].update(progress=progress, spent_usd=self._spent_so_far())
-            self._write_manifest()
+            # progress is for `rlaif status`: a full disk is said by the write that matters
+            # (a judgment the store refuses names the store and what will be asked again)
+            with contextlib.suppress(DiskFullError):
+                self._write_manifest()
 
     def _spent_so_far(self) -> float:
         """Judge spending of the running stage, so a crash does not erase it from the bill."""
@@ -371,7 +378,8 @@ class _Run:
             source=self.source,
             config=self.cfg.model_dump(mode="json"),
             config_hash=self.cfg.hash(),
-            rubrics=rubrics,
+            # a run of stages that ask no judge checked no rubric: the last ones stay
+            rubrics=rubrics or manifest.get("rubrics", {}),
             versions=_versions(),
             **self.extra,
         )

@@ -103,4 +103,5 @@ def reach(server: Any, model: str) -> None:
         name,
         server.api_key_env,
         lambda: openai_models(server.base_url, api_key),
+        check_model=server.check_model,
     )

@@ -18,7 +18,7 @@ def small_disk(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
     made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=240k", "tmpfs", str(mount)], capture_output=True
     )
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
@@ -54,3 +54,34 @@ def test_a_full_disk_is_one_line_and_exit_8_and_nothing_answered_is_paid_twice(
         assert again.returncode == 0, again.stderr
         total = stored(store)
         assert server.requests == total + unkept  # only the unkept answers were paid twice
+
+
+def test_a_disk_shared_with_the_run_directory_names_the_write_that_failed(
+    tmp_path, tiny_model, small_disk
+):
+    """The run directory on the full disk too: the manifest (progress, the stage's failure)
+    cannot be written either, yet the message is the store's, with what is asked again."""
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    store = small_disk / "judgments.sqlite"
+    with LoopbackJudgeServer() as server:
+        config = pipeline(
+            tmp_path,
+            tiny_model,
+            judges=[api_judge(server.openai_url)],
+            judge={"cache": str(store)},
+            prompts={"limit": 40, "eval_size": 2},
+        )
+        args = ["run", write(tmp_path, config), "--run-dir", small_disk / "run"]
+        ready = run_cli(*args, "--stages", "sample,pair", cwd=tmp_path)
+        assert ready.returncode == 0, ready.stderr
+        used = int(subprocess.check_output(["df", "--output=used", "-k", str(small_disk)])
+                   .split()[-1])  # fmt: skip
+        subprocess.run(
+            ["mount", "-o", f"remount,size={used + 200}k", str(small_disk)], check=True
+        )
+        full = run_cli(*args, "--stages", "judge", cwd=tmp_path)
+    assert full.returncode == 8, full.stderr
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: disk full: cannot write {store} ("), last
+    assert re.search(r"the \d+ that could not be written are asked again", last)
+    assert "manifest.json" not in last and "Traceback" not in full.stderr

@@ -192,3 +192,43 @@ def test_a_store_path_that_is_a_folder_is_named(tmp_path, tiny_model):
     result = run(tmp_path, pipeline(tmp_path, tiny_model, judge={"cache": str(folder)}))
     assert result.returncode == 2, result.stderr
     assert f"judge.cache: {folder} is a folder" in result.stderr
+
+
+def test_preflight_asks_only_what_the_stages_run_will_use(tmp_path, tiny_model):
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing answers there
+    config = write(tmp_path, pipeline(tmp_path, tiny_model, judges=[api_judge(url)]))
+    sampled = run_cli("run", config, "--stages", "sample", "--run-dir", tmp_path / "run")
+    assert sampled.returncode == 0, sampled.stderr
+    assert (tmp_path / "run" / "samples").exists()
+    judged = run_cli("run", config, "--stages", "judge", "--run-dir", tmp_path / "run")
+    assert judged.returncode == 2 and f"nothing answers at {url}" in judged.stderr
+
+
+def test_an_empty_model_list_and_unlisted_deployments_pass(tmp_path, tiny_model):
+    with LoopbackJudgeServer(models=()) as server:  # a router that lists nothing
+        judge = api_judge(server.openai_url)
+        config = write(tmp_path, pipeline(tmp_path, tiny_model, judges=[judge]))
+        result = run_cli("run", config, "--stages", "judge", "--run-dir", tmp_path / "run1")
+        assert result.returncode == 0, result.stderr
+        assert "lists no models, so whether it serves 'judge-model'" in result.stderr
+    with LoopbackJudgeServer(models=("gpt-router-*",)) as server:  # a wildcard route
+        judge = api_judge(server.openai_url, model="my-deployment")
+        refused = run(tmp_path, pipeline(tmp_path, tiny_model, judges=[judge], name="u"))
+        assert refused.returncode == 2 and "set check_model: false" in refused.stderr
+        assert server.requests == 0
+        unchecked = pipeline(tmp_path, tiny_model, judges=[{**judge, "check_model": False}])
+        config = write(tmp_path, unchecked)
+        result = run_cli("run", config, "--stages", "judge", "--run-dir", tmp_path / "run2")
+        assert result.returncode == 0, result.stderr
+        assert server.requests > 0
+
+
+def test_check_model_leaves_the_config_hash_alone(tmp_path, tiny_model):
+    from rlaif.config import validate_pipeline
+
+    judge = api_judge("http://127.0.0.1:9/v1")
+    plain = validate_pipeline(pipeline(tmp_path, tiny_model, judges=[judge]))
+    unchecked = validate_pipeline(
+        pipeline(tmp_path, tiny_model, judges=[{**judge, "check_model": False}])
+    )
+    assert plain.hash() == unchecked.hash()
