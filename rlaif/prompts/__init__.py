@@ -10,9 +10,11 @@ as a column has one type.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
@@ -143,7 +145,8 @@ def _read(source: str, split: str, prompt_column: str) -> Dataset:
         if path.suffix != ".parquet":
             _check_text(path)
         try:
-            return load_dataset(_FILE_FORMATS[path.suffix], data_files=str(path), split="train")
+            with _quiet_datasets():  # its ERROR lines would stand above the clean message
+                return load_dataset(_FILE_FORMATS[path.suffix], data_files=str(path), split="train")
         except Exception as exc:
             mixed = _mixed_jsonl(path, prompt_column) if path.suffix == ".jsonl" else None
             if mixed is None:
@@ -156,6 +159,19 @@ def _read(source: str, split: str, prompt_column: str) -> Dataset:
             f"prompts.source: '{source}' is not builtin, a file (.jsonl, .json, .csv, .parquet), "
             f"a save_to_disk folder, or a loadable hub dataset: {exc}"
         ) from exc
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """``datasets`` logs a file it cannot read at ERROR before raising; the raised error
+    becomes a message naming the file and line, so its own line is left out."""
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _mixed_jsonl(path: Path, prompt_column: str) -> Dataset | None:
@@ -189,6 +205,12 @@ def _unreadable(path: Path, exc: Exception) -> str:
                     return f"{path}:{number}: not valid JSON ({bad})"
                 if not isinstance(row, dict):
                     return f"{path}:{number}: a JSON object per line is needed, got {line[:80]!r}"
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as bad:
+            line = getattr(bad, "lineno", None)
+            return f"{path}{f':{line}' if line else ''}: not valid JSON ({bad})"
     if path.suffix == ".csv":
         with path.open(encoding="utf-8") as fh:
             rows = sum(1 for line in fh if line.strip())

@@ -113,3 +113,27 @@ def test_a_csv_with_only_its_header_says_so(tmp_path):
     path.write_text("prompt,category\n")
     with pytest.raises(ConfigError, match="a header and no rows"):
         load_prompts(PromptsConfig(source=str(path)))
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("p.jsonl", b'{"prompt": "a"}\nnot json\n', "p.jsonl:2: not valid JSON"),
+        ("p.json", b"[1, 2", "p.json:1: not valid JSON"),
+        ("p.parquet", b"xx", "p.parquet: cannot read as parquet"),
+    ],
+)
+def test_a_bad_file_is_one_clean_message(tmp_path, capfd, name, content, message):
+    """``datasets`` says ERROR on its own before raising; only rlaif's message is shown."""
+    import logging
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    logging.getLogger("datasets").addHandler(handler := logging.StreamHandler())
+    try:
+        with pytest.raises(ConfigError, match=message):
+            load_prompts(PromptsConfig(source=str(path)))
+    finally:
+        logging.getLogger("datasets").removeHandler(handler)
+    err = capfd.readouterr().err
+    assert "Failed to" not in err and "ERROR" not in err, err
