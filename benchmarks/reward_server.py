@@ -4,7 +4,9 @@ GRPO does in process), in one run.
 
 Two judges: an API judge on the loopback server (100 ms an answer, in its own process) and a
 python judge (microseconds: what the server itself costs). Every side judges answers of its
-own, so nothing comes from the store. The last line printed is one JSON object.
+own, so nothing comes from the store. Then the load: ``--load-clients`` clients (64) each
+sending ``--load-requests`` (1,000) one-answer requests in turn to the python judge's server,
+with the latency's p50 and p99. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -72,6 +74,36 @@ def served(url: str, salt: str, n: int, clients: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def load(cfg, clients: int, per_client: int) -> dict:
+    """Many clients at once, each waiting for its answer before the next request."""
+    rewards = Rewards(cfg)
+    server = RewardServer(rewards, port=0).start()
+    waits: list[float] = []
+
+    def client(n: int) -> None:
+        for i in range(per_client):
+            start = time.perf_counter()
+            served(server.url, f"load-{n}-{i}", 1, 1)
+            waits.append(time.perf_counter() - start)
+
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(clients)))
+        elapsed = time.perf_counter() - start
+    finally:
+        server.stop()
+        rewards.close()
+    waits.sort()
+    return {
+        "load_requests": len(waits),
+        "load_clients": clients,
+        "load_per_s": round(len(waits) / elapsed, 1),
+        "load_p50_s": round(waits[len(waits) // 2], 4),
+        "load_p99_s": round(waits[int(0.99 * len(waits)) - 1], 4),
+    }
+
+
 def measure(cfg, n: int, label: str) -> dict:
     out = {f"{label}_direct_per_s": round(direct(cfg, f"{label}-d", n), 1)}
     rewards = Rewards(cfg)
@@ -91,6 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=64, help="rewards per side")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: embedded)")
+    parser.add_argument("--load-clients", type=int, default=64)
+    parser.add_argument("--load-requests", type=int, default=1000, help="per client")
     args = parser.parse_args()
     quiet()
     process, base_url = start_loopback(None)
@@ -117,9 +151,9 @@ def main() -> None:
             }
             figures = {"benchmark": "reward_server", "n": args.n}
             figures |= measure(validate_pipeline(config(folder / "api", model, api)), args.n, "api")
-            figures |= measure(
-                validate_pipeline(config(folder / "rule", model, rule)), args.n, "python"
-            )
+            rule_cfg = validate_pipeline(config(folder / "rule", model, rule))
+            figures |= measure(rule_cfg, args.n, "python")
+            figures |= load(rule_cfg, args.load_clients, args.load_requests)
     finally:
         if process is not None:
             process.terminate()
