@@ -46,8 +46,14 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
 
 
 def test_self_preference_warning(pipeline_yaml, tiny_model, caplog):
+    from rlaif.run.preflight import preflight
+
+    cfg = Pipeline.from_yaml(pipeline_yaml).config
     with caplog.at_level("WARNING", logger="rlaif"):
-        Pipeline.from_yaml(pipeline_yaml).run(stages=["sample"])
+        preflight(cfg, stages=["sample"])  # sampling asks no judge: nothing said of them
+    assert "judge 'tiny'" not in caplog.text
+    with caplog.at_level("WARNING", logger="rlaif"):
+        preflight(cfg, stages=["judge"])
     assert "judge 'tiny' is the policy model itself" in caplog.text
     assert "judge 'rule'" not in caplog.text
 
