@@ -26,6 +26,7 @@ from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, build_judge
 from rlaif.judging.service import judge
 from rlaif.judging.store import JudgmentStore
+from rlaif.rubrics import load_rubric
 from rlaif.rubrics.rubric import LISTWISE_LABELS
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,13 @@ class _JudgedReward:
         self.steps: list[dict[str, Any]] = []
         self.trainer: Any = None
         """The trainer whose step each account names (set once the trainer exists)."""
+        self.step: int | None = None
+        """The trainer step (policy version) being judged, where no trainer is set: an
+        adapter sets it from what its trainer passes."""
+
+    @property
+    def policy_step(self) -> int | None:
+        return self.trainer.state.global_step if self.trainer is not None else self.step
 
     def _judge(
         self, answers: list[tuple[str, str, str]], calls: list[int] | None = None
@@ -89,10 +97,27 @@ class _JudgedReward:
             columns["response_a"].append(a)
             columns["response_b"].append(b)
         pairs = Dataset.from_dict(dict(columns))
+        self.store.policy_step = self.policy_step
         rows = judge(
             pairs, self.judges, store=self.store, budget=self.budget, backends=self.backends
         )
         return ids, rows
+
+    def _staleness(self, rows: Dataset, step: int | None) -> dict[str, Any]:
+        """How old the judgments reused from the store are: the steps between the policy
+        that wrote each answer (when it was judged) and this one."""
+        if step is None or not len(rows):
+            return {}
+        hits = {k for k, hit in zip(rows["key"], rows["cached"], strict=True) if hit}
+        written = [r["policy_step"] for r in self.store.get_many(hits).values()]
+        ages = [step - w for w in written if w is not None and w < step]
+        if not ages:
+            return {"stale_judgments": 0}
+        return {
+            "stale_judgments": len(ages),
+            "staleness_mean": round(sum(ages) / len(ages), 3),
+            "staleness_max": max(ages),
+        }
 
     @staticmethod
     def _failed_rows(rows: Dataset) -> dict[str, list[dict]]:
@@ -112,13 +137,15 @@ class _JudgedReward:
             for key, cost, hit in zip(rows["key"], rows["cost_usd"], rows["cached"], strict=True)
             if not hit
         }
+        step = self.policy_step
         entry = {
-            "step": self.trainer.state.global_step if self.trainer is not None else None,
+            "step": step,
             "judgments": len(rows),
             "calls": len(paid),
             "cache_hit_rate": round(cached / len(rows), 4) if len(rows) else 0.0,
             "cost_usd": round(sum(paid.values()), 6),
             "unanswered": unanswered,
+            **self._staleness(rows, step),
         }
         self.steps.append(entry)
         log.info("judge reward %s", json.dumps(entry))
@@ -237,4 +264,84 @@ class PointwiseReward(_JudgedReward):
         failed = self._failed_rows(rows)
         out = [Scored(score[i]) if i in score else _failure(failed[i]) for i in ids]
         self._account(rows, sum(s.value is None for s in out), self.middle)
+        return out
+
+
+class GroupReward(_JudgedReward):
+    """No reference answer: each prompt's completions compared with one another. A listwise
+    judge ranks a group's distinct completions in one call per order shown (as many to a call
+    as its labels allow); a python pairwise judge compares every pair of them. A completion's
+    reward is the mean P(it beats another completion of its group); alone in its group, 0.5.
+    A judge with a pairwise rubric is built with the shipped listwise rubric read the same way
+    (``listwise_helpful``, or ``listwise_helpful_json`` for a rubric read as JSON or parsed;
+    same backend and model), so a group costs calls per order, not per pair."""
+
+    def __init__(self, judges: JudgeConfig, store: JudgmentStore, budget: Budget) -> None:
+        specs = []
+        for spec in judges.judges:
+            rubric = load_rubric(spec.rubric) if getattr(spec, "rubric", None) else None
+            if rubric is not None and rubric.mode == "pairwise":
+                listwise = (
+                    "listwise_helpful"
+                    if rubric.read == "label_probs"
+                    else ("listwise_helpful_json")
+                )
+                spec = spec.model_copy(update={"rubric": listwise})
+            specs.append(spec)
+        super().__init__(judges.model_copy(update={"judges": specs}), store, budget)
+        labels = [
+            len(b.rubric.labels if b.rubric is not None else LISTWISE_LABELS)
+            for b in self.backends.values()
+            if b.mode == "listwise"
+        ]
+        self.room = min(labels) if labels else None
+        """Completions one listwise call ranks; None: pairs, each asked alone."""
+
+    def scored(self, prompts: list[Prompt], texts: list[str]) -> list[Scored]:
+        """Each completion's reward within the completions of its prompt."""
+        groups: dict[str, list[str]] = defaultdict(list)
+        keys = [stable_hash(p) for p in prompts]
+        for key, text in zip(keys, texts, strict=True):
+            if text not in groups[key]:
+                groups[key].append(text)
+        items: list[tuple[Prompt, str, str]] = []
+        calls: list[int] = []
+        prompt_of = dict(zip(keys, prompts, strict=True))
+        for key, distinct in groups.items():
+            size = self.room or len(distinct)
+            for call, start in enumerate(range(0, len(distinct), size)):
+                chunk = distinct[start : start + size]
+                for i, a in enumerate(chunk):
+                    for b in chunk[i + 1 :]:
+                        items.append((prompt_of[key], a, b))
+                        calls.append(call)
+        wins: dict[tuple[str, str], list[float]] = defaultdict(list)
+        failed_of: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        if items:
+            ids, rows = self._judge(items, calls)
+            p_a: dict[str, list[float]] = defaultdict(list)
+            for pair_id, p in zip(rows["pair_id"], rows["p_a"], strict=True):
+                if p is not None:
+                    p_a[pair_id].append(p)
+            failed = self._failed_rows(rows)
+            for pair_id, (prompt, a, b) in zip(ids, items, strict=True):
+                key = stable_hash(prompt)
+                got = p_a.get(pair_id)
+                if got:
+                    mean = sum(got) / len(got)
+                    wins[key, a].append(mean)
+                    wins[key, b].append(1 - mean)
+                else:
+                    failed_of[key, a] += failed[pair_id]
+                    failed_of[key, b] += failed[pair_id]
+        out = []
+        for key, text in zip(keys, texts, strict=True):
+            if len(groups[key]) == 1:
+                out.append(Scored(NEUTRAL))
+            elif wins[key, text]:
+                out.append(Scored(sum(wins[key, text]) / len(wins[key, text])))
+            else:
+                out.append(_failure(failed_of[key, text]))
+        if items:
+            self._account(rows, sum(s.value is None for s in out), NEUTRAL)
         return out

@@ -40,7 +40,7 @@ _TYPES = {
     "verdict": "TEXT", "p_first": "REAL", "label_mass": "REAL", "score": "REAL",
     "ranking": "TEXT", "items": "TEXT", "raw_output": "TEXT",
     "error": "TEXT", "input_tokens": "INTEGER", "output_tokens": "INTEGER", "cost_usd": "REAL",
-    "created_at": "REAL", "failures": "INTEGER",
+    "created_at": "REAL", "failures": "INTEGER", "policy_step": "INTEGER",
 }  # fmt: skip
 _COLUMNS = tuple(_TYPES)
 _TEXT = ("raw_output", "error")
@@ -128,6 +128,10 @@ class JudgmentStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._wrote = False
+        self.policy_step: int | None = None
+        """The trainer step whose policy wrote the answers being judged now, recorded with
+        each new judgment (a live reward sets it): how stale a judgment reused later is. It
+        is no part of the key, so the same answer is never paid for twice."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with writing(self.path):
@@ -220,6 +224,7 @@ class JudgmentStore:
         rows, failed = [], []
         for record in records:
             r = {
+                "policy_step": self.policy_step,
                 **record,
                 **{c: redact(record.get(c)) for c in _TEXT},
                 "created_at": now,

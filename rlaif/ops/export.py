@@ -8,17 +8,20 @@ for training past one node (OpenRLHF, verl) or anything that reads JSON lines.
 - ``verl``: ``train.parquet`` and ``test.parquet`` (the held-out prompts) with verl's RL
   dataset columns: ``data_source``, ``prompt`` (chat messages), ``ability``,
   ``reward_model: {style, ground_truth}`` and ``extra_info: {split, index, prompt_id,
-  question}`` (the plain prompt, which ``rlaif/integrations/verl_reward.py`` sends to
-  ``rlaif serve-reward``).
+  question}`` (the plain prompt, which the reward adapters send to the judges).
 - ``jsonl``: every column of the preferences and of both prompt splits, one object a line.
 
 The OpenRLHF and verl folders also hold their trainers' recipes as scripts (``*.sh``, from
-``rlaif/integrations/recipes.py``), and verl's the reward shim (``verl_reward.py``).
+``rlaif/integrations/recipes.py``, paths relative to the folder), the reward files both
+trainers load (``rlaif_http_reward.py``: ``rlaif serve-reward`` over HTTP, standard library
+only; ``rlaif_reward.py``: the reward in process, where rlaif is installed), and the run's
+reward model when it trained one: the folder is all a cluster needs.
 
 Every exported prompt carries a label, what a judged reward compares a response with: the
 prompt's reference answer where the prompts have one, else an answer the sampled model gave it
-in the run (a sample for a training prompt, evaluation's reference answer for a held-out one),
-so ``serve-reward``'s pairwise judges always have something to compare against.
+in the run (a sample for a training prompt, evaluation's reference answer for a held-out one).
+Where a prompt has neither and the run's reward compares answers (a pairwise or listwise judge),
+the export is refused with the reason: the trainer's validation would get errors instead.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from datasets import Dataset
 
 from rlaif.chat import Prompt, chat, prompts_of
 from rlaif.errors import ConfigError
-from rlaif.integrations import verl_reward
+from rlaif.integrations import http_reward
 from rlaif.integrations.recipes import write_scripts
 from rlaif.models.loading import DEFAULT_MODEL
 from rlaif.run.datasets_io import load_dir
@@ -59,6 +62,8 @@ class Source:
     """The reward model the run trained (``train.method: rm_ppo``), for verl's recipe."""
     answers: dict[str, str]
     """An answer the sampled model gave each prompt (by ``prompt_id``), where the run has one."""
+    compares: bool = True
+    """Whether the run's reward compares answers with a label (a pairwise or listwise judge)."""
 
     def label(self, prompts: Dataset, i: int) -> str:
         """The prompt's reference answer, else the model's answer; '' when the run has neither."""
@@ -92,7 +97,30 @@ def find_source(path: Path) -> Source:
         _reward_model(run),
         # the first round's answers win: the SFT model gave them
         {**_answers(run), **_answers(first)} if first.path != run.path else _answers(run),
+        _compares(manifest.get("config")),
     )
+
+
+def _compares(config: dict | None) -> bool:
+    """Whether the reward a run's config describes compares answers with a label: a judge
+    component (or, without components, the first judge) with a pairwise or listwise rubric."""
+    from rlaif.config import validate_pipeline
+    from rlaif.rubrics import load_rubric
+
+    if not config:
+        return True
+    cfg = validate_pipeline(config)
+    judges = {spec.name: spec for spec in cfg.judge.judges}
+    named = [c.judge for c in cfg.reward.components if c.kind == "judge"]
+    if not cfg.reward.components and cfg.judge.judges:
+        named = [cfg.judge.judges[0].name]
+    for name in named:
+        spec = judges[name]
+        rubric = getattr(spec, "rubric", None)
+        mode = load_rubric(rubric).mode if rubric else spec.mode
+        if mode in ("pairwise", "listwise"):
+            return True
+    return False
 
 
 def _reward_model(run: RunDir) -> Path | None:
@@ -142,6 +170,7 @@ def _nightly(root: Path) -> Source:
         manifest.get("config", {}).get("model", DEFAULT_MODEL),
         _reward_model(RunDir(nights[-1])),
         answers,
+        _compares(manifest.get("config")),
     )
 
 
@@ -165,22 +194,27 @@ def export(
     needs."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
+    try:
+        reward_url = http_reward.base_url(reward_url)
+    except ValueError as exc:
+        raise ConfigError(f"--reward-url: {exc}") from None
     source = find_source(Path(path))
+    if fmt != "jsonl":
+        _check_labels(source)
     out.mkdir(parents=True, exist_ok=True)
     recipes = partial(write_scripts, fmt, out, source.model, reward_url, source.reward_model)
     if fmt == "openrlhf":
         return [
             _jsonl(out / "preferences.jsonl", map(_openrlhf_pair, source.preferences)),
             _jsonl(out / "prompts.jsonl", _openrlhf_prompts(source)),
+            *_reward_files(out),
             *recipes(),
         ]
     if fmt == "verl":
-        shim = out / "verl_reward.py"
-        shutil.copyfile(verl_reward.__file__, shim)
         return [
             _parquet(out / "train.parquet", _verl_rows(source, source.train_prompts, "train")),
             _parquet(out / "test.parquet", _verl_rows(source, source.heldout, "test")),
-            shim,
+            *_reward_files(out),
             *recipes(),
         ]
     return [
@@ -188,6 +222,40 @@ def export(
         _jsonl(out / "prompts.train.jsonl", source.train_prompts),
         _jsonl(out / "prompts.heldout.jsonl", source.heldout),
     ]
+
+
+IN_PROCESS = '''"""rlaif's reward in process (rlaif installed on the trainer's workers;
+RLAIF_PIPELINE names the pipeline YAML): verl's compute_score and compute_score_batch,
+OpenRLHF's reward_func."""
+
+from rlaif.rewards.openrlhf import reward_func  # noqa: F401
+from rlaif.rewards.verl import compute_score, compute_score_batch  # noqa: F401
+'''
+
+
+def _reward_files(out: Path) -> list[Path]:
+    """The reward files the trainers load: over HTTP (standard library only), in process."""
+    http = out / "rlaif_http_reward.py"
+    shutil.copyfile(http_reward.__file__, http)
+    local = out / "rlaif_reward.py"
+    local.write_text(IN_PROCESS, encoding="utf-8")
+    return [http, local]
+
+
+def _check_labels(source: Source) -> None:
+    """Refuse an export whose prompts lack the labels its reward compares answers with."""
+    if not source.compares:
+        return
+    for split, prompts in (("training", source.train_prompts), ("held-out", source.heldout)):
+        bare = [i for i in range(len(prompts)) if not source.label(prompts, i)]
+        if bare:
+            raise ConfigError(
+                f"{len(bare)} {split} prompt(s) have no label (a reference answer, or an "
+                "answer the run sampled or evaluated), and the run's reward compares answers "
+                "with one, so the trainer would get errors for them. Run the evaluate stage "
+                "(its reference answers label the held-out prompts), set "
+                "prompts.reference_column, or reward with a pointwise or checklist judge"
+            )
 
 
 def _openrlhf_pair(row: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import json
 import logging
 import os
@@ -53,13 +52,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from rlaif.chat import ROLES, Prompt, conversation_error, plain
+from rlaif.chat import Prompt, conversation_error, plain
 from rlaif.config import PipelineConfig
 from rlaif.errors import ConfigError, RlaifError
-from rlaif.judges import Budget
 from rlaif.judging.reward import NEUTRAL, Scored
-from rlaif.judging.store import JudgmentStore, missing_judgments
 from rlaif.ops.serving import AppServer, BodyError, Limits, is_loopback, read_body
+from rlaif.rewards.mixed import Item, JudgeScorer, flat_account
+from rlaif.rewards.service import ItemReward, RewardService
+from rlaif.rewards.turns import TurnText
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
@@ -94,88 +94,15 @@ class RewardRequest(BaseModel):
     labels: list[str | None] | None = None
 
 
-class TurnText:
-    """Reading what a trainer sends with the policy's chat template: the response without
-    special tokens, the user's text inside a templated prompt, and the split of a query that
-    comes without its prompt."""
-
-    MARK = "\u2063rlaif-user-text\u2063"
-    TURNS = tuple(f"\u2063rlaif-turn-{n}\u2063" for n in range(3))
-
-    def __init__(self, tokenizer: Any):
-        special = {t for t in tokenizer.all_special_tokens if t} | {tokenizer.eos_token or ""}
-        self.special = sorted(special - {""}, key=len, reverse=True)
-        self.before = self.after = ""
-        if getattr(tokenizer, "chat_template", None):
-            rendered = tokenizer.apply_chat_template(
-                [{"role": "user", "content": self.MARK}], tokenize=False, add_generation_prompt=True
-            )
-            self.before, _, self.after = rendered.partition(self.MARK)
-        # what opens the user's turn: ``before`` from its last special token on
-        cuts = [self.before.rfind(t) for t in self.special if t in self.before]
-        self.user_start = self.before[max(cuts) :] if cuts else ""
-        # what the template puts between a user's turn and the answer, and between an answer
-        # and the next user's turn: how a templated conversation splits back into its turns
-        self.to_answer = self.to_user = ""
-        if getattr(tokenizer, "chat_template", None):
-            probe = tokenizer.apply_chat_template(
-                [{"role": r, "content": m} for r, m in zip(ROLES * 2, self.TURNS, strict=False)],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            at = [probe.find(m) for m in self.TURNS]
-            if -1 not in at and at == sorted(at):
-                self.to_answer = probe[at[0] + len(self.TURNS[0]) : at[1]]
-                self.to_user = probe[at[1] + len(self.TURNS[1]) : at[2]]
-
-    def clean(self, text: str) -> str:
-        for token in self.special:
-            text = text.replace(token, "")
-        return text.strip()
-
-    def prompt(self, prompt: str) -> Prompt:
-        """What the user said in a prompt the template rendered: their words, or the
-        conversation when it holds earlier turns (the trainer's system prompt left out); any
-        other prompt as it is."""
-        if not (self.after and prompt.endswith(self.after)):
-            return self.clean(prompt)
-        prompt = prompt[: -len(self.after)]
-        if not (self.user_start and self.user_start in prompt):
-            return self.clean(prompt)
-        first = prompt.find(self.user_start) + len(self.user_start)
-        last = prompt.rfind(self.user_start) + len(self.user_start)
-        if first == last or not (self.to_answer and self.to_user):
-            return self.clean(prompt[last:])
-        turns, rest = [], prompt[first:]
-        for role in itertools.cycle(ROLES):
-            end = self.to_answer if role == "user" else self.to_user
-            content, found, rest = rest.partition(end)
-            turns.append({"role": role, "content": self.clean(content)})
-            if not found:
-                break
-        if turns[-1]["role"] != "user" or conversation_error(turns) is not None:
-            return self.clean(prompt[last:])  # a turn the template wrote otherwise
-        return turns
-
-    def split(self, query: str) -> tuple[str, str]:
-        """(prompt, response) of a query sent without its prompt."""
-        if not self.after or self.after not in query:
-            raise BadRequest(
-                "'query' without 'prompts': the query does not hold the chat template's "
-                f"generation prompt {self.after!r}, so the response cannot be told from the prompt"
-            )
-        at = query.rfind(self.after)
-        return query[: at + len(self.after)], query[at + len(self.after) :]
-
-
 class Rewards:
-    """What the server scores with: a reward model folder, or the pipeline's judges."""
+    """What the server scores with: a reward model folder, or the pipeline's reward (its
+    ``reward:`` components over its judges, through :class:`RewardService`: the HTTP face of
+    the same reward the trainers' adapters use in process)."""
 
     def __init__(self, cfg: PipelineConfig, reward_model: Path | None = None):
         from rlaif.models.loading import load_tokenizer, resolve_model
 
-        self.store = None
-        self.steps: list[dict[str, Any]] = []
+        self.service: RewardService | None = None
         self.neutral = NEUTRAL
         """The reward of an answer no judge answered for, where the trainer wants one."""
         if reward_model is not None:
@@ -184,36 +111,34 @@ class Rewards:
             scorer = RewardScorer(reward_model, system_prompt=cfg.sample.system_prompt)
             self.needs_labels = False
             self.text = TurnText(load_tokenizer(reward_model))
-            self._score = lambda prompts, responses, _labels: [
-                Scored(float(r)) for r in scorer.score(prompts, responses)
-            ]
+            self._score = lambda prompts, responses, _labels: (
+                [Scored(float(r)) for r in scorer.score(prompts, responses)],
+                {},
+            )
             return
-        from rlaif.judging.reward import JudgeReward, PointwiseReward
-        from rlaif.rubrics import load_rubric
-
-        self.text = TurnText(load_tokenizer(resolve_model(cfg.model, field="model")))
         if not cfg.judge.judges:
             raise ConfigError("serve-reward: the pipeline names no judge")
-        missing = missing_judgments(cfg.judgment_store_path())
-        if missing:
-            raise ConfigError(missing)
-        self.store = JudgmentStore(cfg.judgment_store_path())
-        budget = Budget(cfg.judge.max_cost_usd)
-        first = cfg.judge.judges[0]
-        rubric = getattr(first, "rubric", None)
-        mode = load_rubric(rubric).mode if rubric is not None else first.mode
-        self.needs_labels = mode not in ("pointwise", "checklist")
-        if self.needs_labels:
-            judged = JudgeReward(cfg.judge, self.store, budget)
-            self.steps = judged.steps
-            self._score = lambda prompts, responses, labels: judged.scored(
-                prompts, responses, [[label] for label in labels]
-            )
-        else:
-            pointwise = PointwiseReward(cfg.judge, self.store, budget)
-            self.steps = pointwise.steps
-            self.neutral = pointwise.middle
-            self._score = lambda prompts, responses, _labels: pointwise.scored(prompts, responses)
+        self.text = TurnText(load_tokenizer(resolve_model(cfg.model, field="model")))
+        # the server answers a failed judgment as --on-failure says: the reward leaves it None
+        cfg = cfg.model_copy(
+            update={"reward": cfg.reward.model_copy(update={"on_failure": "null"})}
+        )
+        self.service = RewardService(cfg)
+        scorers = self.service.reward.scorers.values()
+        judged = [s for s in scorers if isinstance(s, JudgeScorer)]
+        self.needs_labels = any(s.mode in ("pairwise", "listwise") for s in judged)
+        if judged:
+            self.neutral = judged[0].neutral()
+        service = self.service
+
+        def score(prompts, responses, labels):
+            items = [
+                Item(p, r, label) for p, r, label in zip(prompts, responses, labels, strict=True)
+            ]
+            got = service.score_now(items)
+            return [_scored(r) for r in got], flat_account(service.steps[-1])
+
+        self._score = score
 
     def read(self, body: RewardRequest) -> list[tuple[Prompt, str, str | None]]:
         """(user text, response, label) per item, or a :class:`BadRequest` naming what is
@@ -227,11 +152,14 @@ class Rewards:
                         "'prompts' beside 'query' are the texts the queries start with"
                     )
                 pairs = [
-                    (p, q[len(p) :] if q.startswith(p) else q)
+                    (p, self.text.response(q, p))
                     for p, q in zip(body.prompts, body.query, strict=True)
                 ]
             else:
-                pairs = [self.text.split(q) for q in body.query]
+                try:
+                    pairs = [self.text.split(q) for q in body.query]
+                except ValueError as exc:
+                    raise BadRequest(str(exc)) from None
         elif body.prompts is not None and body.responses is not None:
             if len(body.responses) != len(body.prompts):
                 raise BadRequest("'responses': one response per prompt")
@@ -271,14 +199,18 @@ class Rewards:
         """Rewards (or why there is none) for (prompt, response, label) items, and what
         judging them cost."""
         prompts, responses, labels = (list(column) for column in zip(*items, strict=True))
-        scored = list(self._score(prompts, responses, labels))
-        extra = dict(self.steps[-1]) if self.steps else {}
-        extra.pop("step", None)
-        return scored, extra
+        return self._score(prompts, responses, labels)
 
     def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
+        if self.service is not None:
+            self.service.close()
+
+
+def _scored(reward: ItemReward) -> Scored:
+    if reward.total is not None:
+        return Scored(reward.total)
+    reason = next((r for r in reward.reasons.values() if r), "no judgment was made")
+    return Scored(None, reward.failed or "error", reason)
 
 
 @dataclass

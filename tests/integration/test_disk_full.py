@@ -76,9 +76,7 @@ def test_a_disk_shared_with_the_run_directory_names_the_write_that_failed(
         assert ready.returncode == 0, ready.stderr
         used = int(subprocess.check_output(["df", "--output=used", "-k", str(small_disk)])
                    .split()[-1])  # fmt: skip
-        subprocess.run(
-            ["mount", "-o", f"remount,size={used + 200}k", str(small_disk)], check=True
-        )
+        subprocess.run(["mount", "-o", f"remount,size={used + 200}k", str(small_disk)], check=True)
         full = run_cli(*args, "--stages", "judge", cwd=tmp_path)
     assert full.returncode == 8, full.stderr
     last = full.stderr.strip().splitlines()[-1]

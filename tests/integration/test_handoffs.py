@@ -18,7 +18,7 @@ import pytest
 from cli_runner import SUPPORT
 from configs_for_tests import pipeline, write
 
-from rlaif.config import validate_pipeline
+from rlaif.config import load_pipeline
 from rlaif.integrations.recipes import RECIPES, TRAINERS
 from rlaif.ops.export import export
 from rlaif.ops.reward_server import Rewards, RewardServer
@@ -27,6 +27,8 @@ from rlaif.run.runner import Pipeline
 REPO = Path(__file__).resolve().parents[2]
 # what the trainers import at module level beyond this project's own dependencies
 SIDE_PACKAGES = (
+    "tensordict==0.15.3",  # verl's DataProto: pure Python on top of our torch
+    "pyvers==0.2.3",
     "pylatexenc==2.11",
     "orjson==3.13.0",
     "hydra-core==1.3.8",
@@ -42,7 +44,7 @@ SHORT, LONG = (
 @pytest.fixture(scope="session")
 def trainers_site() -> Path:
     """OpenRLHF and verl without their GPU dependencies, installed once per version pair."""
-    versions = "-".join(f"{name}{version}" for name, version in TRAINERS.items())
+    versions = "-".join(f"{name}{version}" for name, version in TRAINERS.items()) + "-td"
     site = Path(os.environ.get("RLAIF_HANDOFF_SITE", REPO / ".cache" / f"handoff-{versions}"))
     if (site / ".complete").exists():
         return site
@@ -56,6 +58,13 @@ def trainers_site() -> Path:
         pytest.skip(f"could not install {', '.join(wanted)}: {done.stderr[-400:]}")
     (site / ".complete").write_text("\n".join(wanted))
     return site
+
+
+CHECKLIST = [
+    {"name": "cl", "backend": "python", "mode": "checklist",
+     "callable": "judges_for_tests:checked_checklist"}
+]  # fmt: skip
+"""The runs' judge: a checklist needs no label, so held-out prompts no stage answered export."""
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +83,7 @@ def run_dir(tmp_path_factory, tiny_model):
     cfg = pipeline(
         tmp,
         tiny_model,
+        judges=CHECKLIST,
         prompts={"source": str(tmp / "prompts.jsonl"), "reference_column": "reference"},
         sample={"system_prompt": "Be brief."},
     )
@@ -82,30 +92,62 @@ def run_dir(tmp_path_factory, tiny_model):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_model):
-    """``serve-reward`` judging with the shorter-answer rule against the prompts' labels."""
+def served_pipeline(tmp_path_factory, tiny_model) -> Path:
+    """The pipeline whose reward scores the trainers' answers: the shorter-answer rule against
+    the prompts' labels."""
     tmp = tmp_path_factory.mktemp("served")
-    cfg = pipeline(tmp, tiny_model, name="rewards")
-    rewards = Rewards(validate_pipeline(cfg))
+    return write(tmp, pipeline(tmp, tiny_model, name="rewards"))
+
+
+@pytest.fixture(scope="module")
+def served(served_pipeline):
+    """``serve-reward`` for the pipeline above, without a token (OpenRLHF's own client)."""
+    rewards = Rewards(load_pipeline(served_pipeline))
     server = RewardServer(rewards, port=0).start()
     yield server.url
     server.stop()
     rewards.close()
 
 
-def script_argv(path: Path) -> list[str]:
-    """The command a recipe script runs, as the shell splits it."""
-    command = path.read_text().split("set -euo pipefail\n", 1)[1]
-    return shlex.split(command.replace("\\\n", " "))
+@pytest.fixture(scope="module")
+def served_with_token(served_pipeline):
+    """The same reward behind a token, for the reward file that bears it."""
+    os.environ["RLAIF_TEST_HANDOFF_TOKEN"] = "tok-handoff"
+    rewards = Rewards(load_pipeline(served_pipeline))
+    server = RewardServer(rewards, port=0, token_env="RLAIF_TEST_HANDOFF_TOKEN").start()
+    yield server.url
+    server.stop()
+    rewards.close()
 
 
-def harness(site: Path, trainer: str, tokenizer: Path, export_dir: Path, values: dict) -> dict:
+def script_argv(path: Path, values: dict) -> list[str]:
+    """The command a recipe script runs, as the shell splits it, its variables given the
+    test's values (the folder's own path is ``$DATA``)."""
+    command = path.read_text().rsplit("\n\n", 1)[1]
+    names = {"$DATA": values["data"], "$MODEL": values["model"]}
+    names["$RLAIF_REWARD_URL"] = values.get("reward_url", "")
+    words = shlex.split(command.replace("\\\n", " "))
+    for name, value in names.items():
+        words = [w.replace(name, value) for w in words]
+    return words
+
+
+def harness(
+    site: Path,
+    trainer: str,
+    tokenizer: Path,
+    export_dir: Path,
+    values: dict,
+    reward_files: tuple[Path, ...] = (),
+    env: dict | None = None,
+) -> dict:
     recipes = [r for r in RECIPES if r.trainer == trainer]
     spec = {
         "trainer": trainer,
         "tokenizer": str(tokenizer),
         "end_of_turn": "<|im_end|>",
         "answers": [SHORT, LONG],
+        "reward_files": [str(f) for f in reward_files],
         "recipes": [
             {
                 "name": r.name,
@@ -119,15 +161,16 @@ def harness(site: Path, trainer: str, tokenizer: Path, export_dir: Path, values:
     for recipe in recipes:  # the scripts export wrote run exactly what is parsed here
         script = export_dir / f"{recipe.name}.sh"
         if script.exists():
-            env = [e.format(**values) for e in recipe.env]
-            assert script_argv(script) == [*env, *recipe.launcher, *recipe.argv(**values)]
+            script_values = {**values, "reward_model": str(export_dir / "reward_model")}
+            got = script_argv(script, script_values)
+            assert got == [*recipe.launcher, *recipe.argv(**script_values)]
     (export_dir / "spec.json").write_text(json.dumps(spec))
     done = subprocess.run(
         [sys.executable, str(SUPPORT / "handoff_harness.py"), str(export_dir / "spec.json")],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": str(site)},
+        env={**os.environ, "PYTHONPATH": f"{site}:{SUPPORT}", **(env or {})},
         cwd=export_dir,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -140,13 +183,19 @@ def lines(path: Path) -> list[dict]:
 
 
 def test_openrlhf_parses_the_recipes_reads_the_export_and_gets_rewards(
-    trainers_site, run_dir, served, tiny_model, tmp_path
+    trainers_site, run_dir, served, served_with_token, served_pipeline, tiny_model, tmp_path
 ):
     out = tmp_path / "openrlhf"
     files = export(run_dir, "openrlhf", out, reward_url=served)
     assert {f.name for f in files} >= {"openrlhf_dpo.sh", "openrlhf_rm.sh", "openrlhf_ppo.sh"}
     values = {"model": str(tiny_model), "data": str(out.resolve()), "reward_url": served}
-    seen = harness(trainers_site, "openrlhf", tiny_model, out, values)
+    files = (out / "rlaif_http_reward.py", out / "rlaif_reward.py")
+    env = {  # the token-bearing file asks the guarded server; the in-process one the pipeline
+        "RLAIF_REWARD_URL": served_with_token,
+        "RLAIF_REWARD_TOKEN": "tok-handoff",
+        "RLAIF_PIPELINE": str(served_pipeline),
+    }
+    seen = harness(trainers_site, "openrlhf", tiny_model, out, values, files, env)
 
     pairs, prompts = lines(out / "preferences.jsonl"), lines(out / "prompts.jsonl")
     for name in ("openrlhf_dpo", "openrlhf_rm"):
@@ -167,6 +216,10 @@ def test_openrlhf_parses_the_recipes_reads_the_export_and_gets_rewards(
     assert rewards[f"{SHORT}|finished"] == rewards[f"{SHORT}|cut"]  # <|im_end|> costs nothing
     assert rewards[f"{LONG}|finished"] == rewards[f"{LONG}|cut"]
     assert rewards[f"{SHORT}|finished"][0] > 0.5 > rewards[f"{LONG}|finished"][0]
+    # the reward files, loaded by OpenRLHF's own loader: the token-bearing one over HTTP,
+    # the in-process one with no server; the same rewards either way
+    for name in ("rlaif_http_reward.py", "rlaif_reward.py"):
+        assert ppo[f"rewards:{name}"] == rewards, name
 
 
 def test_verl_parses_the_recipes_reads_the_export_and_gets_rewards(
@@ -174,7 +227,7 @@ def test_verl_parses_the_recipes_reads_the_export_and_gets_rewards(
 ):
     out = tmp_path / "verl"
     files = export(run_dir, "verl", out, reward_url=served)
-    assert {f.name for f in files} >= {"verl_reward.py", "verl_grpo_judge.sh"}
+    assert {f.name for f in files} >= {"rlaif_http_reward.py", "verl_grpo_judge.sh"}
     assert not (out / "verl_grpo_reward_model.sh").exists()  # the run trained no reward model
     values = {
         "model": str(tiny_model),
@@ -186,7 +239,7 @@ def test_verl_parses_the_recipes_reads_the_export_and_gets_rewards(
 
     judged = seen["verl_grpo_judge"]
     assert judged["reward"]["custom_reward_function"] == {
-        "path": str(out.resolve() / "verl_reward.py"),
+        "path": str(out.resolve() / "rlaif_http_reward.py"),
         "name": "compute_score",
     }
     assert judged["reward"]["reward_manager"]["name"] == "naive"
@@ -223,6 +276,7 @@ def conversation_run(tmp_path_factory, tiny_model):
     cfg = pipeline(
         tmp,
         tiny_model,
+        judges=CHECKLIST,
         prompts={"source": "builtin_conversations", "limit": 8, "eval_size": 2},
         sample={"system_prompt": "Be brief."},
     )

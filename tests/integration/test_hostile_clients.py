@@ -209,7 +209,7 @@ def test_listening_beyond_loopback_needs_a_token_or_insecure(tmp_path, tiny_mode
         rewards.close()
 
 
-def test_judge_failures_reach_the_trainer(server, tmp_path):
+def test_judge_failures_reach_the_trainer(server, tmp_path, tiny_model):
     with LoopbackJudgeServer(hang_s=30) as judge_server:
         api = {
             "backend": "openai",
@@ -240,9 +240,9 @@ def test_judge_failures_reach_the_trainer(server, tmp_path):
         neutral = server(judge=api, on_failure="neutral")
         status, answer = post(neutral.url, body(good, bad))
         assert status == 200 and answer["rewards"][1] == 0.5 and answer["errors"][1]
+        down = server(judge={**api, "name": "down"})  # checked while its judge is up
 
-    down = server(judge={**api, "name": "down"})  # the judge server is gone now
-    status, answer = post(down.url, body(" yellow"))
+    status, answer = post(down.url, body(" yellow"))  # the judge server is gone now
     assert status == 502 and answer["rewards"] == [None]
     assert "cannot reach" in answer["errors"][0]
 
@@ -350,3 +350,12 @@ def test_64_clients_keep_a_p99_under_half_a_second(server):
     p99 = waits[int(0.99 * len(waits)) - 1]
     assert len(waits) == 64 * 20
     assert p99 < 0.5, p99
+
+
+def test_a_judge_that_cannot_be_reached_stops_the_server_before_it_serves(tmp_path, tiny_model):
+    from rlaif.errors import ConfigError
+
+    api = {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+           "api_key_env": None}  # fmt: skip
+    with pytest.raises(ConfigError, match="nothing answers at http://127.0.0.1:9/v1"):
+        Rewards(validate_pipeline(config(tmp_path, tiny_model, api)))

@@ -8,10 +8,10 @@ from cli_runner import run_cli
 from datasets import load_from_disk
 
 from rlaif import Pipeline
-from rlaif.config import STAGES
 from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import load_rubric
 from rlaif.run.run_dir import read_manifest
+from rlaif.run.stage_table import NAMES as STAGES
 
 
 def test_full_run_then_resume_then_partial_change(pipeline_yaml):

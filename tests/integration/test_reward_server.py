@@ -3,6 +3,7 @@ reward model, served by uvicorn on 127.0.0.1 and called with real HTTP clients: 
 bodies (with and without prompts, special tokens kept), verl's shim, malformed bodies, a token,
 a body limit, and 32 clients at once."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import yaml
 from cli_runner import SUPPORT
 
 from rlaif.config import validate_pipeline
-from rlaif.integrations import verl_reward
+from rlaif.integrations import http_reward
 from rlaif.ops.reward_server import Rewards, RewardServer
 
 PROMPT = "Question: name a colour.\nAnswer:"
@@ -76,9 +77,10 @@ def test_openrlhf_queries_are_judged_against_their_labels_once(served, monkeypat
 
     monkeypatch.setenv("RLAIF_REWARD_URL", served)
     info = {"question": PROMPT}
-    assert verl_reward.compute_score("rlaif/t", " blue", LABEL, info) == short
+    assert asyncio.run(http_reward.compute_score("rlaif/t", " blue", LABEL, info)) == short
+    assert http_reward.compute_score_sync("rlaif/t", " blue", LABEL, info) == short
     answers = [" blue", " a long, winding answer about many colours"]
-    batch = verl_reward.compute_score_batch(["rlaif/t"] * 2, answers, [LABEL] * 2, [info] * 2)
+    batch = http_reward.compute_score_batch(["rlaif/t"] * 2, answers, [LABEL] * 2, [info] * 2)
     assert batch == [short, long]
 
 
@@ -151,7 +153,7 @@ def test_a_token_guards_the_server_and_a_body_limit_holds(tmp_path, tiny_model, 
         assert got["rewards"][0] > 0.5
         monkeypatch.setenv("RLAIF_REWARD_URL", server.url)
         monkeypatch.setenv("RLAIF_REWARD_TOKEN", "tok-123")  # the verl shim bears it too
-        shim = verl_reward.compute_score("rlaif/t", " blue", LABEL, {"question": PROMPT})
+        shim = http_reward.compute_score_sync("rlaif/t", " blue", LABEL, {"question": PROMPT})
         assert shim == got["rewards"][0]
         big = {**body, "responses": ["x" * 20_000]}
         with pytest.raises(urllib.error.HTTPError) as caught:
@@ -180,7 +182,8 @@ def test_32_clients_at_once_are_scored_in_batches_not_one_by_one(tmp_path, tiny_
             batches = json.load(response)["batches"]
         assert batches < 16  # requests that arrived together were judged together
         calls = (tmp_path / "calls.jsonl").read_text().splitlines()
-        assert len(calls) == 32 * 2  # each answer judged once, in both orders
+        asked = [c for c in calls if json.loads(c)[0] == PROMPT]  # preflight's example aside
+        assert len(asked) == 32 * 2  # each answer judged once, in both orders
     finally:
         server.stop()
         rewards.close()
@@ -255,7 +258,7 @@ def test_a_conversation_is_judged_with_its_history_however_it_comes(tmp_path, ti
         info = {"question": conversation}
         os.environ["RLAIF_REWARD_URL"] = server.url
         asked = len(jt.CALLS)
-        shim = verl_reward.compute_score_batch(["t"] * 2, answers, ["Swapped."] * 2, [info] * 2)
+        shim = http_reward.compute_score_batch(["t"] * 2, answers, ["Swapped."] * 2, [info] * 2)
         assert shim == queried["rewards"] and queried["rewards"][0] > 0.5
         assert len(jt.CALLS) == asked  # the same keys: read from the store
         with pytest.raises(urllib.error.HTTPError) as caught:

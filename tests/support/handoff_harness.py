@@ -11,7 +11,8 @@ is stubbed, and only where it is not installed. For each recipe in the spec it:
    configured by that parsed command line;
 3. asks for rewards the trainer's way: OpenRLHF's ``SingleTurnAgentExecutor`` (its remote
    reward client) around a stand-in engine that "generates" the spec's answers, and verl's
-   ``get_custom_reward_fn`` loading the shim, called as its naive reward manager calls it.
+   reward-loop worker (``RewardLoopWorker``, its ``naive`` manager) loading the reward file
+   and awaiting every answer of a ``DataProto`` batch at once, as verl's trainer does.
 
 Prints one JSON object: what each step saw.
 """
@@ -108,7 +109,6 @@ def openrlhf(spec: dict, tokenizer) -> dict:
     import ray
     from openrlhf.datasets import PromptDataset, RewardDataset
     from openrlhf.datasets.utils import blending_datasets
-    from openrlhf.utils.agent import SingleTurnAgentExecutor
 
     def stop_with_args(args):
         raise _Started(args)
@@ -131,24 +131,13 @@ def openrlhf(spec: dict, tokenizer) -> dict:
             seen["rows"] = len(prompts)
             _, prompt, label, _ = prompts[0]
             seen["prompt"], seen["label"] = prompt, label
-            executor = SingleTurnAgentExecutor(args.reward.remote_url)
-            params = SimpleNamespace(max_tokens=64, logprobs=None)
-            seen["rewards"] = {}
-            for answer in spec["answers"]:
-                for finished in (True, False):
-                    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-                    ids = ids + [tokenizer.convert_tokens_to_ids(spec["end_of_turn"])] * finished
-                    out = asyncio.run(
-                        executor.execute(
-                            prompt,
-                            label,
-                            params,
-                            args.data.max_len,
-                            tokenizer,
-                            _Engine(ids, finished),
-                        )
-                    )
-                    seen["rewards"][f"{answer}|{'finished' if finished else 'cut'}"] = out["reward"]
+            seen["rewards"] = _openrlhf_rewards(
+                args.reward.remote_url, prompt, label, args.data.max_len, tokenizer, spec
+            )
+            for name in spec.get("reward_files", []):  # the same, through its reward-file loader
+                seen[f"rewards:{Path(name).name}"] = _openrlhf_rewards(
+                    name, prompt, label, args.data.max_len, tokenizer, spec
+                )
         else:
             data = blending_datasets(
                 args.data.dataset, args.data.dataset_probs, strategy, args.train.seed,
@@ -161,6 +150,65 @@ def openrlhf(spec: dict, tokenizer) -> dict:
             seen["prompt"], seen["chosen"] = pairs.prompts[0], pairs.chosens[0]
         report[recipe["name"]] = seen
     return report
+
+
+def _openrlhf_rewards(remote_url, prompt, label, max_len, tokenizer, spec) -> dict:
+    """Each answer's reward (finished with its end-of-turn marker, and cut short) from
+    OpenRLHF's ``SingleTurnAgentExecutor``, its remote reward client or reward-file loader."""
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    executor = SingleTurnAgentExecutor(remote_url)
+    params = SimpleNamespace(max_tokens=64, logprobs=None)
+    got = {}
+    for answer in spec["answers"]:
+        for finished in (True, False):
+            ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+            ids = ids + [tokenizer.convert_tokens_to_ids(spec["end_of_turn"])] * finished
+            out = asyncio.run(
+                executor.execute(prompt, label, params, max_len, tokenizer, _Engine(ids, finished))
+            )
+            got[f"{answer}|{'finished' if finished else 'cut'}"] = out["reward"]
+    return got
+
+
+def verl_batch(tokenizer, rows: list[dict], answers: list[str], end_of_turn: str):
+    """verl's ``DataProto`` of ``rows`` (exported dataset rows) answered by ``answers``: the
+    prompts left-padded, the answers (and their end-of-turn token) right-padded, as verl's
+    rollout hands them to its reward managers."""
+    import numpy as np
+    import torch
+    from verl import DataProto
+
+    prompts = [
+        tokenizer.apply_chat_template(list(r["prompt"]), add_generation_prompt=True, tokenize=True)
+        for r in rows
+    ]
+    prompts = [p["input_ids"] if hasattr(p, "keys") else p for p in prompts]
+    eos = tokenizer.convert_tokens_to_ids(end_of_turn)
+    responses = [tokenizer(a, add_special_tokens=False)["input_ids"] + [eos] for a in answers]
+    width_p, width_r = max(map(len, prompts)), max(map(len, responses))
+    pad = tokenizer.pad_token_id or 0
+    prompt_ids = torch.tensor([[pad] * (width_p - len(p)) + p for p in prompts])
+    response_ids = torch.tensor([r + [pad] * (width_r - len(r)) for r in responses])
+    mask = torch.tensor(
+        [
+            [0] * (width_p - len(p)) + [1] * len(p) + [1] * len(r) + [0] * (width_r - len(r))
+            for p, r in zip(prompts, responses, strict=True)
+        ]
+    )
+    return DataProto.from_dict(
+        tensors={
+            "prompts": prompt_ids,
+            "responses": response_ids,
+            "input_ids": torch.cat([prompt_ids, response_ids], dim=1),
+            "attention_mask": mask,
+        },
+        non_tensors={
+            "data_source": np.array([r["data_source"] for r in rows], dtype=object),
+            "reward_model": np.array([dict(r["reward_model"]) for r in rows], dtype=object),
+            "extra_info": np.array([dict(r["extra_info"]) for r in rows], dtype=object),
+        },
+    )
 
 
 def verl(spec: dict, tokenizer) -> dict:
@@ -192,18 +240,16 @@ def verl(spec: dict, tokenizer) -> dict:
         seen["prompt"] = tokenizer.apply_chat_template(
             first["prompt"], tokenize=False, add_generation_prompt=True
         )
-        compute_score = get_custom_reward_fn(config)
-        if compute_score is not None:
-            seen["rewards"] = {}
-            for answer in spec["answers"]:
-                ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-                ids.append(tokenizer.convert_tokens_to_ids(spec["end_of_turn"]))
-                seen["rewards"][answer] = compute_score(  # as verl's naive reward manager does
-                    data_source=first["data_source"],
-                    solution_str=tokenizer.decode(ids, skip_special_tokens=True),
-                    ground_truth=first["reward_model"]["ground_truth"],
-                    extra_info=first["extra_info"],
-                )
+        if get_custom_reward_fn(config) is not None:
+            from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+            # verl's reward-loop worker, as its trainer builds it from the config: it loads
+            # the reward file and awaits every answer of the batch at once
+            answers = spec["answers"]
+            data = verl_batch(tokenizer, [first] * len(answers), answers, spec["end_of_turn"])
+            worker = RewardLoopWorker(config)
+            outs = worker.loop.run_until_complete(worker.compute_score_batch(data))
+            seen["rewards"] = {a: o["reward_score"] for a, o in zip(answers, outs, strict=True)}
         report[recipe["name"]] = seen
     return report
 

@@ -14,11 +14,18 @@ from rlaif.errors import ConfigError
 from rlaif.ops.export import export
 from rlaif.run.runner import Pipeline
 
+CHECKLIST = [
+    {"name": "cl", "backend": "python", "mode": "checklist",
+     "callable": "judges_for_tests:checked_checklist"}
+]  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model):
+    """A run to its preferences, scored by a checklist judge: its reward needs no label, so
+    the held-out prompts (which no stage answered) may go without one."""
     tmp = tmp_path_factory.mktemp("export")
-    cfg = pipeline(tmp, tiny_model, sample={"system_prompt": "Be brief."})
+    cfg = pipeline(tmp, tiny_model, judges=CHECKLIST, sample={"system_prompt": "Be brief."})
     Pipeline.from_yaml(write(tmp, cfg)).run(stages=["aggregate"], run_dir=tmp / "run")
     return tmp / "run"
 
@@ -63,10 +70,14 @@ def test_openrlhf_pairs_render_as_its_chat_template_reader_splits_them(
 def test_verl_parquet_has_its_rl_dataset_columns(run_dir, tmp_path, tiny_model):
     files = export(run_dir, "verl", tmp_path)
     names = [f.name for f in files]
-    assert names == ["train.parquet", "test.parquet", "verl_reward.py", "verl_grpo_judge.sh"]
+    assert names == [
+        "train.parquet", "test.parquet", "rlaif_http_reward.py", "rlaif_reward.py",
+        "verl_grpo_judge.sh",
+    ]  # fmt: skip
     recipe = (tmp_path / "verl_grpo_judge.sh").read_text()
-    assert f"data.train_files={tmp_path.resolve()}/train.parquet" in recipe
-    assert "RLAIF_REWARD_URL=http://127.0.0.1:8765 python3 -m verl.trainer.main_ppo" in recipe
+    assert str(tmp_path) not in recipe  # the folder can move: paths are relative to it
+    assert '"data.train_files=$DATA/train.parquet"' in recipe
+    assert 'export RLAIF_REWARD_URL="${RLAIF_REWARD_URL:-http://127.0.0.1:8765}"' in recipe
     train = pd.read_parquet(tmp_path / "train.parquet")
     test = pd.read_parquet(tmp_path / "test.parquet")
     assert list(train.columns) == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
@@ -94,3 +105,21 @@ def test_jsonl_keeps_every_column_and_bad_requests_are_named(run_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="manifest"):
         export(tmp_path / "empty", "jsonl", tmp_path / "out")
+
+
+def test_an_export_whose_prompts_lack_labels_is_refused(tmp_path, tiny_model):
+    """Stopped at aggregate, the held-out prompts have no answer to be labelled with, and the
+    run's judge compares answers: verl's validation would get errors, so the export says so
+    (JSON lines carry no reward and go through); a pointwise judge needs no label."""
+    cfg = pipeline(tmp_path, tiny_model, prompts={"limit": 6, "eval_size": 2})
+    Pipeline.from_yaml(write(tmp_path, cfg)).run(stages=["aggregate"], run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match="2 held-out prompt\\(s\\) have no label.*evaluate stage"):
+        export(tmp_path / "run", "verl", tmp_path / "v")
+    assert export(tmp_path / "run", "jsonl", tmp_path / "j")
+    with pytest.raises(ConfigError, match="--reward-url: .*http://host:port"):
+        export(tmp_path / "run", "jsonl", tmp_path / "j", reward_url="10.0.0.5:8765")
+    done = run_cli(
+        "export", str(tmp_path / "run"), "--format", "openrlhf", "--out", str(tmp_path / "o"),
+        "--reward-url", "http://10.0.0.5:8765/get_reward/",
+    )  # fmt: skip
+    assert done.returncode == 2 and "have no label" in done.stderr

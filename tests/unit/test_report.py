@@ -12,11 +12,11 @@ from cli_runner import run_cli
 from datasets import Dataset
 from PIL import Image
 
-from rlaif.config import STAGES
 from rlaif.debias.bias import judge_report
 from rlaif.errors import ConfigError
 from rlaif.report import length_drift, plots, write_plots, write_report
 from rlaif.report.run_data import nightly_costs
+from rlaif.run.stage_table import NAMES as STAGES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCRIPT = "<script>alert('x')</script>"

@@ -1,0 +1,217 @@
+"""A pipeline's reward, ready for any trainer: checked before anything is paid, one judgment
+store and one budget, and callers that ask one completion at a time (verl's reward loop,
+OpenRLHF's reward file) gathered into batches.
+
+:class:`RewardService` is what every adapter holds. Its ``score`` and ``ascore`` may be called
+from many threads or coroutines at once: a worker thread waits ``linger_s`` after the first
+call for others, then scores what arrived as one batch (one listwise call per prompt group,
+every judge call in flight together), and hands each caller its own results. A batch that
+raises is scored again call by call, so one bad call fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlaif.config import PipelineConfig, load_pipeline
+from rlaif.errors import ConfigError
+from rlaif.judges import Budget
+from rlaif.judging.shared_budget import SharedBudget
+from rlaif.judging.store import JudgmentStore, missing_judgments
+from rlaif.rewards.mixed import Item, MixedReward, Scores
+
+log = logging.getLogger(__name__)
+SESSION_ENV = "RLAIF_REWARD_SESSION"
+"""Names the budget every process of one training run shares (see :class:`SharedBudget`)."""
+
+
+@dataclass(frozen=True)
+class ItemReward:
+    """One completion's reward: the total, each component's value, and why a component has
+    none (or its failure value) where that is so."""
+
+    total: float | None
+    components: dict[str, float | None]
+    reasons: dict[str, str | None] = field(default_factory=dict)
+    failed: str | None = None
+    """The status of the judgment that left a judge component without a value, if any."""
+
+
+@dataclass
+class _Call:
+    items: list[Item]
+    step: int | None
+    done: Future
+
+
+class RewardService:
+    """The reward ``cfg`` describes (``reward:`` over ``judge:``), open for scoring.
+
+    Built, it has checked every judge (rubrics rendered, servers reached through their free
+    model lists) and the store (no judgments missing from it): nothing is paid before the
+    reward can work. ``log_path`` receives each call's account as a JSON line. ``session``
+    (default: ``$RLAIF_REWARD_SESSION``) shares ``judge.max_cost_usd`` with every other
+    process that names it; without one the budget is this process's.
+    """
+
+    def __init__(
+        self,
+        cfg: PipelineConfig,
+        *,
+        log_path: Path | str | None = None,
+        session: str | None = None,
+        linger_s: float = 0.01,
+        max_batch: int = 4096,
+        check: bool = True,
+    ):
+        from rlaif.run.preflight import check_judges
+
+        if check:
+            check_judges(cfg)
+        path = cfg.judgment_store_path()
+        missing = missing_judgments(path)
+        if missing:
+            raise ConfigError(missing)
+        self.cfg = cfg
+        self.store = JudgmentStore(path)
+        session = session or os.environ.get(SESSION_ENV) or None
+        self.budget: Budget = (
+            SharedBudget(path, session, cfg.judge.max_cost_usd)
+            if session
+            else Budget(cfg.judge.max_cost_usd)
+        )
+        self.reward = MixedReward(
+            cfg.judge,
+            cfg.reward,
+            self.store,
+            self.budget,
+            log_path=Path(log_path) if log_path is not None else None,
+        )
+        self.linger_s, self.max_batch = linger_s, max_batch
+        self._calls: queue.Queue[_Call | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0
+
+    @classmethod
+    def from_yaml(
+        cls, path: str | Path, overrides: list[str] | None = None, **options: Any
+    ) -> RewardService:
+        """From a pipeline YAML (or a shipped pipeline's name), ``key=value`` overrides on top."""
+        return cls(load_pipeline(path, overrides), **options)
+
+    @property
+    def names(self) -> list[str]:
+        """The components, in order."""
+        return self.reward.names
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """Each batch's account."""
+        return self.reward.steps
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score_now(self, items: list[Item], step: int | None = None) -> list[ItemReward]:
+        """Score ``items`` as one batch in this thread (a trainer that hands over a whole
+        step's completions at once: TRL)."""
+        with self._lock:
+            return _split(self.reward.score(items, step))
+
+    def submit(self, items: list[Item], step: int | None = None) -> Future:
+        """Queue ``items`` to be scored with whatever else arrives; a future of their rewards."""
+        if self._worker is None:
+            with self._lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(
+                        target=self._run, name="rlaif-reward", daemon=True
+                    )
+                    self._worker.start()
+        done: Future = Future()
+        self._calls.put(_Call(list(items), step, done))
+        return done
+
+    def score(self, items: list[Item], step: int | None = None) -> list[ItemReward]:
+        """Score ``items``, batched with other threads' calls; blocks until they are scored."""
+        return self.submit(items, step).result()
+
+    async def ascore(self, items: list[Item], step: int | None = None) -> list[ItemReward]:
+        """Score ``items``, batched with other coroutines' and threads' calls."""
+        return await asyncio.wrap_future(self.submit(items, step))
+
+    def _run(self) -> None:
+        while True:
+            first = self._calls.get()
+            if first is None:
+                return
+            calls, size = [first], len(first.items)
+            deadline = time.monotonic() + self.linger_s
+            while size < self.max_batch:
+                try:
+                    more = self._calls.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._calls.put(None)
+                    break
+                calls.append(more)
+                size += len(more.items)
+            by_step: dict[int | None, list[_Call]] = {}
+            for call in calls:
+                by_step.setdefault(call.step, []).append(call)
+            for step, group in by_step.items():
+                self._score(group, step)
+
+    def _score(self, calls: list[_Call], step: int | None) -> None:
+        items = [item for call in calls for item in call.items]
+        self.batches += 1
+        try:
+            with self._lock:
+                got = _split(self.reward.score(items, step))
+        except Exception as exc:
+            if len(calls) == 1:
+                calls[0].done.set_exception(exc)
+                return
+            for call in calls:  # which call is at fault: each alone
+                self._score([call], step)
+            return
+        at = 0
+        for call in calls:
+            call.done.set_result(got[at : at + len(call.items)])
+            at += len(call.items)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._calls.put(None)
+            self._worker.join(timeout=30)
+            self._worker = None
+        self.reward.close()
+        if isinstance(self.budget, SharedBudget):
+            self.budget.close()
+        self.store.close()
+
+    def __enter__(self) -> RewardService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _split(scores: Scores) -> list[ItemReward]:
+    return [
+        ItemReward(
+            total,
+            {name: values[n] for name, values in scores.components.items()},
+            {name: reasons[n] for name, reasons in scores.reasons.items()},
+            scores.failed[n] if scores.failed else None,
+        )
+        for n, total in enumerate(scores.total)
+    ]
