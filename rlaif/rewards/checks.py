@@ -4,17 +4,21 @@ Each check maps (prompt, completion, reference) to a value, or raises :class:`Ch
 with the reason the value could not be had (a user's check that hung, crashed or returned
 nonsense). Patterns run on the policy's text through RE2 (:func:`compile_regex`), so no
 completion can make a check backtrack for minutes; a user's Python check runs in worker
-processes (``pebble``) with a time and a memory limit, and a worker that hangs or dies is
-replaced without touching the training process.
+processes of its own (:mod:`rlaif.rewards.check_worker`) with a time and a memory limit, and a
+worker that hangs or dies is replaced without touching the training process.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-import resource
-from concurrent.futures import TimeoutError as FutureTimeout
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -154,26 +158,46 @@ def json_schema(completion: str, schema: dict[str, Any]) -> float:
 # -- a user's python check, in worker processes --------------------------------------------
 
 
-def _limit_memory(megabytes: int) -> None:
-    """In a worker, before any check runs: its address space capped (a runaway allocation
-    raises MemoryError there, or the worker dies; the trainer never does)."""
-    limit = megabytes << 20
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+class _Worker:
+    """One ``check_worker`` process: its memory capped, replaced when it hangs or dies."""
 
+    def __init__(self, target: str, memory_mb: int, env: dict[str, str]):
+        # the worker caps its own memory before it imports the check (a preexec_fn could
+        # deadlock a parent with threads)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rlaif.rewards.check_worker", target, str(memory_mb)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
 
-def _run_check(target: str, prompt: Prompt, completion: str, reference: str | None) -> float:
-    import importlib
+    def ask(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """The worker's answer: ``value`` or ``error``; ``lost`` when it gave none (``died``
+        or ``timeout``)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        except OSError:
+            return {"lost": "died"}
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        if not ready:
+            return {"lost": "timeout"}
+        line = self.process.stdout.readline()
+        return json.loads(line) if line else {"lost": "died"}
 
-    module, _, name = target.partition(":")
-    value = getattr(importlib.import_module(module), name)(prompt, completion, reference)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise TypeError(f"returned {value!r}, not a finite number")
-    return float(value)
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
 
 
 class PythonCheck:
-    """``module:function(prompt, completion, reference) -> float`` run by ``workers`` spawned
-    processes, each call under ``timeout_s`` and each worker under ``memory_mb``."""
+    """``module:function(prompt, completion, reference) -> float`` run by ``workers``
+    processes side by side, each call under ``timeout_s`` and each process under
+    ``memory_mb``. A check that hangs, crashes or runs out of memory fails that call alone:
+    its worker is replaced."""
 
     def __init__(self, target: str, *, timeout_s: float, memory_mb: int, workers: int):
         import importlib.util
@@ -181,44 +205,40 @@ class PythonCheck:
         module = target.partition(":")[0]
         if importlib.util.find_spec(module) is None:
             raise ConfigError(f"reward: python check {target}: no module '{module}' to import")
-        self.target, self.timeout_s = target, timeout_s
-        self._args = (memory_mb, workers)
-        self._pool: Any = None
+        self.target, self.timeout_s, self.memory_mb = target, timeout_s, memory_mb
+        self.size = workers
+        self._env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._started = 0
+        self._lock = threading.Lock()
 
-    def _workers(self) -> Any:
-        if self._pool is None:
-            from pebble import ProcessPool
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._idle.empty() and self._started < self.size:
+                self._started += 1
+                return _Worker(self.target, self.memory_mb, self._env)
+        return self._idle.get()
 
-            memory_mb, workers = self._args
-            self._pool = ProcessPool(
-                max_workers=workers,
-                initializer=_limit_memory,
-                initargs=(memory_mb,),
-                context=multiprocessing.get_context("spawn"),
-            )
-        return self._pool
+    def one(self, prompt: Prompt, completion: str, reference: str | None) -> float | CheckFailed:
+        worker = self._take()
+        request = {"prompt": prompt, "completion": completion, "reference": reference}
+        answer = worker.ask(request, self.timeout_s)
+        if "lost" in answer:  # hung or died: a fresh worker takes its place
+            worker.stop()
+            self._idle.put(_Worker(self.target, self.memory_mb, self._env))
+            if answer["lost"] == "died":
+                return CheckFailed(f"{self.target}: its process died (out of memory or a crash)")
+            return CheckFailed(f"{self.target} ran past {self.timeout_s:g} s")
+        self._idle.put(worker)
+        if "error" in answer:
+            return CheckFailed(f"{self.target}: {answer['error']}")
+        return float(answer["value"])
 
     def many(self, items: list[tuple[Prompt, str, str | None]]) -> list[float | CheckFailed]:
         """Each item's value, or the failure that took its place."""
-        pool = self._workers()
-        futures = [
-            pool.schedule(_run_check, args=(self.target, *item), timeout=self.timeout_s)
-            for item in items
-        ]
-        out: list[float | CheckFailed] = []
-        for future in futures:
-            try:
-                out.append(future.result())
-            except FutureTimeout:
-                out.append(CheckFailed(f"{self.target} ran past {self.timeout_s:g} s"))
-            except MemoryError:
-                out.append(CheckFailed(f"{self.target} ran out of memory"))
-            except Exception as exc:  # the worker died (ProcessExpired) or the check raised
-                out.append(CheckFailed(f"{self.target}: {type(exc).__name__}: {exc}"))
-        return out
+        with ThreadPoolExecutor(self.size) as pool:
+            return list(pool.map(lambda item: self.one(*item), items))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.stop()
-            self._pool.join(timeout=10)
-            self._pool = None
+        while not self._idle.empty():
+            self._idle.get().stop()
