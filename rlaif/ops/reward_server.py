@@ -57,8 +57,8 @@ from rlaif.config import PipelineConfig
 from rlaif.errors import ConfigError, RlaifError
 from rlaif.judging.reward import NEUTRAL, Scored
 from rlaif.ops.serving import AppServer, BodyError, Limits, is_loopback, read_body
-from rlaif.rewards.mixed import Item, JudgeScorer, flat_account
-from rlaif.rewards.service import ItemReward, RewardService
+from rlaif.rewards.mixed import Item, ItemReward, JudgeScorer, flat_account
+from rlaif.rewards.service import RewardService
 from rlaif.rewards.turns import TurnText
 
 log = logging.getLogger(__name__)

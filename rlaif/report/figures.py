@@ -55,6 +55,15 @@ def monitor_plot(run_dir: Path, out_dir: Path) -> Path | None:
     return plots.training_curves(steps, series, out_dir / "monitor_curves.png")
 
 
+def reward_plot(folder: Path, out_dir: Path) -> Path | None:
+    """The reward's components per step (``reward_log.jsonl`` in ``folder``)."""
+    entries = run_data.reward_log(folder)
+    if not entries:
+        return None
+    steps, series = run_data.reward_series(entries)
+    return plots.training_curves(steps, series, out_dir / "reward_components.png")
+
+
 def win_rate_plot(summary: dict | None, out_dir: Path) -> Path | None:
     if not summary or summary.get("win_rate") is None:
         return None

@@ -20,7 +20,7 @@ import pandas as pd
 
 from rlaif.chat import transcript
 from rlaif.report import figures, run_data
-from rlaif.run.run_dir import OUTPUT_DIRS, read_chain, run_cost, stage_cost
+from rlaif.run.run_dir import OUTPUT_DIRS, RunDir, read_chain, run_cost, stage_cost
 from rlaif.run.stage_table import NAMES
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     the page's path. Whatever the run lacks is named on the page as absent."""
     run_dir = Path(run_dir)
     out_dir = Path(out) if out is not None else run_dir / "report"
+    if not RunDir(run_dir).has_manifest() and run_data.reward_log(run_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)  # a trainer's folder an adapter logged to
+        sections = [_section("reward", "Reward", lambda: _reward(run_dir, out_dir))]
+        return _write_page(out_dir, f"rlaif report: the reward in {run_dir}", run_dir, sections)
     if (chain := read_chain(run_dir)) is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         sections = [_section("rounds", "Rounds", lambda: _rounds(chain))]
@@ -195,6 +199,39 @@ def _training(run_dir: Path, out_dir: Path) -> dict[str, Any]:
     metrics = run_data.reward_model_metrics(run_dir)
     if metrics:
         built["tables"].append(_key_values("reward model", metrics))
+    components = figures.reward_plot(RunDir(run_dir).output("train"), out_dir)
+    if components:
+        built["figures"].append(
+            _figure(components, out_dir, "the reward's components by step (reward:)")
+        )
+    return built
+
+
+def _reward(folder: Path, out_dir: Path) -> dict[str, Any]:
+    """A trainer's output folder that ``rlaif.rewards`` logged to: the reward's components by
+    step, and what the judges did."""
+    built = _parts(
+        "Each component's mean by step and the weighted total: a total that rises while one "
+        "component falls says which part the policy traded away. Staleness is the most "
+        "steps between a reused judgment and the step that reused it."
+    )
+    built["figures"].append(
+        _figure(figures.reward_plot(folder, out_dir), out_dir, "reward components by step")
+    )
+    entries = run_data.reward_log(folder) or []
+    judged = [j for e in entries for j in e.get("judges", [])]
+    built["tables"].append(
+        _key_values(
+            "judges over the run",
+            {
+                "reward calls": len(entries),
+                "judgments": sum(j["judgments"] for j in judged),
+                "calls paid": sum(j["calls"] for j in judged),
+                "cost (USD)": round(sum(j["cost_usd"] for j in judged), 6),
+                "answers no judge scored": sum(j["unanswered"] for j in judged),
+            },
+        )
+    )
     return built
 
 

@@ -75,6 +75,40 @@ def monitor_checks(run_dir: Path) -> list[dict[str, Any]] | None:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def reward_log(folder: Path) -> list[dict[str, Any]] | None:
+    """Each reward call's account (``reward_log.jsonl``, and the ``reward_log.<pid>.jsonl`` of
+    adapters in several processes) in ``folder``: a run's ``train/`` or a trainer's output
+    folder. Calls that logged no step are numbered in the order they were written."""
+    files = sorted(folder.glob("reward_log*.jsonl"))
+    entries = [
+        json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()
+    ]
+    if not entries:
+        return None
+    for n, entry in enumerate(entries):
+        if entry.get("step") is None:
+            entry["step"] = n
+    return sorted(entries, key=lambda e: e["step"])
+
+
+def reward_series(entries: list[dict[str, Any]]) -> tuple[list[float], dict[str, list]]:
+    """Steps and, by title, the total and each component's mean, and how stale the reused
+    judgments were (the most steps between an answer's judgment and its reuse)."""
+    steps = [e["step"] for e in entries]
+    series: dict[str, list] = {"total reward": [e.get("total", {}).get("mean") for e in entries]}
+    names = list(dict.fromkeys(n for e in entries for n in e.get("components", {})))
+    for name in names:
+        series[f"reward/{name}"] = [
+            e.get("components", {}).get(name, {}).get("mean") for e in entries
+        ]
+    stale = [
+        max((j.get("staleness_max", 0) for j in e.get("judges", [])), default=0) for e in entries
+    ]
+    if any(stale):
+        series["judgment staleness (steps, max)"] = stale
+    return steps, series
+
+
 def evaluation_summary(run_dir: Path, run_manifest: dict[str, Any]) -> dict[str, Any] | None:
     """``evaluation/summary.json``, else the manifest's copy."""
     path = RunDir(run_dir).evaluation_summary

@@ -5,8 +5,8 @@ OpenRLHF's reward file (:mod:`rlaif.rewards.openrlhf`), each a thin layer over o
 its HTTP face. What a reward is made of (judges and verifiable checks, weighted, normalised
 per group) is the pipeline's ``reward:`` section (:class:`MixedReward`)."""
 
-from rlaif.rewards.mixed import Item, MixedReward, Scores
-from rlaif.rewards.service import ItemReward, RewardService
+from rlaif.rewards.mixed import Item, ItemReward, MixedReward, Scores
+from rlaif.rewards.service import RewardService
 from rlaif.rewards.trl import TrlReward
 
 __all__ = ["Item", "ItemReward", "MixedReward", "RewardService", "Scores", "TrlReward"]

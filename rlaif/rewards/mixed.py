@@ -64,6 +64,18 @@ class Scores:
     (``error``, ``invalid``, ``skipped`` for the budget, ``pending``); None when none did."""
 
 
+@dataclass(frozen=True)
+class ItemReward:
+    """One completion's reward: the total, each component's value, and why a component has
+    none (or its failure value) where that is so."""
+
+    total: float | None
+    components: dict[str, float | None]
+    reasons: dict[str, str | None] = field(default_factory=dict)
+    failed: str | None = None
+    """The status of the judgment that left a judge component without a value, if any."""
+
+
 class JudgeScorer:
     """A judge component: the judge's score for each completion, on 0-1 unless asked for the
     rubric's own scale."""
@@ -279,6 +291,19 @@ class MixedReward:
                 total[n] = None if v is None or cur is None else cur + c.weight * v
         account = self._account(step, items, values, reasons, total, judged)
         return Scores(total, values, reasons, account, failed)
+
+    def rewards(self, items: list[Item], step: int | None = None) -> list[ItemReward]:
+        """:meth:`score`, one :class:`ItemReward` per item."""
+        scores = self.score(items, step)
+        return [
+            ItemReward(
+                total,
+                {name: values[n] for name, values in scores.components.items()},
+                {name: reasons[n] for name, reasons in scores.reasons.items()},
+                scores.failed[n],
+            )
+            for n, total in enumerate(scores.total)
+        ]
 
     def _judged(
         self, name: str, scorer: JudgeScorer, got: list[Scored]

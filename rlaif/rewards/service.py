@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +27,11 @@ from rlaif.errors import ConfigError
 from rlaif.judges import Budget
 from rlaif.judging.shared_budget import SharedBudget
 from rlaif.judging.store import JudgmentStore, missing_judgments
-from rlaif.rewards.mixed import Item, MixedReward, Scores
+from rlaif.rewards.mixed import Item, ItemReward, MixedReward
 
 log = logging.getLogger(__name__)
 SESSION_ENV = "RLAIF_REWARD_SESSION"
 """Names the budget every process of one training run shares (see :class:`SharedBudget`)."""
-
-
-@dataclass(frozen=True)
-class ItemReward:
-    """One completion's reward: the total, each component's value, and why a component has
-    none (or its failure value) where that is so."""
-
-    total: float | None
-    components: dict[str, float | None]
-    reasons: dict[str, str | None] = field(default_factory=dict)
-    failed: str | None = None
-    """The status of the judgment that left a judge component without a value, if any."""
 
 
 @dataclass
@@ -124,7 +112,7 @@ class RewardService:
         """Score ``items`` as one batch in this thread (a trainer that hands over a whole
         step's completions at once: TRL)."""
         with self._lock:
-            return _split(self.reward.score(items, step))
+            return self.reward.rewards(items, step)
 
     def submit(self, items: list[Item], step: int | None = None) -> Future:
         """Queue ``items`` to be scored with whatever else arrives; a future of their rewards."""
@@ -175,7 +163,7 @@ class RewardService:
         self.batches += 1
         try:
             with self._lock:
-                got = _split(self.reward.score(items, step))
+                got = self.reward.rewards(items, step)
         except Exception as exc:
             if len(calls) == 1:
                 calls[0].done.set_exception(exc)
@@ -203,15 +191,3 @@ class RewardService:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _split(scores: Scores) -> list[ItemReward]:
-    return [
-        ItemReward(
-            total,
-            {name: values[n] for name, values in scores.components.items()},
-            {name: reasons[n] for name, reasons in scores.reasons.items()},
-            scores.failed[n] if scores.failed else None,
-        )
-        for n, total in enumerate(scores.total)
-    ]

@@ -24,7 +24,7 @@ from typing import Any
 
 from rlaif.chat import Prompt, plain
 from rlaif.errors import ConfigError
-from rlaif.rewards.mixed import Item
+from rlaif.rewards.mixed import Item, MixedReward
 from rlaif.rewards.service import RewardService
 
 LOG_NAME = "reward_log.jsonl"
@@ -48,20 +48,21 @@ def completion_text(completion: Any) -> str:
 
 
 class TrlReward:
-    """An async ``reward_funcs`` entry for ``trl.GRPOTrainer`` over a :class:`RewardService`."""
+    """An async ``reward_funcs`` entry for ``trl.GRPOTrainer`` over a :class:`MixedReward`
+    (built by :meth:`from_yaml` from a pipeline, through a :class:`RewardService`, or handed
+    one directly, as rlaif's own GRPO does)."""
 
     def __init__(
         self,
-        service: RewardService,
+        reward: MixedReward,
         *,
         reference_column: str | None = None,
         name: str = "rlaif",
+        service: RewardService | None = None,
     ):
+        self.reward = reward
+        self.reference_column = reference_column
         self.service = service
-        cfg = service.cfg
-        self.reference_column = (
-            reference_column or cfg.reward.reference_column or cfg.prompts.reference_column
-        )
         self.__name__ = name  # what TRL logs it as: rewards/<name>/mean
 
     @classmethod
@@ -76,10 +77,13 @@ class TrlReward:
         **options: Any,
     ) -> TrlReward:
         """From a pipeline YAML; ``log_dir`` (e.g. the trainer's ``output_dir``) keeps the
-        per-step account."""
+        per-step account. The reference column defaults to the pipeline's
+        ``reward.reference_column``, else its ``prompts.reference_column``."""
         log_path = Path(log_dir) / LOG_NAME if log_dir is not None else None
         service = RewardService.from_yaml(path, overrides, log_path=log_path, **options)
-        return cls(service, reference_column=reference_column, name=name)
+        cfg = service.cfg
+        column = reference_column or cfg.reward.reference_column or cfg.prompts.reference_column
+        return cls(service.reward, reference_column=column, name=name, service=service)
 
     def items(self, prompts: list, completions: list, columns: dict[str, Any]) -> list[Item]:
         references: list | None = None
@@ -110,12 +114,16 @@ class TrlReward:
     ) -> list[float | None]:
         step = getattr(trainer_state, "global_step", None)
         items = self.items(prompts, completions, columns)
-        got = await asyncio.to_thread(self.service.score_now, items, step)
-        if log_metric is not None and self.service.steps:
-            for name, stats in self.service.steps[-1]["components"].items():
+        score = self.service.score_now if self.service is not None else self.reward.rewards
+        got = await asyncio.to_thread(score, items, step)
+        if log_metric is not None and self.reward.steps:
+            for name, stats in self.reward.steps[-1]["components"].items():
                 log_metric(f"reward/{name}", stats["mean"])
                 log_metric(f"reward/{name}_std", stats["std"])
         return [r.total for r in got]
 
     def close(self) -> None:
-        self.service.close()
+        if self.service is not None:
+            self.service.close()
+        else:
+            self.reward.close()

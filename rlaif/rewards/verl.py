@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError
-from rlaif.rewards.mixed import Item
-from rlaif.rewards.service import ItemReward, RewardService
+from rlaif.rewards.mixed import Item, ItemReward
+from rlaif.rewards.service import RewardService
 
 PIPELINE_ENV = "RLAIF_PIPELINE"
 LOG_DIR_ENV = "RLAIF_REWARD_LOG_DIR"

@@ -251,9 +251,12 @@ class _Run:
             # only a run that starts from a trained policy covers one: others keep their hashes
             "policy": self.start.covered() if self.start else None,
         }
+        # a section the config leaves at its default is left out (stable_dump): covered by none
         return {
             s.name: [
-                c[k] if k in c else inputs[k] for k in s.covers if k in c or inputs[k] is not None
+                c[k] if k in c else inputs[k]
+                for k in s.covers
+                if k in c or inputs.get(k) is not None
             ]
             for s in STAGES
         }

@@ -57,7 +57,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("judge", "pair", "judgments", ("judge", "rubrics"), "rlaif.stages.judge:step"),
     Stage("aggregate", "judge", "preferences", ("aggregate",), "rlaif.stages.aggregate:step",
           runs_models=False),
-    Stage("train", "aggregate", "train", ("model", "train", "train_input", "policy"),
+    Stage("train", "aggregate", "train", ("model", "train", "reward", "train_input", "policy"),
           "rlaif.stages.train:step"),
     Stage("evaluate", "train", "evaluation", ("evaluate", "judge", "rubrics", "policy"),
           "rlaif.stages.evaluate:step"),

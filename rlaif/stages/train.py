@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from rlaif.config import JudgeConfig, TrainConfig
+from rlaif.config import JudgeConfig, RewardConfig, TrainConfig
 from rlaif.errors import ConfigError
 from rlaif.run.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 
@@ -41,6 +41,8 @@ def step(run: Run) -> dict[str, Any]:
         system_prompt=run.cfg.sample.system_prompt,
         store=run.cfg.judgment_store_path(),
         monitor_prompts=list(run.heldout["prompt"]),
+        reward=run.cfg.reward,
+        references=_references(run.train_prompts),
     )
     save_atomic(history, tmp / "log")
     replace_dir(tmp, target)
@@ -56,6 +58,13 @@ def step(run: Run) -> dict[str, Any]:
     return counts
 
 
+def _references(prompts: Dataset) -> dict[str, str] | None:
+    """The training prompts' reference answers by ``prompt_id``, where they have one."""
+    if "reference" not in prompts.column_names:
+        return None
+    return {p: r for p, r in zip(prompts["prompt_id"], prompts["reference"], strict=True) if r}
+
+
 def train(
     preferences: Dataset,
     cfg: TrainConfig,
@@ -69,6 +78,8 @@ def train(
     store: Path | None = None,
     reference: str | None = None,
     monitor_prompts: list[str] | None = None,
+    reward: RewardConfig | None = None,
+    references: dict[str, str] | None = None,
 ) -> Dataset:
     """Train, save the policy to ``output_dir/model`` and return the training log as a dataset.
 
@@ -78,7 +89,8 @@ def train(
     ``checkpoint_dir`` (default ``output_dir/checkpoints``), and training resumes from the
     newest one found there. Training starts from ``model``; DPO's reference is ``reference``
     when given (an on-policy round: the SFT model), else ``model`` too. ``train.monitor``
-    watches the policy answer ``monitor_prompts`` (held-out ones).
+    watches the policy answer ``monitor_prompts`` (held-out ones). GRPO rewards what
+    ``reward`` names when it has components, with the prompts' ``references``.
     """
     # torch and TRL load only when something trains, so the CLI's other commands start fast
     from rlaif.training.job import TRL_COLUMNS, TrainJob, run_job
@@ -109,6 +121,8 @@ def train(
         store=store,
         reference=reference,
         monitor_prompts=tuple(monitor_prompts or ()),
+        reward=reward,
+        references=references,
     )
     if cfg.accelerate_config:
         return launch_training(job, preferences, prompts)

@@ -68,41 +68,62 @@ def train_grpo(job: TrainJob, preferences: Dataset) -> Dataset:
     monitor = job.monitor()
     tokenizer = load_tokenizer(model_path, padding_side="left")
     with JudgmentStore(job.store) as store:
-        reward = JudgeReward(job.judges, store, Budget(job.judges.max_cost_usd))
+        budget = Budget(job.judges.max_cost_usd)
+        if job.reward is not None and job.reward.components:
+            from rlaif.rewards import MixedReward, TrlReward
+
+            mixed = MixedReward(
+                job.judges, job.reward, store, budget, log_path=job.output_dir / "reward_log.jsonl"
+            )
+            column = "reference" if job.references else None
+            reward: Any = TrlReward(mixed, reference_column=column, name="reward")
+            accounts = mixed.steps
+        else:
+            reward = JudgeReward(job.judges, store, budget)
+            accounts = reward.steps
         trainer = GRPOTrainer(
             model=str(model_path),
             reward_funcs=[reward],
             args=args,
-            train_dataset=grpo_prompts(preferences),
+            train_dataset=grpo_prompts(preferences, job.references),
             processing_class=tokenizer,
             callbacks=[
                 no_final_checkpoint(),
                 *tracking_callbacks(job.cfg.report_to, folder),
             ],
         )
-        reward.trainer = trainer
+        if isinstance(reward, JudgeReward):
+            reward.trainer = trainer
         if monitor is not None:
             watch_training(trainer, monitor, tokenizer)
-        history = train_and_save(trainer, "grpo", folder, job.output_dir)
+        try:
+            history = train_and_save(trainer, "grpo", folder, job.output_dir)
+        finally:
+            if not isinstance(reward, JudgeReward):
+                reward.close()  # a python check's worker processes end with training
     if monitor is not None:
         monitor.finish(job.output_dir)
     if trainer.is_world_process_zero():
-        (job.output_dir / "judge_log.json").write_text(json.dumps(reward.steps, indent=1))
+        (job.output_dir / "judge_log.json").write_text(json.dumps(accounts, indent=1))
     return history
 
 
-def grpo_prompts(preferences: Dataset) -> Dataset:
+def grpo_prompts(preferences: Dataset, references: dict[str, str] | None = None) -> Dataset:
     """One row per prompt of the preferences: the conversation GRPO prompts the policy with,
-    its text as the judges see it, and the SFT answers completions are judged against."""
+    its text as the judges see it, the SFT answers completions are judged against, and (with
+    ``references``, by ``prompt_id``) the prompt's reference answer for reward components."""
     seen: dict[str, dict[str, Any]] = {}
-    rows = preferences.select_columns(["prompt", "chosen", "rejected"])
+    if "prompt_id" not in preferences.column_names:
+        references = None  # no way to tell which prompt a reference is for
+    columns = ["prompt", "chosen", "rejected", *(["prompt_id"] if references is not None else [])]
+    rows = preferences.select_columns(columns)
     for row, judged in zip(rows, prompts_of(rows["prompt"]), strict=True):
-        seen.setdefault(
-            stable_hash(judged),
-            {
-                "prompt": row["prompt"],
-                "prompt_text": judged,
-                "baselines": [row["chosen"][-1]["content"], row["rejected"][-1]["content"]],
-            },
-        )
+        entry = {
+            "prompt": row["prompt"],
+            "prompt_text": judged,
+            "baselines": [row["chosen"][-1]["content"], row["rejected"][-1]["content"]],
+        }
+        if references is not None:
+            entry["reference"] = references.get(row["prompt_id"])
+        seen.setdefault(stable_hash(judged), entry)
     return Dataset.from_list(list(seen.values()))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 
-from rlaif.config import JudgeConfig, TrainConfig
+from rlaif.config import JudgeConfig, RewardConfig, TrainConfig
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget
 from rlaif.judging.reward import PointwiseReward
@@ -54,6 +54,12 @@ class TrainJob:
     round's policy and keeps the SFT model as its reference)."""
     monitor_prompts: tuple[str, ...] = ()
     """The held-out prompts ``train.monitor`` watches the policy answer."""
+    reward: RewardConfig | None = None
+    """What GRPO rewards when it names components (``reward:``); else the judges against the
+    SFT model's answers."""
+    references: dict[str, str] | None = None
+    """The prompts' reference answers by ``prompt_id``, for reward components that compare
+    with one."""
 
     def monitor(self) -> Monitor | None:
         """The ``train.monitor`` of this job (its record beside the checkpoints), if any."""
@@ -79,6 +85,8 @@ class TrainJob:
             "store": str(self.store) if self.store else None,
             "reference": self.reference,
             "monitor_prompts": list(self.monitor_prompts),
+            "reward": self.reward.model_dump(mode="json") if self.reward else None,
+            "references": self.references,
         }
 
     @classmethod
@@ -93,6 +101,8 @@ class TrainJob:
             store=Path(data["store"]) if data.get("store") else None,
             reference=data.get("reference"),
             monitor_prompts=tuple(data.get("monitor_prompts", ())),
+            reward=RewardConfig.model_validate(data["reward"]) if data.get("reward") else None,
+            references=data.get("references"),
         )
 
 

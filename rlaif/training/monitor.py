@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,9 @@ class Check:
     attacks: float = 0.0
     """The share of answers that carry the mark of a judge attack ``rlaif judge-audit`` tries
     (a forged delimiter, a claimed verdict, an appeal to the evaluator, an empty answer)."""
+    components: dict[str, float] = field(default_factory=dict)
+    """Each reward component's mean since the previous check (``reward:`` components), so a
+    check shows which part of the reward moved."""
 
     def metrics(self) -> dict[str, float]:
         """What the trackers (``train.report_to``) get, under ``monitor/``."""
@@ -69,6 +72,7 @@ class Check:
             "attacks": self.attacks,
             "win_rate": self.win_rate,
             "reward": self.reward,
+            **{f"reward/{name}": value for name, value in self.components.items()},
         }
         return {f"monitor/{k}": v for k, v in measured.items() if v is not None}
 
@@ -141,7 +145,14 @@ class Monitor:
 
     # -- a check ---------------------------------------------------------------------------
     @torch.no_grad()
-    def check(self, policy: Any, tokenizer: Any, step: int, reward: float | None) -> Check:
+    def check(
+        self,
+        policy: Any,
+        tokenizer: Any,
+        step: int,
+        reward: float | None,
+        components: dict[str, float] | None = None,
+    ) -> Check:
         """Measure ``policy`` now; save it when no rule fires, else mark training stopped."""
         was_training = policy.training
         policy.eval()
@@ -169,6 +180,7 @@ class Monitor:
             refusal=round(sum(bool(REFUSAL.search(a)) for a in answers) / len(answers), 4),
             win_rate=self._win_rate(answers, sft) if main else None,
             attacks=round(sum(bool(attack_marks(a)) for a in answers) / len(answers), 4),
+            components=components or {},
         )
         check.rule = self._rule(check) if main else None
         check = _from_main(check)
@@ -395,6 +407,24 @@ def last_reward(history: list[dict[str, Any]], since: int) -> float | None:
     return round(float(sum(recent) / len(recent)), 6) if recent else None
 
 
+def last_components(history: list[dict[str, Any]], since: int) -> dict[str, float]:
+    """Each reward component's mean a trainer logged (``reward/<name>``) after step ``since``
+    (the newest log when none was: a step's log comes after its callbacks)."""
+    logged = [
+        (entry.get("step", 0), {k.removeprefix("reward/"): v for k, v in entry.items()
+                                if k.startswith("reward/") and not k.endswith("_std")
+                                and isinstance(v, int | float) and v == v})  # NaN: no value
+        for entry in history
+    ]  # fmt: skip
+    logged = [(step, values) for step, values in logged if values]
+    recent = [values for step, values in logged if step > since] or [v for _, v in logged[-1:]]
+    names = list(dict.fromkeys(name for values in recent for name in values))
+    return {
+        name: round(sum(v[name] for v in recent if name in v) / sum(name in v for v in recent), 6)
+        for name in names
+    }
+
+
 def watch_training(trainer: Any, monitor: Monitor, tokenizer: Any) -> None:
     """Give ``trainer`` a callback that checks the policy when the monitor is due, sends each
     check to the trainer's trackers, and stops training when a rule fires."""
@@ -412,9 +442,15 @@ def watch_training(trainer: Any, monitor: Monitor, tokenizer: Any) -> None:
 
         def _check(self, state, control, model) -> None:
             reward = monitor.reward_since_last_check(state.log_history)
-            check = monitor.check(model, tokenizer, state.global_step, reward)
-            # to the trackers only: the trainer's own log and its metric buffers stay as they are
+            since = monitor.checks[-1].step if monitor.checks else -1
+            components = last_components(state.log_history, since)
+            check = monitor.check(model, tokenizer, state.global_step, reward, components)
+            # to the trackers only: the trainer's own log and its metric buffers stay as they
+            # are (the handler's on_log clears the step's should_log, which would drop the
+            # trainer's own log of every checked step)
+            should_log = control.should_log
             trainer.callback_handler.on_log(trainer.args, state, control, check.metrics())
+            control.should_log = should_log
             if check.rule is not None:
                 control.should_training_stop = True
 

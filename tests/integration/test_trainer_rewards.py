@@ -9,6 +9,8 @@ from cli_runner import stored
 from configs_for_tests import write
 from trl_script import reward_pipeline, run_script
 
+from rlaif.report import write_report
+
 
 def test_a_users_grpo_script_on_text_prompts_with_a_reference_column(tmp_path, tiny_model):
     components = [
@@ -25,6 +27,9 @@ def test_a_users_grpo_script_on_text_prompts_with_a_reference_column(tmp_path, t
     lines = (tmp_path / "trl" / "reward_log.jsonl").read_text().splitlines()
     steps = [json.loads(x) for x in lines]
     assert [s["step"] for s in steps] == [0, 1] and steps[0]["completions"] == 4
+    page = write_report(tmp_path / "trl")  # the trainer's folder: the reward's own report
+    assert (page.parent / "reward_components.png").exists()
+    assert "reward components by step" in page.read_text()
     judged = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
     asked = {(c[0], c[1], c[2]) for c in judged if c[0].startswith("Compute")}
     assert stored(tmp_path / "judgments.sqlite") >= len(asked) > 0  # every judgment stored

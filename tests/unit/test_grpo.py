@@ -90,3 +90,31 @@ def test_grpo_trains_the_policy_and_pays_each_judgment_once(tmp_path, tiny_model
 def test_a_step_takes_whole_groups():
     with pytest.raises(ValidationError, match="multiple of num_generations"):
         GrpoConfig(num_generations=4, per_device_train_batch_size=6)
+
+
+def test_grpo_rewards_the_components_and_the_monitor_sees_each(tmp_path, tiny_model):
+    from rlaif.config import MonitorConfig, RewardConfig
+
+    cfg = TrainConfig(
+        method="grpo",
+        grpo={"max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 4,
+              "max_completion_length": 6, "learning_rate": 1e-3},
+        monitor=MonitorConfig(every_steps=1, max_new_tokens=6),
+    )  # fmt: skip
+    reward = RewardConfig(
+        components=[
+            {"kind": "judge", "judge": "short"},
+            {"kind": "regex", "name": "says_hi", "pattern": "(?i)hi", "normalize": "group"},
+        ]
+    )
+    out = tmp_path / "out"
+    log = train(
+        preferences(), cfg, model=str(tiny_model), output_dir=out, judges=judges(),
+        store=tmp_path / "j.sqlite", reward=reward, references={}, monitor_prompts=["Hi?"],
+    )  # fmt: skip
+    assert {"reward/short", "reward/says_hi"} <= set(log.column_names)
+    steps = [json.loads(x) for x in (out / "reward_log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [0, 1]
+    assert set(steps[0]["components"]) == {"short", "says_hi"}
+    checks = [json.loads(x) for x in (out / "monitor.jsonl").read_text().splitlines()]
+    assert set(checks[-1]["components"]) == {"short", "says_hi"}
