@@ -115,6 +115,8 @@ def _setup_logging(json_logs: bool) -> None:
     handler.setFormatter(JsonLinesFormatter() if json_logs else text)
     redact_handlers([handler])
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    for chatty in ("httpx", "httpx2", "httpcore"):  # a line per judge call otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # a log line that cannot be written (a full disk) must not bury the error saying so
     logging.raiseExceptions = False
 

@@ -17,14 +17,12 @@ import logging
 from collections import defaultdict
 from typing import Any, NamedTuple
 
-from datasets import Dataset
-
 from rlaif.chat import Prompt
 from rlaif.config import JudgeConfig
 from rlaif.errors import ConfigError
 from rlaif.hashing import stable_hash
 from rlaif.judges import Budget, build_judge
-from rlaif.judging.service import judge
+from rlaif.judging.service import judge_records
 from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import load_rubric
 from rlaif.rubrics.rubric import LISTWISE_LABELS
@@ -78,37 +76,40 @@ class _JudgedReward:
 
     def _judge(
         self, answers: list[tuple[str, str, str]], calls: list[int] | None = None
-    ) -> tuple[list[str], Dataset]:
+    ) -> tuple[list[str], list[dict]]:
         """Judge (prompt, response_a, response_b) items; return each item's pair id and the
         judgment rows. Items of one prompt and one ``calls`` number (default: one for all)
         share a prompt id, so a listwise judge ranks their answers together."""
         ids = [stable_hash(list(item))[:16] for item in answers]
         unique = dict(zip(ids, zip(answers, calls or [0] * len(answers), strict=True), strict=True))
-        columns: dict[str, list] = defaultdict(list)
+        records: list[dict] = []
         indices: dict[str, dict[str, int]] = defaultdict(dict)
         for pair_id, ((prompt, a, b), call) in unique.items():
             prompt_id = stable_hash([prompt, call])[:12]
             index = indices[prompt_id]
-            columns["pair_id"].append(pair_id)
-            columns["prompt_id"].append(prompt_id)
-            columns["prompt"].append(prompt)
-            columns["index_a"].append(index.setdefault(a, len(index)))
-            columns["index_b"].append(index.setdefault(b, len(index)))
-            columns["response_a"].append(a)
-            columns["response_b"].append(b)
-        pairs = Dataset.from_dict(dict(columns))
+            records.append(
+                {
+                    "pair_id": pair_id,
+                    "prompt_id": prompt_id,
+                    "prompt": prompt,
+                    "index_a": index.setdefault(a, len(index)),
+                    "index_b": index.setdefault(b, len(index)),
+                    "response_a": a,
+                    "response_b": b,
+                }
+            )
         self.store.policy_step = self.policy_step
-        rows = judge(
-            pairs, self.judges, store=self.store, budget=self.budget, backends=self.backends
+        rows = judge_records(
+            records, self.judges, store=self.store, budget=self.budget, backends=self.backends
         )
         return ids, rows
 
-    def _staleness(self, rows: Dataset, step: int | None) -> dict[str, Any]:
+    def _staleness(self, rows: list[dict], step: int | None) -> dict[str, Any]:
         """How old the judgments reused from the store are: the steps between the policy
         that wrote each answer (when it was judged) and this one."""
-        if step is None or not len(rows):
+        if step is None or not rows:
             return {}
-        hits = {k for k, hit in zip(rows["key"], rows["cached"], strict=True) if hit}
+        hits = {r["key"] for r in rows if r["cached"]}
         written = [r["policy_step"] for r in self.store.get_many(hits).values()]
         ages = [step - w for w in written if w is not None and w < step]
         if not ages:
@@ -120,23 +121,20 @@ class _JudgedReward:
         }
 
     @staticmethod
-    def _failed_rows(rows: Dataset) -> dict[str, list[dict]]:
+    def _failed_rows(rows: list[dict]) -> dict[str, list[dict]]:
         """The rows that gave no answer, by pair id."""
         failed: dict[str, list[dict]] = defaultdict(list)
-        columns = ("pair_id", "judge", "status", "error")
-        for pair_id, judge_name, status, error in zip(*(rows[c] for c in columns), strict=True):
-            if status != "ok":
-                failed[pair_id].append({"judge": judge_name, "status": status, "error": error})
+        for r in rows:
+            if r["status"] != "ok":
+                failed[r["pair_id"]].append(
+                    {"judge": r["judge"], "status": r["status"], "error": r["error"]}
+                )
         return failed
 
-    def _account(self, rows: Dataset, unanswered: int, neutral: float) -> None:
-        cached = sum(rows["cached"])
+    def _account(self, rows: list[dict], unanswered: int, neutral: float) -> None:
+        cached = sum(bool(r["cached"]) for r in rows)
         # a key shown twice (a pointwise answer in both places) was paid once
-        paid = {
-            key: cost or 0
-            for key, cost, hit in zip(rows["key"], rows["cost_usd"], rows["cached"], strict=True)
-            if not hit
-        }
+        paid = {r["key"]: r["cost_usd"] or 0 for r in rows if not r["cached"]}
         step = self.policy_step
         entry = {
             "step": step,
@@ -190,9 +188,9 @@ class JudgeReward(_JudgedReward):
             [call for call, group in zip(calls, items, strict=True) for _ in group],
         )
         p_a: dict[str, list[float]] = defaultdict(list)
-        for pair_id, p in zip(rows["pair_id"], rows["p_a"], strict=True):
-            if p is not None:
-                p_a[pair_id].append(p)
+        for r in rows:
+            if r["p_a"] is not None:
+                p_a[r["pair_id"]].append(r["p_a"])
         failed = self._failed_rows(rows)
         out, start = [], 0
         for group in items:
@@ -259,8 +257,9 @@ class PointwiseReward(_JudgedReward):
         """Each rollout's score, or why it has none."""
         # the rollout on both sides: a pointwise judge asks each answer once
         ids, rows = self._judge([(p, r, r) for p, r in zip(prompts, responses, strict=True)])
-        found = zip(rows["pair_id"], rows["score"], rows["status"], strict=True)
-        score = {i: s for i, s, status in found if status == "ok" and s is not None}
+        score = {
+            r["pair_id"]: r["score"] for r in rows if r["status"] == "ok" and r["score"] is not None
+        }
         failed = self._failed_rows(rows)
         out = [Scored(score[i]) if i in score else _failure(failed[i]) for i in ids]
         self._account(rows, sum(s.value is None for s in out), self.middle)
@@ -320,9 +319,9 @@ class GroupReward(_JudgedReward):
         if items:
             ids, rows = self._judge(items, calls)
             p_a: dict[str, list[float]] = defaultdict(list)
-            for pair_id, p in zip(rows["pair_id"], rows["p_a"], strict=True):
-                if p is not None:
-                    p_a[pair_id].append(p)
+            for r in rows:
+                if r["p_a"] is not None:
+                    p_a[r["pair_id"]].append(r["p_a"])
             failed = self._failed_rows(rows)
             for pair_id, (prompt, a, b) in zip(ids, items, strict=True):
                 key = stable_hash(prompt)

@@ -68,10 +68,30 @@ def judge(
     ``backends`` are ``cfg``'s judges already built, for a caller that judges again and again
     (a live reward).
     """
+    records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
+    return Dataset.from_list(
+        judge_records(
+            records, cfg, store=store, budget=budget, batch_dir=batch_dir, ray=ray,
+            backends=backends,
+        )
+    )  # fmt: skip
+
+
+def judge_records(
+    records: list[dict],
+    cfg: JudgeConfig,
+    *,
+    store: JudgmentStore,
+    budget: Budget | None = None,
+    batch_dir: Path | None = None,
+    ray: RayConfig | None = None,
+    backends: dict[str, Judge] | None = None,
+) -> list[dict]:
+    """:func:`judge` over pair records (dicts with the pair columns), one dict per row out:
+    what a live reward asks many times a step, without building datasets."""
     budget = budget or Budget(cfg.max_cost_usd)
     if backends is None:
         backends = {spec.name: build_judge(spec) for spec in cfg.judges}
-    records = pairs.select_columns(pair_columns(pairs.column_names)).to_list()
     escalate_to = escalation_judge(cfg, backends)
     items_judge = checklist_items_judge(cfg, backends)
     asker = _Asker(records, cfg, store, budget, batch_dir, ray)
@@ -109,7 +129,7 @@ def judge(
             cfg.max_cost_usd,
             budget.spent,
         )
-    return Dataset.from_list(out)
+    return out
 
 
 def escalation_judge(cfg: JudgeConfig, backends: dict[str, Judge]) -> str | None:

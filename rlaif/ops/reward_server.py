@@ -66,6 +66,8 @@ MAX_BATCH = 512
 """Requests' items scored in one call at most; the rest wait for the next batch."""
 MAX_DEPTH = 8
 """JSON nesting a body may have (a conversation's message is 4 levels down)."""
+LINGER_S = 0.005
+"""How long the first request after a quiet spell waits for the ones sent with it."""
 OnFailure = Literal["error", "null", "neutral"]
 
 
@@ -103,6 +105,8 @@ class Rewards:
         from rlaif.models.loading import load_tokenizer, resolve_model
 
         self.service: RewardService | None = None
+        self.lanes = 1
+        """Batches scored side by side (the reward service's lanes)."""
         self.neutral = NEUTRAL
         """The reward of an answer no judge answered for, where the trainer wants one."""
         if reward_model is not None:
@@ -124,6 +128,7 @@ class Rewards:
             update={"reward": cfg.reward.model_copy(update={"on_failure": "null"})}
         )
         self.service = RewardService(cfg)
+        self.lanes = self.service.lanes
         scorers = self.service.reward.scorers.values()
         judged = [s for s in scorers if isinstance(s, JudgeScorer)]
         self.needs_labels = any(s.mode in ("pairwise", "listwise") for s in judged)
@@ -220,7 +225,8 @@ class _Job:
     items: list[tuple[Prompt, str, str | None]]
     done: asyncio.Future
     taken: int = 0
-    scored: list[Scored] = field(default_factory=list)
+    scored: dict[int, Scored] = field(default_factory=dict)
+    """By item: shares may be scored side by side and finish in any order."""
     extra: dict = field(default_factory=dict)
 
 
@@ -264,19 +270,36 @@ class _Batcher:
         return shares
 
     async def _run(self) -> None:
+        """Batches on as many lanes as the reward has (each waits on its judges while the
+        next gathers): a lane first, then what arrived meanwhile."""
         assert self.wake is not None
+        lanes = asyncio.Semaphore(getattr(self.rewards, "lanes", 1))
+        loop = asyncio.get_running_loop()
         while True:
             await self.wake.wait()
+            await asyncio.sleep(LINGER_S)  # requests sent together arrive a little apart
             self.wake.clear()
-            while shares := self._take():
+            while True:
+                await lanes.acquire()
+                shares = self._take()
+                if not shares:
+                    lanes.release()
+                    break
                 self.batches += 1
-                await self._score(shares)
-                for job in list(self.jobs):
-                    if job.done.done():
-                        self.jobs.remove(job)
-                    elif len(job.scored) == len(job.items):
-                        job.done.set_result((job.scored, job.extra))
-                        self.jobs.remove(job)
+                loop.create_task(self._batch(shares, lanes))
+
+    async def _batch(self, shares: list[tuple[_Job, int, int]], lanes: asyncio.Semaphore) -> None:
+        try:
+            await self._score(shares)
+        finally:
+            lanes.release()
+            for job in list(self.jobs):
+                if job.done.done():
+                    self.jobs.remove(job)
+                elif len(job.scored) == len(job.items):
+                    ordered = [job.scored[n] for n in range(len(job.items))]
+                    job.done.set_result((ordered, job.extra))
+                    self.jobs.remove(job)
 
     async def _score(self, shares: list[tuple[_Job, int, int]]) -> None:
         items = [item for job, start, end in shares for item in job.items[start:end]]
@@ -293,7 +316,7 @@ class _Batcher:
             return
         at = 0
         for job, start, end in shares:
-            job.scored += scored[at : at + end - start]
+            job.scored.update(zip(range(start, end), scored[at : at + end - start], strict=True))
             job.extra = extra
             at += end - start
 

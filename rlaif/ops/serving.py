@@ -41,9 +41,10 @@ class Limits:
     """A connection without a complete request head after this long is closed."""
     body_timeout_s: float = 60.0
     """A request whose body has not fully arrived after this long is cut off."""
-    max_connections: int = 1024
-    max_per_client: int = 128
-    """Connections open at once from one client address."""
+    max_connections: int = 4096
+    max_per_client: int = 1024
+    """Connections open at once from one client address (one node of OpenRLHF opens one per
+    rollout in flight: 512 for a step of 128 prompts x 4)."""
     sweep_s: float = 0.5
     """How often deadlines are checked."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ from rlaif.rewards import checks
 from rlaif.rubrics import load_rubric
 
 log = logging.getLogger(__name__)
+_LOG_LOCK = threading.Lock()
+"""Rewards scoring side by side (a service's lanes) append whole lines to one log."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ class MixedReward:
         budget: Budget,
         *,
         log_path: Path | None = None,
+        steps: list[dict[str, Any]] | None = None,
     ):
         components = list(reward.components)
         if not components:
@@ -247,7 +251,8 @@ class MixedReward:
             else:
                 self.scorers[c.label()] = _CheckScorer(c)
         self.log_path = log_path
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = steps if steps is not None else []
+        """Each call's account (a list several rewards may share)."""
 
     @property
     def names(self) -> list[str]:
@@ -342,7 +347,7 @@ class MixedReward:
         self.steps.append(entry)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.log_path.open("a", encoding="utf-8") as fh:
+            with _LOG_LOCK, self.log_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
         for name, c in entry["components"].items():
             if c["failed"]:

@@ -7,6 +7,11 @@ from many threads or coroutines at once: a worker thread waits ``linger_s`` afte
 call for others, then scores what arrived as one batch (one listwise call per prompt group,
 every judge call in flight together), and hands each caller its own results. A batch that
 raises is scored again call by call, so one bad call fails alone.
+
+With API judges the service has two lanes (each its own judges, HTTP clients and store
+connection, one budget between them): while one batch waits on the judges, the next is
+gathered and sent, so a caller that holds its threads waiting (OpenRLHF's reward file) waits
+one judge call, not the one before it too. Local judges keep one lane (one copy of the model).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,8 @@ from rlaif.judging.store import JudgmentStore, missing_judgments
 from rlaif.rewards.mixed import Item, ItemReward, MixedReward
 
 log = logging.getLogger(__name__)
+API_BACKENDS = ("openai", "anthropic")
+"""Judges behind an HTTP API: a lane more costs a client, not a model's memory."""
 SESSION_ENV = "RLAIF_REWARD_SESSION"
 """Names the budget every process of one training run shares (see :class:`SharedBudget`)."""
 
@@ -60,6 +67,7 @@ class RewardService:
         linger_s: float = 0.01,
         max_batch: int = 4096,
         check: bool = True,
+        lanes: int | None = None,
     ):
         from rlaif.run.preflight import check_judges
 
@@ -77,16 +85,26 @@ class RewardService:
             if session
             else Budget(cfg.judge.max_cost_usd)
         )
-        self.reward = MixedReward(
-            cfg.judge,
-            cfg.reward,
-            self.store,
-            self.budget,
-            log_path=Path(log_path) if log_path is not None else None,
-        )
+        log = Path(log_path) if log_path is not None else None
+        self.reward = MixedReward(cfg.judge, cfg.reward, self.store, self.budget, log_path=log)
+        api = all(j.backend in API_BACKENDS for j in cfg.judge.judges)
+        self.lanes = lanes or (2 if api else 1)
+        self._stores = [self.store]
+        self._free: queue.Queue[MixedReward] = queue.Queue()
+        self._free.put(self.reward)
+        for _ in range(self.lanes - 1):
+            self._stores.append(JudgmentStore(path))
+            self._free.put(
+                MixedReward(
+                    cfg.judge, cfg.reward, self._stores[-1], self.budget, log_path=log,
+                    steps=self.reward.steps,
+                )
+            )  # fmt: skip
         self.linger_s, self.max_batch = linger_s, max_batch
         self._calls: queue.Queue[_Call | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="rlaif-lane")
+        self._room = threading.Semaphore(self.lanes)
         self._lock = threading.Lock()
         self.batches = 0
 
@@ -111,8 +129,11 @@ class RewardService:
     def score_now(self, items: list[Item], step: int | None = None) -> list[ItemReward]:
         """Score ``items`` as one batch in this thread (a trainer that hands over a whole
         step's completions at once: TRL)."""
-        with self._lock:
-            return self.reward.rewards(items, step)
+        lane = self._free.get()
+        try:
+            return lane.rewards(items, step)
+        finally:
+            self._free.put(lane)
 
     def submit(self, items: list[Item], step: int | None = None) -> Future:
         """Queue ``items`` to be scored with whatever else arrives; a future of their rewards."""
@@ -140,6 +161,7 @@ class RewardService:
             first = self._calls.get()
             if first is None:
                 return
+            self._room.acquire()  # a lane to score on: calls gather while none is free
             calls, size = [first], len(first.items)
             deadline = time.monotonic() + self.linger_s
             while size < self.max_batch:
@@ -155,15 +177,20 @@ class RewardService:
             by_step: dict[int | None, list[_Call]] = {}
             for call in calls:
                 by_step.setdefault(call.step, []).append(call)
-            for step, group in by_step.items():
-                self._score(group, step)
+            self._pool.submit(self._score_steps, list(by_step.items()))
+
+    def _score_steps(self, groups: list[tuple[int | None, list[_Call]]]) -> None:
+        try:
+            for step, calls in groups:
+                self._score(calls, step)
+        finally:
+            self._room.release()
 
     def _score(self, calls: list[_Call], step: int | None) -> None:
         items = [item for call in calls for item in call.items]
         self.batches += 1
         try:
-            with self._lock:
-                got = self.reward.rewards(items, step)
+            got = self.score_now(items, step)
         except Exception as exc:
             if len(calls) == 1:
                 calls[0].done.set_exception(exc)
@@ -181,10 +208,13 @@ class RewardService:
             self._calls.put(None)
             self._worker.join(timeout=30)
             self._worker = None
-        self.reward.close()
+        self._pool.shutdown(wait=True)
+        while not self._free.empty():
+            self._free.get().close()
         if isinstance(self.budget, SharedBudget):
             self.budget.close()
-        self.store.close()
+        for store in self._stores:
+            store.close()
 
     def __enter__(self) -> RewardService:
         return self

@@ -27,9 +27,13 @@ class TurnText:
                 [{"role": "user", "content": self.MARK}], tokenize=False, add_generation_prompt=True
             )
             self.before, _, self.after = rendered.partition(self.MARK)
-        # what opens the user's turn: ``before`` from its last special token on
+        # what opens the user's turn: ``before`` from its last special token on; and what
+        # opens the answer: ``after`` from its last one on (its header, without the end of the
+        # user's turn before it)
         cuts = [self.before.rfind(t) for t in self.special if t in self.before]
         self.user_start = self.before[max(cuts) :] if cuts else ""
+        cuts = [self.after.rfind(t) for t in self.special if t in self.after]
+        self.answer_start = self.after[max(cuts) :] if cuts else self.after
         # what the template puts between a user's turn and the answer, and between an answer
         # and the next user's turn: how a templated conversation splits back into its turns
         self.to_answer = self.to_user = ""
@@ -91,10 +95,7 @@ class TurnText:
         ends with the template's generation prompt) first ends."""
         if query.startswith(prompt):
             return query[len(prompt) :]
-        for size in (256, 64, len(self.after)):
-            tail = prompt[-size:] if size else ""
+        for tail in (prompt[-256:], prompt[-64:], self.after, self.answer_start):
             if tail and len(tail) < len(prompt) and tail in query:
                 return query[query.index(tail) + len(tail) :]
-        if self.after and self.after in query:
-            return query[query.index(self.after) + len(self.after) :]
         return query

@@ -93,6 +93,19 @@ async def compute_score(
     return _score(got[0])
 
 
+def compute_score_sync(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: dict | None = None,
+    **_: Any,
+) -> dict[str, float]:
+    """One answer, blocking: for a caller that needs a plain function (verl's older
+    per-item manager, which asks one answer at a time)."""
+    got = service().score([item(solution_str, ground_truth, extra_info)], _step(extra_info))
+    return _score(got[0])
+
+
 def compute_score_batch(
     data_sources: list[str],
     solution_strs: list[str],

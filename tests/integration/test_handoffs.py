@@ -19,22 +19,13 @@ from cli_runner import SUPPORT
 from configs_for_tests import pipeline, write
 
 from rlaif.config import load_pipeline
-from rlaif.integrations.recipes import RECIPES, TRAINERS
+from rlaif.integrations.recipes import RECIPES
 from rlaif.ops.export import export
 from rlaif.ops.reward_server import Rewards, RewardServer
 from rlaif.run.runner import Pipeline
+from rlaif.testing.trainers import trainers_site as install_trainers
 
 REPO = Path(__file__).resolve().parents[2]
-# what the trainers import at module level beyond this project's own dependencies
-SIDE_PACKAGES = (
-    "tensordict==0.15.3",  # verl's DataProto: pure Python on top of our torch
-    "pyvers==0.2.3",
-    "pylatexenc==2.11",
-    "orjson==3.13.0",
-    "hydra-core==1.3.8",
-    "omegaconf==2.4.0",
-    "antlr4-python3-runtime==4.9.3",
-)
 SHORT, LONG = (
     "Cow.",
     "That would be a cow, a large domesticated animal that eats grass all day long.",
@@ -44,20 +35,12 @@ SHORT, LONG = (
 @pytest.fixture(scope="session")
 def trainers_site() -> Path:
     """OpenRLHF and verl without their GPU dependencies, installed once per version pair."""
-    versions = "-".join(f"{name}{version}" for name, version in TRAINERS.items()) + "-td"
-    site = Path(os.environ.get("RLAIF_HANDOFF_SITE", REPO / ".cache" / f"handoff-{versions}"))
-    if (site / ".complete").exists():
-        return site
-    wanted = [f"{name}=={version}" for name, version in TRAINERS.items()]
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
-         "--target", str(site), *wanted, *SIDE_PACKAGES],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"could not install {', '.join(wanted)}: {done.stderr[-400:]}")
-    (site / ".complete").write_text("\n".join(wanted))
-    return site
+    if os.environ.get("RLAIF_HANDOFF_SITE"):
+        return Path(os.environ["RLAIF_HANDOFF_SITE"])
+    try:
+        return install_trainers(REPO / ".cache")
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
 
 
 CHECKLIST = [

@@ -71,3 +71,22 @@ def test_json_that_is_no_text_or_too_deep_is_refused(value, message):
     with pytest.raises(BadRequest, match=message):
         check_json(value)
     check_json({"prompts": [[{"role": "user", "content": "héllo ✓"}]]})
+
+
+def test_a_prompt_cut_from_the_left_leaves_only_the_answer(tiny_model):
+    """OpenRLHF keeps a long prompt's last tokens in the query but sends the whole prompt."""
+    from transformers import AutoTokenizer
+
+    from rlaif.rewards.turns import TurnText
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    text = TurnText(tokenizer)
+    long = "Background: " + "many words of context " * 200 + "\nQuestion: name a colour."
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": long}], tokenize=False, add_generation_prompt=True
+    )
+    answer = "Blue.<|im_end|>"
+    for kept in (len(prompt), 3000, 400, 70, 25):
+        query = prompt[-kept:] + answer
+        assert text.clean(text.response(query, prompt)) == "Blue.", kept
+    assert text.prompt(prompt).endswith("Question: name a colour.")
