@@ -31,8 +31,10 @@ from rlaif.prompts import load_prompts, split_prompts
 from rlaif.rewards import TrlReward
 
 pipeline, model, out = sys.argv[1:4]
-train, _ = split_prompts(load_prompts(PromptsConfig(limit=64, eval_size=16)), PromptsConfig(limit=64, eval_size=16))
-dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in train["prompt"]]})
+prompts = PromptsConfig(limit=64, eval_size=16)
+train, _ = split_prompts(load_prompts(prompts), prompts)
+dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}]
+                                        for p in train["prompt"]]})
 reward = TrlReward.from_yaml(pipeline, log_dir=out)
 args = GRPOConfig(
     output_dir=out, max_steps=12, learning_rate=5e-5, beta=0.04, num_generations=4,
@@ -57,15 +59,25 @@ def test_a_users_grpo_script_with_a_mixed_reward_beats_sft(tmp_path, capsys):
                 "model": str(model),
                 "output_dir": str(tmp_path / "outputs"),
                 "judge": {
-                    "judges": [{"name": "shorter", "backend": "python", "mode": "listwise",
-                                "callable": "rlaif.judges.rules:rank_shorter"}],
+                    "judges": [
+                        {
+                            "name": "shorter",
+                            "backend": "python",
+                            "mode": "listwise",
+                            "callable": "rlaif.judges.rules:rank_shorter",
+                        }
+                    ],
                     "cache": str(tmp_path / "judgments.sqlite"),
                 },  # fmt: skip
                 "reward": {
                     "components": [
                         {"kind": "judge", "judge": "shorter", "weight": 1.0},
-                        {"kind": "regex", "name": "finished", "pattern": r"[.!?]\s*$",
-                         "weight": 0.5},
+                        {
+                            "kind": "regex",
+                            "name": "finished",
+                            "pattern": r"[.!?]\s*$",
+                            "weight": 0.5,
+                        },
                     ]  # fmt: skip
                 },
             }

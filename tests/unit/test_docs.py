@@ -156,5 +156,3 @@ def test_the_layout_table_names_every_module_in_its_folders_row():
         if row is None or f"`{module.name}`" not in row:
             unnamed.append(module.relative_to(ROOT).as_posix())
     assert unnamed == []
-
-

@@ -15,8 +15,13 @@ from rlaif.run.runner import Pipeline
 
 
 def test_a_round_that_gains_too_little_ends_the_chain(tmp_path, tiny_model):
-    stop = {"min_gain": 0.5}  # no policy beats its predecessor by a win rate over 1.0
-    cfg = validate_pipeline(rounds_config(tmp_path, tiny_model, count=3, stop_when=stop))
+    stop = {"min_gain": 0.5}  # a round must win every held-out prompt to go on
+    config = rounds_config(tmp_path, tiny_model, count=3, stop_when=stop)
+    # a judge that always prefers the answer shown first: P(policy wins) is 0.5 in both orders
+    # together, so no round can gain (a rule a policy could satisfy on both held-out prompts
+    # would let the chain go on now and then)
+    config["judge"]["judges"] = [{"backend": "python", "callable": "judges_for_tests:first_always"}]
+    cfg = validate_pipeline(config)
     result = run_rounds(Pipeline(cfg), tmp_path / "chain")
     assert len(result.rounds) == 1
     assert "round 1 gained" in result.stopped and "min_gain 0.5" in result.stopped
