@@ -163,23 +163,20 @@ def rubrics_page() -> str:
 def recipes_page() -> str:
     from rlaif.integrations.recipes import RECIPES, TRAINERS
 
-    values = {
-        "model": "<sft model>",
-        "data": "<export folder>",
-        "reward_url": "http://<judge box>:8765",
-        "reward_model": "<run>/train/reward_model",
-    }
     releases = " and ".join(f"{name} {version}" for name, version in TRAINERS.items())
     out = [
         "# Hand-off recipes",
         "",
-        f"The command lines `rlaif export` writes beside the data as `<name>.sh` (paths filled "
-        f"in), for {releases}; generated from `rlaif/integrations/recipes.py`, the same list "
-        "`tests/integration/test_handoffs.py` parses with each trainer's own argument parser "
-        "or Hydra config. See [the hand-off guide](../guides/handoffs.md).",
+        f"The scripts `rlaif export` writes beside the data as `<name>.sh`, for {releases}: "
+        "paths relative to the script's folder (`$DATA`), the SFT model and the reward "
+        "server's address in variables the environment may set; generated from "
+        "`rlaif/integrations/recipes.py`, the same list `tests/integration/test_handoffs.py` "
+        "parses with each trainer's own argument parser or Hydra config. See "
+        "[the hand-off guide](../guides/handoffs.md).",
     ]
     for recipe in RECIPES:
-        body = recipe.script(**values).split("set -euo pipefail\n", 1)[1]
+        body = recipe.script("<sft model>", "http://<judge box>:8765")
+        body = body.split("set -euo pipefail\n", 1)[1]
         only = " (only when the run trained a reward model)" if recipe.needs_reward_model else ""
         out += ["", f"## `{recipe.name}.sh`: {recipe.title}{only}", "", "```bash", body + "```"]
     return "\n".join(out) + "\n"
