@@ -225,11 +225,11 @@ def export(
 
 
 IN_PROCESS = '''"""rlaif's reward in process (rlaif installed on the trainer's workers;
-RLAIF_PIPELINE names the pipeline YAML): verl's compute_score and compute_score_batch,
-OpenRLHF's reward_func."""
+RLAIF_PIPELINE names the pipeline YAML): verl's compute_score, compute_score_batch and
+compute_score_sync, OpenRLHF's reward_func."""
 
 from rlaif.rewards.openrlhf import reward_func  # noqa: F401
-from rlaif.rewards.verl import compute_score, compute_score_batch  # noqa: F401
+from rlaif.rewards.verl import compute_score, compute_score_batch, compute_score_sync  # noqa: F401
 '''
 
 

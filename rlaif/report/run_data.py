@@ -63,6 +63,7 @@ MONITOR_SERIES = {
     "length_ratio": "length ratio to SFT",
     "repetition": "repeated 3-grams",
     "attacks": "answers with a judge attack's mark",
+    "staleness": "reused judgments' age (steps, max)",
 }
 """The ``train.monitor`` measures plotted, with their titles."""
 

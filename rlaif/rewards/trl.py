@@ -117,9 +117,15 @@ class TrlReward:
         score = self.service.score_now if self.service is not None else self.reward.rewards
         got = await asyncio.to_thread(score, items, step)
         if log_metric is not None and self.reward.steps:
-            for name, stats in self.reward.steps[-1]["components"].items():
+            entry = self.reward.steps[-1]
+            for name, stats in entry["components"].items():
                 log_metric(f"reward/{name}", stats["mean"])
                 log_metric(f"reward/{name}_std", stats["std"])
+            judged = entry.get("judges", [])
+            if judged:  # what the judges did this step, and how stale what they reused was
+                log_metric("judges/cost_usd", sum(j["cost_usd"] for j in judged))
+                log_metric("judges/unanswered", sum(j["unanswered"] for j in judged))
+                log_metric("judges/staleness_max", max(j.get("staleness_max", 0) for j in judged))
         return [r.total for r in got]
 
     def close(self) -> None:

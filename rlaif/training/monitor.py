@@ -61,6 +61,9 @@ class Check:
     components: dict[str, float] = field(default_factory=dict)
     """Each reward component's mean since the previous check (``reward:`` components), so a
     check shows which part of the reward moved."""
+    staleness: float | None = None
+    """The most steps between a judgment the reward reused from the store and the step that
+    reused it, since the previous check (an off-policy trainer's rewards grow stale)."""
 
     def metrics(self) -> dict[str, float]:
         """What the trackers (``train.report_to``) get, under ``monitor/``."""
@@ -73,6 +76,7 @@ class Check:
             "win_rate": self.win_rate,
             "reward": self.reward,
             **{f"reward/{name}": value for name, value in self.components.items()},
+            "staleness": self.staleness,
         }
         return {f"monitor/{k}": v for k, v in measured.items() if v is not None}
 
@@ -152,6 +156,7 @@ class Monitor:
         step: int,
         reward: float | None,
         components: dict[str, float] | None = None,
+        staleness: float | None = None,
     ) -> Check:
         """Measure ``policy`` now; save it when no rule fires, else mark training stopped."""
         was_training = policy.training
@@ -181,6 +186,7 @@ class Monitor:
             win_rate=self._win_rate(answers, sft) if main else None,
             attacks=round(sum(bool(attack_marks(a)) for a in answers) / len(answers), 4),
             components=components or {},
+            staleness=staleness,
         )
         check.rule = self._rule(check) if main else None
         check = _from_main(check)
@@ -444,7 +450,14 @@ def watch_training(trainer: Any, monitor: Monitor, tokenizer: Any) -> None:
             reward = monitor.reward_since_last_check(state.log_history)
             since = monitor.checks[-1].step if monitor.checks else -1
             components = last_components(state.log_history, since)
-            check = monitor.check(model, tokenizer, state.global_step, reward, components)
+            stale = [
+                h["judges/staleness_max"]
+                for h in state.log_history
+                if h.get("step", 0) > since and h.get("judges/staleness_max") is not None
+            ]
+            check = monitor.check(
+                model, tokenizer, state.global_step, reward, components, max(stale, default=None)
+            )
             # to the trackers only: the trainer's own log and its metric buffers stay as they
             # are (the handler's on_log clears the step's should_log, which would drop the
             # trainer's own log of every checked step)

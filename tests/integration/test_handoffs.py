@@ -206,7 +206,7 @@ def test_openrlhf_parses_the_recipes_reads_the_export_and_gets_rewards(
 
 
 def test_verl_parses_the_recipes_reads_the_export_and_gets_rewards(
-    trainers_site, run_dir, served, tiny_model, tmp_path
+    trainers_site, run_dir, served, served_pipeline, tiny_model, tmp_path
 ):
     out = tmp_path / "verl"
     files = export(run_dir, "verl", out, reward_url=served)
@@ -218,7 +218,9 @@ def test_verl_parses_the_recipes_reads_the_export_and_gets_rewards(
         "reward_url": served,
         "reward_model": str(tmp_path / "reward_model"),
     }
-    seen = harness(trainers_site, "verl", tiny_model, out, values)
+    files = (out / "rlaif_http_reward.py", out / "rlaif_reward.py")
+    env = {"RLAIF_REWARD_URL": served, "RLAIF_PIPELINE": str(served_pipeline)}
+    seen = harness(trainers_site, "verl", tiny_model, out, values, files, env)
 
     judged = seen["verl_grpo_judge"]
     assert judged["reward"]["custom_reward_function"] == {
@@ -230,6 +232,10 @@ def test_verl_parses_the_recipes_reads_the_export_and_gets_rewards(
     assert judged["prompt"].startswith("<|im_start|>system\nBe brief.<|im_end|>")
     rewards = judged["rewards"]
     assert rewards[SHORT] > 0.5 > rewards[LONG]
+    # both reward files through each of verl's managers: the same rewards every way
+    for name in ("rlaif_http_reward.py", "rlaif_reward.py"):
+        for manager, got in judged[f"managers:{name}"].items():
+            assert got == pytest.approx(rewards), (name, manager)
 
     model = seen["verl_grpo_reward_model"]["reward"]["reward_model"]
     assert model["enable"] is True and model["model_path"] == values["reward_model"]

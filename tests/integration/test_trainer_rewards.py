@@ -46,3 +46,34 @@ def test_conversational_prompts_without_a_reference_rank_each_group(tmp_path, ti
     judges = steps[0]["judges"][0]
     # one group of four completions: one ranking per order shown, never a pair at a time
     assert judges["calls"] <= 2 and judges["judgments"] >= 6
+
+
+def test_one_budget_stops_every_adapter_that_names_the_session(tmp_path, tiny_model):
+    """Two services on one store (two adapters, or two of a trainer's processes) naming one
+    session: what the first spends stops the second's calls."""
+    from configs_for_tests import api_judge, pipeline
+
+    from rlaif.config import validate_pipeline
+    from rlaif.rewards import Item, RewardService
+    from rlaif.testing.loopback import LoopbackJudgeServer
+
+    with LoopbackJudgeServer(models=("judge-model",)) as server:
+        priced = api_judge(server.openai_url, max_concurrency=1,
+                           price={"input_per_mtok": 100.0, "output_per_mtok": 0.0})  # fmt: skip
+        cfg = validate_pipeline(
+            pipeline(tmp_path, tiny_model, judges=[priced], judge={"max_cost_usd": 0.01},
+                     reward={"on_failure": "null"})  # fmt: skip
+        )
+        first = RewardService(cfg, session="night-1")
+        second = RewardService(cfg, session="night-1")
+        try:
+            spent = first.score_now([Item(f"Q{i}?", "a", "an answer") for i in range(20)])
+            asked = server.requests
+            assert any(r.total is None and r.failed == "skipped" for r in spent)
+            assert first.budget.spent >= 0.01
+            later = second.score_now([Item(f"R{i}?", "b", "an answer") for i in range(5)])
+        finally:
+            first.close()
+            second.close()
+    assert server.requests == asked  # the second asked nothing: the session's budget is spent
+    assert all(r.total is None and r.failed == "skipped" for r in later)

@@ -124,6 +124,27 @@ def _openrlhf_rewards(remote_url, prompt, label, max_len, tokenizer, spec) -> di
     return got
 
 
+def _verl_managers(config, path: str, tokenizer, data, answers: list[str]) -> dict:
+    """The answers' rewards through a reward file as each of verl's managers calls it: the
+    reward loop (its async ``compute_score``), the ``batch`` manager (``compute_score_batch``)
+    and the older per-item manager (``compute_score_sync``)."""
+    from omegaconf import OmegaConf
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+    from verl.utils.import_utils import load_extern_object
+    from verl.workers.reward_manager.batch import BatchRewardManager
+    from verl.workers.reward_manager.naive import NaiveRewardManager
+
+    config = OmegaConf.merge(config, {"reward": {"custom_reward_function": {"path": path}}})
+    worker = RewardLoopWorker(config)
+    outs = worker.loop.run_until_complete(worker.compute_score_batch(data))
+    got = {"loop": [o["reward_score"] for o in outs]}
+    batch = BatchRewardManager(tokenizer, 0, load_extern_object(path, "compute_score_batch"))
+    per_item = NaiveRewardManager(tokenizer, 0, load_extern_object(path, "compute_score_sync"))
+    for name, manager in (("batch", batch), ("per_item", per_item)):
+        got[name] = [float(row.sum()) for row in manager(data)]
+    return {name: dict(zip(answers, values, strict=True)) for name, values in got.items()}
+
+
 def verl(spec: dict, tokenizer) -> dict:
     import verl.utils.config as verl_config
     from omegaconf import OmegaConf
@@ -163,6 +184,10 @@ def verl(spec: dict, tokenizer) -> dict:
             worker = RewardLoopWorker(config)
             outs = worker.loop.run_until_complete(worker.compute_score_batch(data))
             seen["rewards"] = {a: o["reward_score"] for a, o in zip(answers, outs, strict=True)}
+            for path in spec.get("reward_files", []):
+                seen[f"managers:{Path(path).name}"] = _verl_managers(
+                    config, path, tokenizer, data, answers
+                )
         report[recipe["name"]] = seen
     return report
 
