@@ -19,41 +19,24 @@ OpenRLHF logs). An answer no judge could score follows ``reward.on_failure``; ``
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
 from typing import Any
 
-from rlaif.errors import ConfigError
 from rlaif.rewards.mixed import Item, flat_account
-from rlaif.rewards.service import RewardService
+from rlaif.rewards.service import RewardService, process_service
 from rlaif.rewards.turns import TurnText
 
-PIPELINE_ENV = "RLAIF_PIPELINE"
-LOG_DIR_ENV = "RLAIF_REWARD_LOG_DIR"
-_state: tuple[RewardService, TurnText] | None = None
-_lock = threading.Lock()
+_text: TurnText | None = None
 
 
 def _service() -> tuple[RewardService, TurnText]:
-    global _state
-    if _state is None:
-        with _lock:
-            if _state is None:
-                from rlaif.models.loading import load_tokenizer, resolve_model
+    """This process's reward and the policy's chat template, built on first use."""
+    global _text
+    service = process_service("rlaif's OpenRLHF reward")
+    if _text is None:
+        from rlaif.models.loading import load_tokenizer, resolve_model
 
-                path = os.environ.get(PIPELINE_ENV)
-                if not path:
-                    raise ConfigError(
-                        f"rlaif's OpenRLHF reward: set {PIPELINE_ENV} to the pipeline YAML "
-                        "whose judges and reward: score the rollouts"
-                    )
-                log_dir = os.environ.get(LOG_DIR_ENV)
-                log_path = Path(log_dir) / f"reward_log.{os.getpid()}.jsonl" if log_dir else None
-                service = RewardService.from_yaml(path, log_path=log_path)
-                text = TurnText(load_tokenizer(resolve_model(service.cfg.model, field="model")))
-                _state = (service, text)
-    return _state
+        _text = TurnText(load_tokenizer(resolve_model(service.cfg.model, field="model")))
+    return service, _text
 
 
 def items(text: TurnText, queries: list[str], prompts: list[str], labels: list[Any]) -> list[Item]:

@@ -39,6 +39,31 @@ API_BACKENDS = ("openai", "anthropic")
 """Judges behind an HTTP API: a lane more costs a client, not a model's memory."""
 SESSION_ENV = "RLAIF_REWARD_SESSION"
 """Names the budget every process of one training run shares (see :class:`SharedBudget`)."""
+PIPELINE_ENV = "RLAIF_PIPELINE"
+"""The pipeline YAML a trainer's worker builds its reward from (verl, OpenRLHF)."""
+LOG_DIR_ENV = "RLAIF_REWARD_LOG_DIR"
+"""Where each worker process appends its reward log (``reward_log.<pid>.jsonl``)."""
+_process: RewardService | None = None
+_process_lock = threading.Lock()
+
+
+def process_service(who: str) -> RewardService:
+    """The reward of this process (a trainer's worker loading a reward file), built once from
+    ``$RLAIF_PIPELINE``; ``who`` names the adapter in the error when it is unset."""
+    global _process
+    if _process is None:
+        with _process_lock:
+            if _process is None:
+                path = os.environ.get(PIPELINE_ENV)
+                if not path:
+                    raise ConfigError(
+                        f"{who}: set {PIPELINE_ENV} to the pipeline YAML whose judges and "
+                        "reward: score the answers"
+                    )
+                log_dir = os.environ.get(LOG_DIR_ENV)
+                log_path = Path(log_dir) / f"reward_log.{os.getpid()}.jsonl" if log_dir else None
+                _process = RewardService.from_yaml(path, log_path=log_path)
+    return _process
 
 
 @dataclass

@@ -20,37 +20,16 @@ verl, so it raises as ``error`` does, failing the step with the reason.
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
 from typing import Any
 
 from rlaif.errors import ConfigError
 from rlaif.rewards.mixed import Item, ItemReward
-from rlaif.rewards.service import RewardService
-
-PIPELINE_ENV = "RLAIF_PIPELINE"
-LOG_DIR_ENV = "RLAIF_REWARD_LOG_DIR"
-_service: RewardService | None = None
-_lock = threading.Lock()
+from rlaif.rewards.service import RewardService, process_service
 
 
 def service() -> RewardService:
     """This process's reward, built on first use from ``$RLAIF_PIPELINE``."""
-    global _service
-    if _service is None:
-        with _lock:
-            if _service is None:
-                path = os.environ.get(PIPELINE_ENV)
-                if not path:
-                    raise ConfigError(
-                        f"rlaif's verl reward: set {PIPELINE_ENV} to the pipeline YAML whose "
-                        "judges and reward: score the answers"
-                    )
-                log_dir = os.environ.get(LOG_DIR_ENV)
-                log_path = Path(log_dir) / f"reward_log.{os.getpid()}.jsonl" if log_dir else None
-                _service = RewardService.from_yaml(path, log_path=log_path)
-    return _service
+    return process_service("rlaif's verl reward")
 
 
 def item(solution_str: str, ground_truth: Any, extra_info: dict | None) -> Item:

@@ -26,20 +26,25 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
+def judged_into(store, tmp_path, tiny_model, server, prompts: int):
+    """A pipeline whose judgments go to ``store`` (on the small disk), written to a file."""
+    config = pipeline(
+        tmp_path,
+        tiny_model,
+        judges=[api_judge(server.openai_url)],
+        judge={"cache": str(store)},
+        prompts={"limit": prompts, "eval_size": 2},
+    )
+    return write(tmp_path, config)
+
+
 def test_a_full_disk_is_one_line_and_exit_8_and_nothing_answered_is_paid_twice(
     tmp_path, tiny_model, small_disk
 ):
     store = small_disk / "judgments.sqlite"
     with LoopbackJudgeServer() as server:
-        config = pipeline(
-            tmp_path,
-            tiny_model,
-            judges=[api_judge(server.openai_url)],
-            judge={"cache": str(store)},
-            prompts={"limit": 30, "eval_size": 2},
-        )
-        args = ["run", write(tmp_path, config), "--run-dir", tmp_path / "run"]
-        args += ["--stages", "sample,pair,judge"]
+        config = judged_into(store, tmp_path, tiny_model, server, prompts=30)
+        args = ["run", config, "--run-dir", tmp_path / "run", "--stages", "sample,pair,judge"]
         full = run_cli(*args, cwd=tmp_path)
         assert full.returncode == 8, full.stderr
         last = full.stderr.strip().splitlines()[-1]
@@ -64,14 +69,8 @@ def test_a_disk_shared_with_the_run_directory_names_the_write_that_failed(
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
     store = small_disk / "judgments.sqlite"
     with LoopbackJudgeServer() as server:
-        config = pipeline(
-            tmp_path,
-            tiny_model,
-            judges=[api_judge(server.openai_url)],
-            judge={"cache": str(store)},
-            prompts={"limit": 40, "eval_size": 2},
-        )
-        args = ["run", write(tmp_path, config), "--run-dir", small_disk / "run"]
+        config = judged_into(store, tmp_path, tiny_model, server, prompts=40)
+        args = ["run", config, "--run-dir", small_disk / "run"]
         ready = run_cli(*args, "--stages", "sample,pair", cwd=tmp_path)
         assert ready.returncode == 0, ready.stderr
         used = int(subprocess.check_output(["df", "--output=used", "-k", str(small_disk)])
