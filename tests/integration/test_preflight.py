@@ -153,23 +153,28 @@ def test_preflight_asks_only_what_the_stages_run_will_use(tmp_path, tiny_model):
     assert judged.returncode == 2 and f"nothing answers at {url}" in judged.stderr
 
 
-def test_an_empty_model_list_and_unlisted_deployments_pass(tmp_path, tiny_model):
+def test_an_empty_model_list_and_unlisted_deployments_pass(tmp_path, tiny_model, caplog):
+    """Preflight against real model lists (checked in process: the CLI's own preflight path
+    is the tests above): a router that lists nothing is let through with a warning, a
+    deployment a wildcard route serves is refused until ``check_model: false`` says so."""
+    from rlaif.config import validate_pipeline
+    from rlaif.errors import ConfigError
+    from rlaif.run.preflight import preflight
+
+    def checked(judge: dict) -> None:
+        preflight(
+            validate_pipeline(pipeline(tmp_path, tiny_model, judges=[judge])), None, ["judge"]
+        )
+
     with LoopbackJudgeServer(models=()) as server:  # a router that lists nothing
-        judge = api_judge(server.openai_url)
-        config = write(tmp_path, pipeline(tmp_path, tiny_model, judges=[judge]))
-        result = run_cli("run", config, "--stages", "judge", "--run-dir", tmp_path / "run1")
-        assert result.returncode == 0, result.stderr
-        assert "lists no models, so whether it serves 'judge-model'" in result.stderr
+        checked(api_judge(server.openai_url))
+        assert "lists no models, so whether it serves 'judge-model'" in caplog.text
     with LoopbackJudgeServer(models=("gpt-router-*",)) as server:  # a wildcard route
         judge = api_judge(server.openai_url, model="my-deployment")
-        refused = run(tmp_path, pipeline(tmp_path, tiny_model, judges=[judge], name="u"))
-        assert refused.returncode == 2 and "set check_model: false" in refused.stderr
-        assert server.requests == 0
-        unchecked = pipeline(tmp_path, tiny_model, judges=[{**judge, "check_model": False}])
-        config = write(tmp_path, unchecked)
-        result = run_cli("run", config, "--stages", "judge", "--run-dir", tmp_path / "run2")
-        assert result.returncode == 0, result.stderr
-        assert server.requests > 0
+        with pytest.raises(ConfigError, match="set check_model: false"):
+            checked(judge)
+        checked({**judge, "check_model": False})
+        assert server.model_lists == 2 and server.requests == 0  # the key and server checked
 
 
 def test_check_model_leaves_the_config_hash_alone(tmp_path, tiny_model):

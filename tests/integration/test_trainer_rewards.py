@@ -61,8 +61,13 @@ def test_one_budget_stops_every_adapter_that_names_the_session(tmp_path, tiny_mo
         priced = api_judge(server.openai_url, max_concurrency=1,
                            price={"input_per_mtok": 100.0, "output_per_mtok": 0.0})  # fmt: skip
         cfg = validate_pipeline(
-            pipeline(tmp_path, tiny_model, judges=[priced], judge={"max_cost_usd": 0.01},
-                     reward={"on_failure": "null"})  # fmt: skip
+            pipeline(
+                tmp_path,
+                tiny_model,
+                judges=[priced],
+                judge={"max_cost_usd": 0.01},
+                reward={"on_failure": "null"},
+            )  # fmt: skip
         )
         first = RewardService(cfg, session="night-1")
         second = RewardService(cfg, session="night-1")
