@@ -89,7 +89,6 @@ class JudgeScorer:
         judges: JudgeConfig,
         store: JudgmentStore,
         budget: Budget,
-        on_failure: str,
     ):
         names = {spec.name: spec for spec in judges.judges}
         if component.judge not in names:
@@ -100,8 +99,10 @@ class JudgeScorer:
         spec = names[component.judge]
         rubric = load_rubric(spec.rubric) if getattr(spec, "rubric", None) else None
         self.mode = rubric.mode if rubric is not None else spec.mode  # type: ignore[union-attr]
-        self.on_failure = on_failure
         self.span: tuple[float, float] = (0.0, 1.0)
+        """The scale mapped onto 0-1 (a pointwise rubric's, with ``scale: unit``)."""
+        self.middle = 0.5
+        """The value of no push either way, on the scale the component gives."""
         self._one = judges.model_copy(update={"judges": [spec]})
         self._store, self._budget = store, budget
         self.pointwise: PointwiseReward | None = None
@@ -113,8 +114,12 @@ class JudgeScorer:
             self.pointwise = PointwiseReward(
                 judges.model_copy(update={"judges": kept}), store, budget
             )
-            if self.mode == "pointwise" and rubric is not None and component.scale == "unit":
-                self.span = (min(rubric.scores), max(rubric.scores))
+            if self.mode == "pointwise" and rubric is not None:
+                low, high = min(rubric.scores), max(rubric.scores)
+                if component.scale == "unit":
+                    self.span = (low, high)
+                else:
+                    self.middle = (low + high) / 2
         elif self.mode not in ("pairwise", "listwise"):
             raise ConfigError(
                 f"reward.components: judge '{spec.name}' has a {self.mode} rubric, which scores "
@@ -179,7 +184,7 @@ class JudgeScorer:
         return [s for s in out if s is not None]
 
     def neutral(self) -> float:
-        return 0.5 if self.span == (0.0, 1.0) else (self.span[0] + self.span[1]) / 2
+        return self.middle
 
 
 class _CheckScorer:
@@ -247,7 +252,7 @@ class MixedReward:
         self.scorers: dict[str, JudgeScorer | _CheckScorer] = {}
         for c in components:
             if isinstance(c, JudgeComponent):
-                self.scorers[c.label()] = JudgeScorer(c, judges, store, budget, reward.on_failure)
+                self.scorers[c.label()] = JudgeScorer(c, judges, store, budget)
             else:
                 self.scorers[c.label()] = _CheckScorer(c)
         self.log_path = log_path

@@ -5,11 +5,13 @@ without paying twice: ``tests/evidence/test_trainer_rewards_resume.py``.)"""
 
 import json
 
+import pytest
 from cli_runner import stored
 from configs_for_tests import write
 from trl_script import reward_pipeline, run_script
 
 from rlaif.report import write_report
+from rlaif.testing.loopback import LoopbackJudgeServer
 
 
 def test_a_users_grpo_script_on_text_prompts_with_a_reference_column(tmp_path, tiny_model):
@@ -82,3 +84,26 @@ def test_one_budget_stops_every_adapter_that_names_the_session(tmp_path, tiny_mo
             second.close()
     assert server.requests == asked  # the second asked nothing: the session's budget is spent
     assert all(r.total is None and r.failed == "skipped" for r in later)
+
+
+def test_a_pointwise_judge_scores_on_0_to_1_unless_asked_for_its_own_scale(tmp_path, tiny_model):
+    """The loopback judge scores an answer under 20 characters 5, a long one 1 (of 1-5)."""
+    from configs_for_tests import api_judge, pipeline
+
+    from rlaif.config import validate_pipeline
+    from rlaif.rewards import Item, RewardService
+
+    bad = "bad [[always500]]"
+    items = [Item("Q?", "Short."), Item("Q?", "A long answer " * 6), Item("Q?", bad)]
+    got = {}
+    with LoopbackJudgeServer(models=("judge-model",)) as server:
+        judge = api_judge(server.openai_url, rubric="ultrafeedback_helpfulness")
+        for scale in ("unit", "rubric"):
+            component = {"kind": "judge", "judge": "api", "scale": scale}
+            cfg = validate_pipeline(pipeline(tmp_path, tiny_model, judges=[judge],
+                                             reward={"components": [component]}))  # fmt: skip
+            with RewardService(cfg) as service:
+                got[scale] = [r.total for r in service.score_now(items)]
+    rubric, unit = got["rubric"], got["unit"]
+    assert rubric[0] > 4 and rubric[1] < 2 and rubric[2] == 3.0  # failed: the scale's middle
+    assert unit[:2] == pytest.approx([(v - 1) / 4 for v in rubric[:2]]) and unit[2] == 0.5
