@@ -1,20 +1,22 @@
-"""``rlaif serve-reward``: the pipeline's judges, or a trained reward model, as an HTTP reward
-for trainers that run elsewhere (OpenRLHF's remote reward URL, verl through
-``rlaif/integrations/verl_reward.py``).
+"""``rlaif serve-reward``: the pipeline's reward, or a trained reward model, over HTTP for
+trainers that run elsewhere (OpenRLHF's remote reward URL, verl and OpenRLHF through
+``rlaif/integrations/http_reward.py``).
 
 ``POST /get_reward`` takes OpenRLHF's body, ``{"query": [...], "prompts": [...], "labels":
 [...]}`` (``query`` is the prompt and the response as the trainer decoded them, special tokens
 kept; with ``prompts`` the response is what follows the prompt, without it what follows the
-chat template's generation prompt), or the plainer ``{"prompts": [...], "responses": [...],
-"labels": [...]}``, and answers ``{"rewards": [...], "scores": [...], "extra_logs": {...}}``.
-Before judging, the response loses the end-of-turn marker and every other special token of
-the policy's tokenizer (a finished answer must not score differently from the same words cut
-short), and a templated prompt is turned back into the user's text.
+chat template's generation prompt, also where the trainer cut the prompt from the left), or
+the plainer ``{"prompts": [...], "responses": [...], "labels": [...]}``, and answers
+``{"rewards": [...], "scores": [...], "extra_logs": {...}}``. Before judging, the response
+loses the end-of-turn marker and every other special token of the policy's tokenizer (a
+finished answer must not score differently from the same words cut short), and a templated
+prompt is turned back into the user's text.
 
-Judged rewards are GRPO's: P(response beats the label, the prompt's reference answer) through
-the judging service (same backends, rubrics, orders, store and budget), so a response judged
-before is free; a pointwise rubric scores each response alone and needs no label. A reward
-model scores each (prompt, response) alone.
+The rewards are the pipeline's ``reward:`` (:class:`rlaif.rewards.RewardService`, what the
+in-process adapters use: same judges, rubrics, orders, store and budget, so a response judged
+before is free); a comparing judge scores P(response beats the label, the prompt's reference
+answer), so it needs labels; a pointwise or checklist judge scores each response alone. A
+reward model scores each (prompt, response) alone.
 
 Served by Starlette on uvicorn: requests are read concurrently, and those that arrive while a
 batch is being scored are scored together as the next batch; a large request is split so it
