@@ -12,7 +12,7 @@ from rlaif.judges.batch_api import BatchStatus, failed
 from rlaif.judges.records import Verdict
 
 if TYPE_CHECKING:
-    from rlaif.judges.anthropic import AnthropicJudge
+    from rlaif.judges.api import ApiJudge
 
 UPLOAD_TIMEOUT_S = 600.0
 
@@ -21,7 +21,7 @@ class AnthropicBatches:
     provider = "anthropic"
     max_bytes = 240_000_000  # a batch may be up to 256 MB
 
-    def __init__(self, judge: AnthropicJudge):
+    def __init__(self, judge: ApiJudge):
         self.judge = judge
         self.client = anthropic.Anthropic(
             api_key=judge.api_key,

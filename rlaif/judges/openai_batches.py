@@ -14,7 +14,7 @@ from rlaif.judges.failures import describe_error
 from rlaif.judges.records import Verdict
 
 if TYPE_CHECKING:
-    from rlaif.judges.openai import OpenAIJudge
+    from rlaif.judges.api import ApiJudge
 
 ENDPOINT = "/v1/chat/completions"
 ENDED = frozenset({"completed", "expired", "cancelled", "failed"})
@@ -25,7 +25,7 @@ class OpenAIBatches:
     provider = "openai"
     max_bytes = 190_000_000  # input files may be up to 200 MB
 
-    def __init__(self, judge: OpenAIJudge):
+    def __init__(self, judge: ApiJudge):
         self.judge = judge
         self.client = openai.OpenAI(
             api_key=judge.api_key,

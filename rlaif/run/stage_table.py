@@ -3,26 +3,18 @@ fingerprint covers, and the step that runs it.
 
 The runner (:mod:`rlaif.run.runner`) is generic over this table; a stage's step lives in its
 own module (``rlaif/stages/<name>.py``, imported only when the stage runs) and takes the
-run it is part of (:class:`Run`). Adding a stage is one entry here and its own module.
+run it is part of (:class:`rlaif.run.context.Run`). Adding a stage is one entry here and its
+own module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from datasets import Dataset
-
-    from rlaif.config import PipelineConfig
-    from rlaif.judges import Budget
-    from rlaif.judging.store import JudgmentStore
-    from rlaif.run.run_dir import RunDir
-    from rlaif.run.start_policy import StartPolicy
 
 
 @dataclass(frozen=True)
@@ -38,15 +30,16 @@ class Stage:
     rubric file hashes; ``train_input``: a dataset given instead of the run's own;
     ``policy``: the policy a run starts from, when it is not the SFT model)."""
     step: str
-    """``module:function``; the function takes a :class:`Run`, writes the stage's output
-    and returns its summary counts."""
+    """``module:function``; the function takes a :class:`rlaif.run.context.Run`, writes the
+    stage's output and returns its summary counts."""
     runs_models: bool = True
     """Whether it may load a model: the manifest's hardware and dtypes are recorded when such
     a stage starts (finding them imports torch, seconds the other stages need not spend)."""
 
-    def run(self, run: Run) -> dict[str, Any]:
+    def run(self, run: Any) -> dict[str, Any]:
+        """Run the step on ``run`` (what :class:`rlaif.run.context.Run` says a step sees)."""
         module, _, function = self.step.partition(":")
-        step: Callable[[Run], dict[str, Any]] = getattr(import_module(module), function)
+        step: Callable[[Any], dict[str, Any]] = getattr(import_module(module), function)
         return step(run)
 
 
@@ -68,34 +61,3 @@ DATA_STAGES = list(NAMES[: NAMES.index("aggregate") + 1])
 """What makes a preference dataset; the rest (:data:`TRAIN_STAGES`) trains on one (a night's
 cumulative set, a round's own with its replay share) and evaluates."""
 TRAIN_STAGES = list(NAMES[len(DATA_STAGES) :])
-
-
-class Run(Protocol):
-    """What a stage's step sees of the run it is part of."""
-
-    cfg: PipelineConfig
-    dir: RunDir
-    manifest: dict[str, Any]
-    train_prompts: Dataset
-    heldout: Dataset
-    budget: Budget
-    train_input: Path | None
-    """A preference dataset to train on instead of the run's own (nightly: the cumulative
-    one)."""
-    start: StartPolicy | None
-    """The trained policy this run samples from and trains from (on-policy rounds); None:
-    the SFT model (``cfg.model``)."""
-
-    def input(self, stage: str) -> Dataset:
-        """The output of ``stage`` in this run directory."""
-        ...
-
-    def save(self, stage: str, output: Dataset) -> None:
-        """Write ``stage``'s output atomically."""
-        ...
-
-    def fingerprint(self, stage: str) -> str: ...
-
-    def store(self) -> JudgmentStore:
-        """The judgment store this pipeline shares with every run under its output folder."""
-        ...

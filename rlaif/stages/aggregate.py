@@ -36,7 +36,7 @@ from rlaif.judging.schema import PAIR_COLUMNS, PROVENANCE
 from rlaif.judging.store import pair_key
 
 if TYPE_CHECKING:
-    from rlaif.run.stage_table import Run
+    from rlaif.run.context import Run
 
 log = logging.getLogger(__name__)
 _COLUMNS = [*PAIR_COLUMNS, "judge", "order", "status", "p_a", "key", "rubric_id", "rubric_hash"]

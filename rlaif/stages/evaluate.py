@@ -20,13 +20,13 @@ from rlaif.config import EvaluateConfig, JudgeConfig, SampleConfig
 from rlaif.debias.bias import fit_logistic
 from rlaif.executors.config import RayConfig
 from rlaif.judges import Budget
-from rlaif.judging.service import judge
+from rlaif.judging.head_to_head import head_to_head
 from rlaif.judging.store import JudgmentStore
 from rlaif.models.loading import resolve_model
 from rlaif.stages.sample import sample
 
 if TYPE_CHECKING:
-    from rlaif.run.stage_table import Run
+    from rlaif.run.context import Run
 
 
 @dataclass(frozen=True)
@@ -178,49 +178,22 @@ def evaluate(
         if policy_answers is None
         else policy_answers
     )
-    theirs = sample(held_out, gen, model=reference, ray=ray)
-    pairs = Dataset.from_dict(
-        {
-            "pair_id": [f"eval:{p}" for p in held_out["prompt_id"]],
-            "prompt_id": held_out["prompt_id"],
-            "prompt": held_out["prompt"],
-            "index_a": [0] * len(held_out),
-            "index_b": [0] * len(held_out),
-            "response_a": list(ours),
-            "response_b": [r[0] for r in theirs["responses"]],
-            **(
-                {"reference": held_out["reference"]} if "reference" in held_out.column_names else {}
-            ),
-        }
-    )
-    identical = [
-        a.strip() == b.strip()
-        for a, b in zip(pairs["response_a"], pairs["response_b"], strict=True)
-    ]
-    different = pairs.select([i for i, same in enumerate(identical) if not same])
-    p_by_pair: dict[str, list[float]] = {}
-    cost_by_pair: dict[str, float] = {}
-    if len(different):
-        for rec in judge(different, judge_cfg, store=store, budget=budget, ray=ray):
-            if rec["status"] == "ok" and rec["p_a"] is not None:
-                p_by_pair.setdefault(rec["pair_id"], []).append(rec["p_a"])
-            if not rec["cached"]:
-                cost_by_pair[rec["pair_id"]] = cost_by_pair.get(rec["pair_id"], 0.0) + (
-                    rec["cost_usd"] or 0.0
-                )
-    p_policy = []
-    for pair_id, same in zip(pairs["pair_id"], identical, strict=True):
-        ps = [0.5] if same else p_by_pair.get(pair_id)
-        p_policy.append(sum(ps) / len(ps) if ps else None)
+    theirs = [r[0] for r in sample(held_out, gen, model=reference, ray=ray)["responses"]]
+    ids = [f"eval:{p}" for p in held_out["prompt_id"]]
+    references = held_out["reference"] if "reference" in held_out.column_names else None
+    p_policy, cost_by_pair = head_to_head(
+        ids, list(held_out["prompt_id"]), list(held_out["prompt"]), list(ours), theirs,
+        judge_cfg, store=store, budget=budget, references=references, ray=ray,
+    )  # fmt: skip
     return Dataset.from_dict(
         {
-            "prompt_id": pairs["prompt_id"],
-            "prompt": pairs["prompt"],
-            "policy_response": pairs["response_a"],
-            "reference_response": pairs["response_b"],
-            "identical": identical,
+            "prompt_id": held_out["prompt_id"],
+            "prompt": held_out["prompt"],
+            "policy_response": list(ours),
+            "reference_response": theirs,
+            "identical": [a.strip() == b.strip() for a, b in zip(ours, theirs, strict=True)],
             "p_policy": p_policy,
-            "cost_usd": [cost_by_pair.get(p, 0.0) for p in pairs["pair_id"]],
+            "cost_usd": [cost_by_pair.get(p, 0.0) for p in ids],
         }
     )
 

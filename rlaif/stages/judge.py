@@ -15,7 +15,7 @@ from rlaif.judging.service import judge
 from rlaif.rubrics import load_rubric
 
 if TYPE_CHECKING:
-    from rlaif.run.stage_table import Run
+    from rlaif.run.context import Run
 
 __all__ = ["adaptive_counts", "failure_counts", "judge", "step"]
 

@@ -12,7 +12,7 @@ from rlaif.config import PairConfig
 from rlaif.judging.schema import pair_columns
 
 if TYPE_CHECKING:
-    from rlaif.run.stage_table import Run
+    from rlaif.run.context import Run
 
 
 def step(run: Run) -> dict:

@@ -25,7 +25,7 @@ from rlaif.sampling import open_engine
 from rlaif.sampling.engine import Completion, generation_params
 
 if TYPE_CHECKING:
-    from rlaif.run.stage_table import Run
+    from rlaif.run.context import Run
 
 
 def step(run: Run) -> dict:

@@ -19,7 +19,7 @@ from rlaif.errors import ConfigError
 from rlaif.run.datasets_io import fresh_dir, load_dir, replace_dir, save_atomic
 
 if TYPE_CHECKING:
-    from rlaif.run.stage_table import Run
+    from rlaif.run.context import Run
 
 
 def step(run: Run) -> dict[str, Any]:
@@ -93,8 +93,9 @@ def train(
     ``reward`` names when it has components, with the prompts' ``references``.
     """
     # torch and TRL load only when something trains, so the CLI's other commands start fast
-    from rlaif.training.job import TRL_COLUMNS, TrainJob, run_job
+    from rlaif.training.job import TRL_COLUMNS, TrainJob
     from rlaif.training.launch import launch_training
+    from rlaif.training.methods import run_job
 
     needed = [*TRL_COLUMNS, *(["p_chosen"] if cfg.method == "dpo" and cfg.dpo.soft_labels else [])]
     missing = [c for c in needed if c not in preferences.column_names]

@@ -1,9 +1,6 @@
-"""One training run: what it needs (a :class:`TrainJob`) and the one function that runs it.
-
-The train stage builds a job and runs it in this process, or hands it to ``accelerate
-launch`` (:mod:`rlaif.training.launch`), whose every process reads the same job back from
-JSON and runs it the same way.
-"""
+"""One training run: what it needs (a :class:`TrainJob`), as the train stage builds it and
+``accelerate launch``'s processes read it back from JSON; :mod:`rlaif.training.methods` runs
+it."""
 
 from __future__ import annotations
 
@@ -12,20 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from datasets import Dataset
-
 from rlaif.config import JudgeConfig, RewardConfig, TrainConfig
-from rlaif.errors import ConfigError
-from rlaif.judges import Budget
-from rlaif.judging.reward import PointwiseReward
-from rlaif.judging.store import JudgmentStore
-from rlaif.models.loading import load_tokenizer, resolve_model
-from rlaif.training.checkpoints import no_final_checkpoint
-from rlaif.training.monitor import Monitor, watch_training
-from rlaif.training.ppo import RewardFn, train_ppo
-from rlaif.training.reward_model import RewardScorer, train_reward_model
-from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
+from rlaif.training.monitor import Monitor
 
 log = logging.getLogger(__name__)
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
@@ -104,111 +89,3 @@ class TrainJob:
             reward=RewardConfig.model_validate(data["reward"]) if data.get("reward") else None,
             references=data.get("references"),
         )
-
-
-def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dataset:
-    """Train in this process (which may be one of several ``accelerate`` started); returns
-    the training log, one row per logged step."""
-    cfg = job.cfg
-    if cfg.method == "dpo":
-        return _dpo(job, preferences)
-    if cfg.method == "grpo":
-        from rlaif.training.grpo import train_grpo
-
-        return train_grpo(job, preferences)
-    assert prompts is not None
-    if cfg.method == "rm_ppo":
-        train_reward_model(
-            preferences,
-            cfg.reward_model,
-            model=job.model,
-            output_dir=job.output_dir,
-            checkpoint_dir=job.checkpoint_dir,
-            save_steps=cfg.save_steps,
-            dtype=cfg.dtype,
-            report_to=cfg.report_to,
-        )
-        scorer = RewardScorer(
-            job.output_dir / "reward_model", dtype=cfg.dtype, system_prompt=job.system_prompt
-        )
-        return _ppo(job, prompts, scorer.score)
-    if job.judges is None or job.store is None:
-        raise ConfigError("train: method 'd_rlaif' needs the pipeline's judges and judgment store")
-    with JudgmentStore(job.store) as store:
-        reward = PointwiseReward(job.judges, store, Budget(job.judges.max_cost_usd))
-        return _ppo(job, prompts, reward)
-
-
-def _ppo(job: TrainJob, prompts: Dataset, reward_fn: RewardFn) -> Dataset:
-    cfg = job.cfg
-    return train_ppo(
-        prompts,
-        cfg.ppo,
-        model=job.model,
-        reward_fn=reward_fn,
-        output_dir=job.output_dir,
-        checkpoint_dir=job.checkpoint_dir,
-        save_steps=cfg.save_steps,
-        dtype=cfg.dtype,
-        system_prompt=job.system_prompt,
-        report_to=cfg.report_to,
-        monitor=job.monitor(),
-    )
-
-
-def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
-    from transformers import AutoModelForCausalLM
-    from trl import DPOConfig, DPOTrainer
-
-    from rlaif.training.soft_dpo import SOFT_COLUMN, SoftLabelDPOTrainer
-
-    dpo = job.cfg.dpo
-    folder = job.checkpoint_dir / "dpo"
-    model_path = resolve_model(job.model, field="model")
-    tokenizer = load_tokenizer(model_path)
-    policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    reference = (
-        AutoModelForCausalLM.from_pretrained(
-            resolve_model(job.reference, field="reference"), dtype=torch.float32
-        )
-        if job.reference
-        else None
-    )
-    args = DPOConfig(
-        beta=dpo.beta,
-        loss_type=[dpo.loss_type],
-        learning_rate=dpo.learning_rate,
-        max_steps=dpo.max_steps,
-        per_device_train_batch_size=dpo.per_device_train_batch_size,
-        gradient_accumulation_steps=dpo.gradient_accumulation_steps,
-        max_length=dpo.max_length,
-        warmup_steps=dpo.warmup_steps,
-        precompute_ref_log_probs=dpo.soft_labels,
-        **trainer_args(
-            output_dir=folder,
-            seed=job.cfg.seed,
-            save_steps=job.cfg.save_steps,
-            dtype=job.cfg.dtype,
-            logging_steps=dpo.logging_steps,
-            report_to=job.cfg.report_to,
-        ),
-    )
-    columns = [*TRL_COLUMNS, *([SOFT_COLUMN] if dpo.soft_labels else [])]
-    monitor = job.monitor()
-    trainer = (SoftLabelDPOTrainer if dpo.soft_labels else DPOTrainer)(
-        model=policy,
-        ref_model=reference,
-        args=args,
-        train_dataset=preferences.select_columns(columns),
-        processing_class=tokenizer,
-        callbacks=[
-            no_final_checkpoint(),
-            *tracking_callbacks(job.cfg.report_to, folder),
-        ],
-    )
-    if monitor is not None:
-        watch_training(trainer, monitor, tokenizer)
-    history = train_and_save(trainer, "dpo", folder, job.output_dir)
-    if monitor is not None:
-        monitor.finish(job.output_dir)
-    return history

@@ -20,7 +20,8 @@ from datasets import Dataset, load_from_disk
 
 from rlaif.errors import RlaifError
 from rlaif.pipelines import accelerate_config_path
-from rlaif.training.job import TrainJob, run_job
+from rlaif.training.job import TrainJob
+from rlaif.training.methods import run_job
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 40

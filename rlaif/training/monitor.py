@@ -250,7 +250,7 @@ class Monitor:
             pad_token_id=tokenizer.pad_token_id,
         )
         response = out[:, enc["input_ids"].shape[1] :]
-        from rlaif.training.ppo import response_mask
+        from rlaif.training.logprobs import response_mask
 
         mask = response_mask(response, tokenizer.eos_token_id)
         texts = [
@@ -287,61 +287,26 @@ class Monitor:
 
     def _kl(self, policy: Any, tokenizer: Any) -> float:
         """KL(policy || SFT): log-ratio summed over a sampled answer, averaged over prompts."""
-        from rlaif.training.ppo import response_logprobs
+        from rlaif.training.logprobs import sampled_kl
 
         enc = self._texts(tokenizer).to(policy.device)
-        out = policy.generate(
-            **enc,
-            do_sample=True,
-            temperature=1.0,
-            top_k=None,
-            top_p=None,
-            max_new_tokens=self.cfg.max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        start = enc["input_ids"].shape[1]
-        ours, mask, attention = response_logprobs(
-            policy, out, enc["attention_mask"], start, tokenizer.eos_token_id
-        )
         reference = self._reference_model(policy.device)
-        theirs, _, _ = response_logprobs(
-            reference, out, enc["attention_mask"], start, tokenizer.eos_token_id, attention
-        )
-        return float(((ours.float() - theirs.float()) * mask).sum(-1).mean())
+        return sampled_kl(policy, reference, enc, tokenizer, max_new_tokens=self.cfg.max_new_tokens)
 
     def _win_rate(self, answers: list[str], sft: list[str]) -> float | None:
         """P(the policy's answer beats the SFT model's) by the monitor's judges, both orders;
         an answer identical to the SFT model's counts 0.5."""
         if not self.cfg.judges:
             return None
-        from datasets import Dataset
+        from rlaif.judging.head_to_head import head_to_head
 
-        from rlaif.judging.service import judge
-
-        n = len(answers)
-        pairs = Dataset.from_dict(
-            {
-                "pair_id": [f"monitor:{i}" for i in range(n)],
-                "prompt_id": [f"monitor:{i}" for i in range(n)],
-                "prompt": self.prompts,
-                "index_a": [0] * n,
-                "index_b": [1] * n,
-                "response_a": answers,
-                "response_b": sft,
-            }
-        )
+        ids = [f"monitor:{i}" for i in range(len(answers))]
         judges = JudgeConfig(judges=self.cfg.judges, orders="both")
         with JudgmentStore(self.store_path or self.folder / "judgments.sqlite") as store:
-            rows = judge(pairs, judges, store=store, budget=self.budget)
-        by_pair: dict[str, list[float]] = {}
-        for row in rows:
-            if row["status"] == "ok" and row["p_a"] is not None:
-                by_pair.setdefault(row["pair_id"], []).append(row["p_a"])
-        p = [
-            0.5 if a.strip() == b.strip() else sum(ps) / len(ps)
-            for pid, a, b in zip(pairs["pair_id"], answers, sft, strict=True)
-            if (ps := by_pair.get(pid)) or a.strip() == b.strip()
-        ]
+            got, _ = head_to_head(
+                ids, ids, self.prompts, answers, sft, judges, store=store, budget=self.budget
+            )
+        p = [x for x in got if x is not None]
         return round(sum(p) / len(p), 4) if p else None
 
     def _save(self, policy: Any, tokenizer: Any) -> None:

@@ -34,6 +34,7 @@ from rlaif.models.devices import accelerate_precision
 from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.progress import tqdm
 from rlaif.training.checkpoints import ppo_step_dir, ppo_steps, publish
+from rlaif.training.logprobs import forward, response_mask
 from rlaif.training.ppo_math import (
     AdaptiveKLController,
     eos_penalty,
@@ -67,7 +68,7 @@ class PolicyWithValue(torch.nn.Module):
         torch.nn.init.zeros_(self.value_head.bias)
 
     def forward(self, ids, attention, start):
-        return _forward(self.lm, self.value_head, ids, attention, start)
+        return forward(self.lm, self.value_head, ids, attention, start)
 
 
 class _Progress:
@@ -296,42 +297,6 @@ def _save_checkpoint(accelerator, folder: Path, progress: _Progress) -> None:
     accelerator.wait_for_everyone()
 
 
-def _forward(model, value_head, ids, attention, start):
-    """Log-probabilities of ``ids[:, start:]``, per-token entropy and values."""
-    positions = (attention.cumsum(-1) - 1).clamp_min(0)
-    out = model(
-        input_ids=ids,
-        attention_mask=attention,
-        position_ids=positions,
-        output_hidden_states=value_head is not None,
-    )
-    logits = out.logits[:, start - 1 : -1].float()
-    logp_all = logits.log_softmax(-1)
-    logprobs = logp_all.gather(-1, ids[:, start:, None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
-    values = None
-    if value_head is not None:
-        hidden = out.hidden_states[-1][:, start - 1 : -1]
-        values = value_head(hidden.to(value_head.weight.dtype)).float().squeeze(-1)
-    return logprobs, entropy, values
-
-
-def response_mask(response: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """1 on response tokens up to and including the first end token, 0 after it."""
-    is_eos = response == eos_token_id
-    return ((is_eos.cumsum(-1) - is_eos.long()) == 0).float()
-
-
-def response_logprobs(model, ids, prompt_attention, start, eos_token_id, attention=None):
-    """Per-token log-probabilities of the responses in ``ids[:, start:]``; returns
-    (logprobs, response mask, full attention mask)."""
-    mask = response_mask(ids[:, start:], eos_token_id)
-    if attention is None:
-        attention = torch.cat([prompt_attention, mask.long()], dim=1)
-    logprobs, _, _ = _forward(model, None, ids, attention, start)
-    return logprobs, mask, attention
-
-
 @torch.no_grad()
 def _rollout(parts: _Parts, prompts: list[str]) -> dict:
     accelerator, reference, tokenizer = parts.accelerator, parts.reference, parts.tokenizer
@@ -345,7 +310,7 @@ def _rollout(parts: _Parts, prompts: list[str]) -> dict:
     policy.eval()
     logprobs, entropy, values = policy(out, attention, start)
     with accelerator.autocast():  # the precision the prepared policy runs in
-        ref_logprobs, _, _ = _forward(reference, None, out, attention, start)
+        ref_logprobs, _, _ = forward(reference, None, out, attention, start)
     texts = [
         tokenizer.decode(r[m.bool()], skip_special_tokens=True).strip()
         for r, m in zip(response, mask, strict=True)
