@@ -30,8 +30,8 @@ import torch
 
 from rlaif.chat import generation_text
 from rlaif.config import JudgeConfig, MonitorConfig
-from rlaif.debias.audit import attack_marks
 from rlaif.judges import Budget
+from rlaif.judging.audit import attack_marks
 from rlaif.judging.store import JudgmentStore
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ neutralises them."""
 import math
 
 from rlaif.config import TransformersJudgeConfig
-from rlaif.debias.audit import HONEST, audit_judge
 from rlaif.judges import Budget
+from rlaif.judging.audit import HONEST, audit_judge
 from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import find_rubric
 

@@ -141,8 +141,8 @@ def test_sampling_from_a_served_model(tmp_path, vllm_server, embedded_model):
 def test_audit_through_the_server_before_and_after_neutralised_delimiters(
     vllm_server, tmp_path, capsys
 ):
-    from rlaif.debias.audit import audit_judge
     from rlaif.judges import Budget
+    from rlaif.judging.audit import audit_judge
     from rlaif.judging.store import JudgmentStore
     from rlaif.rubrics import find_rubric
 

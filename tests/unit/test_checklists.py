@@ -10,11 +10,11 @@ from datasets import Dataset
 
 from rlaif import Pipeline
 from rlaif.config import AggregateConfig, JudgeConfig, PythonJudgeConfig
-from rlaif.debias.judge_eval import judge_eval
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget
 from rlaif.judges.verdicts import from_json
 from rlaif.judging.checklists import edit_checklists, run_checklists
+from rlaif.judging.judge_eval import judge_eval
 from rlaif.judging.reward import JudgeReward, PointwiseReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.rubrics import load_rubric

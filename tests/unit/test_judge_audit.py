@@ -9,8 +9,8 @@ from cli_runner import run_cli
 from configs_for_tests import judges_only, write
 
 from rlaif.config import PythonJudgeConfig
-from rlaif.debias.audit import CASE_NAMES, HONEST, audit_judge, comparisons, score
 from rlaif.judges import Budget
+from rlaif.judging.audit import CASE_NAMES, HONEST, audit_judge, comparisons, score
 from rlaif.judging.store import JudgmentStore
 
 

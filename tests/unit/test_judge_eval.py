@@ -6,7 +6,7 @@ from cli_runner import run_cli
 from datasets_for_tests import HH
 
 from rlaif.config import JudgeConfig, PythonJudgeConfig
-from rlaif.debias.judge_eval import judge_eval, load_labelled
+from rlaif.judging.judge_eval import judge_eval, load_labelled
 from rlaif.judging.store import JudgmentStore
 
 

@@ -9,10 +9,10 @@ from datasets import Dataset
 
 from rlaif.config import AggregateConfig, JudgeConfig, PythonJudgeConfig
 from rlaif.debias.bias import judge_report
-from rlaif.debias.judge_eval import judge_eval
 from rlaif.errors import ConfigError
 from rlaif.judges import Budget
 from rlaif.judges.verdicts import from_json, from_label_probabilities
+from rlaif.judging.judge_eval import judge_eval
 from rlaif.judging.listwise import implied_p, shown_orders
 from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from trackers_for_tests import scalars
 
 from rlaif.config import JudgeConfig, MonitorConfig, PPOConfig, PythonJudgeConfig, TrainConfig
-from rlaif.debias.audit import CASES, HARMFUL, HONEST, attack_marks
+from rlaif.judging.audit import CASES, HARMFUL, HONEST, attack_marks
 from rlaif.ops.rounds import run_rounds
 from rlaif.run.runner import Pipeline
 from rlaif.stages import train

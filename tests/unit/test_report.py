@@ -208,8 +208,8 @@ def test_full_report_has_every_section_and_its_images(tmp_path):
 
 def test_a_judge_audit_in_the_pipeline_folder_is_a_section(tmp_path):
     from rlaif.config import PythonJudgeConfig
-    from rlaif.debias.audit import audit_judge, write_audit
     from rlaif.judges import Budget
+    from rlaif.judging.audit import audit_judge, write_audit
     from rlaif.judging.store import JudgmentStore
 
     run_dir = make_run(tmp_path / "run")

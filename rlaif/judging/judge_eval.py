@@ -24,10 +24,10 @@ from rlaif.config import AggregateConfig, JudgeConfig
 from rlaif.debias.adaptive_orders import select
 from rlaif.debias.bias import judge_report
 from rlaif.debias.calibration import Calibration, expected_calibration_error, fit, log_loss
+from rlaif.debias.combine import combine
 from rlaif.errors import ConfigError
 from rlaif.judging.service import judge
 from rlaif.judging.store import JudgmentStore
-from rlaif.stages.aggregate import combine
 
 _ASSISTANT = "\n\nAssistant:"
 log = logging.getLogger(__name__)
