@@ -1,4 +1,4 @@
-"""Typed pipeline configuration, loaded from YAML (the shipped ones in ``rlaif/pipelines/``).
+"""Typed pipeline configuration, loaded from YAML (the shipped ones in top-level ``pipelines/``).
 
 Every model forbids unknown keys, so a typo in a nightly config fails before any compute is
 spent, with the file, line and field named. One file per concern: ``pipeline.py`` (the whole

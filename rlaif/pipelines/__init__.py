@@ -1,11 +1,13 @@
-"""The starter pipelines shipped inside the package: ``rlaif run quickstart`` and ``rlaif init``
-find them by name, from a checkout or an installed wheel alike."""
+"""The shipped pipelines (the top-level ``pipelines/`` folder): ``rlaif run quickstart`` and
+``rlaif init`` find them by name, from a checkout or an installed wheel alike."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-BUILTIN = Path(__file__).resolve().parent
+from rlaif.shipped import shipped
+
+BUILTIN = shipped("pipelines")
 
 
 def builtin_pipelines() -> dict[str, Path]:

@@ -1,5 +1,5 @@
-"""Jinja rubrics with YAML front matter: the shipped ones in ``builtin/``, a user's found by
-path or by name on the search path."""
+"""Jinja rubrics with YAML front matter: the shipped ones (top-level ``rubrics/``), a user's
+found by path or by name on the search path."""
 
 from rlaif.rubrics.rubric import (
     BUILTIN,

@@ -23,6 +23,7 @@ from rlaif.chat import Prompt, earlier_turns, last_turn, transcript
 from rlaif.errors import ConfigError
 from rlaif.rubrics.checklists import CHECKS
 from rlaif.rubrics.delimiters import SENTINEL, Neutraliser, unguarded
+from rlaif.shipped import shipped
 
 PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
 POINTWISE_VARIABLES = ("prompt", "response")
@@ -227,8 +228,7 @@ _CHECKLIST_ITEM = {
 """A written item as a checklist rubric's JSON gives it: ``check`` ``none`` leaves it to a
 judge; a check's ``value`` comes as text (a number where the check counts)."""
 
-# The rubrics shipped in the package (in the wheel too).
-BUILTIN = Path(__file__).resolve().parent / "builtin"
+BUILTIN = shipped("rubrics")
 
 
 def rubric_dirs() -> list[Path]:

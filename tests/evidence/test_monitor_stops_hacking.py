@@ -21,7 +21,7 @@ import yaml
 
 from rlaif import Pipeline
 
-PIPELINES = Path(__file__).resolve().parents[2] / "rlaif" / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 SMALL = {
     "prompts": {"limit": 48, "eval_size": 16},
     "sample": {"n": 4, "max_new_tokens": 32, "temperature": 1.0, "dtype": "float32",

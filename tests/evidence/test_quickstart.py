@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 from datasets import load_from_disk
@@ -47,7 +49,7 @@ def fresh_venv(root: Path) -> Path:
     deps.mkdir(parents=True)
     here = Path(sysconfig.get_paths()["purelib"])
     for entry in here.iterdir():
-        if not entry.name.startswith(("rlaif", "__editable__", "_virtualenv")):
+        if not entry.name.startswith(("rlaif", "_editable_impl_rlaif", "_virtualenv")):
             (deps / entry.name).symlink_to(entry)
     site = next((root / "venv" / "lib").glob("python*/site-packages"))
     (site / "deps.pth").write_text(f"{deps}\n")
@@ -62,7 +64,18 @@ def test_the_wheel_installs_and_its_starter_project_runs_end_to_end(
     built = subprocess.run(build, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     wheel = next(dist.glob("rlaif-*.whl"))
-    assert next(dist.glob("rlaif-*.tar.gz"))
+    # every shipped rubric and pipeline, kept once at the top of the checkout, is in both
+    shipped = {
+        str(p.relative_to(repo_root))
+        for folder in ("rubrics", "pipelines")
+        for p in (repo_root / folder).rglob("*")
+        if p.is_file()
+    }
+    assert len(shipped) > 20
+    with zipfile.ZipFile(wheel) as whl:
+        assert {n.removeprefix("rlaif/_shipped/") for n in whl.namelist()} >= shipped
+    with tarfile.open(next(dist.glob("rlaif-*.tar.gz"))) as sdist:
+        assert {n.split("/", 1)[-1] for n in sdist.getnames()} >= shipped
     bin_dir = fresh_venv(tmp_path)
     # --no-index: every dependency the wheel names must already be met, in range, by the
     # linked environment; nothing is fetched
@@ -91,6 +104,14 @@ def test_the_wheel_installs_and_its_starter_project_runs_end_to_end(
     assert rlaif("--version").stdout.strip() == "rlaif 0.1.0"
     listed = {line.split()[0] for line in rlaif("rubrics", "list").stdout.splitlines()}
     assert listed == {p.stem for p in BUILTIN.glob("*.jinja")}
+
+    names = "from rlaif.pipelines import builtin_pipelines as b; print(*sorted(b()))"
+    in_wheel = subprocess.run(
+        [bin_dir / "python", "-c", names], cwd=home, env=env, capture_output=True, text=True
+    ).stdout.split()
+    assert in_wheel == sorted(p.stem for p in (repo_root / "pipelines").glob("*.yaml"))
+    planned = rlaif("run", "rule_dpo", "--dry-run", "--run-dir", str(home / "planned"))
+    assert "shorter" in planned.stdout  # rule_dpo's judge, read from the wheel's copy
 
     rlaif("init", "my-project")
     project = home / "my-project"

@@ -18,7 +18,7 @@ import pytest
 from rlaif import Pipeline
 from rlaif.ops.rounds import rounds_table, run_rounds
 
-PIPELINES = Path(__file__).resolve().parents[2] / "rlaif" / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
 MIN_WIN_RATE = 0.65
 MAX_KL = 6.0

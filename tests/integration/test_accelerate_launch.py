@@ -37,7 +37,7 @@ def test_dpo_through_accelerate_launch_with_the_shipped_cpu_config(tmp_path, tin
         per_device_train_batch_size=2,
         learning_rate=1e-2,
         save_steps=1,
-        accelerate_config=str(repo_root / "rlaif/pipelines/accelerate/cpu.yaml"),
+        accelerate_config=str(repo_root / "pipelines/accelerate/cpu.yaml"),
     )
     log = train(
         preferences(),
@@ -123,7 +123,7 @@ def test_the_monitor_stops_dpo_on_two_processes_at_one_step(tmp_path, tiny_model
 
 
 def test_a_failing_launch_reports_the_child_output(tmp_path, repo_root):
-    config = str(repo_root / "rlaif/pipelines/accelerate/cpu.yaml")
+    config = str(repo_root / "pipelines/accelerate/cpu.yaml")
     cfg = TrainConfig(max_steps=1, accelerate_config=config)
     with pytest.raises(RlaifError, match="failed \\(exit code") as err:
         train(preferences(), cfg, model="no-such-model", output_dir=tmp_path / "out")

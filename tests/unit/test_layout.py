@@ -1,6 +1,7 @@
 """The code's shape stays readable: no import cycles between rlaif's modules (imports inside
-functions and for types included), six modules at most at the top, judge providers below the judging
-service, no module over 600 lines, and the stage table is the one place a stage is declared."""
+functions and for types included), six modules at most at the top (besides `__init__.py`),
+judge providers below the judging service, no module over 600 lines, and the stage table is
+the one place a stage is declared."""
 
 import ast
 from pathlib import Path
@@ -73,7 +74,7 @@ def test_imports_inside_functions_and_for_types_count(tmp_path):
 
 def test_at_most_six_modules_at_the_top():
     """Everything else lives in a folder named for its concern."""
-    assert len(list(PACKAGE.glob("*.py"))) <= 6
+    assert len([p for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]) <= 6
 
 
 def test_judge_providers_import_no_executor_or_service():
