@@ -3,12 +3,13 @@ and paired, and how judgments aggregate into preferences."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from rlaif.config.base import Dtype
 from rlaif.config.base import Strict as _Strict
+from rlaif.config.result import Added, NoResult
 
 
 class PromptsConfig(_Strict):
@@ -42,7 +43,7 @@ class ServedModelConfig(_Strict):
     max_concurrency: int = Field(default=16, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
-    check_model: bool = True
+    check_model: Annotated[bool, NoResult()] = True
     """Preflight checks that the server's model list names the model; false for proxies and
     deployments whose names the list does not show. The server and the key are checked
     either way."""
@@ -53,7 +54,7 @@ class SampleConfig(_Strict):
     """``auto`` uses vLLM when it is importable and a GPU is present, transformers otherwise;
     ``openai`` asks the server in ``server`` for the SFT model's answers (a trained policy,
     which no server serves yet, samples with ``auto``)."""
-    server: ServedModelConfig | None = None
+    server: Annotated[ServedModelConfig | None, Added()] = None
     n: int = Field(default=4, ge=1)
     max_new_tokens: int = Field(default=64, ge=1)
     temperature: float = Field(default=0.8, ge=0.0)
@@ -113,7 +114,7 @@ class AggregateConfig(_Strict):
     the budget stopped it, it awaits a batch, or the answer was unreadable) is held back
     (``hold``; it comes back when a later run completes it), or published marked
     ``complete: false`` (``publish``)."""
-    judge_weights: Literal["equal", "agreement"] = "equal"
+    judge_weights: Annotated[Literal["equal", "agreement"], Added()] = "equal"
     """How a panel's judges count in a pair's mean P(a wins): equally, or by the log-odds of
     each judge's agreement with people measured by ``rlaif judge-eval --calibrate`` (every
     judge then needs a ``calibration`` file)."""
@@ -121,7 +122,7 @@ class AggregateConfig(_Strict):
     """Remove the judge's measured length preference (a logistic term on the standardised
     length difference) from each pair before deciding; on when the judge is known to favour
     length for its own sake."""
-    human_labels: Literal["ignore", "override"] = "ignore"
+    human_labels: Annotated[Literal["ignore", "override"], Added()] = "ignore"
     """Labels people gave pairs in ``rlaif review`` (kept in the judgment store): ignored, or
     put in place of the judges' preference for the pairs they cover (A or B: that answer
     chosen with ``p_chosen`` 1; tie: a tie; flag: the pair left out). With

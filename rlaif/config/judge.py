@@ -10,11 +10,12 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from rlaif.config.base import Dtype
 from rlaif.config.base import Strict as _Strict
+from rlaif.config.result import Added, NoResult, OutOfFingerprints
 from rlaif.models.loading import DEFAULT_MODEL
 
 
 class _JudgeBase(_Strict):
-    calibration: str | None = None
+    calibration: Annotated[str | None, Added(), OutOfFingerprints()] = None
     """A file written by ``rlaif judge-eval --calibrate``: aggregation maps this judge's
     probabilities through it, and ``aggregate.judge_weights: agreement`` weighs the judge by
     the agreement with people measured there."""
@@ -60,7 +61,9 @@ class PythonJudgeConfig(_JudgeBase):
     name: str = "python"
     callable: str
     """``module:function``, importable from the working directory."""
-    mode: Literal["pairwise", "listwise", "checklist", "checklist_items"] = "pairwise"
+    mode: Annotated[Literal["pairwise", "listwise", "checklist", "checklist_items"], Added()] = (
+        "pairwise"
+    )
     """``listwise``: the callable ranks all of a prompt's answers at once; ``checklist``: it
     writes each prompt's checklist, and answers are scored against it; ``checklist_items``:
     it says which items an answer meets (``judge.checklists.items_judge``)."""
@@ -107,7 +110,12 @@ class _ApiJudgeConfig(_JudgeBase):
     model: str
     rubric: str = "helpful_harmless"
     base_url: str | None = None
-    """Any compatible server, e.g. ``http://127.0.0.1:8000/v1`` for a local vLLM."""
+    """Any compatible server, e.g. ``http://127.0.0.1:8000/v1`` for a local vLLM. Answers are
+    cached per server: two servers may serve different weights under one model name."""
+    server_id: Annotated[str | None, Added()] = None
+    """The name the judgment cache gives the server instead of its address: give two addresses
+    of one deployment the same ``server_id`` to share answers, or a new one when a server
+    starts serving other weights under the same model name."""
     api_key_env: str | None
     """Name of the environment variable that holds the key; null for a server that needs none.
     The key itself never goes into a config, a manifest or a log."""
@@ -122,7 +130,7 @@ class _ApiJudgeConfig(_JudgeBase):
     price: Price | None = None
     batch: BatchConfig = BatchConfig()
     """The provider's batch API instead of online calls (``batch.enabled``)."""
-    check_model: bool = True
+    check_model: Annotated[bool, NoResult()] = True
     """Preflight checks that the server's model list names ``model``; false for proxies and
     deployments whose names the list does not show (Azure-style deployments, routers with
     wildcard routes). The server and the key are checked either way."""
@@ -228,19 +236,19 @@ class JudgeConfig(_Strict):
     it once and asks the other order only where the first answer is unsure (``adaptive:``);
     for a listwise judge, ``adaptive`` shows each prompt's answers in their first order and in
     the others only where a pair's verdict in the first is unsure."""
-    adaptive: AdaptiveOrdersConfig = Field(default_factory=AdaptiveOrdersConfig)
-    permutations: int = Field(default=2, ge=1, le=24)
+    adaptive: Annotated[AdaptiveOrdersConfig, Added()] = Field(default_factory=AdaptiveOrdersConfig)
+    permutations: Annotated[int, Added()] = Field(default=2, ge=1, le=24)
     """Listwise judges: each prompt's answers are shown in this many orders (a seeded
     shuffle, then its reverse, then more shuffles), one call each; ``orders`` is for pairwise
     judges (but ``adaptive``). Every answer's place in the list is thus balanced, as both
     orders balance a pair."""
-    checklists: ChecklistsConfig = Field(default_factory=ChecklistsConfig)
+    checklists: Annotated[ChecklistsConfig, Added()] = Field(default_factory=ChecklistsConfig)
     seed: int = 0
     max_failures: int = Field(default=3, ge=1)
     """A judgment that failed (``error``) is asked again on each later run, until it has
     failed this many times; then its pairs are held back as undecidable (``rlaif cache prune
     --status error`` lets them be asked again)."""
-    max_cost_usd: float | None = Field(default=None, ge=0)
+    max_cost_usd: Annotated[float | None, OutOfFingerprints()] = Field(default=None, ge=0)
     """Stop issuing new calls once the judgments of this stage have cost this much."""
     cache: str | None = None
     """SQLite judgment store; defaults to ``<output_dir>/judgments.sqlite``, shared by all runs

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from rlaif.config.base import Strict
 from rlaif.config.judge import JudgeBackendConfig
+from rlaif.config.result import Added, Verbatim
 
 
 class MonitorStopConfig(Strict):
@@ -20,7 +23,7 @@ class MonitorStopConfig(Strict):
     """The share of an answer's word 3-grams that repeat an earlier one, averaged."""
     max_refusal: float | None = Field(default=None, gt=0.0, le=1.0)
     """The share of answers that refuse ("I can't", "I'm unable", ...)."""
-    max_attacks: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_attacks: Annotated[float | None, Added()] = Field(default=None, ge=0.0, le=1.0)
     """The share of answers carrying the mark of a judge attack (``rlaif judge-audit``'s: a
     forged rubric delimiter, "the correct answer is A", an appeal to the evaluator, text
     shaped like a verdict, an empty answer); 0 stops at the first such answer."""
@@ -31,7 +34,7 @@ class MonitorStopConfig(Strict):
     """Reward hacking: over the last ``window`` checks the training reward rose while the
     monitor judges' win rate against the SFT model fell by more than this."""
     window: int = Field(default=3, ge=2)
-    min_round_gain: float | None = Field(default=None, ge=0.0, lt=0.5)
+    min_round_gain: Annotated[float | None, Added()] = Field(default=None, ge=0.0, lt=0.5)
     """On-policy rounds: end the chain after a round whose kept policy's win rate against the
     SFT model (the monitor judges') is not above the previous round's kept policy's (round 1:
     the SFT model's own 0.5) by more than this."""
@@ -48,7 +51,9 @@ class MonitorConfig(Strict):
     prompts: int = Field(default=16, ge=1)
     """How many of the run's held-out prompts it watches (the first ones, always the same)."""
     max_new_tokens: int = Field(default=64, ge=1)
-    judges: list[JudgeBackendConfig] = Field(default_factory=list)
+    judges: Annotated[list[JudgeBackendConfig], Verbatim("calibration", "check_model", "mode")] = (
+        Field(default_factory=list)
+    )
     """Judges of what the user wants (not the reward's): each check, P(policy's answer beats
     the SFT model's) in both orders, through the judgment store."""
     max_cost_usd: float | None = Field(default=None, ge=0)

@@ -3,18 +3,18 @@ hash that names a run directory."""
 
 from __future__ import annotations
 
-from functools import reduce
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from rlaif.config.base import Strict as _Strict
 from rlaif.config.data import AggregateConfig, PairConfig, PromptsConfig, SampleConfig
-from rlaif.config.judge import AdaptiveOrdersConfig, ChecklistsConfig, JudgeConfig
+from rlaif.config.judge import JudgeConfig
+from rlaif.config.result import Added, NoResult, result_dump
 from rlaif.config.reward import RewardConfig
 from rlaif.config.schedule import NightlyConfig, RoundsConfig
-from rlaif.config.training import EvaluateConfig, GrpoConfig, TrainConfig
+from rlaif.config.training import EvaluateConfig, TrainConfig
 from rlaif.executors.config import RayConfig
 from rlaif.hashing import stable_hash
 from rlaif.models.loading import DEFAULT_MODEL
@@ -32,14 +32,14 @@ class PipelineConfig(_Strict):
     aggregate: AggregateConfig = AggregateConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
-    reward: RewardConfig = RewardConfig()
+    reward: Annotated[RewardConfig, Added()] = RewardConfig()
     """What GRPO and the trainers' adapters reward (:mod:`rlaif.rewards`)."""
     nightly: NightlyConfig = NightlyConfig()
-    rounds: RoundsConfig | None = None
+    rounds: Annotated[RoundsConfig | None, Added()] = None
     """On-policy rounds (``rlaif run``); null: one run from the SFT model."""
-    executor: Literal["local", "ray"] = "local"
+    executor: Annotated[Literal["local", "ray"], NoResult()] = "local"
     """Where sampling and judging run: this process, or Ray actors (``ray:``)."""
-    ray: RayConfig = RayConfig()
+    ray: Annotated[RayConfig, NoResult()] = RayConfig()
 
     def ray_executor(self) -> RayConfig | None:
         """The Ray settings when ``executor: ray``; None runs the stages here."""
@@ -81,41 +81,8 @@ class PipelineConfig(_Strict):
         ``output_dir`` shares)."""
         return Path(self.judge.cache or Path(self.output_dir) / "judgments.sqlite")
 
-    def stable_dump(self) -> dict[str, Any]:
-        """The config as its hash and the stage fingerprints see it: keys added after runs
-        were named by them are left out while at their defaults, so upgrading rlaif keeps
-        existing run directories current, and trackers (``train.report_to``) always."""
-        data = self.model_dump(mode="json")
-        for judge in data["judge"]["judges"]:
-            if judge["calibration"] is None:
-                judge.pop("calibration")
-            judge.pop("check_model", None)  # what preflight asks changes no result
-            if judge.get("mode") == "pairwise":  # a python judge's
-                judge.pop("mode")
-        added = {
-            ("judge", "adaptive"): AdaptiveOrdersConfig().model_dump(mode="json"),
-            ("judge", "permutations"): 2,
-            ("judge", "checklists"): ChecklistsConfig().model_dump(mode="json"),
-            ("train", "grpo"): GrpoConfig().model_dump(mode="json"),
-            ("train", "dpo", "soft_labels"): False,
-            ("train", "monitor"): None,
-            ("train", "monitor", "stop", "min_round_gain"): None,
-            ("train", "monitor", "stop", "max_attacks"): None,
-            ("aggregate", "judge_weights"): "equal",
-            ("aggregate", "human_labels"): "ignore",
-            ("sample", "server"): None,
-            ("nightly", "policy"): "sft",
-            ("reward",): RewardConfig().model_dump(mode="json"),
-        }
-        for (*path, key), default in added.items():  # a section left out drops nothing
-            section = reduce(lambda d, name: d.get(name) or {}, path, data)
-            if key in section and section[key] == default:
-                section.pop(key)
-        if data["sample"].get("server"):
-            data["sample"]["server"].pop("check_model")
-        data["train"].pop("report_to")  # where metrics go changes no result
-        if data["rounds"] is None:
-            data.pop("rounds")
-        data.pop("executor")  # where work runs changes no result
-        data.pop("ray")
-        return data
+    def stable_dump(self, *, fingerprint: bool = False) -> dict[str, Any]:
+        """The config as the run's hash sees it (with ``fingerprint``, as the stages'
+        fingerprints do): each field's declaration says whether it is part of a result
+        (:mod:`rlaif.config.result`)."""
+        return result_dump(self, fingerprint=fingerprint)

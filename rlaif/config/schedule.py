@@ -3,11 +3,12 @@ on-policy rounds."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from rlaif.config.base import Strict as _Strict
+from rlaif.config.result import Added
 
 
 class NightlyConfig(_Strict):
@@ -20,7 +21,7 @@ class NightlyConfig(_Strict):
     """Judge spending per night (dated run), across its stages and re-invocations."""
     train: bool = False
     """Train on the cumulative preference dataset (then evaluate) after each night."""
-    policy: Literal["sft", "latest"] = "sft"
+    policy: Annotated[Literal["sft", "latest"], Added()] = "sft"
     """Whose answers a night judges: the SFT model's, or (``latest``, with ``train``) those of
     the policy the latest trained night made, which is also where tonight's DPO starts (the
     SFT model stays its reference)."""

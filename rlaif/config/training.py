@@ -4,7 +4,7 @@ classes are the model) and of evaluation."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from rlaif.config.base import Dtype
 from rlaif.config.base import Strict as _Strict
 from rlaif.config.monitor import MonitorConfig
+from rlaif.config.result import Added, NoResult
 from rlaif.pipelines import accelerate_config_path
 
 
@@ -28,6 +29,10 @@ class RewardModelConfig(_Strict):
     lora: bool = False
     lora_r: int = Field(default=16, ge=1)
     seed: int = 0
+    trl: Annotated[dict[str, Any], Added()] = Field(default_factory=dict)
+    """Any other argument of ``trl.RewardConfig``, passed as given (e.g.
+    ``lr_scheduler_type: cosine``): checked in preflight against the class, part of the
+    config's hash. One that rlaif sets from the fields above is refused."""
 
 
 class PPOConfig(_Strict):
@@ -82,9 +87,13 @@ class DpoConfig(_Strict):
     max_length: int = Field(default=512, ge=16)
     warmup_steps: int = Field(default=0, ge=0)
     logging_steps: int = Field(default=1, ge=1)
-    soft_labels: bool = False
+    soft_labels: Annotated[bool, Added()] = False
     """Each pair's ``p_chosen`` is its target (the conservative DPO loss per pair), so an
     unsure judgment asks for a small margin; needs ``loss_type: sigmoid``."""
+    trl: Annotated[dict[str, Any], Added()] = Field(default_factory=dict)
+    """Any other argument of ``trl.DPOConfig``, passed as given (e.g. ``label_smoothing: 0.1``):
+    checked in preflight against the class, part of the config's hash. One that rlaif sets
+    from the fields above is refused."""
 
     @model_validator(mode="after")
     def _soft_labels_need_sigmoid(self) -> DpoConfig:
@@ -111,6 +120,10 @@ class GrpoConfig(_Strict):
     max_completion_length: int = Field(default=64, ge=1)
     temperature: float = Field(default=1.0, gt=0.0)
     logging_steps: int = Field(default=1, ge=1)
+    trl: Annotated[dict[str, Any], Added()] = Field(default_factory=dict)
+    """Any other argument of ``trl.GRPOConfig``, passed as given (e.g. ``loss_type: dr_grpo``):
+    checked in preflight against the class, part of the config's hash. One that rlaif sets
+    from the fields above is refused."""
 
     @model_validator(mode="after")
     def _whole_groups(self) -> GrpoConfig:
@@ -145,7 +158,9 @@ class TrainConfig(_Strict):
     (``cpu``, ``multi_gpu``, ``fsdp``, ``deepspeed_zero2``): training runs under ``accelerate
     launch`` with it; null trains in this process."""
     seed: int = 0
-    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
+    report_to: Annotated[list[Literal["tensorboard", "wandb", "mlflow"]], NoResult()] = Field(
+        default_factory=list
+    )
     """Where DPO, the reward model and PPO send their training metrics (nowhere by default):
     TensorBoard under each phase's checkpoint folder (``tensorboard --logdir
     <run>/checkpoints``); wandb and mlflow as their own environment variables configure them.
@@ -153,8 +168,8 @@ class TrainConfig(_Strict):
     dpo: DpoConfig = DpoConfig()
     reward_model: RewardModelConfig = RewardModelConfig()
     ppo: PPOConfig = PPOConfig()
-    grpo: GrpoConfig = GrpoConfig()
-    monitor: MonitorConfig | None = None
+    grpo: Annotated[GrpoConfig, Added()] = GrpoConfig()
+    monitor: Annotated[MonitorConfig | None, Added()] = None
     """A panel that watches the policy while it trains and stops reward hacking (off while
     null); see :class:`MonitorConfig`."""
 
@@ -165,7 +180,7 @@ class TrainConfig(_Strict):
         message naming where they live now."""
         if not isinstance(data, dict):
             return data
-        flat = [k for k in DpoConfig.model_fields if k in data]
+        flat = [k for k in DpoConfig.model_fields if k in data and k != "trl"]
         if not flat:
             return data
         data = dict(data)

@@ -18,6 +18,8 @@ from rlaif.judges.verdicts import read_text
 
 class AnthropicJudge(ApiJudge):
     kind = "anthropic"
+    official_url = "https://api.anthropic.com"
+    base_url_env = "ANTHROPIC_BASE_URL"
     read_modes = ("json", "parse")
     transient_errors = (anthropic.APIConnectionError, anthropic.APIResponseValidationError)
     unreachable_errors = (anthropic.APIConnectionError,)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
 from tenacity import (
@@ -36,6 +38,28 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 MAX_RETRY_AFTER_S = 120.0
 
 
+INPUT_FIELDS = frozenset({"messages", "system"})
+"""The rendered input: keyed on its own (:meth:`rlaif.judges.base.Judge.render`)."""
+TRANSPORT_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "store"})
+"""Request fields that change how an answer travels or is filed, never what it says: out of
+the cache key."""
+
+
+def normalised_url(url: str, official: str | None = None) -> str | None:
+    """``url`` as the cache key names a server: scheme, host (every loopback name as
+    127.0.0.1), port and path without a trailing slash; None for the provider's own API."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "::1") or host.startswith("127."):
+        host = "127.0.0.1"
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    name = f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
+    if official is not None and name == normalised_url(official):
+        return None
+    return name
+
+
 class ApiJudge(RubricJudge):
     """Base class: subclasses set ``kind`` and ``read_modes`` and implement ``_client``,
     ``_call`` (one request, no retries), ``request_body`` and ``read_response`` (a parsed
@@ -47,6 +71,10 @@ class ApiJudge(RubricJudge):
     unreachable_errors: tuple[type[BaseException], ...] = (ConnectionError,)
     """Failures that mean nothing answers at the address (not a slow or failing server)."""
     slow_errors: tuple[type[BaseException], ...] = (TimeoutError,)
+    official_url: str | None = None
+    """The provider's own API (a base_url naming it keys as no base_url)."""
+    base_url_env: str = ""
+    """The variable the provider's SDK reads a base URL from when none is given."""
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
@@ -84,18 +112,30 @@ class ApiJudge(RubricJudge):
         return secret_from_env(self.cfg.api_key_env, f"judge '{self.cfg.name}'")
 
     def identity(self) -> dict[str, Any]:
-        decoding: dict[str, Any] = {"temperature": self.cfg.temperature, "read": self.rubric.read}
-        if self.rubric.read == "label_probs":
-            decoding["top_logprobs"] = self.cfg.top_logprobs
-        else:
-            decoding["max_tokens"] = self.cfg.max_tokens
+        """What the cache key names: the request the judge sends (:meth:`request_body`) less
+        its input (keyed on its own), :data:`TRANSPORT_FIELDS` and what the rubric's read mode
+        fixes (:meth:`read_fields`: the rubric is keyed by its hash); and the server, where
+        it is not the provider's own API (:meth:`server`)."""
+        left_out = INPUT_FIELDS | TRANSPORT_FIELDS | set(self.read_fields())
+        sent = {k: v for k, v in self.request_body([]).items() if k not in left_out}
+        server = self.server()
         return {
             "backend": self.kind,
-            "model": self.cfg.model,
-            **decoding,
+            **sent,
+            "read": self.rubric.read,
             "rubric": self.rubric.id,
             "rubric_hash": self.rubric.sha256,
+            **({"server": server} if server else {}),
         }
+
+    def server(self) -> str | None:
+        """The server answers come from, as the cache key names it: ``server_id``, else the
+        normalised ``base_url`` (or the SDK's base-URL variable); None for the provider's own
+        API, where a model name names one model."""
+        if self.cfg.server_id:
+            return self.cfg.server_id
+        url = self.cfg.base_url or os.environ.get(self.base_url_env)
+        return None if url is None else normalised_url(url, self.official_url)
 
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
         price = self.cfg.price
@@ -121,8 +161,15 @@ class ApiJudge(RubricJudge):
 
     # -- provider hooks -------------------------------------------------------------------
     def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        """The request body for one judgment, the same online and in a batch."""
+        """The request body for one judgment, the same online and in a batch. Every field
+        but the input, :data:`TRANSPORT_FIELDS` and :meth:`read_fields` is part of the cache
+        key (:meth:`identity`), so a parameter added here keys new answers."""
         raise NotImplementedError
+
+    def read_fields(self) -> dict[str, Any]:
+        """The request fields the rubric's read mode fixes (label probabilities, a JSON
+        schema): keyed through the rubric, not again as fields."""
+        return {}
 
     def read_response(self, response: Any) -> Verdict:
         """The provider's parsed response as a verdict with usage, online or from a batch."""

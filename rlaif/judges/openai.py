@@ -20,6 +20,8 @@ from rlaif.models.endpoints import openai_models
 
 class OpenAIJudge(ApiJudge):
     kind = "openai"
+    official_url = "https://api.openai.com/v1"
+    base_url_env = "OPENAI_BASE_URL"
     read_modes = ("label_probs", "json", "parse")
     transient_errors = (openai.APIConnectionError, openai.APIResponseValidationError)
     unreachable_errors = (openai.APIConnectionError,)
@@ -45,22 +47,20 @@ class OpenAIJudge(ApiJudge):
             "model": self.cfg.model,
             "messages": messages,
             "temperature": self.cfg.temperature,
+            "max_tokens": self.cfg.max_tokens,
         }
+        if self.rubric.read == "label_probs":
+            body["top_logprobs"] = self.cfg.top_logprobs
+        return {**body, **self.read_fields()}
+
+    def read_fields(self) -> dict[str, Any]:
         read = self.rubric.read
-        if read == "label_probs":
-            body.update(max_tokens=1, logprobs=True, top_logprobs=self.cfg.top_logprobs)
-        else:
-            body["max_tokens"] = self.cfg.max_tokens
+        if read == "label_probs":  # one token, read through its top log-probabilities
+            return {"max_tokens": 1, "logprobs": True}
         if read == "json":
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "verdict",
-                    "schema": self.rubric.json_schema(),
-                    "strict": True,
-                },
-            }
-        return body
+            schema = {"name": "verdict", "schema": self.rubric.json_schema(), "strict": True}
+            return {"response_format": {"type": "json_schema", "json_schema": schema}}
+        return {}
 
     async def _call(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> Verdict:
         # The SDK's low-level post (its documented way to any endpoint) with the body as is:

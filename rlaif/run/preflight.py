@@ -45,6 +45,10 @@ def preflight(
             )
     if set(configured_dtypes(cfg).values()) - {"auto", "float32"}:
         resolved_dtypes(cfg)  # e.g. fp16 training asked for on a CPU
+    if stages is None or any(NAMES.index(s) >= NAMES.index("train") for s in stages):
+        from rlaif.training.trl_args import check_trl
+
+        check_trl(cfg.train)
     if cfg.sample.backend == "openai" and cfg.sample.server is not None:
         reach(cfg.sample.server, cfg.model)
     rubrics = check_judges(cfg) if uses_judges(stages) else {}

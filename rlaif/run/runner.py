@@ -20,7 +20,6 @@ from typing import Any
 from datasets import Dataset
 
 from rlaif.config import PipelineConfig, load_pipeline
-from rlaif.debias.calibration import calibration_hashes
 from rlaif.errors import ConfigError, DiskFullError
 from rlaif.hashing import folder_hash, stable_hash
 from rlaif.judges import Budget
@@ -227,23 +226,13 @@ class _Run:
         return train_set, heldout
 
     def _covered_inputs(self, rubrics: dict[str, str]) -> dict[str, list]:
-        """What each stage's fingerprint covers, as its table entry declares."""
-        c = self.cfg.stable_dump()
-        c["judge"].pop("max_cost_usd")  # a budget changes how far a stage gets, not its result
-        for judge in c["judge"]["judges"]:  # calibration is applied by aggregate, below
-            judge.pop("calibration", None)
-        calibrations = calibration_hashes(self.cfg.judge)
-        if calibrations:
-            c["aggregate"]["calibrations"] = calibrations
-        if self.cfg.aggregate.human_labels == "override":  # a new label re-runs aggregate
-            with self.store() as store:
-                labels = {k: row["label"] for k, row in store.human_labels().items()}
-            c["aggregate"]["labels"] = stable_hash(labels)
-        if self.cfg.judgment_store_path().exists():  # an edited checklist re-runs the judge stage
-            with self.store() as store:
-                edits = store.checklist_edits()
-            if edits:
-                c["judge"]["checklist_edits"] = stable_hash(edits)
+        """What each stage's fingerprint covers, as its table entry declares: config sections
+        as their fields declare them (:mod:`rlaif.config.result`), what a stage adds to its
+        own section from the run, and the run's inputs."""
+        c = self.cfg.stable_dump(fingerprint=True)
+        for stage in STAGES:
+            if extra := stage.run_inputs(self):
+                c[stage.name] = {**c[stage.name], **extra}
         inputs = {
             "train_prompts": stable_hash(list(self.train_prompts["prompt"])),
             "rubrics": rubrics,

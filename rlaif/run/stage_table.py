@@ -32,24 +32,36 @@ class Stage:
     step: str
     """``module:function``; the function takes a :class:`rlaif.run.context.Run`, writes the
     stage's output and returns its summary counts."""
+    inputs: str | None = None
+    """``module:function`` naming what else the fingerprint covers, read from the run (edited
+    checklists, calibration files, people's labels): the function takes the run and returns
+    entries added to the stage's own config section (``{}``: nothing now)."""
     runs_models: bool = True
     """Whether it may load a model: the manifest's hardware and dtypes are recorded when such
     a stage starts (finding them imports torch, seconds the other stages need not spend)."""
 
     def run(self, run: Any) -> dict[str, Any]:
         """Run the step on ``run`` (what :class:`rlaif.run.context.Run` says a step sees)."""
-        module, _, function = self.step.partition(":")
-        step: Callable[[Any], dict[str, Any]] = getattr(import_module(module), function)
-        return step(run)
+        return _function(self.step)(run)
+
+    def run_inputs(self, run: Any) -> dict[str, Any]:
+        """What the stage's ``inputs`` function reads from ``run`` for its fingerprint."""
+        return _function(self.inputs)(run) if self.inputs else {}
+
+
+def _function(ref: str) -> Callable[[Any], dict[str, Any]]:
+    module, _, function = ref.partition(":")
+    return getattr(import_module(module), function)
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("sample", None, "samples", ("model", "prompts", "sample", "train_prompts", "policy"),
           "rlaif.stages.sample:step"),
     Stage("pair", "sample", "pairs", ("pair",), "rlaif.stages.pair:step", runs_models=False),
-    Stage("judge", "pair", "judgments", ("judge", "rubrics"), "rlaif.stages.judge:step"),
+    Stage("judge", "pair", "judgments", ("judge", "rubrics"), "rlaif.stages.judge:step",
+          inputs="rlaif.stages.judge:covered"),
     Stage("aggregate", "judge", "preferences", ("aggregate",), "rlaif.stages.aggregate:step",
-          runs_models=False),
+          inputs="rlaif.stages.aggregate:covered", runs_models=False),
     Stage("train", "aggregate", "train", ("model", "train", "reward", "train_input", "policy"),
           "rlaif.stages.train:step"),
     Stage("evaluate", "train", "evaluation", ("evaluate", "judge", "rubrics", "policy"),

@@ -28,9 +28,10 @@ from datasets.table import InMemoryTable
 from rlaif.chat import chat
 from rlaif.config import AggregateConfig
 from rlaif.debias.bias import judge_report
-from rlaif.debias.calibration import Calibration, panel_calibrations
+from rlaif.debias.calibration import Calibration, calibration_hashes, panel_calibrations
 from rlaif.debias.combine import best_vs_worst, calibrated, combine, complete_groups, is_valid
 from rlaif.errors import RlaifError
+from rlaif.hashing import stable_hash
 from rlaif.judges.failures import failure_reason
 from rlaif.judging.schema import PAIR_COLUMNS, PROVENANCE
 from rlaif.judging.store import pair_key
@@ -41,6 +42,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _COLUMNS = [*PAIR_COLUMNS, "judge", "order", "status", "p_a", "key", "rubric_id", "rubric_hash"]
 """What aggregation reads of each judgment row."""
+
+
+def covered(run: Run) -> dict:
+    """What the fingerprint covers besides the ``aggregate`` config: each judge's calibration
+    file (a refit aggregates again) and, with ``human_labels: override``, people's labels."""
+    out: dict = {}
+    if calibrations := calibration_hashes(run.cfg.judge):
+        out["calibrations"] = calibrations
+    if run.cfg.aggregate.human_labels == "override":  # a new label aggregates again
+        with run.store() as store:
+            labels = {k: row["label"] for k, row in store.human_labels().items()}
+        out["labels"] = stable_hash(labels)
+    return out
 
 
 def step(run: Run) -> dict:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig
+from rlaif.hashing import stable_hash
 from rlaif.judges.failures import failure_reason
 from rlaif.judging.service import judge
 from rlaif.rubrics import load_rubric
@@ -18,6 +19,16 @@ if TYPE_CHECKING:
     from rlaif.run.context import Run
 
 __all__ = ["adaptive_counts", "failure_counts", "judge", "step"]
+
+
+def covered(run: Run) -> dict[str, Any]:
+    """What the fingerprint covers besides the ``judge`` config: checklists people edited
+    (``rlaif checklists edit``), so an edit judges the answers again."""
+    if not run.cfg.judgment_store_path().exists():
+        return {}
+    with run.store() as store:
+        edits = store.checklist_edits()
+    return {"checklist_edits": stable_hash(edits)} if edits else {}
 
 
 def step(run: Run) -> dict[str, Any]:

@@ -28,7 +28,12 @@ from rlaif.judging.store import JudgmentStore
 from rlaif.models.loading import load_tokenizer, resolve_model
 from rlaif.training.checkpoints import no_final_checkpoint
 from rlaif.training.monitor import watch_training
-from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
+from rlaif.training.trl_args import (
+    tracking_callbacks,
+    train_and_save,
+    trainer_args,
+    trl_config,
+)
 
 if TYPE_CHECKING:
     from rlaif.training.job import TrainJob
@@ -39,31 +44,24 @@ log = logging.getLogger(__name__)
 def train_grpo(job: TrainJob, preferences: Dataset) -> Dataset:
     """Train with GRPO on the preferences' prompts; save the policy to ``output_dir/model``,
     the judges' per-step account to ``output_dir/judge_log.json``; return the training log."""
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     if job.judges is None or job.store is None:
         raise ConfigError("train: method 'grpo' needs the pipeline's judges and judgment store")
     grpo = job.cfg.grpo
     folder = job.checkpoint_dir / "grpo"
     model_path = resolve_model(job.model, field="model")
-    shared = trainer_args(
-        output_dir=folder,
-        seed=job.cfg.seed,
-        save_steps=job.cfg.save_steps,
-        dtype=job.cfg.dtype,
-        logging_steps=grpo.logging_steps,
-        report_to=job.cfg.report_to,
-    )
-    shared.pop("dataset_num_proc")  # GRPO prepares no dataset up front
-    args = GRPOConfig(
-        learning_rate=grpo.learning_rate,
-        max_steps=grpo.max_steps,
-        beta=grpo.beta,
-        num_generations=grpo.num_generations,
-        per_device_train_batch_size=grpo.per_device_train_batch_size,
-        max_completion_length=grpo.max_completion_length,
-        temperature=grpo.temperature,
-        **shared,
+    args = trl_config(
+        "grpo",
+        grpo,
+        trainer_args(
+            output_dir=folder,
+            seed=job.cfg.seed,
+            save_steps=job.cfg.save_steps,
+            dtype=job.cfg.dtype,
+            logging_steps=grpo.logging_steps,
+            report_to=job.cfg.report_to,
+        ),
     )
     monitor = job.monitor()
     tokenizer = load_tokenizer(model_path, padding_side="left")

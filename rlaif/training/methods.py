@@ -18,7 +18,7 @@ from rlaif.training.job import TRL_COLUMNS, TrainJob
 from rlaif.training.monitor import watch_training
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
-from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args
+from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args, trl_config
 
 
 def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dataset:
@@ -73,7 +73,7 @@ def _ppo(job: TrainJob, prompts: Dataset, reward_fn: RewardFn) -> Dataset:
 
 def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
     from transformers import AutoModelForCausalLM
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     from rlaif.training.soft_dpo import SOFT_COLUMN, SoftLabelDPOTrainer
 
@@ -89,17 +89,10 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
         if job.reference
         else None
     )
-    args = DPOConfig(
-        beta=dpo.beta,
-        loss_type=[dpo.loss_type],
-        learning_rate=dpo.learning_rate,
-        max_steps=dpo.max_steps,
-        per_device_train_batch_size=dpo.per_device_train_batch_size,
-        gradient_accumulation_steps=dpo.gradient_accumulation_steps,
-        max_length=dpo.max_length,
-        warmup_steps=dpo.warmup_steps,
-        precompute_ref_log_probs=dpo.soft_labels,
-        **trainer_args(
+    args = trl_config(
+        "dpo",
+        dpo,
+        trainer_args(
             output_dir=folder,
             seed=job.cfg.seed,
             save_steps=job.cfg.save_steps,

@@ -26,7 +26,7 @@ from rlaif.training.checkpoints import (
     no_final_checkpoint,
     remove_trainer_checkpoints,
 )
-from rlaif.training.trl_args import tracking_callbacks, trainer_args
+from rlaif.training.trl_args import tracking_callbacks, trainer_args, trl_config
 
 log = logging.getLogger(__name__)
 METRICS = "reward_model_metrics.json"
@@ -88,7 +88,7 @@ def _train(
     the model, its tokenizer and its metrics; then drop the trainer checkpoints."""
     from peft import LoraConfig
     from transformers import AutoModelForSequenceClassification
-    from trl import RewardConfig, RewardTrainer
+    from trl import RewardTrainer
 
     columns = [
         c for c in ("prompt", "chosen", "rejected", "margin") if c in preferences.column_names
@@ -107,12 +107,10 @@ def _train(
         path, num_labels=1, dtype=torch.float32
     )
     net.config.pad_token_id = tokenizer.pad_token_id
-    args = RewardConfig(
-        learning_rate=cfg.learning_rate,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        max_length=cfg.max_length,
-        **trainer_args(
+    args = trl_config(
+        "reward_model",
+        cfg,
+        trainer_args(
             output_dir=folder,
             seed=cfg.seed,
             save_steps=save_steps,

@@ -1,18 +1,29 @@
-"""The ``TrainingArguments`` every TRL trainer here shares (DPO and the reward model)."""
+"""The arguments of the TRL trainers here (DPO, GRPO, the reward model): what every one
+shares, what each takes from its config section, and the section's ``trl:`` pass-through for
+any other argument of the trainer's config class, checked before anything runs."""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import logging
+import tempfile
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset
+from pydantic import TypeAdapter, ValidationError
 
+from rlaif.errors import ConfigError
 from rlaif.models.devices import trainer_precision
 from rlaif.training.checkpoints import last_trainer_checkpoint
+
+if TYPE_CHECKING:
+    from rlaif.config import DpoConfig, GrpoConfig, RewardModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +52,127 @@ def trainer_args(
         "dataset_num_proc": None,
         **trainer_precision(dtype),
     }
+
+
+def dpo_arguments(dpo: DpoConfig, shared: dict[str, Any]) -> dict[str, Any]:
+    """``trl.DPOConfig``'s arguments from ``train.dpo`` and the shared ones."""
+    return {
+        "beta": dpo.beta,
+        "loss_type": [dpo.loss_type],
+        "learning_rate": dpo.learning_rate,
+        "max_steps": dpo.max_steps,
+        "per_device_train_batch_size": dpo.per_device_train_batch_size,
+        "gradient_accumulation_steps": dpo.gradient_accumulation_steps,
+        "max_length": dpo.max_length,
+        "warmup_steps": dpo.warmup_steps,
+        "precompute_ref_log_probs": dpo.soft_labels,
+        **shared,
+    }
+
+
+def grpo_arguments(grpo: GrpoConfig, shared: dict[str, Any]) -> dict[str, Any]:
+    """``trl.GRPOConfig``'s arguments from ``train.grpo`` and the shared ones (GRPO prepares
+    no dataset up front)."""
+    return {
+        "learning_rate": grpo.learning_rate,
+        "max_steps": grpo.max_steps,
+        "beta": grpo.beta,
+        "num_generations": grpo.num_generations,
+        "per_device_train_batch_size": grpo.per_device_train_batch_size,
+        "max_completion_length": grpo.max_completion_length,
+        "temperature": grpo.temperature,
+        **{k: v for k, v in shared.items() if k != "dataset_num_proc"},
+    }
+
+
+def reward_model_arguments(rm: RewardModelConfig, shared: dict[str, Any]) -> dict[str, Any]:
+    """``trl.RewardConfig``'s arguments from ``train.reward_model`` and the shared ones."""
+    return {
+        "learning_rate": rm.learning_rate,
+        "max_steps": rm.max_steps,
+        "per_device_train_batch_size": rm.per_device_train_batch_size,
+        "max_length": rm.max_length,
+        **shared,
+    }
+
+
+TRL_TRAINERS = {
+    "dpo": ("DPOConfig", dpo_arguments),
+    "grpo": ("GRPOConfig", grpo_arguments),
+    "reward_model": ("RewardConfig", reward_model_arguments),
+}
+"""Each ``train:`` section with a ``trl:`` pass-through: its TRL config class and the
+function that gives rlaif's own arguments of it."""
+
+
+def trl_config(section: str, settings: Any, shared: dict[str, Any]) -> Any:
+    """The trainer's TRL config: rlaif's arguments from ``settings`` (the section) and
+    ``shared`` (:func:`trainer_args`), and the section's ``trl:`` arguments besides."""
+    import trl
+
+    name, arguments = TRL_TRAINERS[section]
+    ours = arguments(settings, shared)
+    _refuse_ours(section, settings, ours)
+    return getattr(trl, name)(**ours, **settings.trl)
+
+
+def check_trl(train: TrainConfig) -> None:
+    """Preflight: each section's ``trl:`` arguments are arguments of the trainer's TRL config
+    class, of its types, none that rlaif sets itself, and the class takes them together."""
+    for section, (name, arguments) in TRL_TRAINERS.items():
+        settings = getattr(train, section)
+        if not settings.trl:
+            continue
+        import trl
+
+        shared = trainer_args(
+            output_dir=Path(tempfile.gettempdir()) / "rlaif-trl-check",
+            seed=0,
+            save_steps=1,
+            dtype=train.dtype,
+            report_to=train.report_to,
+        )
+        _refuse_ours(section, settings, arguments(settings, shared))
+        cls = getattr(trl, name)
+        fields = {f.name for f in dataclasses.fields(cls) if f.init}
+        hints = typing.get_type_hints(cls)
+        for key, value in settings.trl.items():
+            where = f"train.{section}.trl.{key}"
+            if key not in fields:
+                near = difflib.get_close_matches(key, fields, n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                raise ConfigError(f"{where}: not an argument of trl.{name}{hint}")
+            _check_type(where, hints.get(key), value)
+        try:
+            cls(**arguments(settings, shared), **settings.trl)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"train.{section}.trl: trl.{name} refuses it: {exc}") from None
+
+
+def _refuse_ours(section: str, settings: Any, ours: dict[str, Any]) -> None:
+    for key in settings.trl:
+        if key in ours:
+            instead = (
+                f"set train.{section}.{key} instead"
+                if key in type(settings).model_fields
+                else "it follows from the pipeline's settings"
+            )
+            raise ConfigError(f"train.{section}.trl.{key}: rlaif sets this argument ({instead})")
+
+
+def _check_type(where: str, annotation: Any, value: Any) -> None:
+    """``value`` against the argument's annotation, where pydantic can read it."""
+    if annotation is None:
+        return
+    try:
+        adapter = TypeAdapter(annotation)
+    except Exception:  # an annotation pydantic cannot check: the class itself checks it
+        return
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"]
+        raise ConfigError(f"{where}: {value!r} is not a valid value ({problem})") from None
 
 
 def tracking_callbacks(report_to: Sequence[str], folder: Path) -> list:
