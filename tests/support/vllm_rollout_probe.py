@@ -1,5 +1,5 @@
-"""Run by ``test_vllm_rollouts.py`` in a fresh process (an in-process vLLM engine changes
-torch's threading for the whole process, which later tests should not inherit).
+"""Run by ``tests/evidence/test_vllm_engines.py`` in a fresh process (an in-process vLLM engine
+changes torch's threading for the whole process, which later tests should not inherit).
 
 Two PPO steps with vLLM rollouts and a large learning rate on the embedded model, then the
 greedy continuation of one prompt from the engine (after its last weight sync), from the
