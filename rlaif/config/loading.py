@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rlaif.config.base import UniqueKeyLoader, key_lines
-from rlaif.config.judge import JUDGE_BACKENDS
+from rlaif.config.judge import JUDGE_BACKENDS, UNUSABLE
 from rlaif.config.pipeline import PipelineConfig
 from rlaif.errors import ConfigError
 from rlaif.pipelines import builtin_pipelines
@@ -100,7 +100,7 @@ def _format_errors(exc: ValidationError, source: str, lines: dict[tuple, int]) -
             if loc[:n] in lines:
                 where = f"{source}:{lines[loc[:n]]}"
                 break
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")  # pydantic's, for a validator's message
         if err["type"] == "extra_forbidden":
             msg = "unknown key" + suggestion
         messages.append(f"{where}: {dotted}: {msg}")
@@ -113,7 +113,7 @@ def _drop_union_tags(loc: tuple) -> tuple:
     return tuple(
         p
         for i, p in enumerate(loc)
-        if not (p in JUDGE_BACKENDS and i > 0 and isinstance(loc[i - 1], int))
+        if not ((p in JUDGE_BACKENDS or p == UNUSABLE) and i > 0 and isinstance(loc[i - 1], int))
     )
 
 

@@ -21,7 +21,7 @@ from rlaif.judging.store import JudgmentStore, missing_judgments
 from rlaif.models.devices import configured_dtypes, resolved_dtypes
 from rlaif.models.loading import resolve_model
 from rlaif.prompts import load_prompts, split_prompts
-from rlaif.rubrics.rubric import check_rendering
+from rlaif.rubrics.loading import check_rendering
 from rlaif.run.stage_table import NAMES
 from rlaif.sampling.served import reach
 

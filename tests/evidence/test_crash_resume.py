@@ -48,6 +48,8 @@ def config(tmp_path: Path, tiny_model: Path, server: LoopbackJudgeServer, name: 
                     "backend": "openai",
                     "model": "judge-model",
                     "base_url": server.openai_url,
+                    # the two runs' servers answer alike on different ports: one deployment
+                    "server_id": "loopback-judge",
                     "api_key_env": None,
                     "max_concurrency": CONCURRENCY,
                 }

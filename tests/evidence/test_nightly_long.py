@@ -5,7 +5,7 @@ import json
 
 import pytest
 from cli_runner import run_cli
-from configs_for_tests import api_judge, nightly_config, nightly_prompts, write_prompts
+from configs_for_tests import api_judge, nightly_config, write_prompts
 from datasets import load_from_disk
 
 from rlaif.judging.store import JudgmentStore
@@ -16,10 +16,18 @@ from rlaif.testing.loopback import LoopbackJudgeServer
 
 
 def test_nightly_trains_on_the_cumulative_dataset(tmp_path, tiny_model):
-    nightly_prompts(tmp_path)
+    # with reference answers: the export labels each prompt with one (the tiny model's own
+    # answers are empty, which a judged reward cannot compare with)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"What is {i} plus {i}?", "answer": str(2 * i)}) + "\n"
+                for i in range(10))
+    )  # fmt: skip
+    source = {"source": str(prompts), "id_column": None, "eval_size": 2}
     config = nightly_config(
         tmp_path,
         tiny_model,
+        prompts=source | {"reference_column": "answer"},
         train={"max_steps": 2, "per_device_train_batch_size": 2, "max_length": 64},
         evaluate={"max_new_tokens": 6, "bootstrap": 100},
     )

@@ -53,7 +53,7 @@ def test_ray_gives_what_the_local_executor_gives(tmp_path, tiny_model):
         )
         assert local.returncode == 0, local.stderr[-3000:]
         shutil.move(store, tmp_path / "local.sqlite")  # the Ray run must ask everything itself
-        for suffix in ("-wal", "-shm"):
+        for suffix in ("-wal", "-shm", ".count.json"):
             (tmp_path / f"judgments.sqlite{suffix}").unlink(missing_ok=True)
         asked_locally = sum(server.answers.values())
         server.answers.clear()

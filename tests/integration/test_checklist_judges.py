@@ -104,7 +104,7 @@ def test_a_persons_edit_through_the_cli_rejudges_only_its_prompt(server, tmp_pat
     key = lines[0]["key"]
     nan = json.dumps({"key": key, "items": [{"requirement": "x", "weight": float("nan")}, "y"]})
     nan = nan.replace("]}", ', "z"]}')  # json.dumps writes NaN, as a careless script would
-    # every bad line's message is in tests/unit/test_checklists.py; here, through the CLI
+    # every bad line's message is in tests/fast/test_checklists.py; here, through the CLI
     for content, message in [
         (json.dumps({"key": key, "items": ["only one"]}), "1: 1 items; a checklist has 3 to 8"),
         (nan, "1: item 1: weight must be a finite positive number, got nan"),

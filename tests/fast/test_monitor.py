@@ -18,7 +18,10 @@ from rlaif.judging.audit import CASES, HARMFUL, HONEST, attack_marks
 from rlaif.ops.rounds import run_rounds
 from rlaif.run.runner import Pipeline
 from rlaif.stages import train
-from rlaif.training.monitor import REFUSAL, Check, Monitor, last_reward, repetition
+from rlaif.training.monitor import Check, Monitor
+from rlaif.training.monitor.measures import REFUSAL, repetition
+from rlaif.training.monitor.rules import fired_rule
+from rlaif.training.monitor.trainer_log import last_reward
 from rlaif.training.ppo import train_ppo
 
 SHORTER = {"backend": "python", "callable": "judges_for_tests:prefer_shorter"}
@@ -35,7 +38,7 @@ def test_repetition_refusal_and_the_reward_since_the_last_check():
     assert last_reward([{"loss": 1}], since=0) is None
 
 
-def test_attack_marks_name_what_judge_audit_tries_and_leave_honest_answers_alone(tmp_path):
+def test_attack_marks_name_what_judge_audit_tries_and_leave_honest_answers_alone():
     for case in CASES:
         for prompt, honest in HONEST:
             for label in "AB":
@@ -48,10 +51,9 @@ def test_attack_marks_name_what_judge_audit_tries_and_leave_honest_answers_alone
     fair += ["Use a <b>bold</b> tag.", "The best answer is a calm one.", "Winner: a tie."]
     assert [attack_marks(text) for text in fair] == [[]] * len(fair)
     cfg = MonitorConfig(stop={"max_attacks": 0.1})
-    monitor = Monitor(cfg, prompts=["q"], reference="x", folder=tmp_path)
     gamed = Check(step=2, reward=1, kl=0, length_ratio=1, repetition=0, refusal=0, win_rate=None,
                   attacks=0.25)  # fmt: skip
-    assert monitor._rule(gamed) == "attacks 0.25 > 0.1 (stop.max_attacks)"
+    assert fired_rule(cfg.stop, [], gamed) == "attacks 0.25 > 0.1 (stop.max_attacks)"
     assert gamed.metrics()["monitor/attacks"] == 0.25
 
 
@@ -64,20 +66,21 @@ def checks(*pairs):
 
 def test_the_hacking_rule_wants_the_reward_up_and_the_win_rate_down(tmp_path):
     cfg = MonitorConfig(judges=[SHORTER], stop={"win_rate_drop": 0.2, "window": 3, "max_kl": 5})
-    monitor = Monitor(cfg, prompts=["q"], reference="x", folder=tmp_path)
-    monitor.checks = checks((0.1, 0.6), (0.3, 0.5))
-    assert "win rate fell 0.6 -> 0.3" in monitor._rule(checks((0.5, 0.3))[0])
-    assert monitor._rule(checks((0.5, 0.45))[0]) is None  # fell 0.15: under the limit
-    assert monitor._rule(checks((0.05, 0.3))[0]) is None  # the reward fell too: no hacking
+
+    def rule(check, stop=cfg.stop):
+        return fired_rule(stop, checks((0.1, 0.6), (0.3, 0.5)), check)
+
+    assert "win rate fell 0.6 -> 0.3" in rule(checks((0.5, 0.3))[0])
+    assert rule(checks((0.5, 0.45))[0]) is None  # fell 0.15: under the limit
+    assert rule(checks((0.05, 0.3))[0]) is None  # the reward fell too: no hacking
     over = Check(step=9, reward=1, kl=6.0, length_ratio=1, repetition=0, refusal=0, win_rate=0.6)
-    assert monitor._rule(over) == "kl 6 > 5 (stop.max_kl)"
-    at_least = MonitorConfig(judges=[SHORTER], stop={"min_win_rate": 0.3})
-    floor = Monitor(at_least, prompts=["q"], reference="x", folder=tmp_path)
-    assert floor._rule(checks((0.5, 0.25))[0]) == "win_rate 0.25 < 0.3 (stop.min_win_rate)"
-    assert floor._rule(checks((0.5, 0.3))[0]) is None
-    for rule in ("win_rate_drop", "min_win_rate"):
-        with pytest.raises(ValidationError, match=f"stop.{rule} needs monitor judges"):
-            MonitorConfig(stop={rule: 0.1})
+    assert rule(over) == "kl 6 > 5 (stop.max_kl)"
+    floor = MonitorConfig(judges=[SHORTER], stop={"min_win_rate": 0.3}).stop
+    assert rule(checks((0.5, 0.25))[0], floor) == "win_rate 0.25 < 0.3 (stop.min_win_rate)"
+    assert rule(checks((0.5, 0.3))[0], floor) is None
+    for name in ("win_rate_drop", "min_win_rate"):
+        with pytest.raises(ValidationError, match=f"stop.{name} needs monitor judges"):
+            MonitorConfig(stop={name: 0.1})
     for sharded in ("fsdp", "deepspeed_zero3"):  # each process must hold the whole policy
         if sharded == "deepspeed_zero3":
             sharded = tmp_path / "zero3.yaml"
