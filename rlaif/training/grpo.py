@@ -31,8 +31,6 @@ from rlaif.training.monitor import watch_training
 from rlaif.training.trl_args import (
     tracking_callbacks,
     train_and_save,
-    trainer_args,
-    trl_config,
 )
 
 if TYPE_CHECKING:
@@ -51,18 +49,7 @@ def train_grpo(job: TrainJob, preferences: Dataset) -> Dataset:
     grpo = job.cfg.grpo
     folder = job.checkpoint_dir / "grpo"
     model_path = resolve_model(job.model, field="model")
-    args = trl_config(
-        "grpo",
-        grpo,
-        trainer_args(
-            output_dir=folder,
-            seed=job.cfg.seed,
-            save_steps=job.cfg.save_steps,
-            dtype=job.cfg.dtype,
-            logging_steps=grpo.logging_steps,
-            report_to=job.cfg.report_to,
-        ),
-    )
+    args = job.trl_args("grpo", grpo, folder)
     monitor = job.monitor()
     tokenizer = load_tokenizer(model_path, padding_side="left")
     with JudgmentStore(job.store) as store:

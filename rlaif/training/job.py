@@ -11,6 +11,7 @@ from typing import Any
 
 from rlaif.config import JudgeConfig, RewardConfig, TrainConfig
 from rlaif.training.monitor import Monitor
+from rlaif.training.trl_args import trainer_args, trl_config
 
 log = logging.getLogger(__name__)
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
@@ -58,6 +59,20 @@ class TrainJob:
             system_prompt=self.system_prompt,
             store=self.store,
         )
+
+    def trl_args(self, section: str, settings: Any, folder: Path) -> Any:
+        """``settings`` (``train.<section>``) as its TRL trainer's config class, with what
+        every trainer of this job shares: checkpoints in ``folder``, seed, precision and
+        trackers."""
+        shared = trainer_args(
+            output_dir=folder,
+            seed=self.cfg.seed,
+            save_steps=self.cfg.save_steps,
+            dtype=self.cfg.dtype,
+            logging_steps=settings.logging_steps,
+            report_to=self.cfg.report_to,
+        )
+        return trl_config(section, settings, shared)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ from rlaif.training.job import TRL_COLUMNS, TrainJob
 from rlaif.training.monitor import watch_training
 from rlaif.training.ppo import RewardFn, train_ppo
 from rlaif.training.reward_model import RewardScorer, train_reward_model
-from rlaif.training.trl_args import tracking_callbacks, train_and_save, trainer_args, trl_config
+from rlaif.training.trl_args import tracking_callbacks, train_and_save
 
 
 def run_job(job: TrainJob, preferences: Dataset, prompts: Dataset | None) -> Dataset:
@@ -89,18 +89,7 @@ def _dpo(job: TrainJob, preferences: Dataset) -> Dataset:
         if job.reference
         else None
     )
-    args = trl_config(
-        "dpo",
-        dpo,
-        trainer_args(
-            output_dir=folder,
-            seed=job.cfg.seed,
-            save_steps=job.cfg.save_steps,
-            dtype=job.cfg.dtype,
-            logging_steps=dpo.logging_steps,
-            report_to=job.cfg.report_to,
-        ),
-    )
+    args = job.trl_args("dpo", dpo, folder)
     columns = [*TRL_COLUMNS, *([SOFT_COLUMN] if dpo.soft_labels else [])]
     monitor = job.monitor()
     trainer = (SoftLabelDPOTrainer if dpo.soft_labels else DPOTrainer)(
