@@ -450,6 +450,15 @@ def _print_estimate(rows) -> None:
     priced = [r.cost_usd for r in rows if r.cost_usd is not None]
     if priced:
         typer.echo(f"total: ${sum(priced):.4f} (judges without a price table not counted)")
+    cached = [r for r in rows if r.cached_input_tokens]
+    if cached:
+        read = sum(r.cached_input_tokens for r in cached)
+        paid = sum(r.cost_usd or 0.0 for r in cached)
+        full = sum(r.cost_uncached_usd or 0.0 for r in cached)
+        typer.echo(
+            f"prompt cache: {read} input tokens read from the providers' caches; "
+            f"${paid:.4f} instead of ${full:.4f} for those judges"
+        )
 
 
 app.command()(status)

@@ -59,6 +59,9 @@ class VllmJudgeConfig(JudgeBase):
     dtype: Dtype = "auto"
     gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
     max_model_len: int | None = Field(default=4096, ge=16)
+    prefix_caching: Annotated[bool, NoResult()] = True
+    """vLLM's prefix caching: a prompt's requests share their prefill of the rubric and the
+    prompt (every shipped rubric renders them before the answers)."""
 
 
 class PythonJudgeConfig(JudgeBase):
@@ -84,6 +87,35 @@ class Price(_Strict):
 
     input_per_mtok: float = Field(ge=0.0)
     output_per_mtok: float = Field(ge=0.0)
+    cached_input_per_mtok: Annotated[float | None, Added()] = Field(default=None, ge=0.0)
+    """Input the provider read from its prompt cache. Default: the provider's usual share of
+    ``input_per_mtok`` (Anthropic 0.1; OpenAI 0.5, which newer model families halve or more:
+    give the model's own rate)."""
+    cache_write_per_mtok: Annotated[float | None, Added()] = Field(default=None, ge=0.0)
+    """Input the provider wrote to its prompt cache. Default: Anthropic 1.25x ``input_per_mtok``
+    for the 5-minute cache, 2x for the 1-hour one; OpenAI charges no more than for input."""
+
+
+class PromptCacheConfig(_Strict):
+    """Asking the provider to cache what a prompt's requests share: the system message, the
+    rubric's text before the prompt, and the prompt (or conversation), which every shipped
+    rubric renders before the answers. Cached input is counted and priced apart
+    (``price.cached_input_per_mtok``); what a request says is the same either way, so nothing
+    here is part of a judgment's key."""
+
+    enabled: bool | None = None
+    """Anthropic: ``cache_control`` breakpoints where the shared part ends; OpenAI: a
+    ``prompt_cache_key`` naming it, so a prompt's requests reach the same cache (OpenAI caches
+    prefixes of 1,024 tokens or more by itself). None: at the provider's own API only; other
+    servers may refuse the fields (vLLM caches prefixes by itself)."""
+    ttl: Literal["auto", "5m", "1h"] = "auto"
+    """Anthropic: how long a cached prefix lives. ``auto``: 5 minutes online, where a prompt's
+    requests go out together; an hour through provider batches, which answer a batch's
+    requests in any order over hours (a 2x write pays off over a 1.25x one as soon as one
+    read comes after five minutes)."""
+    min_tokens: int = Field(default=1024, ge=1)
+    """The shortest shared part worth a breakpoint, counted as characters / 4. Anthropic caches
+    nothing shorter than 1,024 tokens on most models (2,048 or 4,096 on some)."""
 
 
 class BatchConfig(_Strict):
@@ -138,6 +170,9 @@ class ApiJudgeConfig(JudgeBase):
     max_tokens: int = Field(default=512, ge=1)
     """Output cap for ``json`` and ``parse`` rubrics; label-probability reading asks for 1."""
     price: Price | None = None
+    prompt_cache: Annotated[PromptCacheConfig, NoResult()] = Field(
+        default_factory=PromptCacheConfig
+    )
     batch: BatchConfig = BatchConfig()
     """The provider's batch API instead of online calls (``batch.enabled``)."""
     check_model: Annotated[bool, NoResult()] = True

@@ -24,6 +24,8 @@ class AnthropicJudge(ApiJudge):
     transient_errors = (anthropic.APIConnectionError, anthropic.APIResponseValidationError)
     unreachable_errors = (anthropic.APIConnectionError,)
     slow_errors = (anthropic.APITimeoutError,)
+    cached_input_share = 0.1
+    cache_write_shares = {"5m": 1.25, "1h": 2.0}
 
     def _client(self) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
@@ -54,12 +56,40 @@ class AnthropicJudge(ApiJudge):
             messages = messages[1:]
         return {**body, "messages": messages}
 
-    async def _call(
-        self, client: anthropic.AsyncAnthropic, messages: list[dict[str, str]]
-    ) -> Verdict:
+    def with_prompt_cache(
+        self, body: dict[str, Any], messages: list[dict[str, str]], shared: tuple[int, int]
+    ) -> dict[str, Any]:
+        """``cache_control`` breakpoints where what every request of the rubric shares ends
+        and where what the prompt's requests share ends, each where the text before it is
+        long enough to be cached (``prompt_cache.min_tokens``); a breakpoint at the end of
+        the system message or the few-shot turns when the rubric's shared text is all there."""
+        floor = self.cfg.prompt_cache.min_tokens * 4
+        control = {"type": "ephemeral", **({"ttl": "1h"} if self.cache_ttl() == "1h" else {})}
+        system, turns = body.get("system"), body["messages"]
+        last = turns[-1]["content"]
+        before = len(system or "") + sum(len(t["content"]) for t in turns[:-1])
+        cuts: list[int] = []
+        for cut in sorted(set(shared)):  # no block of blank text: the API refuses one
+            start = cuts[-1] if cuts else 0
+            blank = not last[start:cut].strip() or (last[cut:] and not last[cut:].strip())
+            if before + cut >= floor and not blank:
+                cuts.append(cut)
+        body = dict(body)
+        if before >= floor and shared[0] == 0:  # the shared text ends before the last turn
+            if len(turns) > 1:
+                turns = [*turns[:-2], _blocks(turns[-2], [len(turns[-2]["content"])], control),
+                         turns[-1]]  # fmt: skip
+            elif system:
+                body["system"] = [{"type": "text", "text": system, "cache_control": control}]
+        if cuts:
+            turns = [*turns[:-1], _blocks(turns[-1], cuts, control)]
+        body["messages"] = turns
+        return body
+
+    async def _call(self, client: anthropic.AsyncAnthropic, body: dict[str, Any]) -> Verdict:
         # This SDK version no longer takes ``temperature`` as an argument; the API and
         # compatible servers still read it from the body.
-        body = self.request_body(messages)
+        body = dict(body)
         temperature = body.pop("temperature")
         response = await client.messages.create(**body, extra_body={"temperature": temperature})
         return self.read_response(response)
@@ -68,9 +98,26 @@ class AnthropicJudge(ApiJudge):
         """A message, online or from a batch's results, as a verdict with usage."""
         text = "".join(getattr(block, "text", "") for block in response.content)
         usage = response.usage
-        tokens = (usage.input_tokens, usage.output_tokens) if usage else (None, None)
+        tokens: tuple[int | None, ...] = (None, None)
+        if usage is not None:
+            read = usage.cache_read_input_tokens or 0
+            written = usage.cache_creation_input_tokens or 0
+            # the API counts input after the last breakpoint apart from what the cache held
+            tokens = (usage.input_tokens + read + written, usage.output_tokens, read, written)
         if response.stop_reason == "refusal":
             verdict = Verdict(status="refused", raw_output=text, error="refused")
         else:
             verdict = read_text(self.rubric, text)
         return with_usage(self, verdict, *tokens)
+
+
+def _blocks(turn: dict[str, Any], cuts: list[int], control: dict[str, str]) -> dict[str, Any]:
+    """``turn`` with its text in blocks that end at ``cuts``, each of those marked for the
+    cache; the text is the same."""
+    text, start, blocks = turn["content"], 0, []
+    for cut in cuts:
+        blocks.append({"type": "text", "text": text[start:cut], "cache_control": control})
+        start = cut
+    if text[start:]:
+        blocks.append({"type": "text", "text": text[start:]})
+    return {**turn, "content": blocks}

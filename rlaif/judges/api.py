@@ -30,6 +30,7 @@ from tenacity import (
 from rlaif.errors import ConfigError
 from rlaif.judges.base import Budget, JudgeRequest, OnResult, RubricJudge, Verdict
 from rlaif.judges.failures import FatalJudgeError, describe_error, retry_after, status_of
+from rlaif.judges.prompt_cache import CacheFirst, Rates, prefix_group, ttl_for
 from rlaif.models.endpoints import check_served
 from rlaif.redaction import secret_from_env
 from rlaif.rubrics import load_rubric
@@ -40,9 +41,11 @@ MAX_RETRY_AFTER_S = 120.0
 
 INPUT_FIELDS = frozenset({"messages", "system"})
 """The rendered input: keyed on its own (:meth:`rlaif.judges.base.Judge.render`)."""
-TRANSPORT_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "store"})
-"""Request fields that change how an answer travels or is filed, never what it says: out of
-the cache key."""
+TRANSPORT_FIELDS = frozenset(
+    {"stream", "stream_options", "user", "metadata", "store", "prompt_cache_key"}
+)
+"""Request fields that change how an answer travels, is filed or is cached, never what it
+says: out of the cache key."""
 
 
 def normalised_url(url: str, official: str | None = None) -> str | None:
@@ -75,6 +78,10 @@ class ApiJudge(RubricJudge):
     """The provider's own API (a base_url naming it keys as no base_url)."""
     base_url_env: str = ""
     """The variable the provider's SDK reads a base URL from when none is given."""
+    cached_input_share: float = 1.0
+    """A cached input token's price as a share of an input token's (``price`` may say its own)."""
+    cache_write_shares: dict[str, float] = {"5m": 1.0, "1h": 1.0}
+    """An input token written to the cache, as a share of an input token's, by lifetime."""
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
@@ -137,14 +144,75 @@ class ApiJudge(RubricJudge):
         url = self.cfg.base_url or os.environ.get(self.base_url_env)
         return None if url is None else normalised_url(url, self.official_url)
 
-    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
+    def rates(self) -> Rates | None:
+        """The judge's prices, with the provider's cache rates where ``price`` names none."""
         price = self.cfg.price
         if price is None:
             return None
-        return (
-            (input_tokens or 0) * price.input_per_mtok
-            + (output_tokens or 0) * price.output_per_mtok
-        ) / 1e6
+        write = self.cache_write_shares[self.cache_ttl()] * price.input_per_mtok
+        return Rates(
+            input=price.input_per_mtok,
+            output=price.output_per_mtok,
+            cached_input=(
+                price.cached_input_per_mtok
+                if price.cached_input_per_mtok is not None
+                else self.cached_input_share * price.input_per_mtok
+            ),
+            cache_write=price.cache_write_per_mtok
+            if price.cache_write_per_mtok is not None
+            else write,
+        )
+
+    def cost(
+        self,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_tokens: int | None = None,
+        written_tokens: int | None = None,
+    ) -> float | None:
+        rates = self.rates()
+        if rates is None:
+            return None
+        return rates.cost(input_tokens, output_tokens, cached_tokens, written_tokens)
+
+    # -- prompt caching -------------------------------------------------------------------
+    def caches(self) -> bool:
+        """Whether requests ask the provider to cache their shared part
+        (``prompt_cache.enabled``; by default at the provider's own API only)."""
+        enabled = self.cfg.prompt_cache.enabled
+        return self.server() is None if enabled is None else enabled
+
+    def cache_ttl(self) -> str:
+        return ttl_for(self.cfg.prompt_cache.ttl, batch=self.batch.enabled)
+
+    def shared(self, request: JudgeRequest) -> tuple[int, int]:
+        """The characters of the request's last message that every request of the rubric
+        shares and that every request about its prompt shares."""
+        return self.rubric.shared_prefixes(
+            self.render(request)[-1]["content"],
+            request.prompt,
+            request.reference,
+            request.responses,
+            request.items,
+        )
+
+    def body(self, request: JudgeRequest, shared: tuple[int, int] | None = None) -> dict[str, Any]:
+        """What is sent for ``request``, online or in a batch: :meth:`request_body`, with the
+        provider's prompt-cache fields where :meth:`caches` (``shared``: :meth:`shared`, when
+        already known)."""
+        messages = self.render(request)
+        body = self.request_body(messages)
+        if not self.caches():
+            return body
+        return self.with_prompt_cache(body, messages, shared or self.shared(request))
+
+    def with_prompt_cache(
+        self, body: dict[str, Any], messages: list[dict[str, str]], shared: tuple[int, int]
+    ) -> dict[str, Any]:
+        """``body`` with the provider's cache fields: ``shared`` are the characters of the last
+        message every request of the rubric shares and every request about its prompt
+        shares (:meth:`rlaif.rubrics.Rubric.shared_prefixes`)."""
+        return body
 
     def estimated_tokens(self, rendered: Any) -> tuple[int, int]:
         """Input tokens (characters / 4) and the output cap: the most a request may use."""
@@ -182,7 +250,8 @@ class ApiJudge(RubricJudge):
     def _client(self) -> Any:
         raise NotImplementedError
 
-    async def _call(self, client: Any, messages: list[dict[str, str]]) -> Verdict:
+    async def _call(self, client: Any, body: dict[str, Any]) -> Verdict:
+        """Send one request body (:meth:`body`) and read its answer; no retries."""
         raise NotImplementedError
 
     # -- running --------------------------------------------------------------------------
@@ -208,20 +277,31 @@ class ApiJudge(RubricJudge):
         rpm_limit, tpm_limit = self.cfg.requests_per_minute, self.cfg.tokens_per_minute
         rpm = AsyncLimiter(1, 60 / rpm_limit) if rpm_limit else None
         tpm = AsyncLimiter(tpm_limit / 60, 1) if tpm_limit else None
-        pending = iter(enumerate(requests))
+        shared: list[tuple[int, int]] | None = None
+        order: CacheFirst | None = None
+        if self.caches():
+            shared = [self.shared(r) for r in requests]
+            order = CacheFirst(
+                [prefix_group(self.render(r), s[1]) for r, s in zip(requests, shared, strict=True)]
+            )
+        pending = iter(range(len(requests)))
 
-        async def answer(index: int, request: JudgeRequest, probe: bool = False) -> None:
-            verdict = await self._judge_one(client, request, rpm, tpm, probe=probe)
+        async def take() -> int | None:
+            return await order.take() if order is not None else next(pending, None)
+
+        async def answer(index: int, probe: bool = False) -> None:
+            body = self.body(requests[index], shared[index] if shared else None)
+            verdict = await self._judge_one(client, requests[index], body, rpm, tpm, probe=probe)
             budget.add(verdict.cost_usd)
+            if order is not None:
+                order.answered(index)
             on_result(index, verdict)
 
         async def worker() -> None:
-            # All workers share one iterator; the event loop is single-threaded, so each
+            # All workers take from one order; the event loop is single-threaded, so each
             # request is taken exactly once.
-            for index, request in pending:
-                if not budget.allows():
-                    return
-                await answer(index, request)
+            while budget.allows() and (index := await take()) is not None:
+                await answer(index)
 
         workers: list[asyncio.Future] = []
         try:
@@ -230,7 +310,7 @@ class ApiJudge(RubricJudge):
             # calls run for every batch, and a probe each time would halve its throughput.
             probing = budget.allows() and not self.probed
             if probing:
-                await answer(*next(pending), probe=True)
+                await answer(await take(), probe=True)
                 self.probed = True
             workers = [
                 asyncio.ensure_future(worker())
@@ -245,13 +325,13 @@ class ApiJudge(RubricJudge):
         self,
         client: Any,
         request: JudgeRequest,
+        body: dict[str, Any],
         rpm: AsyncLimiter | None,
         tpm: AsyncLimiter | None,
         *,
         probe: bool = False,
     ) -> Verdict:
-        messages = self.render(request)
-        tokens = sum(self.estimated_tokens(messages))
+        tokens = sum(self.estimated_tokens(self.render(request)))
         retrying = AsyncRetrying(
             retry=retry_if_exception(self.retryable),
             wait=self._wait,
@@ -268,7 +348,7 @@ class ApiJudge(RubricJudge):
                     self.in_flight += 1
                     self.attempts += 1
                     try:
-                        return await self._call(client, messages)
+                        return await self._call(client, body)
                     finally:
                         self.in_flight -= 1
         except Exception as exc:
@@ -358,11 +438,26 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def with_usage(
-    judge: ApiJudge, verdict: Verdict, input_tokens: int | None, output_tokens: int | None
+    judge: ApiJudge,
+    verdict: Verdict,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cached_tokens: int | None = None,
+    written_tokens: int | None = None,
 ) -> Verdict:
+    """``verdict`` with its usage and cost. ``input_tokens`` counts every input token, those
+    read from or written to the provider's cache included; what the cache saved against the
+    same call at the full input price is kept beside the cost."""
+    cost = judge.cost(input_tokens, output_tokens, cached_tokens, written_tokens)
+    saved = None
+    if cost is not None and (cached_tokens or written_tokens):
+        saved = round(judge.cost(input_tokens, output_tokens) - cost, 9)
     return replace(
         verdict,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=judge.cost(input_tokens, output_tokens),
+        cached_input_tokens=cached_tokens,
+        cache_write_tokens=written_tokens,
+        cost_usd=cost,
+        cache_saved_usd=saved,
     )

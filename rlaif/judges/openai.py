@@ -14,6 +14,7 @@ import openai
 from rlaif.judges.api import ApiJudge, with_usage
 from rlaif.judges.base import Verdict
 from rlaif.judges.openai_batches import OpenAIBatches
+from rlaif.judges.prompt_cache import prefix_group
 from rlaif.judges.verdicts import from_label_logprobs, read_text
 from rlaif.models.endpoints import openai_models
 
@@ -26,6 +27,8 @@ class OpenAIJudge(ApiJudge):
     transient_errors = (openai.APIConnectionError, openai.APIResponseValidationError)
     unreachable_errors = (openai.APIConnectionError,)
     slow_errors = (openai.APITimeoutError,)
+    cached_input_share = 0.5  # the older model families; newer ones read at 0.1-0.25x
+    cache_write_shares = {"5m": 1.0, "1h": 1.0}  # no premium: OpenAI caches by itself
 
     def _client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -62,23 +65,29 @@ class OpenAIJudge(ApiJudge):
             return {"response_format": {"type": "json_schema", "json_schema": schema}}
         return {}
 
-    async def _call(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> Verdict:
+    def with_prompt_cache(
+        self, body: dict[str, Any], messages: list[dict[str, str]], shared: tuple[int, int]
+    ) -> dict[str, Any]:
+        """A ``prompt_cache_key`` naming what the prompt's requests share: OpenAI caches the
+        prefix by itself, and the key sends those requests to the same cache."""
+        return {**body, "prompt_cache_key": prefix_group(messages, shared[1])}
+
+    async def _call(self, client: openai.AsyncOpenAI, body: dict[str, Any]) -> Verdict:
         # The SDK's low-level post (its documented way to any endpoint) with the body as is:
         # ``create`` would first rebuild the body through its type transforms and then the
         # answer into pydantic models, which on a small machine costs more CPU than the HTTP
         # exchange itself. Errors are raised exactly as ``create`` raises them.
-        body = await client.post(
-            "/chat/completions", body=self.request_body(messages), cast_to=object
-        )
-        if not isinstance(body, dict):
-            raise json.JSONDecodeError("not a JSON object", str(body)[:200], 0)
-        return self.read_response(body)
+        answer = await client.post("/chat/completions", body=body, cast_to=object)
+        if not isinstance(answer, dict):
+            raise json.JSONDecodeError("not a JSON object", str(answer)[:200], 0)
+        return self.read_response(answer)
 
     def read_response(self, response: dict[str, Any]) -> Verdict:
         """A chat completion (its JSON body), online or from a batch's output file, as a
         verdict with usage."""
         usage = response.get("usage") or {}
-        tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        tokens = usage.get("prompt_tokens"), usage.get("completion_tokens"), cached
         choice = response["choices"][0]
         message = choice["message"]
         text = message.get("content") or ""

@@ -54,8 +54,16 @@ class Verdict:
     or not (``checklist_items``: ``[true, false, ...]``) (:mod:`rlaif.rubrics.checklists`)."""
     error: str | None = None
     input_tokens: int | None = None
+    """Every input token, those read from or written to the provider's prompt cache included."""
     output_tokens: int | None = None
     cost_usd: float | None = None
+    cached_input_tokens: int | None = None
+    """Input tokens the provider read from its prompt cache."""
+    cache_write_tokens: int | None = None
+    """Input tokens the provider wrote to its prompt cache."""
+    cache_saved_usd: float | None = None
+    """What the prompt cache saved against the same call at the full input price (negative
+    when a cache write cost more than it saved on this call)."""
 
 
 class Budget:

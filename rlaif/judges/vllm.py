@@ -77,6 +77,7 @@ class VllmJudge(RubricJudge, BatchJudge):
                 gpu_memory_utilization=self.cfg.gpu_memory_utilization,
                 max_model_len=self.cfg.max_model_len,
                 enforce_eager=vllm_enforce_eager(),
+                enable_prefix_caching=self.cfg.prefix_caching,
             )
         try:
             outputs = self._llm.chat(

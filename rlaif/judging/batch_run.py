@@ -45,7 +45,7 @@ class BatchingJudge(Protocol):
     def provenance(self) -> dict[str, str]: ...
     def render(self, request: JudgeRequest) -> Any: ...
     def batch_client(self) -> ProviderBatches: ...
-    def request_body(self, messages: list[dict[str, str]]) -> dict[str, Any]: ...
+    def body(self, request: JudgeRequest) -> dict[str, Any]: ...
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None: ...
     def estimated_tokens(self, rendered: Any) -> tuple[int, int]: ...
     def fatal(self, exc: BaseException) -> FatalJudgeError | None: ...
@@ -140,7 +140,12 @@ class BatchRun:
             verdict = replace(verdict, error=f"batch {batch_id}: {verdict.error}")
         if verdict.cost_usd is None:
             return verdict
-        return replace(verdict, cost_usd=verdict.cost_usd * self.cfg.discount)
+        saved = verdict.cache_saved_usd
+        return replace(
+            verdict,
+            cost_usd=verdict.cost_usd * self.cfg.discount,
+            cache_saved_usd=None if saved is None else saved * self.cfg.discount,
+        )
 
     # -- submitting -----------------------------------------------------------------------
     def _submit(self, client: ProviderBatches, todo: Sequence[Task]) -> None:
@@ -193,7 +198,7 @@ class BatchRun:
                 return
             worst = self.backend.cost(*self.backend.estimated_tokens(messages))
             reserved += (worst or 0.0) * self.cfg.discount
-            entry = client.request(task.key, self.backend.request_body(messages))
+            entry = client.request(task.key, self.backend.body(task.request))
             yield task.key, entry, len(_json_bytes(entry))
 
     def _submission_failed(

@@ -41,6 +41,7 @@ _TYPES = {
     "ranking": "TEXT", "items": "TEXT", "raw_output": "TEXT",
     "error": "TEXT", "input_tokens": "INTEGER", "output_tokens": "INTEGER", "cost_usd": "REAL",
     "created_at": "REAL", "failures": "INTEGER", "policy_step": "INTEGER",
+    "cached_input_tokens": "INTEGER", "cache_write_tokens": "INTEGER", "cache_saved_usd": "REAL",
 }  # fmt: skip
 _COLUMNS = tuple(_TYPES)
 _TEXT = ("raw_output", "error")

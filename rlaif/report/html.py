@@ -418,6 +418,21 @@ def _cost(run_dir: Path, manifest: dict[str, Any], out_dir: Path) -> dict[str, A
         )
     else:
         built["absent"].append("cost: no stage recorded counts.cost_usd (a local judge is free)")
+    cached = [
+        [name, f"{c['cached_share']:.1%}", c["cached_input_tokens"], c["cache_write_tokens"],
+         _format(c["saved_usd"])]
+        for name, entry in manifest.get("stages", {}).items()
+        if (c := (entry.get("counts") or {}).get("prompt_cache"))
+    ]  # fmt: skip
+    if cached:
+        built["tables"].append(
+            {
+                "caption": "prompt cache: input the providers read from their caches, and "
+                "what that saved against the full input price",
+                "header": ["stage", "input cached", "tokens read", "tokens written", "saved USD"],
+                "rows": cached,
+            }
+        )
     nights = run_data.nightly_costs(run_dir, manifest)
     plot = figures.cost_plot(nights, out_dir)
     if plot:

@@ -10,6 +10,7 @@ template's own delimiters (:mod:`rlaif.rubrics.delimiters`).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from rlaif.chat import Prompt, earlier_turns, last_turn, transcript
 from rlaif.errors import ConfigError
 from rlaif.rubrics.checklists import CHECKS
 from rlaif.rubrics.delimiters import SENTINEL, unguarded
+
+STAND_IN = "\u2063rlaif-stand-in\u2063"
+"""What a rendering shows in place of a request's data to find where its text starts to vary."""
 
 PAIRWISE_VARIABLES = ("prompt", "response_a", "response_b")
 POINTWISE_VARIABLES = ("prompt", "response")
@@ -163,6 +167,33 @@ class Rubric:
             shown = self.shown(responses or (first, second))
             return self.render(prompt=prompt, responses=shown, **extra)
         return self.render(prompt=prompt, response_a=first, response_b=second, **extra)
+
+    def shared_prefixes(
+        self,
+        last: str,
+        prompt: Prompt,
+        reference: str | None = None,
+        responses: tuple[str, ...] = (),
+        items: tuple[str, ...] = (),
+    ) -> tuple[int, int]:
+        """How many characters of ``last`` (the last message of this rubric's messages for a
+        request) every request through the rubric shares, and every request about the same
+        prompt shares: where a provider's prompt cache can end. Each is where ``last`` parts
+        from a rendering with stand-ins for what varies, so whatever a template does with the
+        answers (a principle chosen from them) ends the shared text where it shows."""
+        answers = (STAND_IN,) * len(responses)
+        about_prompt = self.messages(prompt, STAND_IN, STAND_IN, reference, answers, items)
+        any_prompt = self.messages(
+            STAND_IN,
+            STAND_IN,
+            STAND_IN,
+            None if reference is None else STAND_IN,
+            answers,
+            (STAND_IN,) * len(items),
+        )
+        per_prompt = len(os.path.commonprefix([last, about_prompt[-1]["content"]]))
+        per_rubric = len(os.path.commonprefix([last, any_prompt[-1]["content"]]))
+        return min(per_rubric, per_prompt), per_prompt
 
     def shown(self, responses: tuple[str, ...]) -> list[dict[str, str]]:
         """Listwise: the answers as the template sees them, each with its label."""

@@ -3,7 +3,10 @@
 Exact where the pairs already exist in the run directory (requests are rendered and
 looked up in the judgment store); otherwise estimated from the config, with responses
 assumed to be ``sample.max_new_tokens`` long. Tokens are counted as characters / 4, and
-answers of ``json``/``parse`` rubrics as ``max_tokens`` long (an upper bound).
+answers of ``json``/``parse`` rubrics as ``max_tokens`` long (an upper bound). Where a judge
+asks its provider to cache what a prompt's requests share (``prompt_cache``), every request
+after a prompt's first is counted as reading that part from the cache and the first as
+writing it, when it is long enough to be cached.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlaif.chat import transcript
 from rlaif.config import PipelineConfig
 from rlaif.judges import Judge, JudgeRequest, build_judge
+from rlaif.judges.api import ApiJudge
 from rlaif.judging.checklists import writer_tasks
 from rlaif.judging.plan import plan_requests
 from rlaif.judging.schema import pair_columns
@@ -35,6 +40,10 @@ class JudgeEstimate:
     output_tokens: int
     cost_usd: float | None
     exact: bool
+    cached_input_tokens: int = 0
+    """Input tokens read from the provider's prompt cache."""
+    cost_uncached_usd: float | None = None
+    """What the calls would cost without the prompt cache."""
 
 
 def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[JudgeEstimate]:
@@ -42,13 +51,17 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
     pairs = load_dir(pairs_dir) if pairs_dir.exists() else None
     orders = 2 if cfg.judge.orders in ("both", "adaptive") else 1
     placeholder = "x" * (cfg.sample.max_new_tokens * 4)
-    prompt = "y" * 400
     n_train = (cfg.prompts.limit or 240) - cfg.prompts.eval_size
     records = (
         pairs.select_columns(pair_columns(pairs.column_names)).to_list()
         if pairs is not None
         else None
     )
+    # the run's own prompts where its pairs exist (their length decides what is cached)
+    prompt = "y" * 400
+    if records:
+        lengths = {r["prompt_id"]: len(transcript(r["prompt"])) for r in records}
+        prompt = "y" * (sum(lengths.values()) // len(lengths))
     out = []
     # a dry run writes nothing: without a store yet, nothing is cached
     with JudgmentStore(store_path) if store_path.exists() else nullcontext() as store:
@@ -61,9 +74,15 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
             eval_calls = cfg.prompts.eval_size * (2 if backend.mode == "checklist_items" else 1)
             # evaluation shows two answers a prompt: two orders at most, listwise too
             eval_orders = min(cfg.judge.permutations, 2) if listwise else orders
-            for stage, calls, shown in (
-                ("judge", judge_calls, cfg.sample.n if listwise else 2),
-                ("evaluate", eval_calls if checklist else cfg.prompts.eval_size * eval_orders, 2),
+            n_prompts = len({r["prompt_id"] for r in records}) if records else n_train
+            for stage, calls, shown, prompts in (
+                ("judge", judge_calls, cfg.sample.n if listwise else 2, n_prompts),
+                (
+                    "evaluate",
+                    eval_calls if checklist else cfg.prompts.eval_size * eval_orders,
+                    2,
+                    cfg.prompts.eval_size,
+                ),
             ):
                 request = JudgeRequest(
                     prompt,
@@ -77,7 +96,14 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
                 per_call = backend.cost(in_tokens, out_tokens)
                 # the judge stage may go through the provider's batch API; evaluation asks online
                 discount = backend.batch_discount if stage == "judge" else 1.0
-                cost = None if per_call is None else calls * per_call * discount
+                uncached = None if per_call is None else calls * per_call * discount
+                shared = _cached_tokens(backend, request)
+                reads = max(calls - prompts, 0) if shared else 0
+                cost = uncached
+                if per_call is not None and reads:
+                    read = backend.cost(in_tokens, out_tokens, shared, 0)
+                    write = backend.cost(in_tokens, out_tokens, 0, shared)
+                    cost = (reads * read + (calls - reads) * write) * discount
                 out.append(
                     JudgeEstimate(
                         stage=stage,
@@ -88,9 +114,21 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
                         output_tokens=calls * out_tokens,
                         cost_usd=cost,
                         exact=stage == "judge" and exact,
+                        cached_input_tokens=reads * shared,
+                        cost_uncached_usd=uncached,
                     )
                 )
     return out
+
+
+def _cached_tokens(backend: Judge, request: JudgeRequest) -> int:
+    """The tokens of ``request`` that every request about its prompt shares, where the judge
+    asks its provider to cache them and they are long enough to be cached; else 0."""
+    if not isinstance(backend, ApiJudge) or not backend.caches():
+        return 0
+    messages = backend.render(request)
+    shared = sum(len(m["content"]) for m in messages[:-1]) + backend.shared(request)[1]
+    return shared // 4 if shared // 4 >= backend.cfg.prompt_cache.min_tokens else 0
 
 
 ORDERED = ("pairwise", "listwise")

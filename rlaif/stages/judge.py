@@ -18,7 +18,7 @@ from rlaif.rubrics import load_rubric
 if TYPE_CHECKING:
     from rlaif.run.context import Run
 
-__all__ = ["adaptive_counts", "failure_counts", "judge", "step"]
+__all__ = ["adaptive_counts", "failure_counts", "judge", "prompt_cache_counts", "step"]
 
 
 def covered(run: Run) -> dict[str, Any]:
@@ -59,7 +59,37 @@ def step(run: Run) -> dict[str, Any]:
     failures = failure_counts(out, run.cfg.judge.max_failures)
     if failures:
         counts["failures"] = failures
+    cache = prompt_cache_counts(out)
+    if cache:
+        counts["prompt_cache"] = cache
     return counts
+
+
+def prompt_cache_counts(judgments: Dataset) -> dict[str, Any]:
+    """The input of this run's calls and what of it the providers' prompt caches held
+    (read), took in (written) and saved in USD against the full input price; empty when no
+    provider reported its cache. A call answering several rows (listwise) counts once."""
+    if "cached_input_tokens" not in judgments.column_names:
+        return {}
+    calls = {
+        r["key"]: r
+        for r in judgments.select_columns(
+            ["key", "cached", "input_tokens", "cached_input_tokens", "cache_write_tokens",
+             "cache_saved_usd"]
+        )
+        if not r["cached"] and r["cached_input_tokens"] is not None
+    }  # fmt: skip
+    if not calls:
+        return {}
+    total = sum(r["input_tokens"] or 0 for r in calls.values())
+    read = sum(r["cached_input_tokens"] or 0 for r in calls.values())
+    return {
+        "input_tokens": total,
+        "cached_input_tokens": read,
+        "cache_write_tokens": sum(r["cache_write_tokens"] or 0 for r in calls.values()),
+        "cached_share": round(read / total, 4) if total else 0.0,
+        "saved_usd": round(sum(r["cache_saved_usd"] or 0.0 for r in calls.values()), 6),
+    }
 
 
 def adaptive_counts(judgments: Dataset, pairs: int, cfg: JudgeConfig) -> dict[str, Any]:

@@ -16,6 +16,13 @@ with its length (the shortest ranks first). A checklist request (a ``checklist``
 a judge; a checklist items request (``<requirement number="N">`` blocks) is met on every item
 by an answer under 40 characters, on none by a longer one.
 ``answers`` counts the real answers sent for each distinct input.
+
+Its usage reports prompt caching as each provider does, a token being 4 characters: OpenAI
+caches every prefix of 1,024 tokens or more by itself and reports
+``prompt_tokens_details.cached_tokens`` (in steps of 128 tokens); Anthropic caches the prefix up
+to each ``cache_control`` breakpoint of 1,024 tokens or more and reports
+``cache_read_input_tokens``, ``cache_creation_input_tokens`` and the rest as ``input_tokens``.
+``input_tokens``, ``cached_tokens`` and ``cache_write_tokens`` add them up over every answer.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ class LoopbackJudgeServer:
         echo_key: bool = False,
         models: tuple[str, ...] | None = None,
         api_key: str | None = None,
+        cache_min_tokens: int = 1024,
     ):
         self.latency_s = latency_s
         self.max_per_second = max_per_second
@@ -97,6 +105,10 @@ class LoopbackJudgeServer:
         """TCP connections accepted: what a client that reuses its connections keeps low."""
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.cache = PromptCache(cache_min_tokens)
+        self.input_tokens = 0
+        self.cached_tokens = 0
+        self.cache_write_tokens = 0
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", port), self._handler())
@@ -160,11 +172,22 @@ class LoopbackJudgeServer:
         if self.latency_s:
             time.sleep(self.latency_s)
         refuse = "[[refuse]]" in text
-        payload = (_anthropic if path.endswith("/messages") else _openai)(
-            body, _label_probs(text), refuse, text
-        )
+        anthropic = path.endswith("/messages")
+        payload = (_anthropic if anthropic else _openai)(body, _label_probs(text), refuse, text)
+        usage = payload["usage"]
+        if anthropic:
+            read, written, total = self.cache.breakpoints(body)
+            usage["input_tokens"] = total - read - written
+            usage |= {"cache_read_input_tokens": read, "cache_creation_input_tokens": written}
+        else:
+            read, written = self.cache.prefix(text), 0
+            usage["prompt_tokens_details"] = {"cached_tokens": min(read, usage["prompt_tokens"])}
+            total = usage["prompt_tokens"]
         with self._lock:
             self.answers[key] += 1
+            self.input_tokens += total
+            self.cached_tokens += read
+            self.cache_write_tokens += written
         return 200, {}, json.dumps(payload).encode()
 
     def _random_fault(self) -> str | None:
@@ -270,6 +293,53 @@ class LoopbackJudgeServer:
                 pass
 
         return Handler
+
+
+class PromptCache:
+    """The prefixes a provider's prompt cache holds (as hashes), a token being 4 characters."""
+
+    BLOCK = 128 * 4
+    """OpenAI matches cached prefixes in steps of 128 tokens."""
+
+    def __init__(self, min_tokens: int):
+        self.min_chars = min_tokens * 4
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def prefix(self, text: str) -> int:
+        """OpenAI: the cached tokens of ``text``'s longest prefix seen before (in steps of 128
+        tokens from 1,024), every such prefix of ``text`` kept for the next request."""
+        hashed, digests = hashlib.sha256(), []
+        for start in range(0, len(text) - len(text) % self.BLOCK, self.BLOCK):
+            hashed.update(text[start : start + self.BLOCK].encode())
+            if start + self.BLOCK >= self.min_chars:
+                digests.append((start + self.BLOCK, hashed.copy().hexdigest()))
+        with self._lock:
+            hit = max((end for end, d in digests if d in self._seen), default=0)
+            self._seen.update(d for _, d in digests)
+        return hit // 4
+
+    def breakpoints(self, body: dict[str, Any]) -> tuple[int, int, int]:
+        """Anthropic: the tokens read from the cache (the longest breakpoint prefix seen
+        before), written to it (up to the last breakpoint long enough to be cached), and all
+        the request's input tokens, the system message's included."""
+        hashed, ends = hashlib.sha256(), []
+        system = body.get("system") or []
+        blocks = [{"text": system}] if isinstance(system, str) else list(system)
+        for turn in body.get("messages", []):
+            content = turn.get("content", "")
+            blocks += [{"text": content}] if isinstance(content, str) else content
+        length = 0
+        for block in blocks:
+            hashed.update(block.get("text", "").encode())
+            length += len(block.get("text", ""))
+            if block.get("cache_control") and length >= self.min_chars:
+                ends.append((length, hashed.copy().hexdigest()))
+        with self._lock:
+            hit = max((end for end, d in ends if d in self._seen), default=0)
+            self._seen.update(d for _, d in ends)
+        last = max((end for end, _ in ends), default=0)
+        return hit // 4, last // 4 - hit // 4, length // 4
 
 
 def _content(message: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -204,6 +205,21 @@ def test_full_report_has_every_section_and_its_images(tmp_path):
     assert "0.054" in text  # judge + evaluate cost
     assert "first-position win rate" in text
     assert "absent: cost per night: not a nightly run" in text
+
+
+def test_the_cost_section_shows_what_the_prompt_cache_saved(tmp_path):
+    cache = {"input_tokens": 1000, "cached_input_tokens": 800, "cache_write_tokens": 100,
+             "cached_share": 0.8, "saved_usd": 0.0021}  # fmt: skip
+    run_dir = make_run(tmp_path / "run")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["stages"]["judge"]["counts"]["prompt_cache"] = cache
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    text = write_report(run_dir).read_text()
+    assert "prompt cache: input the providers read" in text
+    row = re.search(r"<td>judge</td>\s*<td>80.0%</td>\s*<td>800</td>\s*<td>100</td>\s*"
+                    r"<td>0.0021</td>", text)  # fmt: skip
+    assert row, text[text.index("prompt cache") :][:600]
+    assert "prompt cache" not in write_report(make_run(tmp_path / "plain")).read_text()
 
 
 def test_a_judge_audit_in_the_pipeline_folder_is_a_section(tmp_path):

@@ -30,8 +30,8 @@ def test_shipped_rubrics_load_and_render():
             assert text.index("first answer") < text.index("second answer")
         elif r.mode == "checklist":  # the prompt alone
             assert "first answer" not in text and "an item" not in text
-        elif r.mode == "checklist_items":
-            assert text.index("first answer") < text.index("an item")
+        elif r.mode == "checklist_items":  # the items are the prompt's: before the answer
+            assert text.index("an item") < text.index("first answer")
             assert "second answer" not in text
         else:
             assert "first answer" in text and "second answer" not in text
