@@ -57,14 +57,23 @@ class AnthropicJudge(ApiJudge):
         return {**body, "messages": messages}
 
     def with_prompt_cache(
-        self, body: dict[str, Any], messages: list[dict[str, str]], shared: tuple[int, int]
+        self,
+        body: dict[str, Any],
+        messages: list[dict[str, str]],
+        shared: tuple[int, int],
+        sharing: int,
     ) -> dict[str, Any]:
         """``cache_control`` breakpoints where what every request of the rubric shares ends
         and where what the prompt's requests share ends, each where the text before it is
         long enough to be cached (``prompt_cache.min_tokens``); a breakpoint at the end of
-        the system message or the few-shot turns when the rubric's shared text is all there."""
+        the system message or the few-shot turns when the rubric's shared text is all there.
+        The prompt's breakpoint only where its requests pay for the write: a 1.25x write and
+        one 0.1x read cost less than two full reads; a 2x (one-hour) write needs two reads."""
+        ttl = self.cache_ttl()
         floor = self.cfg.prompt_cache.min_tokens * 4
-        control = {"type": "ephemeral", **({"ttl": "1h"} if self.cache_ttl() == "1h" else {})}
+        control = {"type": "ephemeral", **({"ttl": "1h"} if ttl == "1h" else {})}
+        if sharing < (3 if ttl == "1h" else 2):
+            shared = (shared[0], shared[0])
         system, turns = body.get("system"), body["messages"]
         last = turns[-1]["content"]
         before = len(system or "") + sum(len(t["content"]) for t in turns[:-1])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -196,22 +197,41 @@ class ApiJudge(RubricJudge):
             request.items,
         )
 
-    def body(self, request: JudgeRequest, shared: tuple[int, int] | None = None) -> dict[str, Any]:
+    def bodies(self, requests: list[JudgeRequest]) -> tuple[list[dict[str, Any]], list[str]]:
+        """What is sent for each of ``requests`` sent together (:meth:`body`), and where the
+        judge :meth:`caches`, the group of requests about the same prompt each is in
+        (:func:`prefix_group`; else no groups)."""
+        if not self.caches():
+            return [self.body(r) for r in requests], []
+        shared = [self.shared(r) for r in requests]
+        groups = [prefix_group(self.render(r), s[1]) for r, s in zip(requests, shared, strict=True)]
+        sizes = Counter(groups)
+        sent = [self.body(r, s, sizes[g]) for r, s, g in zip(requests, shared, groups, strict=True)]
+        return sent, groups
+
+    def body(
+        self, request: JudgeRequest, shared: tuple[int, int] | None = None, sharing: int = 2
+    ) -> dict[str, Any]:
         """What is sent for ``request``, online or in a batch: :meth:`request_body`, with the
         provider's prompt-cache fields where :meth:`caches` (``shared``: :meth:`shared`, when
-        already known)."""
+        already known; ``sharing``: how many requests sent together are about its prompt)."""
         messages = self.render(request)
         body = self.request_body(messages)
         if not self.caches():
             return body
-        return self.with_prompt_cache(body, messages, shared or self.shared(request))
+        return self.with_prompt_cache(body, messages, shared or self.shared(request), sharing)
 
     def with_prompt_cache(
-        self, body: dict[str, Any], messages: list[dict[str, str]], shared: tuple[int, int]
+        self,
+        body: dict[str, Any],
+        messages: list[dict[str, str]],
+        shared: tuple[int, int],
+        sharing: int,
     ) -> dict[str, Any]:
         """``body`` with the provider's cache fields: ``shared`` are the characters of the last
         message every request of the rubric shares and every request about its prompt
-        shares (:meth:`rlaif.rubrics.Rubric.shared_prefixes`)."""
+        shares (:meth:`rlaif.rubrics.Rubric.shared_prefixes`), ``sharing`` how many requests
+        sent together are about this prompt."""
         return body
 
     def estimated_tokens(self, rendered: Any) -> tuple[int, int]:
@@ -277,21 +297,16 @@ class ApiJudge(RubricJudge):
         rpm_limit, tpm_limit = self.cfg.requests_per_minute, self.cfg.tokens_per_minute
         rpm = AsyncLimiter(1, 60 / rpm_limit) if rpm_limit else None
         tpm = AsyncLimiter(tpm_limit / 60, 1) if tpm_limit else None
-        shared: list[tuple[int, int]] | None = None
-        order: CacheFirst | None = None
-        if self.caches():
-            shared = [self.shared(r) for r in requests]
-            order = CacheFirst(
-                [prefix_group(self.render(r), s[1]) for r, s in zip(requests, shared, strict=True)]
-            )
+        bodies, groups = self.bodies(requests)
+        order = CacheFirst(groups) if groups else None
         pending = iter(range(len(requests)))
 
         async def take() -> int | None:
             return await order.take() if order is not None else next(pending, None)
 
         async def answer(index: int, probe: bool = False) -> None:
-            body = self.body(requests[index], shared[index] if shared else None)
-            verdict = await self._judge_one(client, requests[index], body, rpm, tpm, probe=probe)
+            request = requests[index]
+            verdict = await self._judge_one(client, request, bodies[index], rpm, tpm, probe=probe)
             budget.add(verdict.cost_usd)
             if order is not None:
                 order.answered(index)

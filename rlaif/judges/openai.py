@@ -66,7 +66,11 @@ class OpenAIJudge(ApiJudge):
         return {}
 
     def with_prompt_cache(
-        self, body: dict[str, Any], messages: list[dict[str, str]], shared: tuple[int, int]
+        self,
+        body: dict[str, Any],
+        messages: list[dict[str, str]],
+        shared: tuple[int, int],
+        sharing: int,
     ) -> dict[str, Any]:
         """A ``prompt_cache_key`` naming what the prompt's requests share: OpenAI caches the
         prefix by itself, and the key sends those requests to the same cache."""

@@ -45,7 +45,7 @@ class BatchingJudge(Protocol):
     def provenance(self) -> dict[str, str]: ...
     def render(self, request: JudgeRequest) -> Any: ...
     def batch_client(self) -> ProviderBatches: ...
-    def body(self, request: JudgeRequest) -> dict[str, Any]: ...
+    def bodies(self, requests: list[JudgeRequest]) -> tuple[list[dict[str, Any]], list[str]]: ...
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None: ...
     def estimated_tokens(self, rendered: Any) -> tuple[int, int]: ...
     def fatal(self, exc: BaseException) -> FatalJudgeError | None: ...
@@ -191,14 +191,15 @@ class BatchRun:
         a batch's cost is known only once collected, so each request reserves the most it
         can cost (its input and the output cap, at the discounted price)."""
         reserved = 0.0
-        for task in todo:
+        bodies, _ = self.backend.bodies([task.request for task in todo])
+        for task, body in zip(todo, bodies, strict=True):
             messages = self.backend.render(task.request)
             limit = self.budget.max_cost_usd
             if limit is not None and self.budget.spent + reserved >= limit:
                 return
             worst = self.backend.cost(*self.backend.estimated_tokens(messages))
             reserved += (worst or 0.0) * self.cfg.discount
-            entry = client.request(task.key, self.backend.body(task.request))
+            entry = client.request(task.key, body)
             yield task.key, entry, len(_json_bytes(entry))
 
     def _submission_failed(

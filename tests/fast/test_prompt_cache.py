@@ -73,10 +73,15 @@ def test_anthropic_marks_the_shared_prefix_and_the_key_stays_the_same():
     # a short prompt is not worth a breakpoint
     short = on.body(JudgeRequest("Hi?", "a", "b"))
     assert isinstance(short["messages"][-1]["content"], str)
-    # through provider batches the cache lives an hour, and writes cost 2x instead of 1.25x
+    # a prompt asked once does not pay for a write
+    assert isinstance(on.body(req, sharing=1)["messages"][-1]["content"], str)
+    # through provider batches the cache lives an hour, and writes cost 2x instead of 1.25x:
+    # worth it from three requests about a prompt
     batched = anthropic(batch={"enabled": True}, price={"input_per_mtok": 3, "output_per_mtok": 15})
-    mark = next(b for b in batched.body(req)["messages"][-1]["content"] if "cache_control" in b)
+    blocks = batched.body(req, sharing=3)["messages"][-1]["content"]
+    mark = next(b for b in blocks if "cache_control" in b)
     assert mark["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert isinstance(batched.body(req, sharing=2)["messages"][-1]["content"], str)
     assert batched.rates().cache_write == pytest.approx(6.0)
 
 
