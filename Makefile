@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 SHELL  := /bin/bash
 TIMED   = start=$$(date +%s); trap 'echo "$@: tests $$(( $$(date +%s) - start )) s"' EXIT;
 
-.PHONY: install dev quickstart test test-fast evidence lint docs bench clean
+.PHONY: install dev quickstart test test-fast evidence lint docs bench gpu-check clean
 
 $(BASE): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ $(DISTILABEL):
 
 bench: $(BASE) $(DISTILABEL)
 	$(PY) benchmarks/run_all.py --out outputs/bench.json
+
+# The GPU figures (at most 8 minutes on a CUDA machine; says so and exits 0 without one).
+gpu-check: $(DEV)
+	$(PY) benchmarks/gpu_check.py --out outputs/gpu_check.json
 
 clean:
 	rm -rf $(VENV) outputs/*/ .pytest_cache site

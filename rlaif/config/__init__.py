@@ -21,6 +21,7 @@ from rlaif.config.judge import (
     AdaptiveOrdersConfig,
     AnthropicJudgeConfig,
     BatchConfig,
+    CascadeConfig,
     ChecklistsConfig,
     JudgeBackendConfig,
     JudgeConfig,
@@ -47,11 +48,11 @@ from rlaif.config.training import (
 
 __all__ = [
     "JUDGE_BACKENDS", "AdaptiveOrdersConfig", "AggregateConfig", "AnthropicJudgeConfig",
-    "BatchConfig", "ChecklistsConfig", "DpoConfig", "Dtype", "EvaluateConfig", "GrpoConfig",
-    "JudgeBackendConfig", "JudgeConfig", "MonitorConfig", "MonitorStopConfig", "NightlyConfig",
-    "OpenAIJudgeConfig", "PPOConfig", "PairConfig", "PipelineConfig", "Price", "PromptCacheConfig",
-    "PromptsConfig", "PythonJudgeConfig", "RewardConfig", "RewardModelConfig", "RoundsConfig",
-    "SampleConfig", "ServedModelConfig", "StopWhen", "Strict", "TrainConfig",
+    "BatchConfig", "CascadeConfig", "ChecklistsConfig", "DpoConfig", "Dtype", "EvaluateConfig",
+    "GrpoConfig", "JudgeBackendConfig", "JudgeConfig", "MonitorConfig", "MonitorStopConfig",
+    "NightlyConfig", "OpenAIJudgeConfig", "PPOConfig", "PairConfig", "PipelineConfig", "Price",
+    "PromptCacheConfig", "PromptsConfig", "PythonJudgeConfig", "RewardConfig", "RewardModelConfig",
+    "RoundsConfig", "SampleConfig", "ServedModelConfig", "StopWhen", "Strict", "TrainConfig",
     "TransformersJudgeConfig", "UniqueKeyLoader", "VllmJudgeConfig", "apply_override", "key_lines",
     "load_pipeline", "resolve_pipeline", "validate_pipeline",
 ]  # fmt: skip

@@ -336,6 +336,21 @@ class ChecklistsConfig(_Strict):
     """A written checklist with fewer items than this is ``invalid`` (at most 8)."""
 
 
+class CascadeConfig(_Strict):
+    """A cheap judge answers every pair; a strong one is asked only where the cheap one is
+    unsure (:mod:`rlaif.debias.cascade`), and its verdict decides those pairs."""
+
+    strong: str
+    """The judge of the panel asked only about the pairs the others leave unsure; it judges
+    nothing else."""
+    threshold: float = Field(default=0.15, ge=0.0, le=0.5)
+    """Unsure: the others' P(a wins), their orders and judges averaged, within this of 0.5."""
+    flips: bool = True
+    """Unsure also where a judge picks another answer when the order is swapped."""
+    disagreement: bool = True
+    """Unsure also where the other judges (a panel) pick different answers."""
+
+
 class JudgeConfig(_Strict):
     judges: list[JudgeBackendConfig] = Field(
         default_factory=lambda: [TransformersJudgeConfig()], min_length=1
@@ -353,6 +368,8 @@ class JudgeConfig(_Strict):
     judges (but ``adaptive``). Every answer's place in the list is thus balanced, as both
     orders balance a pair."""
     checklists: Annotated[ChecklistsConfig, Added()] = Field(default_factory=ChecklistsConfig)
+    cascade: Annotated[CascadeConfig | None, Added()] = None
+    """A strong judge asked only where the others are unsure (``cascade:``)."""
     seed: int = 0
     max_failures: int = Field(default=3, ge=1)
     """A judgment that failed (``error``) is asked again on each later run, until it has
@@ -394,6 +411,19 @@ class JudgeConfig(_Strict):
                 )
             if len(names) < 2:
                 raise ValueError("adaptive.escalate_to needs another judge to escalate from")
+        if self.cascade is not None:
+            strong = self.cascade.strong
+            if strong not in names:
+                raise ValueError(
+                    f"cascade.strong: no judge named '{strong}' (judges: {', '.join(names)})"
+                )
+            if len(names) < 2:
+                raise ValueError("cascade.strong needs a cheaper judge to answer every pair first")
+            if escalate is not None:
+                raise ValueError(
+                    "cascade and adaptive.escalate_to both send unsure pairs to another judge; "
+                    "use one"
+                )
         items_judge = self.checklists.items_judge
         if items_judge is not None and items_judge not in names:
             raise ValueError(

@@ -21,6 +21,7 @@ import pandas as pd
 from datasets import Dataset, load_dataset, load_from_disk
 
 from rlaif.config import AggregateConfig, JudgeConfig
+from rlaif.debias import cascade
 from rlaif.debias.adaptive_orders import select
 from rlaif.debias.bias import judge_report
 from rlaif.debias.calibration import Calibration, expected_calibration_error, fit, log_loss
@@ -120,7 +121,9 @@ def judge_eval(
             ],
         }
     )
-    judgments = judge(pairs, judges.model_copy(update={"orders": "both"}), store=store)
+    # every judge on every pair in both orders: a cascade is measured from these below
+    every = judges.model_copy(update={"orders": "both", "cascade": None})
+    judgments = judge(pairs, every, store=store)
     truth = dict(zip(pairs["pair_id"], a_is_chosen, strict=True))
     table = judgments.with_format("arrow")[:]
     # one order: each pair as shown first (a score per answer has no order to drop)
@@ -134,6 +137,7 @@ def judge_eval(
             combine(table, AggregateConfig(ties="keep", length_correction=True)), truth, False
         ),
         "adaptive_orders": _adaptive_accuracy(judgments, judges, truth),
+        **(_cascade_accuracy(judgments, judges, truth) if judges.cascade else {}),
     }
     result = {
         "pairs": len(labelled),
@@ -237,6 +241,29 @@ def _adaptive_accuracy(judgments: Dataset, judges: JudgeConfig, truth: dict[str,
         **_accuracy(combine(table, AggregateConfig(ties="keep")), truth, False),
         "calls": round(len(asked) / (2 * len(truth) * primary), 4),
     }
+
+
+def _cascade_accuracy(judgments: Dataset, judges: JudgeConfig, truth: dict[str, bool]) -> dict:
+    """Each judge's own accuracy (both orders) and the cascade's: the strong judge's verdict
+    where the others leave a pair unsure, theirs elsewhere; with the strong judge's calls as a
+    share of asking it about every pair."""
+    rule = judges.cascade
+    rows = judgments.to_list()
+    out = {}
+    for spec in judges.judges:
+        own = Dataset.from_list([r for r in rows if r["judge"] == spec.name])
+        out[f"judge_{spec.name}"] = _accuracy(
+            combine(own.with_format("arrow")[:], AggregateConfig(ties="keep")), truth, False
+        )
+    settings = {"threshold": rule.threshold, "flips": rule.flips, "disagreement": rule.disagreement}
+    unsure = cascade.unsure_pairs([r for r in rows if r["judge"] != rule.strong], **settings)
+    decided = Dataset.from_list(cascade.select(rows, rule.strong, **settings))
+    out["cascade"] = {
+        **_accuracy(combine(decided.with_format("arrow")[:], AggregateConfig(ties="keep")),
+                    truth, False),
+        "calls": round(len(unsure) / len(truth), 4),
+    }  # fmt: skip
+    return out
 
 
 def _accuracy(pairs, truth: dict[str, bool], drop_ties: bool) -> dict:

@@ -104,6 +104,11 @@ class _JudgedReward:
         )
         return ids, rows
 
+    @staticmethod
+    def _deciding(rows: list[dict]) -> list[dict]:
+        """The rows that decide their pairs (``judge.cascade``: see ``decides``)."""
+        return [r for r in rows if r.get("decides", True)]
+
     def _staleness(self, rows: list[dict], step: int | None) -> dict[str, Any]:
         """How old the judgments reused from the store are: the steps between the policy
         that wrote each answer (when it was judged) and this one."""
@@ -188,10 +193,10 @@ class JudgeReward(_JudgedReward):
             [call for call, group in zip(calls, items, strict=True) for _ in group],
         )
         p_a: dict[str, list[float]] = defaultdict(list)
-        for r in rows:
+        for r in self._deciding(rows):
             if r["p_a"] is not None:
                 p_a[r["pair_id"]].append(r["p_a"])
-        failed = self._failed_rows(rows)
+        failed = self._failed_rows(self._deciding(rows))
         out, start = [], 0
         for group in items:
             group_ids = ids[start : start + len(group)]
@@ -319,10 +324,10 @@ class GroupReward(_JudgedReward):
         if items:
             ids, rows = self._judge(items, calls)
             p_a: dict[str, list[float]] = defaultdict(list)
-            for r in rows:
+            for r in self._deciding(rows):
                 if r["p_a"] is not None:
                     p_a[r["pair_id"]].append(r["p_a"])
-            failed = self._failed_rows(rows)
+            failed = self._failed_rows(self._deciding(rows))
             for pair_id, (prompt, a, b) in zip(ids, items, strict=True):
                 key = stable_hash(prompt)
                 got = p_a.get(pair_id)

@@ -23,6 +23,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig
+from rlaif.debias import cascade
 from rlaif.debias.adaptive_orders import (
     bias_sample,
     first_order,
@@ -94,12 +95,13 @@ def judge_records(
         backends = {spec.name: build_judge(spec) for spec in cfg.judges}
     escalate_to = escalation_judge(cfg, backends)
     items_judge = checklist_items_judge(cfg, backends)
+    strong = cascade_judge(cfg, backends)
     asker = _Asker(records, cfg, store, budget, batch_dir, ray)
     out: list[dict] = []
     unsure_rows: set[int] = set()
     with _finish_in_flight_on_interrupt(budget):
         for name, backend in backends.items():
-            if name in (escalate_to, items_judge):
+            if name in (escalate_to, items_judge, strong):
                 continue
             if backend.mode == "checklist":
                 items = backends[items_judge] if items_judge is not None else None
@@ -118,6 +120,8 @@ def judge_records(
             wanted = [(r, other(first_order(records[r]["pair_id"], cfg.seed))) for r in unsure_rows]
             escalated = backends[escalate_to]
             out += asker(escalated, plan(escalated, records, sorted(wanted)))
+        if strong is not None:
+            out = _ask_unsure(backends[strong], out, asker)
     if budget.halted is not None:
         raise budget.halted
     if budget.interrupted:
@@ -132,6 +136,42 @@ def judge_records(
     return out
 
 
+def _ask_unsure(strong: Judge, rows: list[dict], asker: _Asker) -> list[dict]:
+    """``judge.cascade``: the strong judge asked about the pairs the other judges' ``rows``
+    leave unsure (in the orders the stage asks), and every row marked with whether it decides
+    its pair (``decides``: the strong judge's rows where it answered, the others' elsewhere)."""
+    cfg, records = asker.cfg, asker.records
+    rule = cfg.cascade
+    unsure = cascade.unsure_pairs(
+        rows, threshold=rule.threshold, flips=rule.flips, disagreement=rule.disagreement
+    )
+    wanted = [
+        (row, order)
+        for row, rec in enumerate(records)
+        if rec["pair_id"] in unsure
+        for order in _orders(rec["pair_id"], cfg)
+    ]
+    log.info(
+        "judge %s: %d of %d pairs unsure after the other judges; asking it about those",
+        strong.name,
+        len(unsure),
+        len({r["pair_id"] for r in rows}),
+    )
+    rows = rows + asker(strong, plan(strong, records, wanted))
+    for row, decides in zip(rows, cascade.decided(rows, strong.name), strict=True):
+        row["decides"] = decides
+    return rows
+
+
+def _orders(pair_id: str, cfg: JudgeConfig) -> tuple[str, ...]:
+    """The orders a pair is shown in to a judge asked about it alone."""
+    if cfg.orders == "original":
+        return ("ab",)
+    if cfg.orders == "random":
+        return (first_order(pair_id, cfg.seed),)
+    return ("ab", "ba")
+
+
 def escalation_judge(cfg: JudgeConfig, backends: dict[str, Judge]) -> str | None:
     """The judge unsure pairs escalate to under ``orders: adaptive``, checked to be pairwise
     (``backends``: every judge of ``cfg`` by name)."""
@@ -140,6 +180,18 @@ def escalation_judge(cfg: JudgeConfig, backends: dict[str, Judge]) -> str | None
         raise ConfigError(
             f"judge.adaptive.escalate_to: judge '{name}' uses a pointwise rubric; escalation "
             "asks a pairwise judge about the pairs others were unsure of"
+        )
+    return name
+
+
+def cascade_judge(cfg: JudgeConfig, backends: dict[str, Judge]) -> str | None:
+    """The strong judge of ``judge.cascade``, checked to compare pairs."""
+    name = cfg.cascade.strong if cfg.cascade is not None else None
+    if name is not None and backends[name].mode != "pairwise":
+        raise ConfigError(
+            f"judge.cascade.strong: judge '{name}' uses a {backends[name].mode} rubric; the "
+            "strong judge of a cascade compares the pairs the others leave unsure (a "
+            "pairwise rubric)"
         )
     return name
 

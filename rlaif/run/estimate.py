@@ -6,7 +6,9 @@ assumed to be ``sample.max_new_tokens`` long. Tokens are counted as characters /
 answers of ``json``/``parse`` rubrics as ``max_tokens`` long (an upper bound). Where a judge
 asks its provider to cache what a prompt's requests share (``prompt_cache``), every request
 after a prompt's first is counted as reading that part from the cache and the first as
-writing it, when it is long enough to be cached.
+writing it, when it is long enough to be cached. A cascade's strong judge is counted as if
+asked about every pair: it is asked about the unsure ones only, which the cheap judges'
+answers decide.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
             listwise = backend.mode == "listwise"
             checklist = backend.mode in ("checklist", "checklist_items")
             judge_calls, exact = _judge_calls(backend, cfg, records, store, n_train)
+            if cfg.judge.cascade is not None and spec.name == cfg.judge.cascade.strong:
+                exact = False  # asked about the unsure pairs only: at most every pair
             # a checklist is written once per prompt; its items are asked once per answer
             eval_calls = cfg.prompts.eval_size * (2 if backend.mode == "checklist_items" else 1)
             # evaluation shows two answers a prompt: two orders at most, listwise too

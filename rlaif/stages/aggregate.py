@@ -59,7 +59,7 @@ def covered(run: Run) -> dict:
 
 def step(run: Run) -> dict:
     """The stage in a run: the preferences, the judge report, and what was held back."""
-    judgments = run.input("judge")
+    judgments = deciding(run.input("judge"))
     human = None
     if run.cfg.aggregate.human_labels == "override":
         with run.store() as store:
@@ -150,6 +150,7 @@ def aggregate(
     weight in the mean is the one the calibration measured. ``human_labels`` (pair key ->
     ``A``, ``B``, ``tie`` or ``flag``, see ``cfg.human_labels``) replace the judges'
     preference for the pairs they cover."""
+    judgments = deciding(judgments)
     # through the arrow formatter, so a selected or filtered dataset is read as it appears
     table = judgments.select_columns(_COLUMNS).with_format("arrow")[:].combine_chunks()
     if calibrations:
@@ -193,6 +194,14 @@ def aggregate(
         "held back" if cfg.incomplete == "hold" else "published, complete=false",
     )
     return _to_dataset(pairs.filter(pa.array(keep)), system_prompt)
+
+
+def deciding(judgments: Dataset) -> Dataset:
+    """The judgments that decide their pairs: under ``judge.cascade`` (a ``decides`` column)
+    the strong judge's where it was asked, the others' elsewhere; else all of them."""
+    if "decides" not in judgments.column_names:
+        return judgments
+    return judgments.select([i for i, d in enumerate(judgments["decides"]) if d])
 
 
 _HUMAN_P_A = {"A": 1.0, "B": 0.0, "tie": 0.5, "flag": float("nan")}

@@ -129,3 +129,11 @@ def unreadable_on_x(prompt: str, first: str, second: str) -> object:
     if " x" in prompt:
         return "maybe?"
     return prefer_shorter(prompt, first, second)
+
+
+def sure_only_when_far(prompt: str, first: str, second: str) -> float:
+    """A cheap judge: the shorter answer where the lengths differ by 10 or more characters,
+    else a lean toward whichever answer is shown first (unsure, and it flips with the order)."""
+    if abs(len(first) - len(second)) >= 10:
+        return 0.9 if len(first) < len(second) else 0.1
+    return 0.55
