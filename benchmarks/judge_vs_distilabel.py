@@ -6,9 +6,12 @@ token's top log-probabilities with the same rubric text, the same number of requ
 flight, and no cache. The rlaif side is the whole judge stage (rendering, hashing, rate
 limiting, retries, verdict reading, durable SQLite writes); distilabel's side is a
 ``TextGeneration`` task over ``OpenAILLM``. distilabel pins versions that clash with rlaif's,
-so it runs in its own virtual environment (``make bench`` creates ``.venv-distilabel``);
-each side is timed inside its own process, imports excluded. Figures are judgments/s,
-medians of interleaved repeats; the last line printed is one JSON object.
+so it runs in its own virtual environment (``make bench`` creates ``.venv-distilabel``).
+Each side runs in a process of its own and is timed twice: the whole process, from its start
+to its exit (the interpreter, the imports, the judging, the writes: what a nightly job
+waits for), and inside it, the judging alone. Figures are judgments/s, medians of
+interleaved repeats; the headline ratio is the whole-process one. The last line printed is
+one JSON object.
 """
 
 from __future__ import annotations
@@ -41,8 +44,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--distilabel-python", type=Path, default=DEFAULT_PYTHON)
+    parser.add_argument("--side", choices=["rlaif"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     quiet()
+    if args.side:
+        print(json.dumps(rlaif_side(args)))
+        return
     if not args.distilabel_python.exists():
         sys.exit(
             f"{args.distilabel_python} not found: `make bench` creates it (a venv with "
@@ -75,36 +82,44 @@ def main() -> None:
             "top_logprobs": spec.top_logprobs,
         }
 
-        def rlaif_side() -> float:
-            with tempfile.TemporaryDirectory() as tmp, JudgmentStore(Path(tmp) / "j.db") as store:
+        inside: dict[str, list[float]] = {"rlaif": [], "distilabel": []}
+
+        def process(name: str, command: list[str], stdin: str | None):
+            def run() -> float:
                 start = time.perf_counter()
-                out = judge(pairs, JudgeConfig(judges=[spec]), store=store)
-                seconds = time.perf_counter() - start
-            assert sum(s == "ok" for s in out["status"]) == judgments, "rlaif side failed some"
-            return judgments / seconds
+                done = subprocess.run(
+                    command, input=stdin, capture_output=True, text=True, check=True
+                )
+                whole = time.perf_counter() - start
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                assert result["answered"] == judgments, f"{name} answered {result['answered']}"
+                inside[name].append(judgments / result["seconds"])
+                return judgments / whole
 
-        def distilabel_side() -> float:
-            done = subprocess.run(
-                [str(args.distilabel_python), str(HERE / "distilabel_judge_side.py")],
-                input=json.dumps(job),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            assert result["answered"] == judgments, f"distilabel answered {result['answered']}"
-            return judgments / result["seconds"]
+            return run
 
-        figures = interleaved({"rlaif": rlaif_side, "distilabel": distilabel_side}, args.repeats)
+        rlaif_cmd = [sys.executable, __file__, "--side", "rlaif", "--base-url", base_url,
+                     "--model", args.model, "--pairs", str(args.pairs),
+                     "--concurrency", str(args.concurrency)]  # fmt: skip
+        distilabel_cmd = [str(args.distilabel_python), str(HERE / "distilabel_judge_side.py")]
+        figures = interleaved(
+            {
+                "rlaif": process("rlaif", rlaif_cmd, None),
+                "distilabel": process("distilabel", distilabel_cmd, json.dumps(job)),
+            },
+            args.repeats,
+        )
     finally:
         if server is not None:
             server.terminate()
             server.wait()
     rlaif_rate, other_rate = median(figures["rlaif"]), median(figures["distilabel"])
+    rlaif_in, other_in = median(inside["rlaif"]), median(inside["distilabel"])
     print(
-        f"rlaif judge stage: {rlaif_rate:.1f} judgments/s, distilabel: {other_rate:.1f}/s "
-        f"(ratio {rlaif_rate / other_rate:.2f}, goal >= 3); {judgments} judgments, "
-        f"{args.concurrency} in flight, medians of {args.repeats}"
+        f"whole process: rlaif judge stage {rlaif_rate:.1f} judgments/s, distilabel "
+        f"{other_rate:.1f}/s (ratio {rlaif_rate / other_rate:.2f}, goal >= 3); judging alone: "
+        f"{rlaif_in:.1f}/s and {other_in:.1f}/s (ratio {rlaif_in / other_in:.2f}); "
+        f"{judgments} judgments, {args.concurrency} in flight, medians of {args.repeats}"
     )
     emit(
         {
@@ -115,11 +130,29 @@ def main() -> None:
             "raw": "distilabel 1.5.3",
             "ratio": round(rlaif_rate / other_rate, 3),
             "goal": ">= 3",
+            "in_process_ratio": round(rlaif_in / other_in, 3),
             "judgments": judgments,
             "concurrency": args.concurrency,
             "repeats": args.repeats,
         }
     )
+
+
+def rlaif_side(args: argparse.Namespace) -> dict:
+    """The rlaif side, in its own process: the judge stage on the benchmark's pairs."""
+    spec = OpenAIJudgeConfig(
+        name="bench",
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=None,
+        max_concurrency=args.concurrency,
+    )
+    pairs = make_pairs(args.pairs, "d")
+    with tempfile.TemporaryDirectory() as tmp, JudgmentStore(Path(tmp) / "j.db") as store:
+        start = time.perf_counter()
+        out = judge(pairs, JudgeConfig(judges=[spec]), store=store)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "answered": sum(s == "ok" for s in out["status"])}
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def main() -> None:
                 text=True,
                 check=True,
             )
-            got = json.loads(done.stdout.strip().splitlines()[-1])
+            # vLLM logs to stdout too: the side's figures are its last JSON line
+            got = json.loads([x for x in done.stdout.splitlines() if x.startswith("{")][-1])
             return got["tokens"] / got["seconds"]
 
         return one
