@@ -18,7 +18,9 @@ from rlaif.rubrics import load_rubric
 if TYPE_CHECKING:
     from rlaif.run.context import Run
 
-__all__ = ["adaptive_counts", "failure_counts", "judge", "prompt_cache_counts", "step"]
+__all__ = [
+    "adaptive_counts", "cascade_counts", "failure_counts", "judge", "prompt_cache_counts", "step",
+]  # fmt: skip
 
 
 def covered(run: Run) -> dict[str, Any]:
@@ -62,7 +64,17 @@ def step(run: Run) -> dict[str, Any]:
     cache = prompt_cache_counts(out)
     if cache:
         counts["prompt_cache"] = cache
+    if run.cfg.judge.cascade is not None:
+        counts["cascade"] = cascade_counts(out, run.cfg.judge.cascade.strong)
     return counts
+
+
+def cascade_counts(judgments: Dataset, strong: str) -> dict[str, Any]:
+    """How many pairs a cascade's strong judge was asked about, of all the pairs judged."""
+    pairs = len(set(judgments["pair_id"]))
+    asked = len({p for p, j in zip(judgments["pair_id"], judgments["judge"], strict=True)
+                 if j == strong})  # fmt: skip
+    return {"pairs": pairs, "strong_pairs": asked, "strong_share": round(asked / pairs, 4)}
 
 
 def prompt_cache_counts(judgments: Dataset) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore
 from rlaif.run.estimate import estimate
 from rlaif.stages import aggregate, judge
+from rlaif.stages.judge import cascade_counts
 
 CHEAP = {"name": "cheap", "backend": "python", "callable": "judges_for_tests:sure_only_when_far"}
 STRONG = {"name": "strong", "backend": "python", "callable": "judges_for_tests:prefer_shorter"}
@@ -98,6 +99,11 @@ def test_the_strong_judge_decides_only_the_pairs_the_cheap_one_leaves_unsure(tmp
         assert all(r["decides"] for r in strong)
         cheap_p1 = [r for r in rows if r["judge"] == "cheap" and r["pair_id"] == "p1:0-1"]
         assert [r["decides"] for r in cheap_p1] == [False, False]
+        assert cascade_counts(rows, "strong") == {
+            "pairs": 4,
+            "strong_pairs": 2,
+            "strong_share": 0.5,
+        }
         prefs = aggregate(rows, AggregateConfig(ties="keep"))
         decided_by = dict(zip(prefs["pair_id"], prefs["judges"], strict=True))
         assert decided_by["p1:0-1"] == ["strong"] and decided_by["p0:0-1"] == ["cheap"]
