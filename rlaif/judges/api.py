@@ -150,18 +150,16 @@ class ApiJudge(RubricJudge):
         price = self.cfg.price
         if price is None:
             return None
-        write = self.cache_write_shares[self.cache_ttl()] * price.input_per_mtok
+        read, write = price.cached_input_per_mtok, price.cache_write_per_mtok
         return Rates(
             input=price.input_per_mtok,
             output=price.output_per_mtok,
-            cached_input=(
-                price.cached_input_per_mtok
-                if price.cached_input_per_mtok is not None
-                else self.cached_input_share * price.input_per_mtok
+            cached_input=self.cached_input_share * price.input_per_mtok if read is None else read,
+            cache_write=(
+                self.cache_write_shares[self.cache_ttl()] * price.input_per_mtok
+                if write is None
+                else write
             ),
-            cache_write=price.cache_write_per_mtok
-            if price.cache_write_per_mtok is not None
-            else write,
         )
 
     def cost(
