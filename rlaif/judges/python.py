@@ -27,7 +27,7 @@ from typing import Any
 from rlaif.chat import plain
 from rlaif.config import PythonJudgeConfig
 from rlaif.errors import ConfigError
-from rlaif.judges.base import BatchJudge, JudgeRequest, Verdict
+from rlaif.judges.base import BatchJudge, Budget, JudgeRequest, OnResult, Verdict
 from rlaif.rubrics.checklists import items_json, read_items, read_met
 
 
@@ -102,6 +102,14 @@ class PythonJudge(BatchJudge):
 
     def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
         return [self._one(r) for r in requests]
+
+    def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
+        """One call at a time, each answer handed on (and stored) as it returns: a callable
+        may call a paid service of its own, and a kill then loses only the call in flight."""
+        for index, request in enumerate(requests):
+            if not budget.allows():
+                return
+            on_result(index, self._one(request))
 
     def _one(self, request: JudgeRequest) -> Verdict:
         if self.mode == "listwise":

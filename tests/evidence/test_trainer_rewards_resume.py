@@ -15,10 +15,13 @@ def test_killed_and_resumed_pays_for_no_answer_twice(tmp_path, tiny_model):
     pipeline = write(tmp_path, reward_pipeline(tmp_path, reference_column="answer"))
     proc = run_script(tmp_path, tiny_model, pipeline, "text", steps=4, background=True)
     log = tmp_path / "calls.jsonl"
+    # the checkpoint whole: transformers writes its state file last, and a checkpoint killed
+    # before that cannot be resumed from by anyone
+    saved = tmp_path / "trl" / "checkpoint-2" / "trainer_state.json"
     deadline = time.time() + 300
-    while time.time() < deadline and not (tmp_path / "trl" / "checkpoint-2").exists():
+    while time.time() < deadline and not saved.exists():
         time.sleep(0.2)
-    assert (tmp_path / "trl" / "checkpoint-2").exists(), "no checkpoint before the kill"
+    assert saved.exists(), "no checkpoint before the kill"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = [tuple(json.loads(x)) for x in log.read_text().splitlines()]
