@@ -72,7 +72,8 @@ class AnthropicJudge(ApiJudge):
         ttl = self.cache_ttl()
         floor = self.cfg.prompt_cache.min_tokens * 4
         control = {"type": "ephemeral", **({"ttl": "1h"} if ttl == "1h" else {})}
-        if sharing < (3 if ttl == "1h" else 2):
+        write, read = self.cache_write_shares[ttl], self.cached_input_share
+        if write + (sharing - 1) * read >= sharing:  # cheaper to send them all in full
             shared = (shared[0], shared[0])
         system, turns = body.get("system"), body["messages"]
         last = turns[-1]["content"]

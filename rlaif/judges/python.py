@@ -27,7 +27,7 @@ from typing import Any
 from rlaif.chat import plain
 from rlaif.config import PythonJudgeConfig
 from rlaif.errors import ConfigError
-from rlaif.judges.base import BatchJudge, Budget, JudgeRequest, OnResult, Verdict
+from rlaif.judges.base import Budget, Judge, JudgeRequest, OnResult, Verdict
 from rlaif.rubrics.checklists import items_json, read_items, read_met
 
 
@@ -47,7 +47,7 @@ def import_callable(spec: str, *, field: str) -> Callable[..., Any]:
     return fn
 
 
-class PythonJudge(BatchJudge):
+class PythonJudge(Judge):
     def __init__(self, cfg: PythonJudgeConfig):
         self.cfg = cfg
         self.name = cfg.name
@@ -99,9 +99,6 @@ class PythonJudge(BatchJudge):
         if self.mode == "checklist_items":
             return [plain(request.prompt), request.first, *request.items]
         return [plain(request.prompt), request.first, request.second]
-
-    def judge(self, requests: list[JudgeRequest]) -> list[Verdict]:
-        return [self._one(r) for r in requests]
 
     def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
         """One call at a time, each answer handed on (and stored) as it returns: a callable

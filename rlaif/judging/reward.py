@@ -104,10 +104,15 @@ class _JudgedReward:
         )
         return ids, rows
 
-    @staticmethod
-    def _deciding(rows: list[dict]) -> list[dict]:
-        """The rows that decide their pairs (``judge.cascade``: see ``decides``)."""
-        return [r for r in rows if r.get("decides", True)]
+    def _p_a(self, rows: list[dict]) -> tuple[dict[str, list[float]], dict[str, list[dict]]]:
+        """Each pair's P(a wins) from the rows that decide it (``judge.cascade``: see
+        ``decides``; all rows otherwise), and its failed rows."""
+        deciding = [r for r in rows if r.get("decides", True)]
+        p_a: dict[str, list[float]] = defaultdict(list)
+        for r in deciding:
+            if r["p_a"] is not None:
+                p_a[r["pair_id"]].append(r["p_a"])
+        return p_a, self._failed_rows(deciding)
 
     def _staleness(self, rows: list[dict], step: int | None) -> dict[str, Any]:
         """How old the judgments reused from the store are: the steps between the policy
@@ -192,11 +197,7 @@ class JudgeReward(_JudgedReward):
             [item for group in items for item in group],
             [call for call, group in zip(calls, items, strict=True) for _ in group],
         )
-        p_a: dict[str, list[float]] = defaultdict(list)
-        for r in self._deciding(rows):
-            if r["p_a"] is not None:
-                p_a[r["pair_id"]].append(r["p_a"])
-        failed = self._failed_rows(self._deciding(rows))
+        p_a, failed = self._p_a(rows)
         out, start = [], 0
         for group in items:
             group_ids = ids[start : start + len(group)]
@@ -323,11 +324,7 @@ class GroupReward(_JudgedReward):
         failed_of: dict[tuple[str, str], list[dict]] = defaultdict(list)
         if items:
             ids, rows = self._judge(items, calls)
-            p_a: dict[str, list[float]] = defaultdict(list)
-            for r in self._deciding(rows):
-                if r["p_a"] is not None:
-                    p_a[r["pair_id"]].append(r["p_a"])
-            failed = self._failed_rows(self._deciding(rows))
+            p_a, failed = self._p_a(rows)
             for pair_id, (prompt, a, b) in zip(ids, items, strict=True):
                 key = stable_hash(prompt)
                 got = p_a.get(pair_id)

@@ -59,7 +59,8 @@ def covered(run: Run) -> dict:
 
 def step(run: Run) -> dict:
     """The stage in a run: the preferences, the judge report, and what was held back."""
-    judgments = deciding(run.input("judge"))
+    judged = run.input("judge")
+    judgments = deciding(judged)
     human = None
     if run.cfg.aggregate.human_labels == "override":
         with run.store() as store:
@@ -75,7 +76,7 @@ def step(run: Run) -> dict:
     if len(out) == 0:
         raise RlaifError(_nothing_published(judgments, held_back, run.cfg.aggregate, run.dir.logs))
     run.save("aggregate", out)
-    report = judge_report(judgments.to_pandas())
+    report = judge_report(judged.to_pandas())  # each judge on all it answered
     (run.dir.output("aggregate") / "judge_report.json").write_text(json.dumps(report, indent=2))
     run.manifest["judge_report"] = report
     counts = {
@@ -201,7 +202,8 @@ def deciding(judgments: Dataset) -> Dataset:
     the strong judge's where it was asked, the others' elsewhere; else all of them."""
     if "decides" not in judgments.column_names:
         return judgments
-    return judgments.select([i for i, d in enumerate(judgments["decides"]) if d])
+    kept = judgments.select([i for i, d in enumerate(judgments["decides"]) if d])
+    return kept.remove_columns("decides")
 
 
 _HUMAN_P_A = {"A": 1.0, "B": 0.0, "tie": 0.5, "flag": float("nan")}
