@@ -2,7 +2,9 @@
 
 Both sides send the same requests (every pair in both orders, label-probability reading)
 with the same number in flight; the rlaif side is the whole judge stage: rendering,
-hashing, rate limiting, retries, verdict parsing and durable SQLite writes. A second part
+hashing, rate limiting, retries, verdict parsing and durable SQLite writes. A third side,
+bare ``aiohttp`` posting the same bodies with no SDK and nothing read from the answers,
+is the most any client gets from the server at that concurrency on this machine. A second part
 sets a requests-per-minute limit, against a server that answers 429 above that rate,
 and reports the achieved rate and the 429s served.
 
@@ -17,10 +19,12 @@ import asyncio
 import math
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import openai
-from bench_common import emit, quiet, start_loopback
+from bench_common import emit, interleaved, median, quiet, start_loopback
 from datasets import Dataset
 
 from rlaif.config import JudgeConfig, OpenAIJudgeConfig
@@ -68,6 +72,20 @@ async def bare_client(base_url: str, model: str, messages: list, concurrency: in
     return elapsed
 
 
+async def bare_aiohttp(base_url: str, model: str, messages: list, concurrency: int) -> float:
+    body = {"model": model, "temperature": 0.0, "max_tokens": 1, "logprobs": True}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+
+        async def one(m: list) -> None:
+            payload = {**body, "messages": m, "top_logprobs": 20}
+            async with http.post(f"{base_url}/chat/completions", json=payload) as response:
+                await response.read()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(m) for m in messages))
+        return time.perf_counter() - start
+
+
 def rlaif_stage(cfg: JudgeConfig, pairs: Dataset, store_dir: Path) -> tuple[float, Dataset]:
     with JudgmentStore(store_dir / "judgments.sqlite") as store:
         start = time.perf_counter()
@@ -83,6 +101,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rpm", type=float, default=1200.0, help="limit for the rate part")
     parser.add_argument("--rpm-requests", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved; medians reported")
     args = parser.parse_args()
     quiet()
 
@@ -103,9 +122,29 @@ def main() -> None:
                 for r in pairs
                 for a, b in ((r["response_a"], r["response_b"]), (r["response_b"], r["response_a"]))
             ]
-            bare_s = asyncio.run(bare_client(base_url, args.model, messages, args.concurrency))
-            rlaif_s, out = rlaif_stage(JudgeConfig(judges=[spec]), pairs, Path(tmp))
-            failed = sum(s != "ok" for s in out["status"])
+            judgments = len(messages)
+            failed: list[int] = []
+
+            def bare(client: Callable[..., Awaitable[float]]) -> Callable[[], float]:
+                return lambda: (
+                    judgments
+                    / asyncio.run(client(base_url, args.model, messages, args.concurrency))
+                )
+
+            def stage() -> float:
+                store = Path(tempfile.mkdtemp(dir=tmp))  # a fresh store: nothing cached
+                seconds, out = rlaif_stage(JudgeConfig(judges=[spec]), pairs, store)
+                failed.append(sum(s != "ok" for s in out["status"]))
+                return judgments / seconds
+
+            rates = interleaved(
+                {
+                    "bare AsyncOpenAI": bare(bare_client),
+                    "rlaif": stage,
+                    "bare aiohttp": bare(bare_aiohttp),
+                },
+                args.repeats,
+            )
 
             # The rate part runs against a server that answers 429 above the limit (unless an
             # external --base-url was given), so a 429 storm would show.
@@ -117,7 +156,7 @@ def main() -> None:
                 rpm_pairs = make_pairs(args.rpm_requests // 2, "r")
                 rpm_s, rpm_out = rlaif_stage(JudgeConfig(judges=[limited]), rpm_pairs, Path(tmp))
                 rpm_429s = None if args.base_url else strict.served[429]
-        judgments = len(messages)
+        rlaif_rate, bare_rate = median(rates["rlaif"]), median(rates["bare AsyncOpenAI"])
         rpm_achieved = len(rpm_out) / rpm_s * 60
         figures = {
             "pairs": args.pairs,
@@ -125,11 +164,13 @@ def main() -> None:
             "concurrency": args.concurrency,
             "benchmark": "judge_throughput (vs bare AsyncOpenAI)",
             "unit": "judgments/s",
-            "rlaif_per_s": round(judgments / rlaif_s, 1),
-            "raw_per_s": round(judgments / bare_s, 1),
-            "ratio": round(bare_s / rlaif_s, 3),
+            "rlaif_per_s": round(rlaif_rate, 1),
+            "raw_per_s": round(bare_rate, 1),
+            "ratio": round(rlaif_rate / bare_rate, 3),
             "goal": ">= 0.95",
-            "failed": failed,
+            "bare_aiohttp_per_s": round(median(rates["bare aiohttp"]), 1),
+            "failed": max(failed),
+            "repeats": args.repeats,
             "rpm_limit": args.rpm,
             "rpm_achieved": round(rpm_achieved, 1),
             "rpm_ratio": round(rpm_achieved / args.rpm, 3),
@@ -138,7 +179,8 @@ def main() -> None:
         }
         print(
             f"bare client: {figures['raw_per_s']}/s, rlaif judge stage: "
-            f"{figures['rlaif_per_s']}/s (ratio {figures['ratio']}); with "
+            f"{figures['rlaif_per_s']}/s (ratio {figures['ratio']}), bare aiohttp "
+            f"{figures['bare_aiohttp_per_s']}/s (the server's most at this concurrency); with "
             f"requests_per_minute={args.rpm}: {figures['rpm_achieved']}/min"
         )
         emit(figures)

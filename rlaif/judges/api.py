@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -284,7 +285,11 @@ class ApiJudge(RubricJudge):
                 session.close()
 
     def keep_open(self) -> None:
-        self._session = self._session or _Session()
+        if self._session is None:
+            self._session = _Session()
+            # Closed when the judge goes (or the interpreter exits): the HTTP client's
+            # connections are shut, not left for a garbage collector to complain about.
+            weakref.finalize(self, self._session.close)
 
     async def _run(
         self, session: _Session, requests: list[JudgeRequest], on_result: OnResult, budget: Budget
@@ -344,7 +349,7 @@ class ApiJudge(RubricJudge):
         *,
         probe: bool = False,
     ) -> Verdict:
-        tokens = sum(self.estimated_tokens(self.render(request)))
+        tokens = sum(self.estimated_tokens(self.render(request))) if tpm else 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(self.retryable),
             wait=self._wait,
@@ -437,6 +442,7 @@ class _Session:
     def close(self) -> None:
         if self.client is not None:
             self.runner.run(self.client.close())
+            self.client = None
         self.runner.close()
 
 

@@ -44,6 +44,14 @@ _TYPES = {
     "cached_input_tokens": "INTEGER", "cache_write_tokens": "INTEGER", "cache_saved_usd": "REAL",
 }  # fmt: skip
 _COLUMNS = tuple(_TYPES)
+_INSERT = (
+    f"INSERT INTO judgments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT(key) DO UPDATE SET "
+    + ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:] if c != "failures")
+    + ", failures = COALESCE(judgments.failures, 0) + excluded.failures "
+    "WHERE judgments.status = 'error'"
+)
+"""A key keeps its first real answer; only a stored error is replaced, counting a failure."""
 _TEXT = ("raw_output", "error")
 """Free text a provider may have filled with anything, a key it echoed included."""
 _SCHEMA = """
@@ -234,16 +242,10 @@ class JudgmentStore:
             rows.append(tuple(r.get(c) for c in _COLUMNS))
             if r["failures"]:
                 failed.append((r["key"], r.get("judge"), r.get("error"), os.getpid(), now))
-        updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:] if c != "failures")
         with writing(self.path), self._readable(), self._db:
-            self._db.executemany(
-                f"INSERT INTO judgments ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT(key) DO UPDATE SET "
-                f"{updates}, failures = COALESCE(judgments.failures, 0) + excluded.failures "
-                "WHERE judgments.status = 'error'",
-                rows,
-            )
-            self._db.executemany("INSERT INTO failures VALUES (?, ?, ?, ?, ?)", failed)
+            self._db.executemany(_INSERT, rows)
+            if failed:
+                self._db.executemany("INSERT INTO failures VALUES (?, ?, ?, ?, ?)", failed)
         self._wrote = True
 
     def put(self, record: dict[str, Any]) -> None:

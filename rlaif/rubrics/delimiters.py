@@ -47,11 +47,12 @@ class Neutraliser:
     def __call__(self, value: object) -> object:
         if not isinstance(value, str):
             return value
-        if self.tags:
+        # The substring tests skip the regular expressions for the many values they cannot match.
+        if self.tags and "<" in value:
             value = _TAG_START.sub(self._escape_tag, value)
-        if self.headings:
+        if self.headings and "#" in value:
             value = _HEADING.sub(lambda m: "\\" + m.group(0), value)
-        if self.rules:
+        if self.rules and any(c in value for c in self.rules):
             value = _RULE.sub(
                 lambda m: "\\" + m.group(0) if m.group(1) in self.rules else m.group(0), value
             )

@@ -235,6 +235,9 @@ class LoopbackJudgeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The head and the body go out in two writes: with Nagle's algorithm on, the
+            # body waits for the client's delayed ACK (40 ms on Linux) on every answer.
+            disable_nagle_algorithm = True
 
             def setup(self) -> None:
                 super().setup()

@@ -1,6 +1,10 @@
 """OpenAI and Anthropic backends against a real HTTP server on 127.0.0.1 that injects faults."""
 
+import gc
+import http.client
+import json
 import time
+import warnings
 
 import pytest
 from datasets import Dataset
@@ -272,3 +276,35 @@ def test_listwise_rubrics_rank_a_prompts_answers_in_one_call_per_order(
     assert sorted(out["order"]) == ["ab"] * 6 + ["ba"] * 6
     prefs = aggregate(out, AggregateConfig(selection="best_vs_worst"))
     assert prefs[0]["chosen"][0]["content"] == "tiny"
+
+
+def test_the_loopback_server_answers_without_a_delayed_ack_stall(server):
+    """Its answers' head and body go out in two writes; with Nagle's algorithm on, each
+    answer would wait for the client's delayed ACK (40 ms), and every throughput figure
+    measured against the server would be the stall's, not the client's."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    body = json.dumps({"model": "judge-model", "messages": [{"role": "user", "content": "q"}]})
+    start = time.monotonic()
+    for _ in range(20):
+        connection.request(
+            "POST", "/v1/chat/completions", body, {"content-type": "application/json"}
+        )
+        assert connection.getresponse().read()
+    connection.close()
+    assert time.monotonic() - start < 0.4  # 20 stalls alone would take 0.8 s
+
+
+def test_a_kept_open_judge_shuts_its_connections_when_dropped(server):
+    """A live reward or a Ray actor keeps its judge open for the process's life; when the
+    judge goes, its HTTP client closes instead of a garbage collector warning about it."""
+    judge = build_judge(openai_cfg(server))
+    judge.keep_open()
+    got = {}
+    judge.run([req("q")], got.__setitem__, Budget())
+    assert got[0].status == "ok"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del judge
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
