@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +32,13 @@ from tenacity import (
 
 from rlaif.errors import ConfigError
 from rlaif.judges.base import Budget, JudgeRequest, OnResult, RubricJudge, Verdict
-from rlaif.judges.failures import FatalJudgeError, describe_error, retry_after, status_of
+from rlaif.judges.failures import (
+    FatalJudgeError,
+    connection_failure,
+    describe_error,
+    retry_after,
+    status_of,
+)
 from rlaif.judges.prompt_cache import CacheFirst, Rates, prefix_group, ttl_for
 from rlaif.models.endpoints import check_served
 from rlaif.redaction import secret_from_env
@@ -392,7 +399,9 @@ class ApiJudge(RubricJudge):
         return None
 
     def unreachable(self, exc: BaseException) -> bool:
-        return isinstance(exc, self.unreachable_errors) and not isinstance(exc, self.slow_errors)
+        if not isinstance(exc, self.unreachable_errors):
+            return False
+        return not isinstance(exc, self.slow_errors) or connection_failure(exc) is not None
 
     def _unreachable_message(self, exc: BaseException) -> str:
         where = self.cfg.base_url or f"the {self.kind} API"
@@ -440,6 +449,18 @@ class _Session:
         self.client: Any = None
 
     def close(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._close()
+            return
+        # Called inside another event loop (a dropped judge's finalizer while a server
+        # runs): this session's loop can only run in a thread where none is running.
+        closing = threading.Thread(target=self._close, name="rlaif-judge-close")
+        closing.start()
+        closing.join()
+
+    def _close(self) -> None:
         if self.client is not None:
             self.runner.run(self.client.close())
             self.client = None

@@ -30,10 +30,26 @@ def retry_after(exc: BaseException | None) -> float | None:
 
 
 def describe_error(exc: BaseException) -> str:
-    """``Type status: first line of the message``, short enough for a judgment record."""
+    """``Type status: first line of the message``, short enough for a judgment record; a
+    failed connection is named by what failed (refused, reset, no such host)."""
     status = status_of(exc)
-    message = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return f"{type(exc).__name__}{f' {status}' if status else ''}: {message}"
+    cause = connection_failure(exc) if status is None else None
+    named = exc if cause is None else cause
+    message = str(named).splitlines()[0][:300] if str(named) else ""
+    return f"{type(named).__name__}{f' {status}' if status else ''}: {message}"
+
+
+def connection_failure(exc: BaseException | None) -> OSError | None:
+    """The refused, reset or unresolvable connection behind ``exc``, if any. The SDKs'
+    aiohttp transport reports every connection that failed as a timeout; a server that is
+    down is not slow, and the error should say which it was."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def failure_reason(error: str) -> str:

@@ -1,8 +1,10 @@
 """OpenAI and Anthropic backends against a real HTTP server on 127.0.0.1 that injects faults."""
 
+import asyncio
 import gc
 import http.client
 import json
+import sys
 import time
 import warnings
 
@@ -308,3 +310,39 @@ def test_a_kept_open_judge_shuts_its_connections_when_dropped(server):
         del judge
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_kept_open_judge_dropped_inside_an_event_loop_closes_all_the_same(server):
+    """A reward server's event loop may be running when a judge goes: its session's own
+    loop cannot run there, so it is closed from a thread of its own."""
+    held = [build_judge(openai_cfg(server))]
+    held[0].keep_open()
+    got = {}
+    held[0].run([req("q")], got.__setitem__, Budget())
+
+    async def drop() -> None:
+        held.clear()
+        gc.collect()
+
+    errors = []
+    hook, sys.unraisablehook = sys.unraisablehook, errors.append
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            asyncio.run(drop())
+    finally:
+        sys.unraisablehook = hook
+    assert errors == []
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_refused_connection_is_named_as_one_not_as_a_timeout():
+    """The SDKs' aiohttp transport reports a refused connection as a timeout; the probe names
+    the judge unreachable and the error says what failed."""
+    with LoopbackJudgeServer() as gone:
+        url = gone.openai_url
+    judge = build_judge(openai_cfg(gone, base_url=url, max_retries=0))
+    with pytest.raises(FatalJudgeError, match="cannot reach") as raised:
+        judge.run([req("q")], {}.__setitem__, Budget())
+    assert "ConnectionRefusedError" in str(raised.value) or "Cannot connect" in str(raised.value)
+    assert "timed out" not in str(raised.value)
