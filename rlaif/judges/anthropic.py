@@ -68,13 +68,10 @@ class AnthropicJudge(ApiJudge):
         and where what the prompt's requests share ends, each where the text before it is
         long enough to be cached (``prompt_cache.min_tokens``); a breakpoint at the end of
         the system message or the few-shot turns when the rubric's shared text is all there.
-        The prompt's breakpoint only where its requests pay for the write: a 1.25x write and
-        one 0.1x read cost less than two full reads; a 2x (one-hour) write needs two reads."""
-        ttl = self.cache_ttl()
+        The prompt's breakpoint only where its requests pay for the write (:meth:`write_pays`)."""
         floor = self.cfg.prompt_cache.min_tokens * 4
-        control = {"type": "ephemeral", **({"ttl": "1h"} if ttl == "1h" else {})}
-        write, read = self.cache_write_shares[ttl], self.cached_input_share
-        if write + (sharing - 1) * read >= sharing:  # cheaper to send them all in full
+        control = {"type": "ephemeral", **({"ttl": "1h"} if self.cache_ttl() == "1h" else {})}
+        if not self.write_pays(sharing):  # cheaper to send them all in full
             shared = (shared[0], shared[0])
         system, turns = body.get("system"), body["messages"]
         last = turns[-1]["content"]

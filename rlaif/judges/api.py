@@ -192,6 +192,13 @@ class ApiJudge(RubricJudge):
     def cache_ttl(self) -> str:
         return ttl_for(self.cfg.prompt_cache.ttl, batch=self.batch.enabled)
 
+    def write_pays(self, sharing: int) -> bool:
+        """Whether caching a prefix ``sharing`` requests send costs less than sending it in
+        full each time: one write at the cache's write rate, the rest read at its read rate
+        (Anthropic: a 1.25x write pays from 2 requests, a 2x one-hour write from 3)."""
+        write = self.cache_write_shares[self.cache_ttl()]
+        return write + (sharing - 1) * self.cached_input_share < sharing
+
     def shared(self, request: JudgeRequest) -> tuple[int, int]:
         """The characters of the request's last message that every request of the rubric
         shares and that every request about its prompt shares."""

@@ -140,7 +140,50 @@ def _ask_unsure(strong: Judge, rows: list[dict], asker: _Asker) -> list[dict]:
     """``judge.cascade``: the strong judge asked about the pairs the other judges' ``rows``
     leave unsure (in the orders the stage asks), and every row marked with whether it decides
     its pair (``decides``: the strong judge's rows where it answered, the others' elsewhere)."""
-    cfg, records = asker.cfg, asker.records
+    unsure, wanted = _unsure(rows, asker.records, asker.cfg)
+    log.info(
+        "judge %s: %d of %d pairs unsure after the other judges; asking it about those",
+        strong.name,
+        len(unsure),
+        len({r["pair_id"] for r in rows}),
+    )
+    rows = rows + asker(strong, plan(strong, asker.records, wanted))
+    for row, decides in zip(rows, cascade.decided(rows, strong.name), strict=True):
+        row["decides"] = decides
+    return rows
+
+
+def cascade_calls(
+    backends: dict[str, Judge], records: list[dict], cfg: JudgeConfig, store: JudgmentStore
+) -> int | None:
+    """The calls the strong judge of ``judge.cascade`` has still to make, from the other
+    judges' stored answers alone (a dry run asks nothing). None while any of theirs is still
+    to be asked, or under ``orders: adaptive`` or with a checklist judge, whose rows this does
+    not replay."""
+    assert cfg.cascade is not None
+    strong = backends[cfg.cascade.strong]
+    rows: list[dict] = []
+    for name, backend in backends.items():
+        if name == strong.name:
+            continue
+        if cfg.orders == "adaptive" or backend.mode not in ("pairwise", "listwise", "pointwise"):
+            return None
+        tasks = plan_requests(backend, records, cfg.orders, cfg.seed, cfg.permutations)
+        stored = store.get_many(t.key for t in tasks)
+        if any(due(stored.get(t.key), cfg.max_failures) for t in tasks):
+            return None
+        results = [(t, stored[t.key], True) for t in tasks]
+        rows += _rows(records, backend, results)
+    tasks = plan(strong, records, _unsure(rows, records, cfg)[1])
+    stored = store.get_many(t.key for t in tasks)
+    return len({t.key for t in tasks if due(stored.get(t.key), cfg.max_failures)})
+
+
+def _unsure(
+    rows: list[dict], records: list[dict], cfg: JudgeConfig
+) -> tuple[set[str], list[tuple[int, str]]]:
+    """The pairs ``rows`` leave unsure under ``judge.cascade``, and the (row, order) items a
+    strong judge is asked about them."""
     rule = cfg.cascade
     unsure = cascade.unsure_pairs(
         rows, threshold=rule.threshold, flips=rule.flips, disagreement=rule.disagreement
@@ -151,16 +194,7 @@ def _ask_unsure(strong: Judge, rows: list[dict], asker: _Asker) -> list[dict]:
         if rec["pair_id"] in unsure
         for order in _orders(rec["pair_id"], cfg)
     ]
-    log.info(
-        "judge %s: %d of %d pairs unsure after the other judges; asking it about those",
-        strong.name,
-        len(unsure),
-        len({r["pair_id"] for r in rows}),
-    )
-    rows = rows + asker(strong, plan(strong, records, wanted))
-    for row, decides in zip(rows, cascade.decided(rows, strong.name), strict=True):
-        row["decides"] = decides
-    return rows
+    return unsure, wanted
 
 
 def _orders(pair_id: str, cfg: JudgeConfig) -> tuple[str, ...]:
@@ -234,19 +268,7 @@ class _Asker:
     ray: RayConfig | None
 
     def __call__(self, backend: Judge, tasks: list[Task]) -> list[dict]:
-        return [
-            {
-                **self.records[row],
-                "judge": backend.name,
-                "order": order,
-                "p_a": p_a,
-                "cached": cached,
-                **{k: rec.get(k) for k in RECORD_FIELDS},
-            }
-            for t, rec, cached, row, order, p_a in self._verdicts(
-                backend, self.answers(backend, tasks)
-            )
-        ]
+        return _rows(self.records, backend, self.answers(backend, tasks))
 
     def answers(self, backend: Judge, tasks: list[Task]) -> list[tuple[Task, dict, bool]]:
         """Each task's stored record, asked first where due, and whether the store already
@@ -279,29 +301,48 @@ class _Asker:
             for t in tasks
         ]
 
-    def _verdicts(
-        self, backend: Judge, results: list[tuple[Task, dict, bool]]
-    ) -> Iterator[tuple[Task, dict, bool, int, str, float | None]]:
-        """Each answer's verdicts on pairs: (task, record, cached, pair row, order shown,
-        P(a wins)); a listwise answer judges every pair of its prompt."""
-        if backend.mode == "listwise":
-            groups = groups_of(self.records)
-            for t, rec, cached in results:
-                shown = tuple(int(i) for i in t.order.split(","))
-                ranking = rec.get("ranking") if rec.get("status") == "ok" else None
-                for row, order, p_a in pair_verdicts(self.records, groups, t.row, shown, ranking):
-                    # P(the one shown first wins), as a pair's row has it
-                    p_first = None if p_a is None else (p_a if order == "ab" else 1 - p_a)
-                    yield t, {**rec, "p_first": p_first}, cached, row, order, p_a
-            return
-        p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
+
+def _rows(
+    records: list[dict], backend: Judge, results: list[tuple[Task, dict, bool]]
+) -> list[dict]:
+    """One row per verdict on a pair (:func:`_verdicts`): the pair, who judged it in which
+    order, P(a wins), whether it came from the store, and the answer's record fields."""
+    return [
+        {
+            **records[row],
+            "judge": backend.name,
+            "order": order,
+            "p_a": p_a,
+            "cached": cached,
+            **{k: rec.get(k) for k in RECORD_FIELDS},
+        }
+        for t, rec, cached, row, order, p_a in _verdicts(records, backend, results)
+    ]
+
+
+def _verdicts(
+    records: list[dict], backend: Judge, results: list[tuple[Task, dict, bool]]
+) -> Iterator[tuple[Task, dict, bool, int, str, float | None]]:
+    """Each answer's verdicts on pairs: (task, record, cached, pair row, order shown,
+    P(a wins)); a listwise answer judges every pair of its prompt."""
+    if backend.mode == "listwise":
+        groups = groups_of(records)
         for t, rec, cached in results:
-            if p_a_of is not None:
-                p_a = p_a_of.get(t.row)
-            else:
-                p_first = rec.get("p_first")
-                p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
-            yield t, rec, cached, t.row, t.order, p_a
+            shown = tuple(int(i) for i in t.order.split(","))
+            ranking = rec.get("ranking") if rec.get("status") == "ok" else None
+            for row, order, p_a in pair_verdicts(records, groups, t.row, shown, ranking):
+                # P(the one shown first wins), as a pair's row has it
+                p_first = None if p_a is None else (p_a if order == "ab" else 1 - p_a)
+                yield t, {**rec, "p_first": p_first}, cached, row, order, p_a
+        return
+    p_a_of = _pointwise_p_a(backend, results) if backend.mode == "pointwise" else None
+    for t, rec, cached in results:
+        if p_a_of is not None:
+            p_a = p_a_of.get(t.row)
+        else:
+            p_first = rec.get("p_first")
+            p_a = None if p_first is None else (p_first if t.order == "ab" else 1 - p_first)
+        yield t, rec, cached, t.row, t.order, p_a
 
 
 def dispatch(

@@ -6,9 +6,9 @@ assumed to be ``sample.max_new_tokens`` long. Tokens are counted as characters /
 answers of ``json``/``parse`` rubrics as ``max_tokens`` long (an upper bound). Where a judge
 asks its provider to cache what a prompt's requests share (``prompt_cache``), every request
 after a prompt's first is counted as reading that part from the cache and the first as
-writing it, when it is long enough to be cached. A cascade's strong judge is counted as if
-asked about every pair: it is asked about the unsure ones only, which the cheap judges'
-answers decide.
+writing it, when it is long enough to be cached. A cascade's strong judge is asked about
+the pairs the cheap judges leave unsure: counted exactly once their answers are all stored,
+and until then as if asked about every pair.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from rlaif.judges.api import ApiJudge
 from rlaif.judging.checklists import writer_tasks
 from rlaif.judging.plan import plan_requests
 from rlaif.judging.schema import pair_columns
-from rlaif.judging.service import due
+from rlaif.judging.service import cascade_calls, due
 from rlaif.judging.store import JudgmentStore
 from rlaif.run.datasets_io import load_dir
 from rlaif.run.run_dir import RunDir
@@ -67,13 +67,18 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
     out = []
     # a dry run writes nothing: without a store yet, nothing is cached
     with JudgmentStore(store_path) if store_path.exists() else nullcontext() as store:
+        backends = {spec.name: build_judge(spec) for spec in cfg.judge.judges}
         for spec in cfg.judge.judges:
-            backend = build_judge(spec)
+            backend = backends[spec.name]
             listwise = backend.mode == "listwise"
             checklist = backend.mode in ("checklist", "checklist_items")
             judge_calls, exact = _judge_calls(backend, cfg, records, store, n_train)
             if cfg.judge.cascade is not None and spec.name == cfg.judge.cascade.strong:
-                exact = False  # asked about the unsure pairs only: at most every pair
+                known = None
+                if records is not None and store is not None:
+                    known = cascade_calls(backends, records, cfg.judge, store)
+                # asked about the unsure pairs only: at most every pair until that is known
+                judge_calls, exact = (judge_calls, False) if known is None else (known, True)
             # a checklist is written once per prompt; its items are asked once per answer
             eval_calls = cfg.prompts.eval_size * (2 if backend.mode == "checklist_items" else 1)
             # evaluation shows two answers a prompt: two orders at most, listwise too
@@ -101,7 +106,7 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
                 # the judge stage may go through the provider's batch API; evaluation asks online
                 discount = backend.batch_discount if stage == "judge" else 1.0
                 uncached = None if per_call is None else calls * per_call * discount
-                shared = _cached_tokens(backend, request)
+                shared = _cached_tokens(backend, request, calls // max(prompts, 1))
                 reads = max(calls - prompts, 0) if shared else 0
                 cost = uncached
                 if per_call is not None and reads:
@@ -125,10 +130,11 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
     return out
 
 
-def _cached_tokens(backend: Judge, request: JudgeRequest) -> int:
+def _cached_tokens(backend: Judge, request: JudgeRequest, sharing: int) -> int:
     """The tokens of ``request`` that every request about its prompt shares, where the judge
-    asks its provider to cache them and they are long enough to be cached; else 0."""
-    if not isinstance(backend, ApiJudge) or not backend.caches():
+    asks its provider to cache them, they are long enough to be cached, and the ``sharing``
+    requests about a prompt pay for the cache write; else 0."""
+    if not isinstance(backend, ApiJudge) or not backend.caches() or not backend.write_pays(sharing):
         return 0
     messages = backend.render(request)
     shared = sum(len(m["content"]) for m in messages[:-1]) + backend.shared(request)[1]

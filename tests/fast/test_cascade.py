@@ -14,7 +14,9 @@ from rlaif.judges import Budget
 from rlaif.judging.judge_eval import judge_eval
 from rlaif.judging.reward import JudgeReward
 from rlaif.judging.store import JudgmentStore
+from rlaif.run.datasets_io import save_atomic
 from rlaif.run.estimate import estimate
+from rlaif.run.run_dir import RunDir
 from rlaif.stages import aggregate, judge
 from rlaif.stages.judge import cascade_counts
 
@@ -160,3 +162,27 @@ def test_the_estimate_counts_the_strong_judge_as_at_most_every_pair(tmp_path):
     rows = {(e.stage, e.judge): e for e in estimate(cfg, tmp_path, tmp_path / "none.sqlite")}
     assert rows["judge", "strong"].calls == rows["judge", "cheap"].calls
     assert not rows["judge", "strong"].exact
+
+
+def test_the_estimate_counts_the_strong_judge_exactly_once_the_cheap_answers_are_stored(tmp_path):
+    cfg = PipelineConfig(
+        name="t", judge={"judges": [CHEAP, STRONG], "cascade": {"strong": "strong"}}
+    )
+    save_atomic(pairs(), RunDir(tmp_path).output("pair"))
+    store_path = tmp_path / "j.sqlite"
+
+    def judge_rows():
+        return {(e.stage, e.judge): e for e in estimate(cfg, tmp_path, store_path)}
+
+    with JudgmentStore(store_path) as store:  # nothing answered yet: at most every pair
+        rows = judge_rows()
+        assert (rows["judge", "strong"].calls, rows["judge", "strong"].exact) == (8, False)
+        judge(pairs(), JudgeConfig(judges=[CHEAP]), store=store, budget=Budget())
+    rows = judge_rows()  # the cheap judge's answers stored: its two close pairs, both orders
+    assert rows["judge", "cheap"].calls == 0
+    assert (rows["judge", "strong"].calls, rows["judge", "strong"].exact) == (4, True)
+    judges_for_tests.CALLS.clear()
+    with JudgmentStore(store_path) as store:
+        judge(pairs(), cfg.judge, store=store, budget=Budget())
+    assert len(judges_for_tests.CALLS) == 4  # what the estimate said
+    assert judge_rows()["judge", "strong"].calls == 0

@@ -156,3 +156,27 @@ def test_the_estimate_counts_what_the_cache_will_read(server, tmp_path):
     # read at 0.1x instead of 1x; each prompt's first call writes at 1.25x
     saved = (on.cached_input_tokens * (3.0 - 0.3) - 3 * shared * (3.75 - 3.0)) / 1e6
     assert on.cost_usd == pytest.approx(off.cost_usd - saved)
+
+
+def test_the_estimate_reads_no_cache_where_a_prompts_requests_do_not_pay_for_its_write(
+    server, tmp_path
+):
+    """Through provider batches the cache is written for an hour, at 2x: the two requests of
+    one pair in both orders cost more with it (2x + 0.1x) than in full, so the judge sends no
+    breakpoint there and the estimate counts no read; twelve requests a prompt do read it."""
+    judge_spec = spec(server, "anthropic", batch={"enabled": True})
+    for per_prompt, n in ((2, 2), (12, ANSWERS)):
+        run = tmp_path / str(per_prompt)
+        pairs = (
+            night() if per_prompt == 12 else night().filter(lambda r: r["pair_id"].endswith(":0-1"))
+        )
+        save_atomic(pairs, RunDir(run).output("pair"))
+        cfg = PipelineConfig(name="t", sample={"n": n}, judge={"judges": [judge_spec]})
+        got = next(e for e in estimate(cfg, run, run / "none.sqlite"))
+        assert got.calls == per_prompt * 3
+        if per_prompt == 2:
+            assert got.cached_input_tokens == 0
+            assert got.cost_usd == pytest.approx(got.cost_uncached_usd)
+        else:
+            assert got.cached_input_tokens > 0.8 * got.input_tokens * 9 / 12
+            assert got.cost_usd < got.cost_uncached_usd
