@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +38,7 @@ from rlaif.judges.failures import (
     status_of,
 )
 from rlaif.judges.prompt_cache import CacheFirst, Rates, prefix_group, ttl_for
+from rlaif.judges.session import Session
 from rlaif.models.endpoints import check_served
 from rlaif.redaction import secret_from_env
 from rlaif.rubrics import load_rubric
@@ -107,7 +106,7 @@ class ApiJudge(RubricJudge):
         self.api_key = self._api_key()
         self.in_flight = 0
         self.attempts = 0
-        self._session: _Session | None = None
+        self._session: Session | None = None
 
     def reach(self) -> None:
         where = self.cfg.base_url or f"the {self.kind} API"
@@ -291,7 +290,7 @@ class ApiJudge(RubricJudge):
     def run(self, requests: list[JudgeRequest], on_result: OnResult, budget: Budget) -> None:
         if not requests:
             return
-        session = self._session or _Session()
+        session = self._session or Session()
         try:
             session.runner.run(self._run(session, requests, on_result, budget))
         finally:
@@ -300,13 +299,13 @@ class ApiJudge(RubricJudge):
 
     def keep_open(self) -> None:
         if self._session is None:
-            self._session = _Session()
+            self._session = Session()
             # Closed when the judge goes (or the interpreter exits): the HTTP client's
             # connections are shut, not left for a garbage collector to complain about.
             weakref.finalize(self, self._session.close)
 
     async def _run(
-        self, session: _Session, requests: list[JudgeRequest], on_result: OnResult, budget: Budget
+        self, session: Session, requests: list[JudgeRequest], on_result: OnResult, budget: Budget
     ) -> None:
         client = session.client = session.client or self._client()
         # Requests are spaced evenly (a bucket of one), so no 60-second window ever holds more
@@ -444,44 +443,6 @@ class ApiJudge(RubricJudge):
             f"judge '{self.name}': {where} answered {describe_error(exc)}; stopping the stage "
             f"(every request would fail the same way){'; ' + hint if hint else ''}"
         )
-
-
-class _Session:
-    """An event loop and the HTTP client made in it: one per ``run``, or one for the judge's
-    life after ``keep_open`` (a client per batch would pay its set-up and new connections,
-    new TLS handshakes against a real API, every batch)."""
-
-    def __init__(self) -> None:
-        self.runner = asyncio.Runner(loop_factory=_loop_factory())
-        self.client: Any = None
-
-    def close(self) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            self._close()
-            return
-        # Called inside another event loop (a dropped judge's finalizer while a server
-        # runs): this session's loop can only run in a thread where none is running.
-        closing = threading.Thread(target=self._close, name="rlaif-judge-close")
-        closing.start()
-        closing.join()
-
-    def _close(self) -> None:
-        if self.client is not None:
-            self.runner.run(self.client.close())
-            self.client = None
-        self.runner.close()
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (Linux and macOS): the client's own CPU is what limits
-    a judge stage on a small machine, and uvloop's event loop spends less of it."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def with_usage(

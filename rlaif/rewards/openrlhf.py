@@ -19,6 +19,7 @@ OpenRLHF logs). An answer no judge could score follows ``reward.on_failure``; ``
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from rlaif.rewards.mixed import Item, flat_account
@@ -26,16 +27,21 @@ from rlaif.rewards.service import RewardService, process_service
 from rlaif.rewards.turns import TurnText
 
 _text: TurnText | None = None
+_text_lock = threading.Lock()
 
 
 def _service() -> tuple[RewardService, TurnText]:
-    """This process's reward and the policy's chat template, built on first use."""
+    """This process's reward and the policy's chat template, built on first use (once:
+    OpenRLHF calls the reward file from every thread of its pool at the same time)."""
     global _text
     service = process_service("rlaif's OpenRLHF reward")
     if _text is None:
-        from rlaif.models.loading import load_tokenizer, resolve_model
+        with _text_lock:
+            if _text is None:
+                from rlaif.models.loading import load_tokenizer, resolve_model
 
-        _text = TurnText(load_tokenizer(resolve_model(service.cfg.model, field="model")))
+                model = resolve_model(service.cfg.model, field="model")
+                _text = TurnText(load_tokenizer(model))
     return service, _text
 
 
