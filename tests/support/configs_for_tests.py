@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -13,12 +14,14 @@ RULE = "judges_for_tests:prefer_shorter"
 
 
 def deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
+    """``base`` with ``changes`` merged in, sharing nothing with either: a test that edits the
+    config it got must not edit a constant such as ``ROUNDS_TRAIN`` for the tests after it."""
+    out = copy.deepcopy(base)
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_update(out[key], value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
 
 
