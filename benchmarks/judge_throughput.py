@@ -4,9 +4,10 @@ Both sides send the same requests (every pair in both orders, label-probability 
 with the same number in flight; the rlaif side is the whole judge stage: rendering,
 hashing, rate limiting, retries, verdict parsing and durable SQLite writes. A third side,
 bare ``aiohttp`` posting the same bodies with no SDK and nothing read from the answers,
-is the most any client gets from the server at that concurrency on this machine. A second part
-sets a requests-per-minute limit, against a server that answers 429 above that rate,
-and reports the achieved rate and the 429s served.
+is the most any client gets from the server at that concurrency on this machine. The sides
+are interleaved over ``--repeats`` runs and their medians reported. Then a rate part sets a
+requests-per-minute limit, against a server that answers 429 above that rate, and reports
+the achieved rate and the 429s served.
 
 Without ``--base-url`` it starts the loopback server (100 ms per answer) in its own process.
 The last line printed is one JSON object with the figures.

@@ -33,7 +33,7 @@ class AnthropicJudge(ApiJudge):
             base_url=self.cfg.base_url,
             timeout=self.cfg.timeout_s,
             max_retries=0,
-            http_client=anthropic.DefaultAioHttpClient(timeout=self.cfg.timeout_s),
+            http_client=anthropic.DefaultAioHttpClient(),
         )
 
     def _served_models(self) -> list[str]:

@@ -38,7 +38,7 @@ class OpenAIJudge(ApiJudge):
             base_url=self.cfg.base_url,
             timeout=self.cfg.timeout_s,
             max_retries=0,
-            http_client=openai.DefaultAioHttpClient(timeout=self.cfg.timeout_s),
+            http_client=openai.DefaultAioHttpClient(),
         )
 
     def _served_models(self) -> list[str]:

@@ -74,11 +74,12 @@ def estimate(cfg: PipelineConfig, run_dir: Path, store_path: Path) -> list[Judge
             checklist = backend.mode in ("checklist", "checklist_items")
             judge_calls, exact = _judge_calls(backend, cfg, records, store, n_train)
             if cfg.judge.cascade is not None and spec.name == cfg.judge.cascade.strong:
+                # asked about the unsure pairs only: at most every pair until that is known
                 known = None
                 if records is not None and store is not None:
                     known = cascade_calls(backends, records, cfg.judge, store)
-                # asked about the unsure pairs only: at most every pair until that is known
-                judge_calls, exact = (judge_calls, False) if known is None else (known, True)
+                exact = known is not None
+                judge_calls = known if exact else judge_calls
             # a checklist is written once per prompt; its items are asked once per answer
             eval_calls = cfg.prompts.eval_size * (2 if backend.mode == "checklist_items" else 1)
             # evaluation shows two answers a prompt: two orders at most, listwise too
